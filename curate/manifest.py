@@ -1,0 +1,152 @@
+"""The sources manifest (``data/sources.yaml``): the contract of DESIGN.md, validated on load.
+
+Everything is checked before any record is read: unique ids, known formats, existing paths,
+field mappings, and license ids present in the license catalogue.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from curate.errors import JcurateError
+from licenses.catalogue import Catalogue, load_catalogue
+
+FORMATS = ("jsonl", "json", "parquet", "csv", "hf-disk")
+SINGLE_TURN_FIELDS = ("instruction", "input", "output")
+ROLE_FIELDS_NOTE = "turns are {role, content} with role system/user/assistant, or ShareGPT {from, value}"
+KNOWN_KEYS = {
+    "id", "name", "path", "format", "license", "url", "fields", "id_field", "generated_by",
+    "attribution", "label_field", "notes", "synthetic_variations",
+}
+
+
+@dataclass(frozen=True)
+class GeneratedBy:
+    model: str
+    license: str
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    path: str  # as written in the manifest
+    files: tuple[str, ...]  # resolved, sorted
+    format: str
+    license: str
+    fields: dict = field(default_factory=dict)
+    url: str | None = None
+    name: str | None = None
+    id_field: str | None = None
+    generated_by: GeneratedBy | None = None
+    attribution: str | None = None
+    label_field: str | None = None  # a column of quality labels the source ships
+    order: int = 0  # position in the manifest: earlier sources win dedup ties
+
+    @property
+    def multi_turn(self) -> bool:
+        return "messages" in self.fields
+
+
+def _resolve_files(path: str, fmt: str, base: Path) -> tuple[str, ...]:
+    """Relative paths are tried against the manifest's folder, then the current directory."""
+    candidates = [Path(path)] if Path(path).is_absolute() else [base / path, Path(path)]
+    for cand in candidates:
+        if fmt == "hf-disk":
+            if cand.is_dir():
+                return (str(cand),)
+            continue
+        if cand.is_file():
+            return (str(cand),)
+        if cand.is_dir():
+            suffix = {"jsonl": ".jsonl", "json": ".json", "parquet": ".parquet", "csv": ".csv"}[fmt]
+            files = sorted(str(p) for p in cand.rglob(f"*{suffix}*") if p.is_file())
+            if files:
+                return tuple(files)
+        matches = sorted(glob.glob(str(cand)))
+        if matches:
+            return tuple(matches)
+    return ()
+
+
+def _parse_source(i: int, entry, manifest: Path, catalogue: Catalogue) -> Source:
+    where = f"{manifest}: sources[{i}]"
+    if not isinstance(entry, dict):
+        raise JcurateError(f"{where}: expected a mapping, got {entry!r}")
+    sid = entry.get("id")
+    if not sid or not isinstance(sid, str):
+        raise JcurateError(f"{where}: missing key 'id'")
+    where = f"{manifest}: source '{sid}'"
+    unknown = sorted(set(entry) - KNOWN_KEYS)
+    if unknown:
+        raise JcurateError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(KNOWN_KEYS))})")
+    for key in ("path", "format", "license", "fields"):
+        if key not in entry:
+            raise JcurateError(f"{where}: missing key '{key}'")
+    fmt = entry["format"]
+    if fmt not in FORMATS:
+        raise JcurateError(f"{where}: key 'format' must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    license_id = entry["license"]
+    if license_id not in catalogue:
+        raise JcurateError(
+            f"{where}: key 'license': {license_id!r} is not in the license catalogue "
+            f"(see `jcurate licenses list`; add it to licenses/catalogue.yaml)"
+        )
+    fields_ = entry["fields"]
+    if not isinstance(fields_, dict) or not fields_:
+        raise JcurateError(f"{where}: key 'fields' must map record fields to source columns")
+    allowed = set(SINGLE_TURN_FIELDS) | {"messages"}
+    bad = sorted(set(fields_) - allowed)
+    if bad:
+        raise JcurateError(
+            f"{where}: key 'fields' maps unknown record field(s) {', '.join(bad)} "
+            f"(record fields: instruction, input, output, or messages)"
+        )
+    if "messages" in fields_ and len(fields_) > 1:
+        raise JcurateError(f"{where}: key 'fields': 'messages' cannot be combined with single-turn fields")
+    if "messages" not in fields_ and not {"instruction", "output"} <= set(fields_):
+        raise JcurateError(f"{where}: key 'fields' must map at least 'instruction' and 'output' (or 'messages')")
+    generated_by = None
+    if "generated_by" in entry:
+        gb = entry["generated_by"]
+        if not isinstance(gb, dict) or not {"model", "license"} <= set(gb):
+            raise JcurateError(f"{where}: key 'generated_by' needs 'model' and 'license'")
+        if gb["license"] not in catalogue:
+            raise JcurateError(
+                f"{where}: key 'generated_by.license': {gb['license']!r} is not in the license catalogue"
+            )
+        generated_by = GeneratedBy(str(gb["model"]), gb["license"])
+    files = _resolve_files(str(entry["path"]), fmt, manifest.parent)
+    if not files:
+        raise JcurateError(f"{where}: key 'path': no {fmt} file found at {entry['path']}")
+    return Source(
+        id=sid, path=str(entry["path"]), files=files, format=fmt, license=license_id, fields=dict(fields_),
+        url=entry.get("url"), name=entry.get("name"), id_field=entry.get("id_field"),
+        generated_by=generated_by, attribution=entry.get("attribution"), label_field=entry.get("label_field"),
+        order=i,
+    )
+
+
+def load_manifest(path: str | Path, catalogue: Catalogue | None = None) -> list[Source]:
+    path = Path(path)
+    if not path.is_file():
+        raise JcurateError(f"sources manifest not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise JcurateError(f"sources manifest {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("sources"), list) or not data["sources"]:
+        raise JcurateError(f"{path}: expected a top-level 'sources:' list with at least one source")
+    catalogue = catalogue or load_catalogue()
+    sources = [_parse_source(i, e, path, catalogue) for i, e in enumerate(data["sources"])]
+    seen: set[str] = set()
+    for s in sources:
+        if s.id in seen:
+            raise JcurateError(f"{path}: source id '{s.id}' appears twice")
+        if ":" in s.id:
+            raise JcurateError(f"{path}: source id '{s.id}' must not contain ':' (it prefixes record ids)")
+        seen.add(s.id)
+    return sources

@@ -1,0 +1,88 @@
+"""Parquet shards of records: kept, dropped (with stage, reason, value) and intermediates.
+
+One fixed schema for every shard, so DuckDB reads them all with one ``read_parquet`` glob.
+Measurements the filters leave in ``doc.metadata`` go to the ``signals`` JSON column.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+from datatrove.data import Document
+from datatrove.pipeline.readers.parquet import ParquetReader
+from datatrove.pipeline.writers.parquet import ParquetWriter
+
+RECORD_COLUMNS = {
+    "record_id": pa.string(),
+    "source_id": pa.string(),
+    "file": pa.string(),
+    "row": pa.int64(),
+    "source_order": pa.int32(),
+    "instruction": pa.string(),
+    "input": pa.string(),
+    "output": pa.string(),
+    "messages": pa.string(),  # JSON list of {role, content}, or null
+    "text": pa.string(),
+    "content_hash": pa.string(),
+    "generated_by": pa.string(),
+    "label": pa.float64(),
+    "stage": pa.string(),  # null for kept records
+    "reason": pa.string(),
+    "value": pa.string(),
+    "signals": pa.string(),  # JSON: kana_ratio, lid_ja, ...
+}
+RECORD_SCHEMA = pa.schema(list(RECORD_COLUMNS.items()))
+_FIXED = set(RECORD_COLUMNS) - {"record_id", "text", "stage", "reason", "value", "signals"}
+_NOT_SIGNALS = _FIXED | {"read_error", "drop_value", "filter_reason", "file_path"}
+
+
+def document_to_row(doc: Document, stage: str | None = None) -> dict:
+    meta = doc.metadata
+    row = {key: meta.get(key) for key in _FIXED}
+    row["messages"] = json.dumps(meta["messages"], ensure_ascii=False) if meta.get("messages") else None
+    row["record_id"] = doc.id
+    row["text"] = doc.text
+    row["stage"] = stage
+    row["reason"] = meta.get("filter_reason") if stage else None
+    row["value"] = meta.get("drop_value") if stage else None
+    signals = {k: v for k, v in meta.items() if k not in _NOT_SIGNALS}
+    row["signals"] = json.dumps(signals, ensure_ascii=False, default=str) if signals else None
+    return row
+
+
+def row_to_document(self, data: dict, path: str, id_in_file) -> dict:
+    """ParquetReader adapter: the inverse of ``document_to_row`` for intermediate shards."""
+    metadata = {key: data.get(key) for key in _FIXED}
+    metadata["messages"] = json.loads(data["messages"]) if data.get("messages") else None
+    if data.get("signals"):
+        metadata.update(json.loads(data["signals"]))
+    return {"text": data["text"], "id": data["record_id"], "metadata": metadata}
+
+
+class RecordWriter(ParquetWriter):
+    """Writes records with the fixed schema; ``stage`` set means these are dropped records."""
+
+    name = "📒 jcurate records"
+
+    def __init__(self, output_folder: str, stage: str | None = None):
+        super().__init__(
+            output_folder,
+            output_filename="${rank}.parquet",
+            schema=RECORD_SCHEMA,
+            max_file_size=-1,
+            use_content_defined_chunking=False,
+        )
+        self.stage = stage
+        self.adapter = self._to_row
+
+    def _to_row(self, document: Document) -> dict:
+        return document_to_row(document, self.stage)
+
+
+def dropped_writer(out_dir: str, stage: str) -> RecordWriter:
+    return RecordWriter(f"{out_dir}/dropped/{stage}", stage=stage)
+
+
+def intermediate_reader(folder: str) -> ParquetReader:
+    return ParquetReader(folder, adapter=row_to_document, read_metadata=True, glob_pattern="*.parquet")

@@ -1,0 +1,152 @@
+"""``jcurate run``: the curation pipeline as datatrove executor stages.
+
+Stages (each a datatrove executor; ``depends`` chains them):
+
+1. ``filter``: read every source -> read errors -> quality -> Japanese -> write the
+   survivors (intermediate Parquet) -> MinHash signatures.
+2. ``minhash-buckets``: datatrove's LSH bucket matching.
+3. ``dedup-plan``: one task decides duplicate groups and their survivors.
+4. ``dedup-decont``: re-read the survivors -> exact dedup -> near dedup -> decontamination
+   -> write the kept records.
+
+Every filter has an exclusion writer, so each dropped record lands in
+``OUT/dropped/<stage>/`` with its reason and value. Workers never touch DuckDB; the
+report and the store are built from the Parquet shards afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupSignature
+
+from curate.config import PipelineConfig
+from curate.decont import InstructionDecontFilter, build_decont_index
+from curate.dedup import DedupFilter, DedupPlan, minhash_config
+from curate.errors import JcurateError
+from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
+from curate.manifest import Source
+from curate.outputs import RecordWriter, dropped_writer, intermediate_reader
+from curate.readers import SourceReader, check_field_mappings
+from curate.tokenizers import make_tokenizer
+
+STAGES = ("read", "quality", "language", "exact_dedup", "near_dedup", "decontamination")
+EXECUTORS = ("local", "ray", "slurm")
+
+
+@dataclass
+class ExecutorOptions:
+    kind: str = "local"
+    workers: int = 1
+    slurm: dict = field(default_factory=dict)  # partition, time, cpus_per_task, mem_per_cpu_gb, ...
+
+
+def build_stages(sources: list[Source], config: PipelineConfig, out: Path, workers: int) -> list[tuple[str, list, int]]:
+    """The pipeline as (name, steps, tasks) stages, for any executor."""
+    work = out / "work"
+    near = config.near_dedup if config.near_dedup.enabled else None
+    filter_stage = [
+        SourceReader(sources),
+        ReadErrorFilter(exclusion_writer=dropped_writer(str(out), "read")),
+        JapaneseQualityFilter(config.quality, exclusion_writer=dropped_writer(str(out), "quality")),
+        JapaneseLanguageFilter(config.language, exclusion_writer=dropped_writer(str(out), "language")),
+        RecordWriter(str(work / "filtered")),
+    ]
+    if near:
+        filter_stage.append(
+            MinhashDedupSignature(str(work / "minhash/sigs"), config=minhash_config(near), language=make_tokenizer(near.tokens))
+        )
+    stages = [("filter", filter_stage, workers)]
+    if near:
+        stages.append((
+            "minhash-buckets",
+            [MinhashDedupBuckets(str(work / "minhash/sigs"), str(work / "minhash/buckets"), config=minhash_config(near))],
+            near.num_buckets,
+        ))
+    plan = str(work / "dedup_plan.parquet")
+    stages.append((
+        "dedup-plan",
+        [DedupPlan(str(work / "filtered"), str(work / "minhash/buckets") if near else None, plan,
+                   exact=config.exact_dedup.enabled, near=near)],
+        1,
+    ))
+    final = [intermediate_reader(str(work / "filtered"))]
+    if config.exact_dedup.enabled:
+        final.append(DedupFilter(plan, "exact_dedup", exclusion_writer=dropped_writer(str(out), "exact_dedup")))
+    if near:
+        final.append(DedupFilter(plan, "near_dedup", exclusion_writer=dropped_writer(str(out), "near_dedup")))
+    if config.decontamination.enabled:
+        final.append(InstructionDecontFilter(str(work / "decont_index"), config.decontamination.n_grams,
+                                             exclusion_writer=dropped_writer(str(out), "decontamination")))
+    final.append(RecordWriter(str(out / "kept")))
+    stages.append(("dedup-decont", final, workers))
+    return stages
+
+
+def make_executor(kind: str, steps: list, tasks: int, workers: int, logging_dir: Path, depends, slurm: dict):
+    if kind == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(steps, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
+                                     depends=depends, skip_completed=False)
+    if kind == "ray":
+        try:
+            from datatrove.executor.ray import RayPipelineExecutor
+        except ImportError as e:  # pragma: no cover - depends on the extra
+            raise JcurateError(f"--executor ray needs Ray: install the extra, `uv sync --extra ray` ({e})") from None
+        return RayPipelineExecutor(steps, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
+                                   depends=depends, skip_completed=False)
+    if kind == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        missing = [k for k in ("partition", "time") if k not in slurm]
+        if missing:
+            raise JcurateError(f"--executor slurm needs config key(s) slurm.{', slurm.'.join(missing)}")
+        return SlurmPipelineExecutor(steps, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
+                                     depends=depends, skip_completed=False, job_name=f"jcurate-{logging_dir.name}",
+                                     **slurm)
+    raise JcurateError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
+
+
+def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options: ExecutorOptions,
+               log=print) -> dict[str, float]:
+    """Runs (or, on Slurm, submits) every stage; returns wall seconds per stage."""
+    check_field_mappings(sources)
+    for sub in ("kept", "dropped", "work"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.decontamination.enabled:
+        n = build_decont_index(config.decontamination.eval_files, out / "work/decont_index", config.decontamination.n_grams)
+        log(f"decontamination index: {n} n-grams from {len(config.decontamination.eval_files)} eval file(s)")
+    stages = build_stages(sources, config, out, options.workers)
+    timings: dict[str, float] = {}
+    previous = None
+    executors = []
+    for i, (name, steps, tasks) in enumerate(stages, start=1):
+        executor = make_executor(options.kind, steps, tasks, options.workers, out / "work/logs" / name, previous,
+                                 options.slurm)
+        executors.append((name, executor))
+        previous = executor
+    if options.kind == "slurm":
+        previous.run()  # submits the whole chain
+        return timings
+    if options.kind == "ray":
+        import ray
+
+        if not ray.is_initialized():  # a local instance unless RAY_ADDRESS points at a cluster
+            ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else options.workers,
+                     include_dashboard=False, log_to_driver=False)
+    for i, (name, executor) in enumerate(executors, start=1):
+        log(f"[{i}/{len(executors)}] {name} ...")
+        start = time.perf_counter()
+        executor.depends = None  # run in order here; depends only matters for Slurm submission
+        executor.run()
+        timings[name] = round(time.perf_counter() - start, 3)
+        log(f"[{i}/{len(executors)}] {name} done in {timings[name]:.1f}s")
+    (out / "work/timings.json").write_text(json.dumps(timings))
+    return timings

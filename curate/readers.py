@@ -1,0 +1,267 @@
+"""Reading every source shape into the record model.
+
+Why not datatrove's JsonlReader/ParquetReader/CsvReader: they skip a bad JSON line with a
+log warning, abandon the rest of a file on a UnicodeDecodeError, and drop rows with no
+text, so those rows vanish without a decision. Here every row becomes a Document; a
+malformed one carries ``metadata["read_error"]`` (file, row, field, reason) and the
+``ReadErrorFilter`` drops it with stage ``read``, so nothing is lost and the run goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.readers.base import BaseReader
+from datatrove.utils.logging import logger
+
+from curate.manifest import ROLE_FIELDS_NOTE, Source
+from curate.records import ROLE_ALIASES, ROLES, content_hash, make_document
+
+
+class RowError(ValueError):
+    """A row that cannot become a record; the message names the field."""
+
+
+def iter_jsonl(path: str) -> Iterator[tuple[int, dict | None, str, str | None]]:
+    """Yields (row, parsed, raw text, error). Rows are 0-based non-blank lines."""
+    import orjson
+
+    with open(path, "rb") as f:
+        row = -1
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            row += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield row, None, raw.decode("utf-8", errors="replace"), f"line {lineno}: invalid UTF-8 at byte {e.start}"
+                continue
+            try:
+                obj = orjson.loads(text)
+            except orjson.JSONDecodeError as e:
+                yield row, None, text, f"line {lineno}: bad JSON ({e})"
+                continue
+            if not isinstance(obj, dict):
+                yield row, None, text, f"line {lineno}: expected a JSON object, got {type(obj).__name__}"
+                continue
+            yield row, obj, text, None
+
+
+def iter_json_array(path: str):
+    raw = Path(path).read_bytes()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        yield 0, None, raw.decode("utf-8", errors="replace"), f"the whole file is not valid JSON ({e})"
+        return
+    if not isinstance(data, list):
+        yield 0, None, raw.decode("utf-8", errors="replace"), "expected a JSON array of objects"
+        return
+    for row, obj in enumerate(data):
+        if not isinstance(obj, dict):
+            yield row, None, json.dumps(obj, ensure_ascii=False), f"item {row}: expected an object"
+        else:
+            yield row, obj, None, None
+
+
+def iter_parquet(path: str):
+    import pyarrow.parquet as pq
+
+    row = 0
+    with pq.ParquetFile(path) as pf:
+        for batch in pf.iter_batches(batch_size=2048):
+            for obj in batch.to_pylist():
+                yield row, obj, None, None
+                row += 1
+
+
+def iter_csv(path: str):
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        for row, obj in enumerate(csv.DictReader(f)):
+            bad = [k for k, v in obj.items() if isinstance(v, str) and "\ufffd" in v]
+            raw = json.dumps(obj, ensure_ascii=False, default=str)
+            if None in obj:
+                yield row, obj, raw, f"more cells than header columns"
+            elif bad:
+                yield row, obj, raw, f"invalid UTF-8 in column '{bad[0]}'"
+            else:
+                yield row, obj, None, None
+
+
+def iter_hf_disk(path: str):
+    from datasets import DatasetDict, load_from_disk
+
+    ds = load_from_disk(path)
+    splits = ds.items() if isinstance(ds, DatasetDict) else [(None, ds)]
+    row = 0
+    for _, split in splits:
+        for obj in split:
+            yield row, obj, None, None
+            row += 1
+
+
+ITERATORS = {"jsonl": iter_jsonl, "json": iter_json_array, "parquet": iter_parquet, "csv": iter_csv, "hf-disk": iter_hf_disk}
+
+
+def _text_field(obj: dict, field: str, column: str, required: bool) -> str:
+    if column not in obj or obj[column] is None:
+        if required:
+            raise RowError(f"missing field '{field}' (column '{column}')")
+        return ""
+    value = obj[column]
+    if not isinstance(value, str):
+        raise RowError(f"field '{field}' (column '{column}') must be a string, got {type(value).__name__}")
+    return value
+
+
+def _messages(obj: dict, column: str) -> list[dict]:
+    value = obj.get(column)
+    if isinstance(value, str):  # CSV / Parquet sources may carry the turns as a JSON string
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise RowError(f"field 'messages' (column '{column}') is a string but not JSON") from None
+    if not isinstance(value, list) or not value:
+        raise RowError(f"field 'messages' (column '{column}') must be a non-empty list of turns")
+    turns = []
+    for i, turn in enumerate(value):
+        if not isinstance(turn, dict):
+            raise RowError(f"field 'messages' (column '{column}') turn {i}: expected an object")
+        role = turn.get("role", turn.get("from"))
+        content = turn.get("content", turn.get("value"))
+        role = ROLE_ALIASES.get(role, role)
+        if role not in ROLES:
+            raise RowError(f"field 'messages' turn {i}: unknown role {role!r} ({ROLE_FIELDS_NOTE})")
+        if not isinstance(content, str):
+            raise RowError(f"field 'messages' turn {i}: content must be a string, got {type(content).__name__}")
+        turns.append({"role": role, "content": content})
+    if not any(t["role"] == "user" for t in turns) or not any(t["role"] == "assistant" for t in turns):
+        raise RowError("field 'messages' needs at least one user and one assistant turn")
+    return turns
+
+
+def _label(value, source: Source, file: str, row: int) -> float | None:
+    """A quality label the source ships; an unreadable one is reported and ignored, the record stays."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        logger.warning(f"{file}: row {row}: label field '{source.label_field}' is not a number ({value!r}); ignored")
+        return None
+
+
+def row_to_document(source: Source, file: str, row: int, obj: dict | None, raw: str | None, error: str | None) -> Document:
+    """One row -> one Document; a malformed row keeps its raw text and a ``read_error``."""
+    key = str(row)
+    if len(source.files) > 1:
+        key = f"{Path(file).name}#{row}"
+    extra = {
+        "file": file,
+        "row": row,
+        "source_order": source.order,
+        "generated_by": source.generated_by.model if source.generated_by else None,
+    }
+    if error and obj is not None and source.id_field and obj.get(source.id_field) not in (None, ""):
+        key = str(obj[source.id_field])  # a row the reader half-parsed keeps its own id
+    if obj is not None and error is None:
+        try:
+            if source.id_field:
+                if obj.get(source.id_field) in (None, ""):
+                    raise RowError(f"missing id field '{source.id_field}'")
+                key = str(obj[source.id_field])
+            if source.label_field:
+                extra["label"] = _label(obj.get(source.label_field), source, file, row)
+            if source.multi_turn:
+                messages = _messages(obj, source.fields["messages"])
+                return make_document(record_id=f"{source.id}:{key}", source_id=source.id, messages=messages, extra=extra)
+            fields = source.fields
+            return make_document(
+                record_id=f"{source.id}:{key}",
+                source_id=source.id,
+                instruction=_text_field(obj, "instruction", fields["instruction"], True),
+                input_=_text_field(obj, "input", fields["input"], False) if "input" in fields else "",
+                output=_text_field(obj, "output", fields["output"], True),
+                extra=extra,
+            )
+        except (RowError, ValueError, TypeError) as e:
+            error = f"row {row}: {e}"
+        raw = json.dumps(obj, ensure_ascii=False, default=str)
+    elif not error.startswith(("line", "row", "item", "the whole")):
+        error = f"row {row}: {error}"
+    message = f"{file}: {error}"
+    logger.warning(f"malformed row in source '{source.id}': {message}")
+    text = raw or "<empty row>"
+    metadata = {"source_id": source.id, "read_error": message, "content_hash": content_hash(text), **extra}
+    return Document(text=text, id=f"{source.id}:{key}", metadata=metadata)
+
+
+class SourceReader(BaseReader):
+    """Reads all sources of the manifest; the (source, file) pairs are sharded over the tasks."""
+
+    name = "📖 jcurate sources"
+
+    def __init__(self, sources: list[Source], progress: bool = False):
+        super().__init__()
+        self.sources = sources
+        self.progress = progress
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        work = [(s, f) for s in self.sources for f in s.files]
+        for i, (source, file) in enumerate(work):
+            if i % world_size != rank:
+                continue
+            self.stat_update("input_files")
+            logger.info(f"reading source '{source.id}' ({source.format}): {file}")
+            for row, obj, raw, error in ITERATORS[source.format](file):
+                with self.track_time():
+                    doc = row_to_document(source, file, row, obj, raw, error)
+                self.stat_update("documents")
+                self.update_doc_stats(doc)
+                yield doc
+
+
+def _first_columns(source: Source, file: str, sample: int = 50) -> set[str] | None:
+    """The column names of a file, from its schema or its first rows; None if unknown."""
+    if source.format == "parquet":
+        import pyarrow.parquet as pq
+
+        return set(pq.read_schema(file).names)
+    if source.format == "hf-disk":
+        from datasets import DatasetDict, load_from_disk
+
+        ds = load_from_disk(file)
+        return set(next(iter(ds.values())).column_names if isinstance(ds, DatasetDict) else ds.column_names)
+    columns: set[str] = set()
+    for i, (_, obj, _, _) in enumerate(ITERATORS[source.format](file)):
+        if obj is not None:
+            columns |= set(obj)
+        if i >= sample:
+            break
+    return columns or None
+
+
+def check_field_mappings(sources: list[Source]) -> None:
+    """Stop before any work when a mapped column exists in none of a source's first rows."""
+    from curate.errors import JcurateError
+
+    for source in sources:
+        columns = _first_columns(source, source.files[0])
+        if columns is None:
+            continue
+        wanted = dict(source.fields)
+        if source.id_field:
+            wanted["id_field"] = source.id_field
+        missing = [f"{field} -> '{col}'" for field, col in wanted.items() if col not in columns]
+        if missing:
+            raise JcurateError(
+                f"source '{source.id}': field mapping {', '.join(missing)} names a column that {source.files[0]} "
+                f"does not have (columns: {', '.join(sorted(columns))})"
+            )

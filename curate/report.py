@@ -1,0 +1,65 @@
+"""The run report: per-stage and per-source counts read back from the Parquet shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+
+from curate.pipeline import STAGES
+
+
+def shard_glob(out: Path, kind: str) -> str | None:
+    pattern = "kept/*.parquet" if kind == "kept" else "dropped/*/*.parquet"
+    return str(out / pattern) if list(out.glob(pattern)) else None
+
+
+def build_report(out: Path, timings: dict[str, float] | None = None) -> dict:
+    con = duckdb.connect()
+    kept_glob, dropped_glob = shard_glob(out, "kept"), shard_glob(out, "dropped")
+    parts = []
+    if kept_glob:
+        parts.append(f"SELECT source_id, NULL AS stage, NULL AS reason FROM read_parquet('{kept_glob}')")
+    if dropped_glob:
+        parts.append(f"SELECT source_id, stage, reason FROM read_parquet('{dropped_glob}')")
+    rows = con.execute(" UNION ALL ".join(parts)).fetchall() if parts else []
+    report = {"read": len(rows), "kept": 0, "dropped": {s: 0 for s in STAGES}, "reasons": {}, "per_source": {}}
+    for source_id, stage, reason in rows:
+        src = report["per_source"].setdefault(source_id, {"read": 0, "kept": 0, "dropped": {}})
+        src["read"] += 1
+        if stage is None:
+            report["kept"] += 1
+            src["kept"] += 1
+        else:
+            report["dropped"][stage] = report["dropped"].get(stage, 0) + 1
+            src["dropped"][stage] = src["dropped"].get(stage, 0) + 1
+            key = f"{stage}/{reason}"
+            report["reasons"][key] = report["reasons"].get(key, 0) + 1
+    report["reasons"] = dict(sorted(report["reasons"].items()))
+    if timings:
+        report["seconds"] = timings
+        if timings and report["read"]:
+            report["records_per_second"] = round(report["read"] / sum(timings.values()), 1)
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [f"read {report['read']}  kept {report['kept']}  dropped {report['read'] - report['kept']}"]
+    lines.append("dropped per stage: " + ", ".join(f"{k}={v}" for k, v in report["dropped"].items()))
+    if report["reasons"]:
+        lines.append("reasons: " + ", ".join(f"{k}={v}" for k, v in report["reasons"].items()))
+    width = max([len(s) for s in report["per_source"]] + [6])
+    lines.append(f"{'source':<{width}}  {'read':>6} {'kept':>6}  dropped")
+    for sid, src in report["per_source"].items():
+        dropped = ", ".join(f"{k}={v}" for k, v in sorted(src["dropped"].items())) or "-"
+        lines.append(f"{sid:<{width}}  {src['read']:>6} {src['kept']:>6}  {dropped}")
+    if report.get("seconds"):
+        lines.append("seconds per stage: " + ", ".join(f"{k}={v:.1f}" for k, v in report["seconds"].items()))
+    return "\n".join(lines)
+
+
+def write_report(out: Path, report: dict) -> Path:
+    path = out / "report.json"
+    path.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    return path

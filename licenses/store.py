@@ -1,0 +1,182 @@
+"""The DuckDB provenance store: every record, its source and license, and every decision.
+
+Only the main process writes it, from the Parquet shards a run leaves behind, in one
+transaction per run (workers never open DuckDB). Re-running adds a run; records are keyed
+by ``record_id`` and updated in place, decisions are kept per run.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import uuid
+from dataclasses import asdict
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import duckdb
+
+from curate.errors import JcurateError
+from licenses.catalogue import Catalogue
+
+DEFAULT_DB = "jcurate.duckdb"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS licenses (
+    license_id VARCHAR PRIMARY KEY, name VARCHAR, url VARCHAR, kind VARCHAR, use VARCHAR,
+    attribution BOOLEAN, share_alike BOOLEAN, no_derivatives BOOLEAN, notice_required BOOLEAN,
+    restricts_training_other_models BOOLEAN, derivative_terms BOOLEAN, notes VARCHAR,
+    attribution_template VARCHAR, hub_models VARCHAR[]);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, out_dir VARCHAR,
+    sources_file VARCHAR, executor VARCHAR, workers INTEGER, config JSON, versions JSON, git_commit VARCHAR,
+    n_read BIGINT, n_kept BIGINT, report JSON);
+CREATE TABLE IF NOT EXISTS sources (
+    run_id VARCHAR, source_id VARCHAR, name VARCHAR, path VARCHAR, format VARCHAR, url VARCHAR,
+    license_id VARCHAR, generated_by_model VARCHAR, generated_by_license VARCHAR, attribution VARCHAR,
+    fields JSON, PRIMARY KEY (run_id, source_id));
+CREATE TABLE IF NOT EXISTS records (
+    record_id VARCHAR PRIMARY KEY, source_id VARCHAR, file VARCHAR, "row" BIGINT, instruction VARCHAR,
+    input VARCHAR, output VARCHAR, messages JSON, text VARCHAR, content_hash VARCHAR, generated_by VARCHAR,
+    label DOUBLE, signals JSON, first_run_id VARCHAR, last_run_id VARCHAR);
+CREATE TABLE IF NOT EXISTS decisions (
+    run_id VARCHAR, record_id VARCHAR, stage VARCHAR, stage_order INTEGER, kept BOOLEAN, reason VARCHAR,
+    value VARCHAR);
+CREATE TABLE IF NOT EXISTS dup_clusters (
+    run_id VARCHAR, cluster_id VARCHAR, record_id VARCHAR, stage VARCHAR, is_survivor BOOLEAN);
+CREATE TABLE IF NOT EXISTS scores (
+    record_id VARCHAR, content_hash VARCHAR, scorer VARCHAR, model VARCHAR, prompt_version VARCHAR,
+    score DOUBLE, raw JSON, run_id VARCHAR, created_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS subsets (
+    name VARCHAR PRIMARY KEY, run_id VARCHAR, created_at TIMESTAMPTZ, criteria JSON, n_records BIGINT,
+    export_path VARCHAR);
+CREATE TABLE IF NOT EXISTS subset_members (subset VARCHAR, record_id VARCHAR, rank INTEGER);
+CREATE OR REPLACE VIEW latest_run AS
+    SELECT * FROM runs ORDER BY finished_at DESC LIMIT 1;
+CREATE OR REPLACE VIEW record_fate AS
+    SELECT run_id, record_id,
+           bool_and(kept) AS kept,
+           max(stage) FILTER (WHERE NOT kept) AS dropped_at,
+           max(reason) FILTER (WHERE NOT kept) AS reason,
+           max(value) FILTER (WHERE NOT kept) AS value
+    FROM decisions GROUP BY run_id, record_id;
+"""
+
+
+def connect(db: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    if read_only and not Path(db).is_file():
+        raise JcurateError(f"no store at {db}: run `jcurate run` first (or pass --db)")
+    con = duckdb.connect(str(db), read_only=read_only)
+    if not read_only:
+        con.execute(SCHEMA)
+    return con
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("jcurate", "datatrove", "duckdb", "fugashi"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return res.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _sync_licenses(con, catalogue: Catalogue) -> None:
+    for lic in catalogue.licenses.values():
+        d = asdict(lic)
+        con.execute(
+            "INSERT OR REPLACE INTO licenses VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [d["id"], d["name"], d["url"], d["kind"], d["use"], d["attribution"], d["share_alike"],
+             d["no_derivatives"], d["notice_required"], d["restricts_training_other_models"],
+             d["derivative_terms"], d["notes"], d["attribution_template"], list(d["hub_models"])],
+        )
+
+
+def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, config: dict, report: dict,
+               sources_file: str, executor: str = "local", workers: int = 1, started_at: datetime | None = None,
+               stages: tuple[str, ...] = ()) -> str:
+    """Loads one finished run (``out/kept``, ``out/dropped``, the dedup plan) in one transaction."""
+    kept = sorted(out.glob("kept/*.parquet"))
+    dropped = sorted(out.glob("dropped/*/*.parquet"))
+    files = [str(p) for p in kept + dropped]
+    if not files:
+        raise JcurateError(f"{out}: no kept or dropped shards to ingest")
+    run_id = f"run-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    con = connect(db)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"CREATE TEMP TABLE shard AS SELECT * FROM read_parquet({json.dumps(files)}, union_by_name=true)")
+        dups = con.execute(
+            "SELECT record_id, count(*) FROM shard GROUP BY record_id HAVING count(*) > 1 LIMIT 3").fetchall()
+        if dups:
+            raise JcurateError(
+                f"record ids are not unique (e.g. {', '.join(d[0] for d in dups)}): check the sources' id_field")
+        _sync_licenses(con, catalogue)
+        now = datetime.now(timezone.utc)
+        con.execute(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [run_id, started_at or now, now, str(out), sources_file, executor, workers, json.dumps(config),
+             json.dumps(_versions()), git_commit(), report["read"], report["kept"], json.dumps(report)],
+        )
+        for s in sources:
+            con.execute(
+                "INSERT INTO sources VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [run_id, s.id, s.name, s.path, s.format, s.url, s.license,
+                 s.generated_by.model if s.generated_by else None, s.generated_by.license if s.generated_by else None,
+                 s.attribution, json.dumps(s.fields)],
+            )
+        con.execute(
+            """INSERT INTO records BY NAME
+               SELECT record_id, source_id, file, "row", instruction, input, output, messages, text, content_hash,
+                      generated_by, label, signals, $run AS first_run_id, $run AS last_run_id FROM shard
+               ON CONFLICT (record_id) DO UPDATE SET
+                   source_id = excluded.source_id, file = excluded.file, "row" = excluded."row",
+                   instruction = excluded.instruction, input = excluded.input, output = excluded.output,
+                   messages = excluded.messages, text = excluded.text, content_hash = excluded.content_hash,
+                   generated_by = excluded.generated_by, label = excluded.label, signals = excluded.signals,
+                   last_run_id = excluded.last_run_id""",
+            {"run": run_id},
+        )
+        # one row per stage a record went through: kept=true up to the stage that dropped it
+        con.execute("CREATE TEMP TABLE stage_list (stage VARCHAR, stage_order INTEGER)")
+        con.executemany("INSERT INTO stage_list VALUES (?, ?)", [(s, i) for i, s in enumerate(stages)])
+        con.execute(
+            """INSERT INTO decisions
+               SELECT $run, s.record_id, l.stage, l.stage_order,
+                      s.stage IS NULL OR l.stage <> s.stage AS kept,
+                      CASE WHEN l.stage = s.stage THEN s.reason ELSE 'passed' END,
+                      CASE WHEN l.stage = s.stage THEN s.value END
+               FROM shard s JOIN stage_list l
+                 ON s.stage IS NULL OR l.stage_order <= (SELECT stage_order FROM stage_list WHERE stage = s.stage)""",
+            {"run": run_id},
+        )
+        plan = out / "work/dedup_plan.parquet"
+        if plan.is_file():
+            con.execute(
+                f"""INSERT INTO dup_clusters
+                    SELECT $run, cluster_id, record_id, stage, false FROM read_parquet('{plan}')
+                    UNION ALL
+                    SELECT DISTINCT $run, cluster_id, cluster_id, 'survivor', true FROM read_parquet('{plan}')""",
+                {"run": run_id},
+            )
+        con.execute("DROP TABLE shard")
+        con.execute("DROP TABLE stage_list")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
+    return run_id

@@ -1,0 +1,82 @@
+"""Bad config, manifest and sources stop with one line naming the key, before any work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from curate.config import load_config
+from curate.errors import JcurateError
+from curate.manifest import load_manifest
+from tests.conftest import ROOT, run_cli
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("language: {min_ja_scor: 0.5}\n", "'language.min_ja_scor': unknown key"),
+    ("near_dedup: {n_grams: five}\n", "'near_dedup.n_grams': expected int"),
+    ("quality: {max_symbol_ratio: 3}\n", "'quality.max_symbol_ratio': must be between 0 and 1"),
+    ("near_dedup: {tokens: words}\n", "'near_dedup.tokens': must be 'chars' or 'fugashi'"),
+    ("decontamination: {eval_files: [nope.jsonl]}\n", "'decontamination.eval_files[0]': file not found"),
+    ("language: [1, 2]\n", "'language': expected a mapping"),
+    ("language: {min_ja_score: 0.5\n", "is not valid YAML"),
+])
+def test_bad_config_names_the_key(tmp_path, text, message):
+    with pytest.raises(JcurateError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(_write(tmp_path, "c.yaml", text))
+
+
+def test_ints_are_accepted_for_floats(tmp_path):
+    assert load_config(_write(tmp_path, "c.yaml", "language: {min_ja_score: 1}\n")).language.min_ja_score == 1.0
+
+
+MANIFEST = """sources:
+  - id: s
+    path: {path}
+    format: jsonl
+    license: {license}
+    fields: {fields}
+"""
+
+
+@pytest.mark.parametrize("license, fields, path, message", [
+    ("CC-BY-9.9", "{instruction: instruction, output: output}", "data/sources/alpaca_ja.jsonl",
+     "source 's': key 'license': 'CC-BY-9.9' is not in the license catalogue"),
+    ("CC0-1.0", "{instruction: instruction, answer: output}", "data/sources/alpaca_ja.jsonl",
+     "maps unknown record field\\(s\\) answer"),
+    ("CC0-1.0", "{instruction: instruction, output: output}", "data/sources/missing.jsonl",
+     "key 'path': no jsonl file found at data/sources/missing.jsonl"),
+])
+def test_bad_manifest_names_source_and_key(tmp_path, license, fields, path, message):
+    manifest = _write(tmp_path, "sources.yaml", MANIFEST.format(path=path, license=license, fields=fields))
+    with pytest.raises(JcurateError, match=message):
+        load_manifest(manifest)
+
+
+def test_cli_prints_one_line_not_a_traceback(tmp_path):
+    manifest = _write(tmp_path, "sources.yaml", MANIFEST.format(
+        path="data/sources/alpaca_ja.jsonl", license="CC0-1.0", fields="{instruction: prompt, output: output}"))
+    proc = subprocess.run([sys.executable, "-m", "curate.cli", "run", "--sources", str(manifest), "--out",
+                           str(tmp_path / "out"), "--db", str(tmp_path / "db.duckdb")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("jcurate: error: source 's': field mapping instruction -> 'prompt'")
+    assert not (tmp_path / "db.duckdb").exists(), "nothing is written before the inputs are valid"
+
+
+def test_missing_config_file_is_one_line(tmp_path, capsys):
+    assert run_cli("run", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o")) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_config_example_documents_the_defaults():
+    assert load_config(ROOT / "config.example.yaml") == load_config(None)

@@ -1,0 +1,80 @@
+"""The per-record filters on small hand-made examples: one kept and one dropped per rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from curate.config import LanguageConfig, QualityConfig
+from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter
+from curate.records import content_hash, make_document, normalise_text
+
+
+def doc(instruction="質問です。", output="これは答えです。", input_=""):
+    return make_document(record_id="t:0", source_id="t", instruction=instruction, input_=input_, output=output)
+
+
+@pytest.fixture(scope="module")
+def language():
+    return JapaneseLanguageFilter(LanguageConfig())
+
+
+@pytest.mark.parametrize("instruction, output", [
+    ("日本の首都はどこですか？", "日本の首都は東京です。"),
+    ("Pythonでリストを逆順にするには？", "```python\nitems = [1, 2, 3]\nitems.reverse()\nprint(items)  # [3, 2, 1]\n```\n`reverse()` はリストをその場で逆順にします。"),
+    ("KubernetesのPodとDeploymentの違いは？", "Pod は container の最小単位で、Deployment は ReplicaSet を通して Pod の rolling update と scaling を管理します。"),
+    ("カタカナ語を教えて", "コンピューター、インターネット、スマートフォン"),
+])
+def test_japanese_passes(language, instruction, output):
+    assert language.filter(doc(instruction, output)) is True
+
+
+@pytest.mark.parametrize("instruction, output", [
+    ("中国的首都是哪里？", "中国的首都是北京。"),
+    ("請介紹台灣的夜市文化。", "台灣的夜市是當地飲食文化的重要部分，販售各種小吃，例如蚵仔煎與珍珠奶茶。"),
+    ("请用一句话总结", "学习使人进步。"),
+    ("What is the capital of Japan?", "Tokyo is the capital of Japan."),
+])
+def test_chinese_and_english_do_not(language, instruction, output):
+    d = doc(instruction, output)
+    kept, reason = language.filter(d)
+    assert not kept and reason == "not_japanese_script"
+    assert "kana_ratio=0.00" in d.metadata["drop_value"]
+
+
+@pytest.fixture(scope="module")
+def quality():
+    return JapaneseQualityFilter(QualityConfig())
+
+
+@pytest.mark.parametrize("output, reason", [
+    ("", "empty_output"),
+    ("あ" * 9000, "output_too_long"),
+    ("東京は日本の首都です。人口は約1400万人で、世界でも有数の", "truncated_output"),
+    ("今だけ激安！\n" * 10, "repeated_lines"),
+    ("すごい" + "！" * 30, "repeated_characters"),
+    ("よろしくお願いします。" * 60, "repetitive_text"),
+    ("答え: ★☆★☆◆◇◆◇■□■□※※〒〒♪♪", "too_many_symbols"),
+])
+def test_quality_drops(quality, output, reason):
+    d = doc(output=output)
+    assert quality.filter(d) == (False, reason)
+    assert d.metadata["drop_value"]
+
+
+@pytest.mark.parametrize("output", [
+    "ポジティブ",
+    "1. 東京タワー\n2. スカイツリー\n3. 浅草寺",
+    "答え:Aさん3600円、Bさん2400円",
+    "```python\nfor i in range(3):\n    print(i)\n```",
+    "拝啓　時下ますますご清祥のこととお慶び申し上げます。何卒よろしくお願い申し上げます。敬具",
+])
+def test_quality_keeps(quality, output):
+    assert quality.filter(doc(output=output)) is True
+
+
+def test_normalisation_keeps_dakuten_and_folds_width():
+    assert normalise_text("ダイヤモンド") == "ダイヤモンド"
+    assert normalise_text("ＡＢＣ１２３　ｶﾞｲﾄﾞ") == "ABC123 ガイド"
+    a = doc(output="ＡＩは　便利です。")
+    b = doc(output="AIは 便利です。")
+    assert a.metadata["content_hash"] == b.metadata["content_hash"] == content_hash(a.text)
