@@ -21,13 +21,14 @@ import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import MinhashConfig
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.binaryio import read_tuples_from_file
-from datatrove.utils.hashing import HashConfig
+from datatrove.utils.hashing import HashConfig, create_hash_func
 from datatrove.utils.logging import logger
 from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
 
@@ -50,13 +51,20 @@ def minhash_config(c: NearDedupConfig) -> MinhashConfig:
     )
 
 
-def shingle_set(text: str, tokenizer, n: int) -> set[str]:
+_HASH = create_hash_func(HashConfig(precision=64))
+
+
+def shingle_hashes(text: str, tokenizer, n: int) -> np.ndarray:
+    """Sorted unique 64-bit hashes of the text's n-grams (8 bytes each, not a set of strings)."""
     tokens = tokenizer.word_tokenize(simplify_text(text, NORM))
-    return {" ".join(g) for g in ngrams(tokens, n)} if len(tokens) >= n else {" ".join(tokens)}
+    grams = [" ".join(g) for g in ngrams(tokens, n)] if len(tokens) >= n else [" ".join(tokens)]
+    return np.unique(np.fromiter(map(_HASH, grams), dtype=np.uint64, count=len(grams)))
 
 
-def jaccard(a: set, b: set) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    inter = np.intersect1d(a, b, assume_unique=True).size
+    union = a.size + b.size - inter
+    return inter / union if union else 1.0
 
 
 class _UnionFind:
@@ -128,7 +136,7 @@ class DedupPlan(PipelineStep):
         if self.near is not None and self.buckets_folder:
             uf = _UnionFind()
             tokenizer = make_tokenizer(self.near.tokens)
-            shingles: dict[str, set] = {}
+            shingles: dict[str, np.ndarray] = {}
             checked = rejected = 0
             for dups in sorted(Path(self.buckets_folder).glob("*.dups")):
                 with open(dups, "rb") as f:
@@ -141,7 +149,7 @@ class DedupPlan(PipelineStep):
                             continue
                         for rid in (a, b):
                             if rid not in shingles:
-                                shingles[rid] = shingle_set(text[rid], tokenizer, self.near.n_grams)
+                                shingles[rid] = shingle_hashes(text[rid], tokenizer, self.near.n_grams)
                         checked += 1
                         if jaccard(shingles[a], shingles[b]) >= self.min_jaccard:
                             uf.union(order[a], order[b])

@@ -49,10 +49,37 @@ CREATE TABLE IF NOT EXISTS dup_clusters (
 CREATE TABLE IF NOT EXISTS scores (
     record_id VARCHAR, content_hash VARCHAR, scorer VARCHAR, model VARCHAR, prompt_version VARCHAR,
     score DOUBLE, raw JSON, run_id VARCHAR, created_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS train_runs (
+    train_run_id VARCHAR PRIMARY KEY, subset VARCHAR, base_model VARCHAR, base_revision VARCHAR, method VARCHAR,
+    config_hash VARCHAR, config JSON, git_commit VARCHAR, metrics JSON, output_path VARCHAR,
+    started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS eval_results (
+    eval_run_id VARCHAR, train_run_id VARCHAR, item_id VARCHAR, category VARCHAR, answer VARCHAR,
+    score DOUBLE, judge_model VARCHAR, rationale VARCHAR, created_at TIMESTAMPTZ);
 CREATE TABLE IF NOT EXISTS subsets (
     name VARCHAR PRIMARY KEY, run_id VARCHAR, created_at TIMESTAMPTZ, criteria JSON, n_records BIGINT,
     export_path VARCHAR);
-CREATE TABLE IF NOT EXISTS subset_members (subset VARCHAR, record_id VARCHAR, rank INTEGER);
+CREATE TABLE IF NOT EXISTS subset_members (subset VARCHAR, record_id VARCHAR, rank INTEGER, score DOUBLE);
+-- the SQL twin of licenses.rules.restrictiveness / effective_license
+CREATE OR REPLACE VIEW license_rank AS
+    SELECT license_id, use,
+           (CASE use WHEN 'commercial' THEN 0 WHEN 'non-commercial' THEN 1 WHEN 'academic-only' THEN 2 ELSE 3 END) * 100
+           + no_derivatives::INT * 16 + share_alike::INT * 8 + restricts_training_other_models::INT * 4
+           + derivative_terms::INT * 2 + notice_required::INT AS restrictiveness
+    FROM licenses;
+-- each source as the latest run that read it declared it
+CREATE OR REPLACE VIEW current_sources AS
+    SELECT s.* FROM sources s JOIN runs r USING (run_id)
+    QUALIFY row_number() OVER (PARTITION BY s.source_id ORDER BY r.finished_at DESC) = 1;
+CREATE OR REPLACE VIEW record_license AS
+    SELECT rec.record_id, rec.source_id, s.license_id AS source_license, s.generated_by_model,
+           s.generated_by_license AS model_license,
+           CASE WHEN lm.restrictiveness > ls.restrictiveness THEN s.generated_by_license ELSE s.license_id END
+               AS license
+    FROM records rec
+    JOIN current_sources s USING (source_id)
+    JOIN license_rank ls ON ls.license_id = s.license_id
+    LEFT JOIN license_rank lm ON lm.license_id = s.generated_by_license;
 CREATE OR REPLACE VIEW latest_run AS
     SELECT * FROM runs ORDER BY finished_at DESC LIMIT 1;
 CREATE OR REPLACE VIEW record_fate AS
@@ -161,6 +188,14 @@ def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, conf
                FROM shard s JOIN stage_list l
                  ON s.stage IS NULL OR l.stage_order <= (SELECT stage_order FROM stage_list WHERE stage = s.stage)""",
             {"run": run_id},
+        )
+        # quality labels a source ships are scores like any other (scorer 'label'), latest run wins
+        con.execute("DELETE FROM scores WHERE scorer = 'label' AND record_id IN (SELECT record_id FROM shard)")
+        con.execute(
+            """INSERT INTO scores
+               SELECT record_id, content_hash, 'label', 'source:' || source_id, NULL, label, NULL, $run, $now
+               FROM shard WHERE label IS NOT NULL""",
+            {"run": run_id, "now": now},
         )
         plan = out / "work/dedup_plan.parquet"
         if plan.is_file():

@@ -1,0 +1,38 @@
+-- Five questions a user asks of the provenance store, answered in plain SQL.
+-- Run one with: uv run jcurate sql "$(sed -n '/^-- Q1/,/;$/p' docs/questions.sql)"
+
+-- Q1: which sources, under which licenses, make up subset S, and what do they oblige?
+SELECT s.source_id, s.license_id, s.generated_by_license AS model_license, count(*) AS records,
+       l.use, l.attribution, l.share_alike
+FROM subset_members m
+JOIN records r USING (record_id)
+JOIN current_sources s USING (source_id)
+JOIN licenses l ON l.license_id = s.license_id
+WHERE m.subset = 'commercial-top100'
+GROUP BY ALL ORDER BY records DESC;
+
+-- Q2: why was record R dropped, by which stage, with which value?
+SELECT run_id, stage, reason, value
+FROM decisions
+WHERE record_id = 'jcurate-labelled:punct-0' AND NOT kept;
+
+-- Q3: score distribution per source and scorer
+SELECT r.source_id, sc.scorer, count(*) AS n, round(avg(sc.score), 2) AS mean,
+       min(sc.score) AS min, max(sc.score) AS max
+FROM scores sc JOIN records r USING (record_id)
+GROUP BY ALL ORDER BY r.source_id, sc.scorer;
+
+-- Q4: records derived from model-generated data, their effective license and fate
+SELECT rl.source_id, rl.generated_by_model, rl.model_license, rl.license AS effective_license,
+       f.kept, count(*) AS records
+FROM record_license rl JOIN record_fate f USING (record_id)
+WHERE rl.generated_by_model IS NOT NULL AND f.run_id = (SELECT run_id FROM latest_run)
+GROUP BY ALL ORDER BY f.kept DESC;
+
+-- Q5: which train run used which subset, from which base, and how did it score?
+SELECT t.train_run_id, t.subset, sub.n_records, t.base_model, t.method, t.metrics,
+       avg(e.score) AS eval_mean
+FROM train_runs t
+JOIN subsets sub ON sub.name = t.subset
+LEFT JOIN eval_results e USING (train_run_id)
+GROUP BY ALL ORDER BY t.train_run_id;

@@ -1,0 +1,169 @@
+"""``jcurate subset``: license-filtered, top-k or random subsets of a run's kept records.
+
+The selection is SQL over the store (``record_fate`` for what was kept, ``record_license``
+for each record's effective license, ``scores`` or the source's own labels for ranking);
+the subset, its criteria and its members go back into the store, and the export carries
+``record_id``, ``source_id`` and the effective ``license`` of every record, with a
+``NOTICE.md`` beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from curate.errors import JcurateError
+from licenses.catalogue import Catalogue
+from licenses.rules import LADDER, USE_RANK
+from licenses.store import connect
+
+
+@dataclass
+class SubsetCriteria:
+    name: str
+    run_id: str | None = None  # default: the latest run
+    license_use: str | None = None  # commercial | non-commercial | academic
+    no_share_alike: bool = False
+    exclude_generated_by: tuple[str, ...] = ()
+    top_k: int | None = None
+    score: str | None = None  # a scorer in `scores` ("label": the quality labels sources ship)
+    random: int | None = None
+    seed: int = 0
+
+
+def _latest_run(con) -> str:
+    row = con.execute("SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1").fetchone()
+    if not row:
+        raise JcurateError("the store has no runs yet: run `jcurate run` first")
+    return row[0]
+
+
+def select_members(con, c: SubsetCriteria) -> list[tuple[str, float | None]]:
+    """(record_id, score) in rank order."""
+    if c.top_k is not None and c.random is not None:
+        raise JcurateError("--top-k and --random are alternatives: pick one")
+    if c.top_k is not None and not c.score:
+        raise JcurateError("--top-k needs --score NAME (a scorer in the store, or 'label')")
+    run_id = c.run_id or _latest_run(con)
+    if not con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
+        raise JcurateError(f"no run {run_id!r} in the store")
+    where = ["f.run_id = $run", "f.kept"]
+    params: dict = {"run": run_id}
+    if c.license_use:
+        if c.license_use not in LADDER:
+            raise JcurateError(f"--license-use must be one of {', '.join(LADDER)}, got {c.license_use!r}")
+        # every license that governs the record (source and generating model) must be admitted
+        levels = [u for u, rank in USE_RANK.items() if u != "unspecified" and rank <= LADDER[c.license_use]]
+        where.append("ls.use IN $levels AND (lm.use IS NULL OR lm.use IN $levels)")
+        params["levels"] = levels
+    if c.no_share_alike:
+        where.append("NOT ls.share_alike AND NOT coalesce(lm.share_alike, false)")
+    for i, excluded in enumerate(c.exclude_generated_by):
+        where.append(f"coalesce(rl.generated_by_model, '') <> $ex{i} AND coalesce(rl.model_license, '') <> $ex{i}")
+        params[f"ex{i}"] = excluded
+    score_sql = "NULL::DOUBLE"
+    order = "rl.record_id"
+    if c.score:
+        if not con.execute("SELECT 1 FROM scores WHERE scorer = ? LIMIT 1", [c.score]).fetchone():
+            known = [r[0] for r in con.execute("SELECT DISTINCT scorer FROM scores").fetchall()]
+            raise JcurateError(f"no scores named {c.score!r} in the store (scorers: {', '.join(known) or 'none yet'})")
+        score_sql, order = "sc.score", "sc.score DESC, md5(rl.record_id)"  # ties: no source favoured
+        where.append("sc.score IS NOT NULL")
+        params["scorer"] = c.score
+    if c.random is not None:
+        order = "md5(rl.record_id || ':' || $seed)"
+        params["seed"] = str(c.seed)
+    limit = c.top_k if c.top_k is not None else c.random
+    scores_join = ""
+    if c.score:
+        scores_join = """LEFT JOIN (SELECT record_id, arg_max(score, created_at) AS score FROM scores
+                                    WHERE scorer = $scorer GROUP BY record_id) sc ON sc.record_id = rl.record_id"""
+    sql = f"""
+        SELECT rl.record_id, {score_sql} AS score
+        FROM record_fate f
+        JOIN record_license rl USING (record_id)
+        JOIN records rec USING (record_id)
+        JOIN licenses ls ON ls.license_id = rl.source_license
+        LEFT JOIN licenses lm ON lm.license_id = rl.model_license
+        {scores_join}
+        WHERE {' AND '.join(where)}
+        ORDER BY {order}
+        {f'LIMIT {int(limit)}' if limit is not None else ''}"""
+    return [(r[0], r[1]) for r in con.execute(sql, params).fetchall()]
+
+
+def export_rows(con, subset: str) -> list[dict]:
+    rows = con.execute(
+        """SELECT m.rank, m.record_id, rec.source_id, rl.license, rl.source_license, rl.model_license,
+                  rec.generated_by, rec.instruction, rec.input, rec.output, rec.messages, m.score
+           FROM subset_members m JOIN records rec USING (record_id) JOIN record_license rl USING (record_id)
+           WHERE m.subset = ? ORDER BY m.rank""", [subset]).fetchall()
+    cols = ["rank", "record_id", "source_id", "license", "source_license", "model_license", "generated_by",
+            "instruction", "input", "output", "messages", "score"]
+    out = []
+    for r in rows:
+        d = dict(zip(cols, r))
+        d["messages"] = json.loads(d["messages"]) if d["messages"] else None
+        out.append(d)
+    return out
+
+
+def write_export(rows: list[dict], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".jsonl":
+        with open(path, "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        return path.parent / "NOTICE.md"
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pylist([{**r, "messages": json.dumps(r["messages"], ensure_ascii=False)
+                                       if r["messages"] else None} for r in rows])
+        pq.write_table(table, path)
+        return path.parent / "NOTICE.md"
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.Dataset.from_list([{**r, "messages": json.dumps(r["messages"], ensure_ascii=False) if r["messages"] else None}
+                       for r in rows]).save_to_disk(str(path))
+    return path / "NOTICE.md"
+
+
+def create_subset(db: str | Path, criteria: SubsetCriteria, catalogue: Catalogue, out: Path | None = None,
+                  replace: bool = False) -> dict:
+    from licenses.notice import subset_notice
+
+    con = connect(db)
+    try:
+        if con.execute("SELECT 1 FROM subsets WHERE name = ?", [criteria.name]).fetchone() and not replace:
+            raise JcurateError(f"a subset named {criteria.name!r} exists already (pass --replace to rebuild it)")
+        members = select_members(con, criteria)
+        if not members:
+            raise JcurateError(f"no kept record matches the criteria of subset {criteria.name!r}")
+        run_id = criteria.run_id or _latest_run(con)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("DELETE FROM subset_members WHERE subset = ?", [criteria.name])
+            con.execute("DELETE FROM subsets WHERE name = ?", [criteria.name])
+            con.execute("INSERT INTO subsets VALUES (?, ?, ?, ?, ?, ?)",
+                        [criteria.name, run_id, datetime.now(timezone.utc), json.dumps(asdict(criteria)),
+                         len(members), str(out) if out else None])
+            con.executemany("INSERT INTO subset_members VALUES (?, ?, ?, ?)",
+                            [(criteria.name, rid, rank, score) for rank, (rid, score) in enumerate(members, start=1)])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        result = {"name": criteria.name, "run_id": run_id, "n_records": len(members)}
+        if out is not None:
+            rows = export_rows(con, criteria.name)
+            notice_path = write_export(rows, Path(out))
+            notice_path.write_text(subset_notice(con, criteria.name, catalogue), encoding="utf-8")
+            result.update(export=str(out), notice=str(notice_path))
+        return result
+    finally:
+        con.close()

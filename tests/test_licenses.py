@@ -1,0 +1,175 @@
+"""The license catalogue, effective licenses, subsets with license filters, NOTICE.md, license checks."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import replace
+
+import duckdb
+import pytest
+
+from licenses.catalogue import load_catalogue
+from licenses.rules import USE_RANK, admitted, check, effective_license
+from licenses.store import _sync_licenses, connect
+from tests.conftest import run_cli
+
+CAT = load_catalogue()
+REQUIRED = ["CC0-1.0", "CC-BY-4.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "CC-BY-NC-4.0", "CC-BY-NC-SA-4.0",
+            "CC-BY-NC-ND-4.0", "Apache-2.0", "MIT", "ODC-BY-1.0", "unknown", "Gemma", "Llama-3.1", "Qwen",
+            "Qwen-Research", "OpenAI-ToU"]
+
+
+def test_catalogue_has_the_required_licenses_with_urls():
+    for lid in REQUIRED:
+        assert lid in CAT, lid
+        assert CAT.get(lid).url.startswith("https://") or lid == "unknown"
+    assert CAT.resolve_model("google/gemma-2-2b-it").id == "Gemma"
+    assert CAT.resolve_model("Qwen/Qwen2.5-0.5B-Instruct").id == "Apache-2.0"
+    assert CAT.resolve_model("CC-BY-4.0").id == "CC-BY-4.0"
+
+
+# one license per use level; academic-only has no catalogue entry, so the test makes one
+BY_LEVEL = {
+    "commercial": CAT.get("CC-BY-4.0"),
+    "non-commercial": CAT.get("CC-BY-NC-4.0"),
+    "academic-only": replace(CAT.get("CC-BY-NC-4.0"), id="TEST-ACADEMIC", use="academic-only"),
+    "unspecified": CAT.get("unknown"),
+}
+
+
+@pytest.mark.parametrize("source_use, model_use", list(itertools.product(BY_LEVEL, [None, *BY_LEVEL])))
+def test_effective_license_takes_the_more_restrictive_use(source_use, model_use):
+    source = BY_LEVEL[source_use]
+    model = BY_LEVEL[model_use] if model_use else None
+    eff = effective_license(source, model)
+    expected = source_use if model_use is None else max(source_use, model_use, key=USE_RANK.get)
+    assert eff.use == expected
+    for level in ("commercial", "non-commercial", "academic"):
+        # a record enters a subset only if every license governing it is admitted
+        assert admitted(eff, level) == all(admitted(x, level) for x in (source, model) if x is not None)
+
+
+def test_sql_view_agrees_with_python_on_every_catalogue_pair(tmp_path):
+    con = connect(tmp_path / "pairs.duckdb")
+    _sync_licenses(con, CAT)
+    con.execute("INSERT INTO runs (run_id, finished_at) VALUES ('r', now())")
+    ids = sorted(CAT.licenses)
+    expected = {}
+    for i, (src, gen) in enumerate(itertools.product(ids, [None, *ids])):
+        sid = f"s{i}"
+        con.execute("INSERT INTO sources (run_id, source_id, license_id, generated_by_license) VALUES ('r', ?, ?, ?)",
+                    [sid, src, gen])
+        con.execute("INSERT INTO records (record_id, source_id) VALUES (?, ?)", [f"{sid}:0", sid])
+        expected[f"{sid}:0"] = effective_license(CAT.get(src), CAT.get(gen) if gen else None).id
+    got = dict(con.execute("SELECT record_id, license FROM record_license").fetchall())
+    assert got == expected
+
+
+def test_rules_answer_the_questions_that_matter():
+    sa_gemma = check([CAT.get("CC-BY-SA-4.0")], CAT.resolve_model("google/gemma-2-9b-it"))
+    assert sa_gemma.redistribute is False and sa_gemma.commercial is True
+    assert any("conflicting terms on derivatives" in r and "Gemma" in r and "CC-BY-SA-4.0" in r
+               for r in sa_gemma.reasons)
+    nc = check([CAT.get("CC-BY-NC-SA-4.0")])
+    assert nc.commercial is False and any("non-commercial" in r for r in nc.reasons)
+    openai = check([CAT.get("CC-BY-4.0"), CAT.get("OpenAI-ToU")])
+    assert openai.training_restricted is True and any("OpenAI-ToU" in r for r in openai.reasons)
+    nd = check([CAT.get("CC-BY-NC-ND-4.0")])
+    assert nd.redistribute is False and nd.commercial is False
+    assert check([CAT.get("CC-BY-SA-3.0"), CAT.get("CC-BY-SA-4.0")]).redistribute is True  # 3.0 -> 4.0 upgrade
+    assert check([CAT.get("unknown")]).commercial is False
+    free = check([CAT.get("CC0-1.0"), CAT.get("MIT")], CAT.resolve_model("Qwen/Qwen2.5-0.5B-Instruct"))
+    assert free.commercial and free.redistribute
+
+
+@pytest.fixture(scope="module")
+def store(default_run, tmp_path_factory):
+    """A copy of the default run's store, so subsets made here do not leak into other tests."""
+    import shutil
+
+    db = tmp_path_factory.mktemp("subsets") / "store.duckdb"
+    shutil.copy(default_run[1], db)
+    return db
+
+
+def _members(db, name):
+    con = duckdb.connect(str(db), read_only=True)
+    return con.execute(
+        """SELECT m.record_id, m.rank, s.license_id, s.generated_by_license, ls.use, lm.use, ls.share_alike
+           FROM subset_members m JOIN records r USING (record_id) JOIN current_sources s USING (source_id)
+           JOIN licenses ls ON ls.license_id = s.license_id LEFT JOIN licenses lm ON lm.license_id = s.generated_by_license
+           WHERE m.subset = ? ORDER BY m.rank""", [name]).fetchall()
+
+
+def test_commercial_subset_never_holds_a_non_commercial_record(store, tmp_path):
+    out = tmp_path / "com.jsonl"
+    assert run_cli("subset", "--name", "com", "--license-use", "commercial", "--out", str(out), "--db", str(store)) == 0
+    rows = _members(store, "com")
+    assert rows and all(r[4] == "commercial" and r[5] in (None, "commercial") for r in rows)
+    assert {r[2] for r in rows} == {"CC-BY-4.0", "CC-BY-SA-4.0", "Apache-2.0"}
+    exported = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(exported) == len(rows)
+    assert all({"record_id", "source_id", "license"} <= set(e) for e in exported)
+    assert {e["license"] for e in exported if e["source_id"] == "jcurate-synthetic"} == {"Gemma"}
+    notice = (tmp_path / "NOTICE.md").read_text(encoding="utf-8")
+    present = {e["source_id"] for e in exported}
+    for sid in ("jcurate-alpaca", "jcurate-labelled", "jcurate-chat", "jcurate-code", "jcurate-synthetic"):
+        assert (f"| {sid} |" in notice) == (sid in present), sid
+    assert "jcurate-chat" not in present and "Share-alike" in notice and "Gemma" in notice
+
+
+def test_filters_share_alike_generated_by_and_academic(store):
+    assert run_cli("subset", "--name", "nosa", "--no-share-alike", "--exclude-generated-by", "google/gemma-3-270m",
+                   "--db", str(store)) == 0
+    rows = _members(store, "nosa")
+    assert {r[2] for r in rows} == {"CC-BY-4.0", "Apache-2.0"} and not any(r[6] for r in rows)
+    assert all(r[3] is None for r in rows)
+    assert run_cli("subset", "--name", "nogemma", "--exclude-generated-by", "Gemma", "--db", str(store)) == 0
+    assert all(r[3] is None for r in _members(store, "nogemma"))
+    assert run_cli("subset", "--name", "acad", "--license-use", "academic", "--db", str(store)) == 0
+    assert run_cli("subset", "--name", "nc", "--license-use", "non-commercial", "--db", str(store)) == 0
+    assert len(_members(store, "acad")) == len(_members(store, "nc")) > len(_members(store, "nosa"))
+
+
+def test_top_k_and_random_baseline(store):
+    assert run_cli("subset", "--name", "top", "--top-k", "40", "--score", "label", "--db", str(store)) == 0
+    con = duckdb.connect(str(store), read_only=True)
+    scores = [r[0] for r in con.execute("SELECT score FROM subset_members WHERE subset='top' ORDER BY rank").fetchall()]
+    assert len(scores) == 40 and scores == sorted(scores, reverse=True) and scores[0] == 5
+    con.close()
+    assert run_cli("subset", "--name", "r1", "--random", "40", "--seed", "3", "--db", str(store)) == 0
+    assert run_cli("subset", "--name", "r2", "--random", "40", "--seed", "3", "--db", str(store)) == 0
+    assert run_cli("subset", "--name", "r3", "--random", "40", "--seed", "4", "--db", str(store)) == 0
+    r1, r2, r3 = ([r[0] for r in _members(store, n)] for n in ("r1", "r2", "r3"))
+    assert r1 == r2 and r1 != r3 and len(r1) == 40
+
+
+def test_subset_errors_are_one_line(store, capsys):
+    assert run_cli("subset", "--name", "top", "--top-k", "5", "--score", "label", "--db", str(store)) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert run_cli("subset", "--name", "x", "--top-k", "5", "--score", "judge", "--db", str(store)) == 2
+    assert "no scores named 'judge'" in capsys.readouterr().err
+
+
+def test_licenses_check_on_a_stored_subset(store, capsys):
+    assert run_cli("subset", "--name", "everything", "--db", str(store)) == 0
+    capsys.readouterr()
+    assert run_cli("licenses", "check", "--subset", "everything", "--base-model", "google/gemma-2-2b-it",
+                   "--format", "json", "--db", str(store)) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["commercial"] is False and verdict["redistribute"] is False
+    assert any("CC-BY-NC-SA-4.0" in r for r in verdict["reasons"])
+    assert run_cli("licenses", "check", "--subset", "everything", "--base-model", "no/such-model",
+                   "--db", str(store)) == 2
+
+
+def test_sql_is_read_only(store, capsys):
+    for statement in ("DELETE FROM records", "INSERT INTO runs (run_id) VALUES ('x')", "DROP TABLE records",
+                      "SELECT 1; DELETE FROM records", "COPY records TO '/tmp/x.csv'", "ATTACH '/tmp/x.db'"):
+        assert run_cli("sql", statement, "--db", str(store)) == 2
+        assert "read-only" in capsys.readouterr().err
+    assert run_cli("sql", "SELECT count(*) AS n FROM records", "--format", "json", "--db", str(store)) == 0
+    assert json.loads(capsys.readouterr().out)[0]["n"] > 1000
+    assert run_cli("sql", "SELECT source_id FROM sources LIMIT 1", "--format", "csv", "--db", str(store)) == 0
+    assert capsys.readouterr().out.startswith("source_id\n")
