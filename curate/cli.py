@@ -41,9 +41,56 @@ def cmd_run(args) -> int:
                         sources_file=str(args.sources), executor=args.executor, workers=args.workers,
                         started_at=started, stages=STAGES)
     report["run_id"] = run_id
+    report["scoring"] = score_after_run(args.db, out / "models", config.scoring, run_id)
     path = write_report(out, report)
     print(format_report(report))
     print(f"report: {path}   store: {args.db} (run {run_id})")
+    return 0
+
+
+def score_after_run(db: str, model_dir: Path, scoring, run_id: str) -> dict:
+    """Trains the classifier on the labels in the store and scores the run's kept records."""
+    from curate.classifier import score_run, train_classifier
+
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    if not scoring.classifier:
+        return {"classifier": "disabled (scoring.classifier: false)"}
+    try:
+        model = train_classifier(db, model_dir, label_scorer=scoring.label_scorer, log=log)
+    except JcurateError as e:
+        log(f"scoring skipped: {e}")
+        return {"classifier": f"skipped: {e}"}
+    n = score_run(db, model["model_id"], run_id, log=log)
+    note = ("no LLM judge ran: the classifier learned the labels the sources ship. To use a judge, set `judge:` in "
+            "the config (an OpenAI-compatible server such as `vllm serve`, or a transformers model), run "
+            "`jcurate judge --sample 500`, then `jcurate classifier train --labels judge` and `jcurate classifier score`.")
+    if scoring.label_scorer == "label":
+        log(note)
+    return {"classifier": model, "scored": n, "judge": None if scoring.label_scorer == "label" else "judge labels",
+            "note": note if scoring.label_scorer == "label" else None}
+
+
+def cmd_judge(args) -> int:
+    from curate.config import load_config
+    from curate.judge import make_judge, run_judge
+
+    if args.sample is None and not args.all:
+        raise JcurateError("say how many records to judge: --sample N (stratified per source) or --all")
+    config = load_config(args.config)
+    summary = run_judge(args.db, make_judge(config.judge), None if args.all else args.sample, seed=args.seed,
+                        run_id=args.run, log=lambda m: print(m, file=sys.stderr))
+    print(", ".join(f"{k} {v}" for k, v in summary.items()))
+    return 0
+
+
+def cmd_classifier(args) -> int:
+    from curate.classifier import score_run, train_classifier
+
+    if args.classifier_command == "train":
+        result = train_classifier(args.db, args.model_dir, label_scorer=args.labels)
+        print(f"model {result['model_id']}: {result['path']} (training data hash {result['data_hash']})")
+    else:
+        score_run(args.db, args.model, args.run)
     return 0
 
 
@@ -86,7 +133,8 @@ def cmd_subset(args) -> int:
     criteria = SubsetCriteria(
         name=args.name, run_id=args.run, license_use=args.license_use, no_share_alike=args.no_share_alike,
         exclude_generated_by=tuple(args.exclude_generated_by or ()), top_k=args.top_k, score=args.score,
-        random=args.random, seed=args.seed,
+        random=args.random, seed=args.seed, diversity=args.diversity, embedding_backend=args.embedding_backend,
+        embedding_model=args.embedding_model,
     )
     result = create_subset(args.db, criteria, load_catalogue(), Path(args.out) if args.out else None,
                            replace=args.replace)
@@ -162,6 +210,28 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--db", default=DEFAULT_DB)
     ingest.set_defaults(func=cmd_ingest)
 
+    judge = sub.add_parser("judge", help="score kept records with the LLM judge of the config's judge: section")
+    judge.add_argument("--sample", type=int, default=None, help="a per-source stratified sample of N records")
+    judge.add_argument("--all", action="store_true", help="judge every kept record")
+    judge.add_argument("--seed", type=int, default=0)
+    judge.add_argument("--run", default=None, help="run id (default: the latest)")
+    judge.add_argument("--config", default=None)
+    judge.add_argument("--db", default=DEFAULT_DB)
+    judge.set_defaults(func=cmd_judge)
+
+    clf = sub.add_parser("classifier", help="the fastText quality classifier")
+    clf_sub = clf.add_subparsers(dest="classifier_command", required=True)
+    ctrain = clf_sub.add_parser("train", help="train on judge labels or the labels sources ship; held-out metrics")
+    ctrain.add_argument("--labels", default="label", help="scorer whose scores are the labels: label | judge")
+    ctrain.add_argument("--model-dir", default="models")
+    ctrain.add_argument("--db", default=DEFAULT_DB)
+    ctrain.set_defaults(func=cmd_classifier)
+    cscore = clf_sub.add_parser("score", help="score every kept record of a run")
+    cscore.add_argument("--model", default=None, help="classifier model id (default: the latest)")
+    cscore.add_argument("--run", default=None, help="run id (default: the latest)")
+    cscore.add_argument("--db", default=DEFAULT_DB)
+    cscore.set_defaults(func=cmd_classifier)
+
     sql = sub.add_parser("sql", help="read-only SQL over the store; no query opens the duckdb shell")
     sql.add_argument("query", nargs="?", help="a SELECT (or EXPLAIN / PRAGMA) statement")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -180,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     subset.add_argument("--score", default=None, help="scorer in the store to rank by for --top-k ('label': labels sources ship)")
     subset.add_argument("--random", type=int, default=None, metavar="N", help="a random sample of N (baseline arm)")
     subset.add_argument("--seed", type=int, default=0)
+    subset.add_argument("--diversity", type=float, default=None, metavar="T",
+                        help="walk the ranking and skip a record within cosine distance T of one already selected")
+    subset.add_argument("--embedding-backend", choices=["use", "sentence-transformers"], default="use",
+                        help="use = multilingual USE shipped in a package (offline); or any sentence-transformers model")
+    subset.add_argument("--embedding-model", default=None, help="model name for sentence-transformers")
     subset.add_argument("--out", default=None, help=".jsonl, .parquet, or a folder (HF datasets save_to_disk)")
     subset.add_argument("--replace", action="store_true", help="rebuild a subset of the same name")
     subset.add_argument("--db", default=DEFAULT_DB)

@@ -103,12 +103,52 @@ class DecontaminationConfig:
 
 
 @dataclass
+class ScoringConfig:
+    """What `jcurate run` does after the store is filled: train the classifier on labels, score the kept."""
+
+    classifier: bool = True
+    label_scorer: str = "label"  # 'label' (labels sources ship) or 'judge' (LLM judge labels)
+    min_labels: int = 50  # fewer labelled records: skip with a message
+
+    def validate(self, key: str) -> None:
+        _in_range(f"{key}.min_labels", self.min_labels, 30, None)
+
+
+@dataclass
+class JudgeConfig:
+    """The LLM judge for `jcurate judge`; the API key is read from the variable ``api_key_env``."""
+
+    backend: str = "openai"  # openai | transformers | vllm
+    model: str | None = None
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout: float = 60.0
+    max_retries: int = 4
+    logprobs: bool = True
+    constrained_choice: bool = False
+    top_logprobs: int = 20
+    batch_size: int = 8
+    device: str | None = None
+
+    def validate(self, key: str) -> None:
+        if self.backend not in ("openai", "transformers", "vllm"):
+            raise JcurateError(f"config key '{key}.backend': must be openai, transformers or vllm, got {self.backend!r}")
+        for name in ("concurrency", "batch_size"):
+            _in_range(f"{key}.{name}", getattr(self, name), 1, None)
+        _in_range(f"{key}.timeout", self.timeout, 0.001, None)
+        _in_range(f"{key}.max_retries", self.max_retries, 0, None)
+
+
+@dataclass
 class PipelineConfig:
     language: LanguageConfig = field(default_factory=LanguageConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     exact_dedup: ExactDedupConfig = field(default_factory=ExactDedupConfig)
     near_dedup: NearDedupConfig = field(default_factory=NearDedupConfig)
     decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
     # passed to datatrove's SlurmPipelineExecutor: partition, time (required), cpus_per_task, mem_per_cpu_gb,
     # qos, venv_path, sbatch_args, ...
     slurm: dict = field(default_factory=dict)

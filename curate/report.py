@@ -54,6 +54,14 @@ def format_report(report: dict) -> str:
     for sid, src in report["per_source"].items():
         dropped = ", ".join(f"{k}={v}" for k, v in sorted(src["dropped"].items())) or "-"
         lines.append(f"{sid:<{width}}  {src['read']:>6} {src['kept']:>6}  {dropped}")
+    scoring = report.get("scoring") or {}
+    clf = scoring.get("classifier")
+    if isinstance(clf, dict):
+        lines.append(f"scores: classifier {clf['model_id']} on {scoring['scored']} kept records; held-out accuracy "
+                     f"{clf['accuracy']:.2f} (majority {clf['majority_accuracy']:.2f}), macro-F1 {clf['macro_f1']:.2f}, "
+                     f"Spearman {clf['spearman']:.2f} vs the labels")
+    elif clf:
+        lines.append(f"scores: classifier {clf}")
     if report.get("seconds"):
         lines.append("seconds per stage: " + ", ".join(f"{k}={v:.1f}" for k, v in report["seconds"].items()))
     return "\n".join(lines)

@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS dup_clusters (
 CREATE TABLE IF NOT EXISTS scores (
     record_id VARCHAR, content_hash VARCHAR, scorer VARCHAR, model VARCHAR, prompt_version VARCHAR,
     score DOUBLE, raw JSON, run_id VARCHAR, created_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS embeddings (content_hash VARCHAR, model VARCHAR, vector FLOAT[]);
+CREATE TABLE IF NOT EXISTS classifier_models (
+    model_id VARCHAR PRIMARY KEY, path VARCHAR, trained_at TIMESTAMPTZ, label_scorer VARCHAR,
+    train_data_hash VARCHAR, metrics JSON, params JSON);
 CREATE TABLE IF NOT EXISTS train_runs (
     train_run_id VARCHAR PRIMARY KEY, subset VARCHAR, base_model VARCHAR, base_revision VARCHAR, method VARCHAR,
     config_hash VARCHAR, config JSON, git_commit VARCHAR, metrics JSON, output_path VARCHAR,

@@ -31,6 +31,9 @@ class SubsetCriteria:
     score: str | None = None  # a scorer in `scores` ("label": the quality labels sources ship)
     random: int | None = None
     seed: int = 0
+    diversity: float | None = None  # skip a record closer than this cosine distance to one already selected
+    embedding_backend: str = "use"
+    embedding_model: str | None = None
 
 
 def _latest_run(con) -> str:
@@ -90,8 +93,22 @@ def select_members(con, c: SubsetCriteria) -> list[tuple[str, float | None]]:
         {scores_join}
         WHERE {' AND '.join(where)}
         ORDER BY {order}
-        {f'LIMIT {int(limit)}' if limit is not None else ''}"""
+        {f'LIMIT {int(limit)}' if limit is not None and c.diversity is None else ''}"""
     return [(r[0], r[1]) for r in con.execute(sql, params).fetchall()]
+
+
+def _diverse(con, members: list[tuple[str, float | None]], c: SubsetCriteria) -> list[tuple[str, float | None]]:
+    from curate.embeddings import Embedder, cached_embeddings, diverse_selection
+
+    if not 0 < c.diversity < 1:
+        raise JcurateError(f"--diversity is a cosine distance between 0 and 1, got {c.diversity}")
+    texts = dict((r[0], (r[1], r[2])) for r in con.execute(
+        """SELECT record_id, content_hash, concat_ws('\n', instruction, input, output) FROM records
+           WHERE record_id IN (SELECT unnest(?))""", [[m[0] for m in members]]).fetchall())
+    ranked = [(rid, *texts[rid]) for rid, _ in members]
+    vectors = cached_embeddings(con, Embedder(c.embedding_backend, c.embedding_model), [(h, t) for _, h, t in ranked])
+    limit = c.top_k if c.top_k is not None else c.random
+    return [members[i] for i in diverse_selection(ranked, vectors, c.diversity, limit)]
 
 
 def export_rows(con, subset: str) -> list[dict]:
@@ -142,6 +159,8 @@ def create_subset(db: str | Path, criteria: SubsetCriteria, catalogue: Catalogue
         if con.execute("SELECT 1 FROM subsets WHERE name = ?", [criteria.name]).fetchone() and not replace:
             raise JcurateError(f"a subset named {criteria.name!r} exists already (pass --replace to rebuild it)")
         members = select_members(con, criteria)
+        if criteria.diversity is not None:
+            members = _diverse(con, members, criteria)
         if not members:
             raise JcurateError(f"no kept record matches the criteria of subset {criteria.name!r}")
         run_id = criteria.run_id or _latest_run(con)

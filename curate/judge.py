@@ -1,0 +1,320 @@
+"""The LLM judge: one interface, three backends (OpenAI-compatible server, vLLM, transformers).
+
+The score is never read from free text with a regex. Every backend asks for a single
+token after a Japanese rubric and reads the probabilities of the tokens "1".."5": the
+expected value under those probabilities is the score (log-sum-exp over the spellings of
+each digit; renormalised over the five). A server that returns no logprobs can be asked
+for a constrained choice (vLLM's ``structured_outputs: {"choice": [...]}``); then the one
+token it must return is the score. Results are cached in the store's ``scores`` table by
+(content hash, judge model, prompt version): a re-run makes no new call.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from curate.errors import JcurateError
+
+PROMPT_VERSION = "ja-rubric-v1"
+SCORE_TOKENS = ("1", "2", "3", "4", "5")
+
+RUBRIC_V1 = """あなたは日本語の指示データの品質を評価する審査員です。以下の指示と応答を読み、応答の品質を1〜5の整数で採点してください。
+
+評価の観点:
+- 有用性: ユーザーの役に立つか
+- 正確性: 内容に誤りがないか
+- 指示への追従: 指示された形式・分量・条件を守っているか
+- 日本語の自然さ: 文法・語彙・敬語が自然か
+
+採点基準（ELYZA-tasks-100 に準拠）:
+5: 正しく、指示をすべて満たし、非常に有用
+4: 正しく、指示を満たしている
+3: 部分的に正しい、または指示の一部を満たしていない
+2: 誤っているが、方向性は合っている
+1: 誤っている、無関係、または回答になっていない
+減点: 不自然な日本語は -1、部分的なハルシネーション（事実と異なる内容）は -1（最低1点）。
+
+# 指示
+{instruction}
+
+# 応答
+{output}
+
+数字1文字のみで答えてください。点数:"""
+
+
+def build_prompt(instruction: str, output: str) -> str:
+    return RUBRIC_V1.format(instruction=instruction.strip(), output=output.strip())
+
+
+def expected_score(logprobs: dict[str, float]) -> float | None:
+    """Expected value over "1".."5" from {token: logprob}; spellings (" 3", "3\\n") are pooled."""
+    pooled: dict[str, list[float]] = {d: [] for d in SCORE_TOKENS}
+    for token, lp in logprobs.items():
+        t = token.strip().replace("▁", "").replace("Ġ", "")
+        if t in pooled and lp is not None and math.isfinite(lp):
+            pooled[t].append(lp)
+    mass = {}
+    for digit, lps in pooled.items():
+        if lps:
+            m = max(lps)
+            mass[digit] = math.exp(m) * sum(math.exp(x - m) for x in lps)
+    total = sum(mass.values())
+    if total <= 0:
+        return None
+    return sum(int(d) * p for d, p in mass.items()) / total
+
+
+@dataclass
+class Judgement:
+    score: float | None
+    raw: str
+    error: str | None = None
+
+
+class JudgeBackend:
+    model: str
+
+    def judge(self, prompts: list[str]) -> list[Judgement]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class OpenAIJudge(JudgeBackend):
+    """Any OpenAI-compatible chat-completions server (vllm serve, OpenAI, ...).
+
+    The API key comes from the environment variable named by ``api_key_env``.
+    """
+
+    base_url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout: float = 60.0
+    max_retries: int = 4
+    backoff: float = 0.5
+    logprobs: bool = True
+    constrained_choice: bool = False  # vLLM structured outputs, for servers without logprobs
+    top_logprobs: int = 20  # OpenAI allows up to 20; vLLM serves more when started with --max-logprobs
+    extra_body: dict = field(default_factory=dict)
+
+    def _request(self, prompt: str) -> dict:
+        body = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": 1, "temperature": 0.0, **self.extra_body}
+        if self.logprobs:
+            body.update(logprobs=True, top_logprobs=self.top_logprobs)
+        if self.constrained_choice:
+            body["structured_outputs"] = {"choice": list(SCORE_TOKENS)}
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        url = self.base_url.rstrip("/") + "/chat/completions"
+        req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        last = "no attempt"
+        for attempt in range(self.max_retries + 1):
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    return {"status": resp.status, "text": resp.read().decode("utf-8", errors="replace")}
+            except urllib.error.HTTPError as e:
+                last = f"HTTP {e.code}"
+                if e.code != 429 and e.code < 500:
+                    return {"status": e.code, "text": e.read().decode("utf-8", errors="replace")}
+                wait = float(e.headers.get("Retry-After") or self.backoff * 2 ** attempt)
+            except (TimeoutError, urllib.error.URLError, OSError) as e:
+                last = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+                wait = self.backoff * 2 ** attempt
+            if attempt < self.max_retries:
+                time.sleep(wait * (1 + 0.1 * random.random()))
+        return {"status": None, "text": "", "error": f"gave up after {self.max_retries + 1} attempts ({last})"}
+
+    @staticmethod
+    def parse(response: dict) -> Judgement:
+        if response.get("error"):
+            return Judgement(None, response.get("text", ""), response["error"])
+        text = response["text"]
+        if response["status"] != 200:
+            return Judgement(None, text, f"HTTP {response['status']}")
+        try:
+            data = json.loads(text)
+            choice = data["choices"][0]
+        except (json.JSONDecodeError, KeyError, IndexError, TypeError) as e:
+            return Judgement(None, text, f"malformed response ({type(e).__name__}: {e})")
+        content = (choice.get("logprobs") or {}).get("content") or []
+        if content:
+            top = {t["token"]: t["logprob"] for t in content[0].get("top_logprobs") or [] if "token" in t}
+            top.setdefault(content[0].get("token", ""), content[0].get("logprob"))
+            score = expected_score(top)
+            if score is not None:
+                return Judgement(score, text)
+        message = ((choice.get("message") or {}).get("content") or "").strip()
+        if message in SCORE_TOKENS:  # a constrained choice: the whole answer is one digit
+            return Judgement(float(message), text)
+        return Judgement(None, text, "no score: neither logprobs over 1-5 nor a constrained one-digit answer")
+
+    def judge(self, prompts: list[str]) -> list[Judgement]:
+        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
+            return [self.parse(r) for r in pool.map(self._request, prompts)]
+
+
+class TransformersJudge(JudgeBackend):
+    """A causal LM on transformers, CPU or GPU: one forward pass, the next-token logits of "1".."5"."""
+
+    def __init__(self, model: str, device: str | None = None, batch_size: int = 8, dtype: str = "auto"):
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as e:
+            raise JcurateError(f"the transformers judge needs the 'judge' extra: uv sync --extra judge ({e})") from None
+        self.model = model
+        self.torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device).eval()
+        self.batch_size = batch_size
+        vocab = self.tokenizer.get_vocab()
+        self.digit_ids = {d: [i for tok, i in vocab.items()
+                              if self.tokenizer.convert_tokens_to_string([tok]).strip() == d] for d in SCORE_TOKENS}
+        missing = [d for d, ids in self.digit_ids.items() if not ids]
+        if missing:
+            raise JcurateError(f"judge model {model}: its vocabulary has no token for {', '.join(missing)}")
+
+    def _render(self, prompt: str) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                      add_generation_prompt=True)
+        return prompt
+
+    def judge(self, prompts: list[str]) -> list[Judgement]:
+        torch = self.torch
+        out: list[Judgement] = []
+        for i in range(0, len(prompts), self.batch_size):
+            batch = [self._render(p) for p in prompts[i:i + self.batch_size]]
+            enc = self.tokenizer(batch, return_tensors="pt", padding=True).to(self.device)
+            with torch.no_grad():
+                logits = self.lm(**enc).logits[:, -1, :].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            for row in logp:
+                per_digit = {d: torch.logsumexp(row[ids], dim=0).item() for d, ids in self.digit_ids.items()}
+                score = expected_score(per_digit)
+                out.append(Judgement(score, json.dumps({"logprobs": per_digit})))
+        return out
+
+
+class VLLMJudge(JudgeBackend):
+    """In-process ``vllm.LLM`` (GPU): one generated token with its top logprobs."""
+
+    def __init__(self, model: str, **llm_kwargs):
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as e:
+            raise JcurateError(f"the vllm judge needs the 'vllm' extra and a GPU: uv sync --extra vllm ({e})") from None
+        self.model = model
+        self.llm = LLM(model=model, **llm_kwargs)
+        self.params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=20)
+
+    def judge(self, prompts: list[str]) -> list[Judgement]:
+        messages = [[{"role": "user", "content": p}] for p in prompts]
+        results = self.llm.chat(messages, self.params, use_tqdm=False)
+        out = []
+        for r in results:
+            lps = r.outputs[0].logprobs[0] if r.outputs[0].logprobs else {}
+            top = {lp.decoded_token: lp.logprob for lp in lps.values()}
+            score = expected_score(top)
+            out.append(Judgement(score, json.dumps(top, ensure_ascii=False),
+                                 None if score is not None else "no logprob over 1-5 in the top 20"))
+        return out
+
+
+def make_judge(cfg) -> JudgeBackend:
+    """A backend from a ``JudgeConfig``."""
+    if not cfg.model:
+        raise JcurateError("config key 'judge.model': name the judge model")
+    if cfg.backend == "openai":
+        return OpenAIJudge(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency,
+                           timeout=cfg.timeout, max_retries=cfg.max_retries, logprobs=cfg.logprobs,
+                           constrained_choice=cfg.constrained_choice, top_logprobs=cfg.top_logprobs)
+    if cfg.backend == "transformers":
+        return TransformersJudge(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+    return VLLMJudge(cfg.model)
+
+
+def sample_records(con, run_id: str, sample: int | None, seed: int) -> list[tuple[str, str, str, str]]:
+    """(record_id, content_hash, instruction side, output) of kept records; a per-source stratified sample."""
+    rows = con.execute(
+        """SELECT r.record_id, r.content_hash, r.source_id,
+                  concat_ws('\n\n', nullif(r.instruction, ''), nullif(r.input, '')) AS prompt, r.output
+           FROM record_fate f JOIN records r USING (record_id)
+           WHERE f.run_id = ? AND f.kept
+           ORDER BY md5(r.record_id || ':' || ?)""", [run_id, str(seed)]).fetchall()
+    if sample is None or sample >= len(rows):
+        return [(r[0], r[1], r[3], r[4]) for r in rows]
+    by_source: dict[str, list] = {}
+    for r in rows:
+        by_source.setdefault(r[2], []).append(r)
+    quota = {s: max(1, round(sample * len(rs) / len(rows))) for s, rs in by_source.items()}
+    while sum(quota.values()) > sample:  # rounding up can overshoot: trim the largest
+        quota[max(quota, key=quota.get)] -= 1
+    picked = [r for s, rs in sorted(by_source.items()) for r in rs[:quota[s]]]
+    return [(r[0], r[1], r[3], r[4]) for r in picked]
+
+
+def run_judge(db, backend: JudgeBackend, sample: int | None, seed: int = 0, run_id: str | None = None,
+              log=print) -> dict:
+    """Judges a sample (or all) kept records; cached by (content hash, model, prompt version)."""
+    from datetime import datetime, timezone
+
+    from licenses.store import connect
+
+    con = connect(db)
+    try:
+        run_id = run_id or (con.execute("SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1").fetchone() or [None])[0]
+        if run_id is None:
+            raise JcurateError("the store has no runs yet: run `jcurate run` first")
+        records = sample_records(con, run_id, sample, seed)
+        cached = {h: s for h, s in con.execute(
+            """SELECT content_hash, arg_max(score, created_at) FROM scores
+               WHERE scorer = 'judge' AND model = ? AND prompt_version = ? AND score IS NOT NULL
+               GROUP BY content_hash""", [backend.model, PROMPT_VERSION]).fetchall()}
+        todo = [r for r in records if r[1] not in cached]
+        log(f"judge {backend.model} ({PROMPT_VERSION}): {len(records)} records, {len(records) - len(todo)} cached, "
+            f"{len(todo)} to judge")
+        start = time.perf_counter()
+        results: list[Judgement] = []
+        step = 64
+        for i in range(0, len(todo), step):
+            results += backend.judge([build_prompt(r[2], r[3]) for r in todo[i:i + step]])
+            log(f"  judged {min(i + step, len(todo))}/{len(todo)}")
+        secs = time.perf_counter() - start
+        now = datetime.now(timezone.utc)
+        rows = [(r[0], r[1], "judge", backend.model, PROMPT_VERSION, j.score,
+                 json.dumps({"raw": j.raw[:4000], "error": j.error}, ensure_ascii=False), run_id, now)
+                for r, j in zip(todo, results)]
+        # cached scores also apply to records that share the content hash
+        rows += [(r[0], r[1], "judge", backend.model, PROMPT_VERSION, cached[r[1]],
+                  json.dumps({"cached": True}), run_id, now) for r in records if r[1] in cached]
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM scores WHERE scorer = 'judge' AND model = ? AND prompt_version = ? AND record_id IN "
+                    "(SELECT unnest(?))", [backend.model, PROMPT_VERSION, [r[0] for r in records]])
+        con.executemany("INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        con.execute("COMMIT")
+        failed = [j.error for j in results if j.score is None]
+        summary = {"records": len(records), "judged": len(todo), "cached": len(records) - len(todo),
+                   "failed": len(failed), "seconds": round(secs, 3),
+                   "records_per_second": round(len(todo) / secs, 2) if todo and secs > 0 else None}
+        if failed:
+            log(f"  {len(failed)} failed judgements (recorded with their reason), e.g. {failed[0]}")
+        return summary
+    finally:
+        con.close()
