@@ -188,6 +188,17 @@ def cmd_licenses_list(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from train.config import load_train_config
+    from train.sft import run_training
+
+    job = load_train_config(args.config)
+    result = run_training(job, log=lambda m: print(m, file=sys.stderr))
+    print(f"train run {result['train_run_id']}: {result['output_dir']} (loss {result['train_loss_first']} -> "
+          f"{result['train_loss_last']}, {result['tokens_per_second']} tokens/s, peak RAM {result['peak_ram_mb']:.0f} MB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from licenses.store import DEFAULT_DB
 
@@ -231,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     cscore.add_argument("--run", default=None, help="run id (default: the latest)")
     cscore.add_argument("--db", default=DEFAULT_DB)
     cscore.set_defaults(func=cmd_classifier)
+
+    train = sub.add_parser("train", help="SFT (TRL + PEFT) on a stored subset or a file")
+    train.add_argument("--config", required=True, help="train YAML (see train/configs/)")
+    train.set_defaults(func=cmd_train)
 
     sql = sub.add_parser("sql", help="read-only SQL over the store; no query opens the duckdb shell")
     sql.add_argument("query", nargs="?", help="a SELECT (or EXPLAIN / PRAGMA) statement")

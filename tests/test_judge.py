@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from tests.tiny_model import build_tiny_model
+    from train.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 

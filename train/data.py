@@ -1,0 +1,82 @@
+"""Training data for SFT: a stored subset or a JSONL file, as chat ``messages``.
+
+Single-turn records become [system?] + user (instruction, then input) + assistant (output);
+multi-turn records keep their turns. The eval split is deterministic (hash of record id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from curate.errors import JcurateError
+from train.config import DataConfig
+
+
+def to_messages(record: dict, system_prompt: str | None = None) -> list[dict]:
+    turns = record.get("messages")
+    if isinstance(turns, str):
+        turns = json.loads(turns)
+    if turns:
+        messages = [{"role": t["role"], "content": t["content"]} for t in turns]
+    else:
+        user = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
+        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": record["output"]}]
+    if system_prompt and messages[0]["role"] != "system":
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
+
+
+def check_subset(db: str, subset: str) -> int:
+    """Number of records in a stored subset; fails naming it when there is none."""
+    from licenses.store import connect
+
+    if not Path(db).is_file():
+        raise JcurateError(f"config key 'data.db': no store at {db}")
+    con = connect(db, read_only=True)
+    try:
+        row = con.execute("SELECT n_records FROM subsets WHERE name = ?", [subset]).fetchone()
+        if not row:
+            known = [r[0] for r in con.execute("SELECT name FROM subsets ORDER BY created_at DESC LIMIT 10").fetchall()]
+            raise JcurateError(f"config key 'data.subset': no subset named {subset!r} in {db} "
+                               f"(subsets: {', '.join(known) or 'none; build one with jcurate subset'})")
+        return row[0]
+    finally:
+        con.close()
+
+
+def load_records(cfg: DataConfig) -> list[dict]:
+    if cfg.subset:
+        from licenses.store import connect
+        from licenses.subsets import export_rows
+
+        con = connect(cfg.db, read_only=True)
+        try:
+            return export_rows(con, cfg.subset)
+        finally:
+            con.close()
+    rows = []
+    for lineno, line in enumerate(Path(cfg.file).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise JcurateError(f"{cfg.file} line {lineno}: bad JSON ({e})") from None
+        if not row.get("messages") and not ("instruction" in row and "output" in row):
+            raise JcurateError(f"{cfg.file} line {lineno}: needs 'messages' or 'instruction' and 'output'")
+        row.setdefault("record_id", f"{Path(cfg.file).name}:{lineno}")
+        rows.append(row)
+    return rows
+
+
+def split(records: list[dict], cfg: DataConfig) -> tuple[list[dict], list[dict]]:
+    """(train, eval) as {"messages": [...]} rows."""
+    train, evaluation = [], []
+    for r in records:
+        h = int(hashlib.md5(f"{cfg.seed}:{r['record_id']}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        (evaluation if h < cfg.eval_fraction else train).append({"messages": to_messages(r, cfg.system_prompt)})
+    if not train:
+        raise JcurateError("no training records left after the eval split")
+    return train, evaluation

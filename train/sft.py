@@ -1,0 +1,185 @@
+"""``jcurate train``: TRL ``SFTTrainer`` + PEFT on a stored subset, with its lineage in the store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from curate.errors import JcurateError
+from train.config import TrainJob
+from train.data import check_subset, load_records, split
+from train.resources import estimate, peak_ram_mb, peak_vram_mb
+from train.tiny import CHATML, build_tiny_model
+
+
+def _chat_template(job: TrainJob, tokenizer) -> str:
+    name = job.data.chat_template
+    if name == "chatml":
+        return CHATML
+    template = Path(name).read_text(encoding="utf-8") if name != "model" else tokenizer.chat_template
+    if not template:
+        raise JcurateError(f"{job.model.model_name_or_path} has no chat template: use data.chat_template: chatml")
+    if job.training.assistant_only_loss and "{% generation %}" not in template:
+        raise JcurateError("assistant-only loss needs {% generation %} marks in the chat template; "
+                           "use data.chat_template: chatml or add the marks to your template")
+    return template
+
+
+def _peft_config(job: TrainJob):
+    if job.method in ("lora", "qlora"):
+        from trl import get_peft_config
+
+        return get_peft_config(job.model)
+    if job.method == "prompt-tuning":
+        from peft import PromptTuningConfig, PromptTuningInit
+
+        pt = job.prompt_tuning
+        kwargs = {"task_type": "CAUSAL_LM", "num_virtual_tokens": pt.num_virtual_tokens}
+        if pt.init_text:
+            kwargs.update(prompt_tuning_init=PromptTuningInit.TEXT, prompt_tuning_init_text=pt.init_text,
+                          tokenizer_name_or_path=job.model.model_name_or_path)
+        return PromptTuningConfig(**kwargs)
+    return None
+
+
+def _memory_estimate(job: TrainJob, peft_config):
+    """Counts parameters on the meta device: nothing is loaded yet."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.from_pretrained(job.model.model_name_or_path, revision=job.model.model_revision)
+    with torch.device("meta"):
+        meta = AutoModelForCausalLM.from_config(cfg)
+    params = sum(p.numel() for p in meta.parameters())
+    if peft_config is not None:
+        from peft import get_peft_model
+
+        trainable = sum(p.numel() for p in get_peft_model(meta, peft_config).parameters() if p.requires_grad)
+    else:
+        trainable = params
+    dtype = str(job.model.dtype or "float32")
+    per_param = 0.5 if job.method == "qlora" else {"bfloat16": 2, "float16": 2}.get(dtype, 4 if dtype != "auto" else 2)
+    t = job.training
+    seq = t.max_length or 1024
+    return estimate(params, trainable, per_param, t.per_device_train_batch_size, seq,
+                    getattr(cfg, "hidden_size", 0), getattr(cfg, "num_hidden_layers", 0), t.gradient_checkpointing,
+                    act_bytes=2 if t.bf16 or t.fp16 else 4, vocab=getattr(cfg, "vocab_size", 0))
+
+
+def _load_model(job: TrainJob):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"revision": job.model.model_revision, "dtype": job.model.dtype or "auto"}
+    if job.model.attn_implementation:
+        kwargs["attn_implementation"] = job.model.attn_implementation
+    if job.method == "qlora":
+        if not torch.cuda.is_available():
+            raise JcurateError("method qlora needs a CUDA GPU and the 'qlora' extra (bitsandbytes); use lora on CPU")
+        from trl import get_kbit_device_map, get_quantization_config
+
+        kwargs.update(quantization_config=get_quantization_config(job.model), device_map=get_kbit_device_map())
+    return AutoModelForCausalLM.from_pretrained(job.model.model_name_or_path, **kwargs)
+
+
+def prepare_trainer(job: TrainJob, log=print):
+    """Checks, data, memory estimate, model and the SFTTrainer: everything but the training itself."""
+    # everything that can be checked without a model is checked first
+    if job.data.subset:
+        check_subset(job.data.db, job.data.subset)
+    model_path = Path(job.model.model_name_or_path)
+    if job.build_tiny_model and not model_path.exists():
+        log(f"building the tiny offline model at {model_path} (random weights: the numbers mean nothing)")
+        build_tiny_model(model_path)
+
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(job.model.model_name_or_path, revision=job.model.model_revision)
+    tokenizer.chat_template = _chat_template(job, tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    records = load_records(job.data)
+    train_rows, eval_rows = split(records, job.data)
+    peft_config = _peft_config(job)
+    est = _memory_estimate(job, peft_config)
+    log(f"{job.method} on {job.model.model_name_or_path}: {len(train_rows)} train / {len(eval_rows)} eval records")
+    log(est.table())
+
+    model = _load_model(job)
+    trainer = SFTTrainer(model=model, args=job.training, train_dataset=Dataset.from_list(train_rows),
+                         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+                         processing_class=tokenizer, peft_config=peft_config)
+    return trainer, tokenizer, len(train_rows), len(eval_rows), est
+
+
+def run_training(job: TrainJob, log=print) -> dict:
+    started = datetime.now(timezone.utc)
+    trainer, tokenizer, n_train, n_eval, est = prepare_trainer(job, log)
+    start = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - start
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    metrics = {
+        "train_loss_first": losses[0] if losses else None, "train_loss_last": losses[-1] if losses else None,
+        "train_loss_mean": result.training_loss, "steps": trainer.state.global_step,
+        "train_seconds": round(seconds, 2), "tokens_seen": int(trainer.state.num_input_tokens_seen or 0),
+        "peak_ram_mb": round(peak_ram_mb(), 1), "peak_vram_mb": peak_vram_mb(),
+        "n_train": n_train, "n_eval": n_eval, "memory_estimate": est.to_dict(),
+    }
+    metrics["tokens_per_second"] = round(metrics["tokens_seen"] / seconds, 1) if seconds else None
+    if n_eval:
+        metrics["eval_loss"] = trainer.evaluate().get("eval_loss")
+    out = Path(job.training.output_dir)
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    resolved = {**job.raw, "method": job.method, "model": {k: v for k, v in vars(job.model).items()},
+                "training": job.training.to_dict()}
+    (out / "jcurate-train.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(resolved, default=str)),
+                                                           allow_unicode=True, sort_keys=False), encoding="utf-8")
+    (out / "train_log.json").write_text(json.dumps({"metrics": metrics, "log_history": trainer.state.log_history},
+                                                   indent=1, default=str), encoding="utf-8")
+    train_run_id = f"train-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    config_hash = hashlib.sha256(json.dumps(job.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    _record(job, train_run_id, config_hash, metrics, out, started, log)
+    log(f"trained in {seconds:.1f}s: loss {metrics['train_loss_first']} -> {metrics['train_loss_last']}, "
+        f"{metrics['tokens_per_second']} tokens/s, peak RAM {metrics['peak_ram_mb']:.0f} MB"
+        + (f", peak VRAM {metrics['peak_vram_mb']:.0f} MB" if metrics["peak_vram_mb"] else ""))
+    return {"train_run_id": train_run_id, "output_dir": str(out), **metrics}
+
+
+def _record(job: TrainJob, train_run_id: str, config_hash: str, metrics: dict, out: Path, started, log) -> None:
+    """The train_runs row, and NOTICE.md with the base model's terms, when the data is a stored subset."""
+    from licenses.catalogue import load_catalogue
+    from licenses.notice import subset_notice
+    from licenses.store import connect, git_commit
+
+    catalogue = load_catalogue()
+    base_model = job.model.model_name_or_path
+    base = catalogue.resolve_model(base_model)
+    if job.data.subset is None:
+        (out / "NOTICE.md").write_text(f"# NOTICE\n\nTrained from the file {job.data.file}: jcurate holds no "
+                                       f"provenance for it. Base model: {base_model}.\n", encoding="utf-8")
+        return
+    con = connect(job.data.db)
+    try:
+        notice = subset_notice(con, job.data.subset, catalogue, base=base, base_model=base_model)
+        if base is None:
+            notice += (f"\n**Base model {base_model}: its terms are not in the license catalogue; add it under "
+                       f"hub_models of its license in licenses/catalogue.yaml.**\n")
+        (out / "NOTICE.md").write_text(notice, encoding="utf-8")
+        con.execute(
+            "INSERT INTO train_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [train_run_id, job.data.subset, base_model, job.model.model_revision, job.method, config_hash,
+             json.dumps(job.raw, default=str), git_commit(), json.dumps(metrics, default=str), str(out), started,
+             datetime.now(timezone.utc)])
+    finally:
+        con.close()
+    log(f"train run {train_run_id} recorded in {job.data.db}")
