@@ -199,6 +199,46 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from eval.runner import load_eval_config, run_eval
+
+    cfg = load_eval_config(args.config, train_run=args.train_run, db=args.db)
+    result = run_eval(cfg, log=lambda m: print(m, file=sys.stderr))
+    print(f"eval run {result['eval_run_id']}: {result['graded']} graded answers ({result['failed']} failed), "
+          f"mean {result['mean']}, decontamination overlap {result['decont_overlap']}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from eval.compare import compare_scores, load_run_scores, plot, to_markdown
+    from licenses.store import connect
+
+    con = connect(args.db, read_only=True)
+    try:
+        run_a, a = load_run_scores(con, args.run_a)
+        run_b, b = load_run_scores(con, args.run_b)
+    finally:
+        con.close()
+    comparison = compare_scores(a, b, run_a, run_b)
+    report = to_markdown(comparison)
+    if args.plot:
+        plot(comparison, args.plot)
+    if args.format == "md" and args.out:
+        Path(args.out).write_text(report, encoding="utf-8")
+        print(f"report: {args.out}")
+    else:
+        print(report)
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    from eval.experiment import load_experiment_config, run_experiment
+
+    result = run_experiment(load_experiment_config(args.config), log=lambda m: print(m, file=sys.stderr))
+    print(open(result["report"], encoding="utf-8").read())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from licenses.store import DEFAULT_DB
 
@@ -246,6 +286,25 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="SFT (TRL + PEFT) on a stored subset or a file")
     train.add_argument("--config", required=True, help="train YAML (see train/configs/)")
     train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="generate on eval sets and grade with the judge")
+    ev.add_argument("--config", required=True)
+    ev.add_argument("--train-run", default=None, help="evaluate this train run (base model + adapter)")
+    ev.add_argument("--db", default=None)
+    ev.set_defaults(func=cmd_eval)
+
+    cmp_ = sub.add_parser("compare", help="compare two eval runs (or evaluated train runs): paired bootstrap")
+    cmp_.add_argument("run_a")
+    cmp_.add_argument("run_b")
+    cmp_.add_argument("--format", choices=["text", "md"], default="text")
+    cmp_.add_argument("--out", default=None, help="report file for --format md")
+    cmp_.add_argument("--plot", default=None, help="PNG of per-category means")
+    cmp_.add_argument("--db", default=DEFAULT_DB)
+    cmp_.set_defaults(func=cmd_compare)
+
+    exp = sub.add_parser("experiment", help="top-k vs random-k: subsets, training, evaluation, comparison")
+    exp.add_argument("--config", required=True)
+    exp.set_defaults(func=cmd_experiment)
 
     sql = sub.add_parser("sql", help="read-only SQL over the store; no query opens the duckdb shell")
     sql.add_argument("query", nargs="?", help="a SELECT (or EXPLAIN / PRAGMA) statement")

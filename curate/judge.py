@@ -55,9 +55,9 @@ def build_prompt(instruction: str, output: str) -> str:
     return RUBRIC_V1.format(instruction=instruction.strip(), output=output.strip())
 
 
-def expected_score(logprobs: dict[str, float]) -> float | None:
-    """Expected value over "1".."5" from {token: logprob}; spellings (" 3", "3\\n") are pooled."""
-    pooled: dict[str, list[float]] = {d: [] for d in SCORE_TOKENS}
+def expected_score(logprobs: dict[str, float], choices: tuple[str, ...] = SCORE_TOKENS) -> float | None:
+    """Expected value over the score tokens from {token: logprob}; spellings (" 3", "3\\n") are pooled."""
+    pooled: dict[str, list[float]] = {d: [] for d in choices}
     for token, lp in logprobs.items():
         t = token.strip().replace("▁", "").replace("Ġ", "")
         if t in pooled and lp is not None and math.isfinite(lp):
@@ -83,8 +83,8 @@ class Judgement:
 class JudgeBackend:
     model: str
 
-    def judge(self, prompts: list[str]) -> list[Judgement]:  # pragma: no cover - interface
-        raise NotImplementedError
+    def judge(self, prompts: list[str], choices: tuple[str, ...] = SCORE_TOKENS) -> list[Judgement]:
+        raise NotImplementedError  # pragma: no cover - interface
 
 
 @dataclass
@@ -106,13 +106,13 @@ class OpenAIJudge(JudgeBackend):
     top_logprobs: int = 20  # OpenAI allows up to 20; vLLM serves more when started with --max-logprobs
     extra_body: dict = field(default_factory=dict)
 
-    def _request(self, prompt: str) -> dict:
+    def _request(self, prompt: str, choices: tuple[str, ...] = SCORE_TOKENS) -> dict:
         body = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
                 "max_tokens": 1, "temperature": 0.0, **self.extra_body}
         if self.logprobs:
             body.update(logprobs=True, top_logprobs=self.top_logprobs)
         if self.constrained_choice:
-            body["structured_outputs"] = {"choice": list(SCORE_TOKENS)}
+            body["structured_outputs"] = {"choice": list(choices)}
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env)
         if key:
@@ -137,7 +137,7 @@ class OpenAIJudge(JudgeBackend):
         return {"status": None, "text": "", "error": f"gave up after {self.max_retries + 1} attempts ({last})"}
 
     @staticmethod
-    def parse(response: dict) -> Judgement:
+    def parse(response: dict, choices: tuple[str, ...] = SCORE_TOKENS) -> Judgement:
         if response.get("error"):
             return Judgement(None, response.get("text", ""), response["error"])
         text = response["text"]
@@ -152,17 +152,18 @@ class OpenAIJudge(JudgeBackend):
         if content:
             top = {t["token"]: t["logprob"] for t in content[0].get("top_logprobs") or [] if "token" in t}
             top.setdefault(content[0].get("token", ""), content[0].get("logprob"))
-            score = expected_score(top)
+            score = expected_score(top, choices)
             if score is not None:
                 return Judgement(score, text)
         message = ((choice.get("message") or {}).get("content") or "").strip()
-        if message in SCORE_TOKENS:  # a constrained choice: the whole answer is one digit
+        if message in choices:  # a constrained choice: the whole answer is one of the scores
             return Judgement(float(message), text)
-        return Judgement(None, text, "no score: neither logprobs over 1-5 nor a constrained one-digit answer")
+        return Judgement(None, text, f"no score: neither logprobs over {choices[0]}-{choices[-1]} nor a "
+                                     f"constrained answer")
 
-    def judge(self, prompts: list[str]) -> list[Judgement]:
+    def judge(self, prompts: list[str], choices: tuple[str, ...] = SCORE_TOKENS) -> list[Judgement]:
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
-            return [self.parse(r) for r in pool.map(self._request, prompts)]
+            return [self.parse(r, choices) for r in pool.map(lambda p: self._request(p, choices), prompts)]
 
 
 class TransformersJudge(JudgeBackend):
@@ -183,12 +184,20 @@ class TransformersJudge(JudgeBackend):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device).eval()
         self.batch_size = batch_size
-        vocab = self.tokenizer.get_vocab()
-        self.digit_ids = {d: [i for tok, i in vocab.items()
-                              if self.tokenizer.convert_tokens_to_string([tok]).strip() == d] for d in SCORE_TOKENS}
-        missing = [d for d, ids in self.digit_ids.items() if not ids]
-        if missing:
-            raise JcurateError(f"judge model {model}: its vocabulary has no token for {', '.join(missing)}")
+        self._vocab = {tok: self.tokenizer.convert_tokens_to_string([tok]).strip()
+                       for tok in self.tokenizer.get_vocab()}
+        self._choice_ids: dict[tuple, dict[str, list[int]]] = {}
+
+    def choice_ids(self, choices: tuple[str, ...]) -> dict[str, list[int]]:
+        """Token ids spelling each score; a score with no single token (e.g. "10" in digit-split vocabularies)
+        cannot be read in one step and is left out."""
+        if choices not in self._choice_ids:
+            vocab = self.tokenizer.get_vocab()
+            ids = {c: [vocab[t] for t, text in self._vocab.items() if text == c] for c in choices}
+            if not any(ids.values()):
+                raise JcurateError(f"judge model {self.model}: its vocabulary has no token for {', '.join(choices)}")
+            self._choice_ids[choices] = {c: v for c, v in ids.items() if v}
+        return self._choice_ids[choices]
 
     def _render(self, prompt: str) -> str:
         if getattr(self.tokenizer, "chat_template", None):
@@ -196,8 +205,9 @@ class TransformersJudge(JudgeBackend):
                                                       add_generation_prompt=True)
         return prompt
 
-    def judge(self, prompts: list[str]) -> list[Judgement]:
+    def judge(self, prompts: list[str], choices: tuple[str, ...] = SCORE_TOKENS) -> list[Judgement]:
         torch = self.torch
+        digit_ids = self.choice_ids(choices)
         out: list[Judgement] = []
         for i in range(0, len(prompts), self.batch_size):
             batch = [self._render(p) for p in prompts[i:i + self.batch_size]]
@@ -206,8 +216,8 @@ class TransformersJudge(JudgeBackend):
                 logits = self.lm(**enc).logits[:, -1, :].float()
             logp = torch.log_softmax(logits, dim=-1)
             for row in logp:
-                per_digit = {d: torch.logsumexp(row[ids], dim=0).item() for d, ids in self.digit_ids.items()}
-                score = expected_score(per_digit)
+                per_digit = {d: torch.logsumexp(row[ids], dim=0).item() for d, ids in digit_ids.items()}
+                score = expected_score(per_digit, choices)
                 out.append(Judgement(score, json.dumps({"logprobs": per_digit})))
         return out
 
@@ -224,16 +234,16 @@ class VLLMJudge(JudgeBackend):
         self.llm = LLM(model=model, **llm_kwargs)
         self.params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=20)
 
-    def judge(self, prompts: list[str]) -> list[Judgement]:
+    def judge(self, prompts: list[str], choices: tuple[str, ...] = SCORE_TOKENS) -> list[Judgement]:
         messages = [[{"role": "user", "content": p}] for p in prompts]
         results = self.llm.chat(messages, self.params, use_tqdm=False)
         out = []
         for r in results:
             lps = r.outputs[0].logprobs[0] if r.outputs[0].logprobs else {}
             top = {lp.decoded_token: lp.logprob for lp in lps.values()}
-            score = expected_score(top)
+            score = expected_score(top, choices)
             out.append(Judgement(score, json.dumps(top, ensure_ascii=False),
-                                 None if score is not None else "no logprob over 1-5 in the top 20"))
+                                 None if score is not None else "no logprob over the scores in the top 20"))
         return out
 
 

@@ -60,6 +60,11 @@ CREATE TABLE IF NOT EXISTS train_runs (
 CREATE TABLE IF NOT EXISTS eval_results (
     eval_run_id VARCHAR, train_run_id VARCHAR, item_id VARCHAR, category VARCHAR, answer VARCHAR,
     score DOUBLE, judge_model VARCHAR, rationale VARCHAR, created_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS eval_runs (
+    eval_run_id VARCHAR PRIMARY KEY, train_run_id VARCHAR, model VARCHAR, adapter VARCHAR, eval_files JSON,
+    judge_model VARCHAR, config JSON, decont_overlap INTEGER, mean_score DOUBLE, created_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS judge_cache (
+    prompt_hash VARCHAR, model VARCHAR, prompt_version VARCHAR, score DOUBLE, raw JSON);
 CREATE TABLE IF NOT EXISTS subsets (
     name VARCHAR PRIMARY KEY, run_id VARCHAR, created_at TIMESTAMPTZ, criteria JSON, n_records BIGINT,
     export_path VARCHAR);

@@ -1,0 +1,163 @@
+"""``jcurate eval``: generate answers on eval sets, grade them with the judge, store them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from curate.config import JudgeConfig, from_dict
+from curate.errors import JcurateError
+from curate.judge import make_judge
+from eval.generate import GenerationConfig, make_generator
+from eval.grade import (ELYZA_CHOICES, ELYZA_PROMPT_VERSION, MT_BENCH_CHOICES, MT_BENCH_PROMPT_VERSION, elyza_prompt,
+                        mt_bench_prompt)
+from eval.tasks import EvalItem, load_tasks
+
+
+@dataclass
+class EvalConfig:
+    eval_files: list[str] = field(default_factory=lambda: ["data/eval/elyza_style.jsonl",
+                                                           "data/eval/mt_bench_style.jsonl"])
+    train_run: str | None = None  # a train run in the store: its base model and adapter
+    model: str | None = None  # or a base model (hub id or folder) ...
+    adapter: str | None = None  # ... with an optional PEFT adapter folder
+    backend: str = "auto"  # auto (vLLM on a GPU when installed, else transformers) | transformers | vllm
+    limit: int | None = None  # items per eval file
+    db: str = "jcurate.duckdb"
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+
+def load_eval_config(path: str | Path | None, **overrides) -> EvalConfig:
+    data = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise JcurateError(f"eval config not found: {path}")
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        cfg = from_dict(EvalConfig, data)
+        cfg.judge.validate("judge")
+    except JcurateError as e:
+        raise JcurateError(f"{path}: {e}") from None
+    return cfg
+
+
+def _resolve_model(con, cfg: EvalConfig) -> tuple[str, str | None, str | None]:
+    if cfg.train_run:
+        row = con.execute("SELECT base_model, output_path, method, subset FROM train_runs WHERE train_run_id = ?",
+                          [cfg.train_run]).fetchone()
+        if not row:
+            raise JcurateError(f"no train run {cfg.train_run!r} in {cfg.db}")
+        base, out, method, subset = row
+        return (out, None, subset) if method == "full" else (base, out, subset)
+    if not cfg.model:
+        raise JcurateError("the eval config names neither 'train_run' nor 'model'")
+    return cfg.model, cfg.adapter, None
+
+
+def decontamination_overlap(con, subset: str, eval_files: list[str], n_grams: int = 13) -> int:
+    """Training records of the subset whose instruction side shares an n-gram with an eval prompt."""
+    import tempfile
+
+    from curate.decont import InstructionDecontFilter, build_decont_index
+    from curate.records import make_document
+
+    folder = tempfile.mkdtemp(prefix="jcurate-decont-")
+    build_decont_index(eval_files, folder, n_grams)
+    filt = InstructionDecontFilter(folder, n_grams)
+    rows = con.execute("""SELECT r.record_id, r.source_id, r.instruction, r.input, r.output, r.messages
+                          FROM subset_members m JOIN records r USING (record_id) WHERE m.subset = ?""",
+                       [subset]).fetchall()
+    hits = 0
+    for rid, sid, ins, inp, out, msgs in rows:
+        doc = make_document(record_id=rid, source_id=sid, instruction=ins or "", input_=inp or "", output=out or "",
+                            messages=json.loads(msgs) if msgs else None)
+        hits += filt.filter(doc) is not True
+    return hits
+
+
+def _grade(judge, items: list[EvalItem], answers: dict[str, list[str]], con) -> list[tuple]:
+    """(item_id, turn, category, answer, score, rationale) per graded answer, via the judge cache."""
+    jobs = []
+    for item in items:
+        ans = answers[item.item_id]
+        if item.shape == "elyza":
+            jobs.append((item, 0, elyza_prompt(item.turns[0], item.reference[0] if item.reference else "",
+                                              item.eval_aspect, ans[0]), ELYZA_CHOICES, ELYZA_PROMPT_VERSION))
+        else:
+            for t in range(len(item.turns)):
+                jobs.append((item, t, mt_bench_prompt(item.turns, ans, t, item.reference), MT_BENCH_CHOICES,
+                             MT_BENCH_PROMPT_VERSION))
+    results = []
+    for choices, version in ((ELYZA_CHOICES, ELYZA_PROMPT_VERSION), (MT_BENCH_CHOICES, MT_BENCH_PROMPT_VERSION)):
+        group = [j for j in jobs if j[4] == version]
+        if not group:
+            continue
+        hashes = [hashlib.sha256(j[2].encode()).hexdigest() for j in group]
+        cached = dict(con.execute(
+            "SELECT prompt_hash, score FROM judge_cache WHERE model = ? AND prompt_version = ? AND score IS NOT NULL "
+            "AND prompt_hash IN (SELECT unnest(?))", [judge.model, version, hashes]).fetchall())
+        todo = [(j, h) for j, h in zip(group, hashes) if h not in cached]
+        graded = judge.judge([j[2] for j, _ in todo], choices) if todo else []
+        if todo:
+            con.executemany("INSERT INTO judge_cache VALUES (?, ?, ?, ?, ?)",
+                            [(h, judge.model, version, g.score, json.dumps({"raw": g.raw[:2000], "error": g.error}))
+                             for (_, h), g in zip(todo, graded)])
+        fresh = {h: g for (_, h), g in zip(todo, graded)}
+        for (item, turn, _, _, _), h in zip(group, hashes):
+            g = fresh.get(h)
+            score = cached.get(h) if g is None else g.score
+            rationale = "cached" if g is None else (g.error or g.raw[:2000])
+            results.append((item.item_id, turn, item.category, answers[item.item_id][turn], score, rationale))
+    return results
+
+
+def run_eval(cfg: EvalConfig, log=print) -> dict:
+    from licenses.store import connect
+
+    items = [it for f in cfg.eval_files for it in load_tasks(f, warn=log)[: cfg.limit or None]]
+    con = connect(cfg.db)
+    try:
+        model, adapter, subset = _resolve_model(con, cfg)
+        overlap = None
+        if subset:
+            overlap = decontamination_overlap(con, subset, cfg.eval_files)
+            log(f"decontamination check: {overlap} training record(s) of subset {subset} overlap the eval set"
+                + (" (expected 0: the pipeline drops them)" if overlap == 0 else " -- these inflate the scores"))
+        judge = make_judge(cfg.judge)
+        generator = make_generator(model, adapter, cfg.backend)
+        answers: dict[str, list[str]] = {it.item_id: [] for it in items}
+        convs = {it.item_id: [] for it in items}
+        for turn in range(max(len(it.turns) for it in items)):
+            active = [it for it in items if turn < len(it.turns)]
+            for it in active:
+                convs[it.item_id].append({"role": "user", "content": it.turns[turn]})
+            outs = generator.generate([convs[it.item_id] for it in active], cfg.generation)
+            for it, text in zip(active, outs):
+                answers[it.item_id].append(text)
+                convs[it.item_id].append({"role": "assistant", "content": text})
+            log(f"generated turn {turn + 1} for {len(active)} item(s)")
+        graded = _grade(judge, items, answers, con)
+        scores = [g[4] for g in graded if g[4] is not None]
+        eval_run_id = f"eval-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        now = datetime.now(timezone.utc)
+        mean = sum(scores) / len(scores) if scores else None
+        con.execute("INSERT INTO eval_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [eval_run_id, cfg.train_run, model, adapter, json.dumps(cfg.eval_files), judge.model,
+                     json.dumps(asdict(cfg), default=str), overlap, mean, now])
+        con.executemany("INSERT INTO eval_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(eval_run_id, cfg.train_run, f"{g[0]}#t{g[1] + 1}", g[2], g[3], g[4], judge.model, g[5], now)
+                         for g in graded])
+        log(f"eval {eval_run_id}: {len(graded)} graded answers, mean {mean if mean is None else round(mean, 3)}")
+        return {"eval_run_id": eval_run_id, "graded": len(graded), "failed": len(graded) - len(scores),
+                "mean": mean, "decont_overlap": overlap}
+    finally:
+        con.close()

@@ -1,0 +1,126 @@
+"""Evaluation: eval-set loading, generation + grading into the store, the paired bootstrap, and
+the top-k vs random experiment end to end on the embedded default (tiny model, CPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+
+import duckdb
+import numpy as np
+import pytest
+import yaml
+
+from eval.compare import bootstrap_ci, compare_scores
+from eval.tasks import load_tasks
+from tests.conftest import ROOT
+
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("trl") is None or importlib.util.find_spec("matplotlib") is None,
+                                 reason="needs the 'train' and 'eval' extras")
+
+
+def test_both_shapes_load_and_bad_rows_are_reported_by_line(tmp_path):
+    elyza = load_tasks(ROOT / "data/eval/elyza_style.jsonl")
+    mt = load_tasks(ROOT / "data/eval/mt_bench_style.jsonl")
+    assert len(elyza) == 30 and all(i.shape == "elyza" and i.eval_aspect and i.reference for i in elyza)
+    assert len(mt) == 12 and all(i.shape == "mt-bench" and len(i.turns) == 2 for i in mt)
+    bad = tmp_path / "mixed.jsonl"
+    bad.write_text("\n".join([
+        json.dumps({"input": "日本の首都は？", "output": "東京", "eval_aspect": "東京と答えれば5点"}, ensure_ascii=False),
+        "{not json",
+        json.dumps({"question": "形が違う"}, ensure_ascii=False),
+        json.dumps({"turns": ["一問目", 3]}, ensure_ascii=False),
+        json.dumps({"turns": ["一問目", "二問目"], "category": "writing"}, ensure_ascii=False),
+    ]), encoding="utf-8")
+    warnings = []
+    items = load_tasks(bad, warn=warnings.append)
+    assert [i.shape for i in items] == ["elyza", "mt-bench"]
+    assert [w.split(": ", 1)[1].split(":")[0] for w in warnings] == [f"{bad} line 2", f"{bad} line 3", f"{bad} line 4"]
+
+
+def test_bootstrap_matches_a_direct_computation():
+    rng = np.random.default_rng(7)
+    cats = ["math", "writing", "coding"]
+    a = {f"q{i}": (cats[i % 3], float(rng.integers(1, 6))) for i in range(40)}
+    b = {f"q{i}": (cats[i % 3], float(min(5, a[f"q{i}"][1] + rng.integers(-1, 3)))) for i in range(40)}
+    b["only-b"] = ("math", 5.0)
+    c = compare_scores(a, b, "A", "B", n_boot=2000, seed=3)
+    items = sorted(a)
+    diffs = np.array([b[k][1] - a[k][1] for k in items])
+    assert c.n == 40 and c.diff == pytest.approx(diffs.mean())
+    assert (c.wins, c.ties, c.losses) == ((diffs > 0).sum(), (diffs == 0).sum(), (diffs < 0).sum())
+    direct_rng = np.random.default_rng(3)
+    means = [diffs[direct_rng.integers(0, 40, size=40)].mean() for _ in range(2000)]
+    assert (c.ci_low, c.ci_high) == pytest.approx((np.quantile(means, 0.025), np.quantile(means, 0.975)))
+    assert c.ci_low <= c.diff <= c.ci_high
+    math_items = [k for k in items if a[k][0] == "math"]
+    assert c.per_category["math"][0] == pytest.approx(np.mean([a[k][1] for k in math_items]))
+    assert bootstrap_ci(np.zeros(5)) == (0.0, 0.0)
+
+
+@needs_torch
+def test_experiment_end_to_end_on_the_default(default_run, tmp_path):
+    from eval.experiment import load_experiment_config, run_experiment
+
+    db = tmp_path / "store.duckdb"
+    shutil.copy(default_run[1], db)
+    tiny = tmp_path / "tiny"
+    train = yaml.safe_load((ROOT / "train/configs/cpu-smoke.yaml").read_text(encoding="utf-8"))
+    train["model"]["model_name_or_path"] = str(tiny)
+    train["training"].update(max_steps=6, logging_steps=2, disable_tqdm=True)
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train, allow_unicode=True), encoding="utf-8")
+    ev = yaml.safe_load((ROOT / "eval/configs/eval-cpu-smoke.yaml").read_text(encoding="utf-8"))
+    ev.update(limit=2)
+    ev["generation"]["max_new_tokens"] = 8
+    ev["judge"]["model"] = str(tiny)
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump(ev, allow_unicode=True), encoding="utf-8")
+    exp = yaml.safe_load((ROOT / "eval/configs/experiment-cpu-smoke.yaml").read_text(encoding="utf-8"))
+    exp.update(db=str(db), k=30, train_config=str(tmp_path / "train.yaml"), eval_config=str(tmp_path / "eval.yaml"),
+               out_dir=str(tmp_path / "runs"))
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp, allow_unicode=True), encoding="utf-8")
+
+    result = run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+    con = duckdb.connect(str(db), read_only=True)
+    sizes = con.execute("SELECT name, n_records FROM subsets WHERE name LIKE 'cpu-smoke-%' ORDER BY name").fetchall()
+    assert sizes == [("cpu-smoke-random", 30), ("cpu-smoke-topk", 30)]
+    for arm in ("topk", "random"):
+        train_run = result["train_runs"][arm]
+        ev = result["evals"][arm]
+        assert ev["decont_overlap"] == 0
+        rows = con.execute("SELECT item_id, score, answer FROM eval_results WHERE eval_run_id = ? AND train_run_id = ?",
+                           [ev["eval_run_id"], train_run]).fetchall()
+        assert len(rows) == 2 + 2 * 2  # 2 ELYZA items, 2 MT-Bench items of two turns
+        assert all(r[1] is not None and 1 <= r[1] <= 10 for r in rows)
+    # Q5 of the README: which train run used which subset, and how did it score
+    q5 = con.execute("""SELECT t.subset, avg(e.score) FROM train_runs t JOIN eval_results e USING (train_run_id)
+                        GROUP BY t.subset ORDER BY t.subset""").fetchall()
+    assert [r[0] for r in q5] == ["cpu-smoke-random", "cpu-smoke-topk"]
+    c = result["comparison"]
+    assert c.n == 6 and c.ci_low <= c.diff <= c.ci_high
+    report = (tmp_path / "runs/comparison.md").read_text(encoding="utf-8")
+    assert "the scores mean nothing" in report and "bootstrap 95% CI" in report
+    assert (tmp_path / "runs/comparison.png").stat().st_size > 1000
+
+
+@needs_torch
+def test_grading_through_the_openai_backend(default_run, tmp_path):
+    from eval.runner import load_eval_config, run_eval
+    from tests.openai_server import ModelServer
+    from train.tiny import build_tiny_model
+
+    tiny = build_tiny_model(tmp_path / "tiny")
+    db = tmp_path / "store.duckdb"
+    shutil.copy(default_run[1], db)
+    cfg = {"eval_files": [str(ROOT / "data/eval/elyza_style.jsonl")], "limit": 3, "model": str(tiny),
+           "backend": "transformers", "db": str(db), "generation": {"max_new_tokens": 6},
+           "judge": {"backend": "openai", "model": "tiny", "top_logprobs": 1000}}
+    with ModelServer(str(tiny)) as server:
+        cfg["judge"]["base_url"] = server.base_url
+        (tmp_path / "eval.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+        first = run_eval(load_eval_config(tmp_path / "eval.yaml"), log=lambda m: None)
+        requests = server.requests
+        second = run_eval(load_eval_config(tmp_path / "eval.yaml"), log=lambda m: None)
+        assert server.requests == requests, "the same answers are graded from the judge cache"
+    assert first["graded"] == 3 and first["failed"] == 0 and 1 <= first["mean"] <= 5
+    assert second["mean"] == pytest.approx(first["mean"])
