@@ -10,7 +10,6 @@ not the answer, so shared boilerplate in answers does not count as contamination
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from datatrove.utils.text import ngrams, simplify_text
 
 from curate.dedup import NORM
 from curate.errors import JcurateError
+from curate.readers import read_json_lines
 from curate.tokenizers import FugashiTokenizer
 
 
@@ -32,13 +32,7 @@ def decont_config(n_grams: int) -> NGramsDecontConfig:
 def eval_prompts(path: str | Path) -> list[str]:
     """The prompts of an eval file: ``input`` (ELYZA shape) or every turn of ``turns`` (MT-Bench shape)."""
     prompts = []
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise JcurateError(f"eval file {path} line {lineno}: bad JSON ({e})") from None
+    for lineno, item in read_json_lines(path, "eval file"):
         if isinstance(item.get("input"), str):
             prompts.append(item["input"])
         elif isinstance(item.get("turns"), list):

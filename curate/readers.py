@@ -22,6 +22,20 @@ from curate.manifest import ROLE_FIELDS_NOTE, Source
 from curate.records import ROLE_ALIASES, ROLES, content_hash, make_document
 
 
+def read_json_lines(path: str | Path, what: str = "file"):
+    """(line number, object) for each non-blank line of a small JSONL file the user names
+    (eval sets, training files); bad JSON stops with the file and line."""
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            from curate.errors import JcurateError
+
+            raise JcurateError(f"{what} {path} line {lineno}: bad JSON ({e})") from None
+
+
 class RowError(ValueError):
     """A row that cannot become a record; the message names the field."""
 

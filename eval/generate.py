@@ -43,6 +43,7 @@ class TransformersGenerator:
     def generate(self, conversations: list[list[dict]], cfg: GenerationConfig) -> list[str]:
         torch = self.torch
         torch.manual_seed(cfg.seed)
+        self.generated_tokens = 0  # for throughput figures
         out = []
         for i in range(0, len(conversations), cfg.batch_size):
             texts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
@@ -57,6 +58,7 @@ class TransformersGenerator:
             with torch.no_grad():
                 ids = self.lm.generate(**enc, **kwargs)
             new = ids[:, enc["input_ids"].shape[1]:]
+            self.generated_tokens += int((new != self.tokenizer.pad_token_id).sum())
             out += [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
         return out
 

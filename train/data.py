@@ -56,15 +56,11 @@ def load_records(cfg: DataConfig) -> list[dict]:
             return export_rows(con, cfg.subset)
         finally:
             con.close()
+    from curate.readers import read_json_lines
+
     rows = []
-    for lineno, line in enumerate(Path(cfg.file).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise JcurateError(f"{cfg.file} line {lineno}: bad JSON ({e})") from None
-        if not row.get("messages") and not ("instruction" in row and "output" in row):
+    for lineno, row in read_json_lines(cfg.file, "training file"):
+        if not isinstance(row, dict) or not row.get("messages") and not ("instruction" in row and "output" in row):
             raise JcurateError(f"{cfg.file} line {lineno}: needs 'messages' or 'instruction' and 'output'")
         row.setdefault("record_id", f"{Path(cfg.file).name}:{lineno}")
         rows.append(row)
