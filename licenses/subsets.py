@@ -48,7 +48,7 @@ def select_members(con, c: SubsetCriteria) -> list[tuple[str, float | None]]:
     if c.top_k is not None and c.random is not None:
         raise JcurateError("--top-k and --random are alternatives: pick one")
     if c.top_k is not None and not c.score:
-        raise JcurateError("--top-k needs --score NAME (a scorer in the store, or 'label')")
+        raise JcurateError("--top-k needs --score NAME (a scorer in the store: classifier, judge, label)")
     run_id = c.run_id or _latest_run(con)
     if not con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
         raise JcurateError(f"no run {run_id!r} in the store")
@@ -87,7 +87,6 @@ def select_members(con, c: SubsetCriteria) -> list[tuple[str, float | None]]:
         SELECT rl.record_id, {score_sql} AS score
         FROM record_fate f
         JOIN record_license rl USING (record_id)
-        JOIN records rec USING (record_id)
         JOIN licenses ls ON ls.license_id = rl.source_license
         LEFT JOIN licenses lm ON lm.license_id = rl.model_license
         {scores_join}
