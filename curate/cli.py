@@ -30,7 +30,7 @@ def cmd_run(args) -> int:
     out = Path(args.out)
     print(f"jcurate run: {len(sources)} source(s) from {args.sources} -> {out} "
           f"(executor {args.executor}, {args.workers} worker(s))", file=sys.stderr)
-    options = ExecutorOptions(kind=args.executor, workers=args.workers, slurm=config.slurm)
+    options = ExecutorOptions(kind=args.executor, workers=args.workers, slurm=config.slurm, verbose=args.verbose)
     timings = run_stages(sources, config, out, options, log=lambda m: print(m, file=sys.stderr))
     if args.executor == "slurm":
         print(f"submitted to Slurm. When the jobs finish: jcurate ingest --out {out} --sources {args.sources} "
@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", default="local", choices=["local", "ray", "slurm"])
     run.add_argument("--workers", type=int, default=1, help="parallel tasks (default: %(default)s)")
     run.add_argument("--db", default=DEFAULT_DB, help="DuckDB provenance store (default: %(default)s)")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="show datatrove's per-task logs here instead of in OUT/work/logs/<stage>.log")
     run.set_defaults(func=cmd_run)
 
     ingest = sub.add_parser("ingest", help="load a finished run folder (e.g. after Slurm) into the store")

@@ -19,7 +19,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +46,7 @@ EXECUTORS = ("local", "ray", "slurm")
 class ExecutorOptions:
     kind: str = "local"
     workers: int = 1
+    verbose: bool = False  # let datatrove's per-task logs through to the terminal
     slurm: dict = field(default_factory=dict)  # partition, time, cpus_per_task, mem_per_cpu_gb, ...
 
 
@@ -113,6 +117,50 @@ def make_executor(kind: str, steps: list, tasks: int, workers: int, logging_dir:
     raise JcurateError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
 
 
+PROGRESS_MARKS = ("Reading input file", "tasks completed", "reading source")
+
+
+def _heartbeat(path: Path, terminal_fd: int, label: str, stop: threading.Event, every: float) -> None:
+    """While a stage runs, repeats the latest progress line of its log on the terminal."""
+    start, last = time.monotonic(), None
+    while not stop.wait(every):
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        progress = next((ln for ln in reversed(lines) if any(m in ln for m in PROGRESS_MARKS)), None)
+        if progress and progress != last:
+            last = progress
+            message = progress.split(" - ", 1)[-1].strip()
+            os.write(terminal_fd, f"    {label} {time.monotonic() - start:.0f}s: {message}\n".encode())
+
+
+@contextmanager
+def stage_output_to(path: Path, label: str, enabled: bool = True, every: float = 10.0):
+    """Sends file descriptor 2 (datatrove's per-task logs and stats, workers included) to ``path``,
+    and shows the latest progress line from it every ``every`` seconds."""
+    if not enabled:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(path, saved, label, stop, every), daemon=True)
+    try:
+        with open(path, "ab") as f:
+            os.dup2(f.fileno(), 2)
+            beat.start()
+            yield
+    finally:
+        stop.set()
+        if beat.is_alive():
+            beat.join()
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options: ExecutorOptions,
                log=print) -> dict[str, float]:
     """Runs (or, on Slurm, submits) every stage; returns wall seconds per stage."""
@@ -142,10 +190,16 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
             ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else options.workers,
                      include_dashboard=False, log_to_driver=False)
     for i, (name, executor) in enumerate(executors, start=1):
-        log(f"[{i}/{len(executors)}] {name} ...")
+        stage_log = out / "work/logs" / f"{name}.log"
+        log(f"[{i}/{len(executors)}] {name} ..." + ("" if options.verbose else f" (datatrove's log: {stage_log})"))
         start = time.perf_counter()
         executor.depends = None  # run in order here; depends only matters for Slurm submission
-        executor.run()
+        try:
+            with stage_output_to(stage_log, name, enabled=not options.verbose):
+                executor.run()
+        except Exception:
+            log(f"stage {name} failed: see {stage_log}")
+            raise
         timings[name] = round(time.perf_counter() - start, 3)
         log(f"[{i}/{len(executors)}] {name} done in {timings[name]:.1f}s")
     (out / "work/timings.json").write_text(json.dumps(timings))

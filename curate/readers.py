@@ -233,7 +233,7 @@ class SourceReader(BaseReader):
             if i % world_size != rank:
                 continue
             self.stat_update("input_files")
-            logger.info(f"reading source '{source.id}' ({source.format}): {file}")
+            logger.info(f"reading source '{source.id}' ({source.format}), file {i + 1} of {len(work)}: {file}")
             for row, obj, raw, error in ITERATORS[source.format](file):
                 with self.track_time():
                     doc = row_to_document(source, file, row, obj, raw, error)

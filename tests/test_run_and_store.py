@@ -103,3 +103,11 @@ def test_ray_executor_on_a_local_instance(tmp_path):
                    "--db", str(tmp_path / "ray.duckdb"), "--executor", "ray", "--workers", "2") == 0
     assert [r[0] for r in _kept(out)] == ["mini:0", "mini:3"]
     assert {(r[0], r[1]) for r in _dropped(out)} == {("mini:1", "exact_dedup"), ("mini:2", "language")}
+
+
+def test_datatrove_logs_go_to_stage_log_files(default_run):
+    out, _ = default_run
+    log = (out / "work/logs/filter.log").read_text(encoding="utf-8")
+    assert "reading source 'jcurate-alpaca' (jsonl), file 1 of 5" in log
+    assert "malformed row in source 'jcurate-alpaca'" in log
+    assert (out / "work/logs/dedup-decont.log").is_file()
