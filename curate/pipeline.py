@@ -147,18 +147,29 @@ def stage_output_to(path: Path, label: str, enabled: bool = True, every: float =
     saved = os.dup(2)
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(path, saved, label, stop, every), daemon=True)
+    python_stderr = sys.stderr
     try:
         with open(path, "ab") as f:
             os.dup2(f.fileno(), 2)
+            # in-process tasks log to sys.stderr, which need not be fd 2 (under pytest it is not)
+            sys.stderr = open(path, "a", buffering=1, encoding="utf-8")
             beat.start()
             yield
     finally:
         stop.set()
         if beat.is_alive():
             beat.join()
+        if sys.stderr is not python_stderr:
+            sys.stderr.close()
+            sys.stderr = python_stderr
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+        # datatrove re-adds its default handler on the file just closed: point it back here
+        from loguru import logger
+
+        logger.remove()
+        logger.add(sys.stderr, level="WARNING")
 
 
 def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options: ExecutorOptions,
