@@ -100,7 +100,7 @@ def iter_csv(path: str):
             bad = [k for k, v in obj.items() if isinstance(v, str) and "\ufffd" in v]
             raw = json.dumps(obj, ensure_ascii=False, default=str)
             if None in obj:
-                yield row, obj, raw, f"more cells than header columns"
+                yield row, obj, raw, "more cells than header columns"
             elif bad:
                 yield row, obj, raw, f"invalid UTF-8 in column '{bad[0]}'"
             else:
