@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1, help="parallel tasks (default: %(default)s)")
     run.add_argument("--db", default=DEFAULT_DB, help="DuckDB provenance store (default: %(default)s)")
     run.add_argument("-v", "--verbose", action="store_true",
-                     help="show datatrove's per-task logs here instead of in OUT/work/logs/<stage>.log")
+                     help="show datatrove's per-task logs here instead of in OUT/work/logs/datatrove.log")
     run.set_defaults(func=cmd_run)
 
     ingest = sub.add_parser("ingest", help="load a finished run folder (e.g. after Slurm) into the store")

@@ -120,12 +120,14 @@ def make_executor(kind: str, steps: list, tasks: int, workers: int, logging_dir:
 PROGRESS_MARKS = ("Reading input file", "tasks completed", "reading source")
 
 
-def _heartbeat(path: Path, terminal_fd: int, label: str, stop: threading.Event, every: float) -> None:
-    """While a stage runs, repeats the latest progress line of its log on the terminal."""
+def _heartbeat(path: Path, offset: int, terminal_fd: int, label: str, stop: threading.Event, every: float) -> None:
+    """While a stage runs, repeats the latest progress line it wrote to the log on the terminal."""
     start, last = time.monotonic(), None
     while not stop.wait(every):
         try:
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            with open(path, "rb") as f:
+                f.seek(offset)
+                lines = f.read().decode("utf-8", errors="replace").splitlines()
         except OSError:
             continue
         progress = next((ln for ln in reversed(lines) if any(m in ln for m in PROGRESS_MARKS)), None)
@@ -137,16 +139,23 @@ def _heartbeat(path: Path, terminal_fd: int, label: str, stop: threading.Event, 
 
 @contextmanager
 def stage_output_to(path: Path, label: str, enabled: bool = True, every: float = 10.0):
-    """Sends file descriptor 2 (datatrove's per-task logs and stats, workers included) to ``path``,
-    and shows the latest progress line from it every ``every`` seconds."""
+    """Sends file descriptor 2 (datatrove's per-task logs and stats) to ``path``, and shows the
+    latest progress line the stage writes there every ``every`` seconds.
+
+    One file for all stages: forkserver workers keep the fd 2 their server started with, so
+    per-stage files would mix stages up.
+    """
     if not enabled:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"\n===== jcurate stage: {label} =====\n")
+    offset = path.stat().st_size
     sys.stderr.flush()
     saved = os.dup(2)
     stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(path, saved, label, stop, every), daemon=True)
+    beat = threading.Thread(target=_heartbeat, args=(path, offset, saved, label, stop, every), daemon=True)
     python_stderr = sys.stderr
     try:
         with open(path, "ab") as f:
@@ -201,7 +210,7 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
             ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else options.workers,
                      include_dashboard=False, log_to_driver=False)
     for i, (name, executor) in enumerate(executors, start=1):
-        stage_log = out / "work/logs" / f"{name}.log"
+        stage_log = out / "work/logs/datatrove.log"
         log(f"[{i}/{len(executors)}] {name} ..." + ("" if options.verbose else f" (datatrove's log: {stage_log})"))
         start = time.perf_counter()
         executor.depends = None  # run in order here; depends only matters for Slurm submission
