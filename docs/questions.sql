@@ -18,7 +18,7 @@ WHERE record_id = 'jcurate-labelled:punct-0' AND NOT kept;
 
 -- Q3: score distribution per source and scorer
 SELECT r.source_id, sc.scorer, count(*) AS n, round(avg(sc.score), 2) AS mean,
-       min(sc.score) AS min, max(sc.score) AS max
+       round(min(sc.score), 2) AS min, round(max(sc.score), 2) AS max
 FROM scores sc JOIN records r USING (record_id)
 GROUP BY ALL ORDER BY r.source_id, sc.scorer;
 
