@@ -22,7 +22,7 @@ import numpy as np
 
 from curate.errors import JcurateError
 from curate.tokenizers import FugashiTokenizer
-from licenses.store import connect
+from licenses.store import connect, resolve_run
 
 LABELS = (1, 2, 3, 4, 5)
 SCORER = "classifier"
@@ -184,7 +184,7 @@ def score_run(db: str | Path, model_id: str | None = None, run_id: str | None = 
         model_id, path = row
         if not Path(path).is_file():
             raise JcurateError(f"classifier {model_id}: model file {path} is missing")
-        run_id = run_id or con.execute("SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1").fetchone()[0]
+        run_id = resolve_run(con, run_id)
         records = con.execute(
             """SELECT r.record_id, r.content_hash, r.text FROM record_fate f JOIN records r USING (record_id)
                WHERE f.run_id = ? AND f.kept ORDER BY r.record_id""", [run_id]).fetchall()

@@ -285,13 +285,11 @@ def run_judge(db, backend: JudgeBackend, sample: int | None, seed: int = 0, run_
     """Judges a sample (or all) kept records; cached by (content hash, model, prompt version)."""
     from datetime import datetime, timezone
 
-    from licenses.store import connect
+    from licenses.store import connect, resolve_run
 
     con = connect(db)
     try:
-        run_id = run_id or (con.execute("SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1").fetchone() or [None])[0]
-        if run_id is None:
-            raise JcurateError("the store has no runs yet: run `jcurate run` first")
+        run_id = resolve_run(con, run_id)
         records = sample_records(con, run_id, sample, seed)
         cached = {h: s for h, s in con.execute(
             """SELECT content_hash, arg_max(score, created_at) FROM scores

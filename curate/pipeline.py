@@ -209,8 +209,8 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
         if not ray.is_initialized():  # a local instance unless RAY_ADDRESS points at a cluster
             ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else options.workers,
                      include_dashboard=False, log_to_driver=False)
+    stage_log = out / "work/logs/datatrove.log"
     for i, (name, executor) in enumerate(executors, start=1):
-        stage_log = out / "work/logs/datatrove.log"
         log(f"[{i}/{len(executors)}] {name} ..." + ("" if options.verbose else f" (datatrove's log: {stage_log})"))
         start = time.perf_counter()
         executor.depends = None  # run in order here; depends only matters for Slurm submission

@@ -18,6 +18,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseReader
 from datatrove.utils.logging import logger
 
+from curate.errors import JcurateError
 from curate.manifest import ROLE_FIELDS_NOTE, Source
 from curate.records import ROLE_ALIASES, ROLES, content_hash, make_document
 
@@ -31,8 +32,6 @@ def read_json_lines(path: str | Path, what: str = "file"):
         try:
             yield lineno, json.loads(line)
         except json.JSONDecodeError as e:
-            from curate.errors import JcurateError
-
             raise JcurateError(f"{what} {path} line {lineno}: bad JSON ({e})") from None
 
 
@@ -264,8 +263,6 @@ def _first_columns(source: Source, file: str, sample: int = 50) -> set[str] | No
 
 def check_field_mappings(sources: list[Source]) -> None:
     """Stop before any work when a mapped column exists in none of a source's first rows."""
-    from curate.errors import JcurateError
-
     for source in sources:
         columns = _first_columns(source, source.files[0])
         if columns is None:

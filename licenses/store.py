@@ -110,6 +110,18 @@ def connect(db: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnectio
     return con
 
 
+def resolve_run(con, run_id: str | None = None) -> str:
+    """The named run, checked to exist, or the latest run."""
+    if run_id is None:
+        row = con.execute("SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1").fetchone()
+        if not row:
+            raise JcurateError("the store has no runs yet: run `jcurate run` first")
+        return row[0]
+    if not con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
+        raise JcurateError(f"no run {run_id!r} in the store")
+    return run_id
+
+
 def _versions() -> dict:
     out = {"python": platform.python_version()}
     for pkg in ("jcurate", "datatrove", "duckdb", "fugashi"):

@@ -17,7 +17,7 @@ from pathlib import Path
 from curate.errors import JcurateError
 from licenses.catalogue import Catalogue
 from licenses.rules import LADDER, USE_RANK
-from licenses.store import connect
+from licenses.store import connect, resolve_run
 
 
 @dataclass
@@ -36,22 +36,12 @@ class SubsetCriteria:
     embedding_model: str | None = None
 
 
-def _latest_run(con) -> str:
-    row = con.execute("SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1").fetchone()
-    if not row:
-        raise JcurateError("the store has no runs yet: run `jcurate run` first")
-    return row[0]
-
-
-def select_members(con, c: SubsetCriteria) -> list[tuple[str, float | None]]:
-    """(record_id, score) in rank order."""
+def select_members(con, c: SubsetCriteria, run_id: str) -> list[tuple[str, float | None]]:
+    """(record_id, score) of the run's kept records, in rank order."""
     if c.top_k is not None and c.random is not None:
         raise JcurateError("--top-k and --random are alternatives: pick one")
     if c.top_k is not None and not c.score:
         raise JcurateError("--top-k needs --score NAME (a scorer in the store: classifier, judge, label)")
-    run_id = c.run_id or _latest_run(con)
-    if not con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
-        raise JcurateError(f"no run {run_id!r} in the store")
     where = ["f.run_id = $run", "f.kept"]
     params: dict = {"run": run_id}
     if c.license_use:
@@ -157,12 +147,12 @@ def create_subset(db: str | Path, criteria: SubsetCriteria, catalogue: Catalogue
     try:
         if con.execute("SELECT 1 FROM subsets WHERE name = ?", [criteria.name]).fetchone() and not replace:
             raise JcurateError(f"a subset named {criteria.name!r} exists already (pass --replace to rebuild it)")
-        members = select_members(con, criteria)
+        run_id = resolve_run(con, criteria.run_id)
+        members = select_members(con, criteria, run_id)
         if criteria.diversity is not None:
             members = _diverse(con, members, criteria)
         if not members:
             raise JcurateError(f"no kept record matches the criteria of subset {criteria.name!r}")
-        run_id = criteria.run_id or _latest_run(con)
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute("DELETE FROM subset_members WHERE subset = ?", [criteria.name])
