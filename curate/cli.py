@@ -239,6 +239,47 @@ def cmd_experiment(args) -> int:
     return 0
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from curate.service.app import ServeSettings, create_app
+
+    token = args.token or os.environ.get("JCURATE_TOKEN") or None
+    if not _is_loopback(args.host) and not token:
+        raise JcurateError(f"--host {args.host} is not a loopback address: set a token (--token or JCURATE_TOKEN) "
+                           f"so that only clients holding it get in")
+    if not Path(args.db).is_file():
+        raise JcurateError(f"no store at {args.db}: run `jcurate run` first (or pass --db)")
+    for name in ("max_batch", "max_text_chars", "max_body_bytes", "sql_max_rows"):
+        if getattr(args, name) < 1:
+            raise JcurateError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.sql_timeout <= 0:
+        raise JcurateError("--sql-timeout must be positive")
+    settings = ServeSettings(db=args.db, token=token, config=args.config, max_batch=args.max_batch,
+                             max_text_chars=args.max_text_chars, max_body_bytes=args.max_body_bytes,
+                             sql_max_rows=args.sql_max_rows, sql_timeout=args.sql_timeout)
+    print(f"jcurate serve: loading {args.db} (filters, classifier, duplicate index) ...", file=sys.stderr, flush=True)
+    app = create_app(settings)
+    info = app.state.scorer.describe()
+    print(f"jcurate serve: run {info['run_id']}, {info['indexed_records']} records indexed in "
+          f"{info['index_seconds']} s, classifier {info['classifier'] or 'none'}, judge {info['judge'] or 'none'}; "
+          f"http://{args.host}:{args.port}/ (API docs at /docs){' — token required' if token else ''}",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from licenses.store import DEFAULT_DB
 
@@ -335,6 +376,23 @@ def build_parser() -> argparse.ArgumentParser:
     subset.add_argument("--replace", action="store_true", help="rebuild a subset of the same name")
     subset.add_argument("--db", default=DEFAULT_DB)
     subset.set_defaults(func=cmd_subset)
+
+    serve = sub.add_parser("serve", help="the scoring and provenance service: HTTP API and provenance page")
+    serve.add_argument("--db", default=DEFAULT_DB)
+    serve.add_argument("--host", default="127.0.0.1", help="a non-loopback address needs a token (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--token", default=None, help="clients must send 'Authorization: Bearer TOKEN' "
+                                                     "(or set JCURATE_TOKEN)")
+    serve.add_argument("--config", default=None,
+                       help="pipeline config YAML for the judge: section (default: the latest run's config)")
+    serve.add_argument("--max-batch", type=int, default=256, help="records per POST /v1/score (default: %(default)s)")
+    serve.add_argument("--max-text-chars", type=int, default=20_000,
+                       help="characters per record, all fields (default: %(default)s)")
+    serve.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="request body size limit")
+    serve.add_argument("--sql-max-rows", type=int, default=10_000, help="rows per POST /v1/sql (default: %(default)s)")
+    serve.add_argument("--sql-timeout", type=float, default=10.0, help="seconds per POST /v1/sql (default: %(default)s)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=cmd_serve)
 
     lic = sub.add_parser("licenses", help="the license catalogue and license checks")
     lic_sub = lic.add_subparsers(dest="licenses_command", required=True)

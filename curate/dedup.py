@@ -39,6 +39,9 @@ from curate.tokenizers import make_tokenizer
 # to 0, which makes "3と5の和" and "7と2の和" identical: keep both.
 NORM = TextNormConfig(norm_unicode_diacritics=False, norm_numbers=False)
 
+# an LSH candidate pair is a near duplicate when its n-gram Jaccard reaches this
+MIN_JACCARD = 0.5
+
 
 def minhash_config(c: NearDedupConfig) -> MinhashConfig:
     return MinhashConfig(
@@ -90,7 +93,7 @@ class DedupPlan(PipelineStep):
     name = "🧮 dedup plan"
 
     def __init__(self, records_folder: str, buckets_folder: str | None, plan_path: str,
-                 exact: bool, near: NearDedupConfig | None, min_jaccard: float = 0.5):
+                 exact: bool, near: NearDedupConfig | None, min_jaccard: float = MIN_JACCARD):
         super().__init__()
         self.records_folder = records_folder
         self.buckets_folder = buckets_folder

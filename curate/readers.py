@@ -158,6 +158,18 @@ def _messages(obj: dict, column: str) -> list[dict]:
     return turns
 
 
+def record_fields(obj: dict, fields: dict[str, str], multi_turn: bool) -> dict:
+    """The ``make_document`` keyword arguments of one row, through the field mapping;
+    a RowError names the missing or mistyped field. (``jcurate serve`` parses its records here too.)"""
+    if multi_turn:
+        return {"messages": _messages(obj, fields["messages"])}
+    return {
+        "instruction": _text_field(obj, "instruction", fields["instruction"], True),
+        "input_": _text_field(obj, "input", fields["input"], False) if "input" in fields else "",
+        "output": _text_field(obj, "output", fields["output"], True),
+    }
+
+
 def _label(value, source: Source, file: str, row: int) -> float | None:
     """A quality label the source ships; an unreadable one is reported and ignored, the record stays."""
     if value is None or value == "":
@@ -190,18 +202,8 @@ def row_to_document(source: Source, file: str, row: int, obj: dict | None, raw: 
                 key = str(obj[source.id_field])
             if source.label_field:
                 extra["label"] = _label(obj.get(source.label_field), source, file, row)
-            if source.multi_turn:
-                messages = _messages(obj, source.fields["messages"])
-                return make_document(record_id=f"{source.id}:{key}", source_id=source.id, messages=messages, extra=extra)
-            fields = source.fields
-            return make_document(
-                record_id=f"{source.id}:{key}",
-                source_id=source.id,
-                instruction=_text_field(obj, "instruction", fields["instruction"], True),
-                input_=_text_field(obj, "input", fields["input"], False) if "input" in fields else "",
-                output=_text_field(obj, "output", fields["output"], True),
-                extra=extra,
-            )
+            return make_document(record_id=f"{source.id}:{key}", source_id=source.id, extra=extra,
+                                 **record_fields(obj, source.fields, source.multi_turn))
         except (RowError, ValueError, TypeError) as e:
             error = f"row {row}: {e}"
         raw = json.dumps(obj, ensure_ascii=False, default=str)

@@ -1,0 +1,84 @@
+"""Load test of ``jcurate serve``: POST /v1/score from concurrent clients on loopback.
+
+    uv run python benchmarks/service_load.py [--requests 2000] [--clients 8] [--batch 16]
+
+Baseline: the classifier alone on the same records, in process (what ``jcurate classifier
+score`` does per record). The table shows the whole in-process scoring path (normalise,
+quality, language, duplicate lookups, classifier) and the service over HTTP as fractions of
+that baseline: the service's overhead as a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--db", default=None, help="an existing store (default: jcurate run on data/ into a temp dir)")
+    args = parser.parse_args()
+
+    from benchmarks.pipeline_throughput import base_records, perturb
+    from curate.classifier import QualityClassifier
+    from curate.cli import main as jcurate
+    from curate.service.loadtest import free_port, run_load, start_server
+    from curate.service.scoring import RecordScorer
+
+    db = args.db
+    if db is None:
+        tmp = Path(tempfile.mkdtemp(prefix="jcurate-serve-"))
+        db = str(tmp / "db.duckdb")
+        assert jcurate(["run", "--out", str(tmp / "out"), "--db", db]) == 0
+    rng = random.Random(7)
+    base = base_records()
+    n_batches = min(args.requests, 250)  # distinct bodies, cycled
+    records = [perturb(base[i % len(base)], i, rng) for i in range(n_batches * args.batch)]
+    batches = [[{"instruction": r["instruction"], "output": r["output"]} for r in records[i:i + args.batch]]
+               for i in range(0, len(records), args.batch)]
+
+    scorer = RecordScorer(db)
+    clf = QualityClassifier(scorer.classifier.path)
+    texts = [r["instruction"] + "\n\n" + r["output"] for r in records]
+    start = time.perf_counter()
+    clf.score(texts)
+    clf_rate = len(texts) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for b in batches:
+        scorer.score(b)
+    inproc_rate = len(records) / (time.perf_counter() - start)
+
+    port = free_port()
+    proc = start_server(db, port)
+    try:
+        load = run_load(f"http://127.0.0.1:{port}", batches, requests=args.requests, clients=args.clients)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    print(f"\n{'path':<62} {'records':>8} {'records/s':>10} {'x baseline':>10}")
+    print(f"{'classifier only, in process (jcurate classifier score; baseline)':<62} {len(texts):>8} "
+          f"{clf_rate:>10.0f} {1.0:>10.2f}")
+    print(f"{'RecordScorer in process (all checks, no HTTP)':<62} {len(records):>8} {inproc_rate:>10.0f} "
+          f"{inproc_rate / clf_rate:>10.2f}")
+    label = f"POST /v1/score, {args.clients} clients x {args.batch} records"
+    print(f"{label:<62} {load['records']:>8} {load['records_per_s']:>10.0f} {load['records_per_s'] / clf_rate:>10.2f}")
+    print(f"\nload test: {load['requests']} requests ({load['ok']} ok, {load['errors']} errors) in {load['seconds']} s; "
+          f"latency p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, max {load['max_ms']} ms; "
+          f"{load['requests_per_s']} requests/s")
+    if load["errors"]:
+        print("first errors:", *load["first_errors"], sep="\n  ")
+
+
+if __name__ == "__main__":
+    main()

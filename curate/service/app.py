@@ -1,0 +1,253 @@
+"""``jcurate serve``: the scoring and provenance service (FastAPI).
+
+Endpoints (OpenAPI at ``/openapi.json``, interactive docs at ``/docs``):
+
+* ``POST /v1/score``: what the pipeline would decide about new records (read, quality,
+  language, exact and near duplicates against the store), the classifier score, and the
+  LLM judge when asked for and configured.
+* ``GET /v1/records/{record_id}``, ``GET /v1/records?q=``: provenance of stored records.
+* ``GET /v1/sources``: sources x licenses x kept/dropped in the latest run.
+* ``GET /v1/subsets``, ``GET /v1/subsets/{name}``, ``GET /v1/subsets/{name}/notice``.
+* ``POST /v1/sql``: read-only SQL with a row and a time limit.
+* ``GET /healthz``; ``GET /``: the provenance page for people who do not write SQL.
+
+With a token (``--token`` or ``JCURATE_TOKEN``; required when binding to a non-loopback
+address) every route but ``/healthz`` needs ``Authorization: Bearer TOKEN``; the page takes
+``/?token=TOKEN`` once and keeps it in a cookie.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from pydantic import BaseModel, Field
+
+from curate.service import page, provenance
+from curate.service.scoring import RecordScorer
+from curate.service.store_access import QueryError, StoreBusy, read_only, run_sql
+from licenses.catalogue import load_catalogue
+
+TOKEN_COOKIE = "jcurate_token"
+
+
+@dataclass
+class ServeSettings:
+    db: str
+    token: str | None = None
+    config: str | None = None  # a pipeline config for the judge: section (default: the latest run's)
+    max_batch: int = 256  # records per POST /v1/score
+    max_text_chars: int = 20_000  # characters per record, all fields together
+    max_body_bytes: int = 8 * 1024 * 1024
+    sql_max_rows: int = 10_000
+    sql_timeout: float = 10.0
+
+
+class Turn(BaseModel):
+    role: str = Field(description="system, user or assistant (ShareGPT's human / gpt are accepted)")
+    content: str
+
+
+class RecordIn(BaseModel):
+    """A single-turn record (instruction, optional input, output) or a conversation (messages)."""
+
+    id: str | None = Field(None, max_length=512, description="your id; echoed back (default request:INDEX)")
+    instruction: str | None = None
+    input: str | None = None
+    output: str | None = None
+    messages: list[Turn] | None = None
+
+
+class ScoreRequest(BaseModel):
+    records: list[RecordIn]
+    judge: bool = Field(False, description="also ask the LLM judge (needs a judge: section in the config)")
+    near_duplicates: int = Field(10, ge=0, le=100, description="at most this many near-duplicate hits per record")
+
+
+class ScoreResponse(BaseModel):
+    run_id: str
+    classifier: str | None
+    elapsed_ms: float
+    results: list[dict[str, Any]]
+
+
+class SqlRequest(BaseModel):
+    query: str = Field(description="SQL over the store; the connection is read-only")
+    max_rows: int | None = Field(None, ge=1, description="at most the server's --sql-max-rows")
+
+
+class SqlResponse(BaseModel):
+    columns: list[str]
+    rows: list[list[Any]]
+    row_count: int
+    truncated: bool
+    max_rows: int
+    elapsed_ms: float
+
+
+ERRORS = {401: {"description": "missing or wrong token"}, 503: {"description": "the store is being written"}}
+
+
+def _check_text(records: list[RecordIn], s: ServeSettings) -> None:
+    """413 for a record over the text limit, 422 for text that is not valid Unicode (lone surrogates)."""
+    for i, rec in enumerate(records):
+        texts = {name: getattr(rec, name) for name in ("id", "instruction", "input", "output")}
+        for j, turn in enumerate(rec.messages or []):
+            texts[f"messages[{j}].content"] = turn.content
+            texts[f"messages[{j}].role"] = turn.role
+        total = 0
+        for field, value in texts.items():
+            if value is None:
+                continue
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise HTTPException(422, f"records[{i}].{field}: not valid Unicode (a lone surrogate)") from None
+            if field != "id":
+                total += len(value)
+        if total > s.max_text_chars:
+            raise HTTPException(413, f"records[{i}]: {total} characters of text, over the limit of "
+                                     f"{s.max_text_chars} per record (serve --max-text-chars)")
+
+
+def create_app(settings: ServeSettings, scorer: RecordScorer | None = None) -> FastAPI:
+    if not Path(settings.db).is_file():
+        raise FileNotFoundError(settings.db)
+    catalogue = load_catalogue()
+    if scorer is None:
+        config = None
+        if settings.config:
+            from curate.config import load_config
+
+            config = load_config(settings.config)
+        scorer = RecordScorer(settings.db, config)
+    app = FastAPI(title="jcurate", version="0.1.0",
+                  description="Scoring and provenance service for curated Japanese instruction data.")
+    app.state.settings, app.state.scorer = settings, scorer
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                return JSONResponse({"detail": "Content-Length is not a number"}, status_code=400)
+            if int(length) > settings.max_body_bytes:
+                return JSONResponse({"detail": f"request body of {length} bytes is over the limit of "
+                                               f"{settings.max_body_bytes} (serve --max-body-bytes)"}, status_code=413)
+        if settings.token and request.url.path != "/healthz" and not _authorised(request, settings.token):
+            if request.url.path == "/" and hmac.compare_digest(request.query_params.get("token", "").encode(), settings.token.encode()):
+                response = RedirectResponse("/", status_code=303)
+                response.set_cookie(TOKEN_COOKIE, settings.token, httponly=True, samesite="strict")
+                return response
+            return JSONResponse({"detail": "missing or wrong token: send 'Authorization: Bearer TOKEN' "
+                                           "(the page: open /?token=TOKEN once)"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
+    @app.exception_handler(StoreBusy)
+    async def busy(request: Request, exc: StoreBusy):
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "db": settings.db, **scorer.describe()}
+
+    @app.post("/v1/score", response_model=ScoreResponse, tags=["scoring"], responses={
+        413: {"description": "a batch or record over a limit (named in detail)"}, **ERRORS})
+    def score(request: ScoreRequest = Body(...)):
+        if len(request.records) > settings.max_batch:
+            raise HTTPException(413, f"batch of {len(request.records)} records is over the limit of "
+                                     f"{settings.max_batch} records per request (serve --max-batch)")
+        _check_text(request.records, settings)
+        if request.judge and not scorer.judge_configured:
+            raise HTTPException(422, "judge=true, but no judge is configured: start the server with --config "
+                                     "FILE whose judge: section names a model (judge.model)")
+        start = time.perf_counter()
+        results = scorer.score([r.model_dump() for r in request.records], judge=request.judge,
+                               near_limit=request.near_duplicates)
+        return {"run_id": scorer.run_id, "classifier": scorer.classifier_id if scorer.classifier else None,
+                "elapsed_ms": round((time.perf_counter() - start) * 1000, 2), "results": results}
+
+    @app.get("/v1/records", tags=["provenance"], responses=ERRORS)
+    def search_records(q: str = Query(..., min_length=1, max_length=500,
+                                      description="a record id, or a fragment of its text"),
+                       limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
+        with read_only(settings.db) as con:
+            return {"query": q, "results": provenance.search(con, q, limit)}
+
+    @app.get("/v1/records/{record_id:path}", tags=["provenance"], responses={404: {"description": "no such record"},
+                                                                            **ERRORS})
+    def get_record(record_id: str) -> dict[str, Any]:
+        with read_only(settings.db) as con:
+            found = provenance.record(con, record_id, catalogue)
+        if found is None:
+            raise HTTPException(404, f"no record {record_id!r} in the store (search: GET /v1/records?q=FRAGMENT)")
+        return found
+
+    @app.get("/v1/sources", tags=["provenance"], responses=ERRORS)
+    def sources() -> dict[str, Any]:
+        with read_only(settings.db) as con:
+            return {"run_id": provenance.latest_run_id(con), "sources": provenance.sources_overview(con)}
+
+    @app.get("/v1/subsets", tags=["subsets"], responses=ERRORS)
+    def list_subsets() -> dict[str, Any]:
+        with read_only(settings.db) as con:
+            return {"subsets": provenance.subsets(con, catalogue)}
+
+    @app.get("/v1/subsets/{name}", tags=["subsets"], responses={404: {"description": "no such subset"}, **ERRORS})
+    def get_subset(name: str) -> dict[str, Any]:
+        with read_only(settings.db) as con:
+            found = provenance.subset(con, name, catalogue)
+        if found is None:
+            raise HTTPException(404, f"no subset {name!r} (list: GET /v1/subsets)")
+        return found
+
+    @app.get("/v1/subsets/{name}/notice", response_class=PlainTextResponse, tags=["subsets"],
+             responses={200: {"content": {"text/markdown": {}}}, 404: {"description": "no such subset"}, **ERRORS})
+    def get_notice(name: str):
+        with read_only(settings.db) as con:
+            if provenance.subset(con, name, catalogue) is None:
+                raise HTTPException(404, f"no subset {name!r} (list: GET /v1/subsets)")
+            text = provenance.notice(con, name, catalogue)
+        return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
+
+    @app.post("/v1/sql", response_model=SqlResponse, tags=["sql"], responses={
+        400: {"description": "the query failed"}, 403: {"description": "a write or file access, refused"},
+        408: {"description": "over the time limit"}, **ERRORS})
+    def sql(request: SqlRequest = Body(...)):
+        max_rows = min(request.max_rows or settings.sql_max_rows, settings.sql_max_rows)
+        try:
+            return run_sql(settings.db, request.query, max_rows, settings.sql_timeout)
+        except QueryError as e:
+            raise HTTPException(e.status, e.message) from None
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home(q: str | None = None):
+        with read_only(settings.db) as con:
+            return page.home(con, catalogue, q)
+
+    @app.get("/records/{record_id:path}", response_class=HTMLResponse, include_in_schema=False)
+    def record_page(record_id: str):
+        with read_only(settings.db) as con:
+            found = provenance.record(con, record_id, catalogue)
+        return HTMLResponse(page.record(record_id, found), status_code=200 if found else 404)
+
+    @app.get("/subsets/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def subset_page(name: str):
+        with read_only(settings.db) as con:
+            found = provenance.subset(con, name, catalogue)
+            notice = provenance.notice(con, name, catalogue) if found else None
+        return HTMLResponse(page.subset(name, found, notice), status_code=200 if found else 404)
+
+    return app
+
+
+def _authorised(request: Request, token: str) -> bool:
+    header = request.headers.get("authorization", "")
+    sent = header[7:] if header[:7].lower() == "bearer " else request.cookies.get(TOKEN_COOKIE, "")
+    return hmac.compare_digest(sent.encode(), token.encode())

@@ -1,0 +1,131 @@
+"""Duplicate lookups against the store for ``POST /v1/score``.
+
+The pipeline finds duplicates in batch (datatrove writes signatures and buckets to disk, then
+``DedupPlan`` clusters them); a service needs the same answer for one new record at a time.
+So this index keeps, per LSH band, a sorted array of band keys over the store's records and
+answers a query with ``searchsorted``: the same MinHash parameters and signature function as
+the run (datatrove's ``MinhashDedupSignature``), and the same verification (n-gram Jaccard
+>= ``MIN_JACCARD``), so a record the service calls a near duplicate is one the pipeline
+would have dropped. Arrays, not a dict of buckets: 200k records x 20 bands fit in ~32 MB.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+from datatrove.utils.logging import logger
+
+from curate.config import NearDedupConfig
+from curate.dedup import MIN_JACCARD, jaccard, minhash_config, shingle_hashes
+from curate.tokenizers import make_tokenizer
+
+_MERSENNE = np.uint64((1 << 61) - 1)
+# odd 64-bit multiplier folding a band's hashes into one key (wraps modulo 2**64)
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+@dataclass
+class IndexedRecord:
+    record_id: str
+    source_id: str
+    text: str
+    content_hash: str
+    kept: bool | None
+    dropped_at: str | None
+
+
+class DuplicateIndex:
+    def __init__(self, near: NearDedupConfig, min_jaccard: float = MIN_JACCARD, cache_size: int = 50_000):
+        self.near = near
+        self.cache_size = cache_size
+        self._cache: dict[int, np.ndarray] = {}
+        self.min_jaccard = min_jaccard
+        self.tokenizer = make_tokenizer(near.tokens)
+        self._signer = MinhashDedupSignature("/tmp", config=minhash_config(near), language=self.tokenizer)
+        self.records: list[IndexedRecord] = []
+        self.by_hash: dict[str, list[int]] = {}
+        self.band_keys = np.empty((near.num_buckets, 0), dtype=np.uint64)
+        self.band_order = np.empty((near.num_buckets, 0), dtype=np.int64)
+        self.seconds = 0.0
+
+    def band_keys_of(self, shingles: np.ndarray) -> np.ndarray | None:
+        """One uint64 per band: the band's ``hashes_per_bucket`` MinHash values folded; None without n-grams.
+
+        The signature is datatrove's (``MinhashDedupSignature.parameters``, same hash and n-grams);
+        ``shingles`` are ``shingle_hashes`` of the text, whose unique values give the same minima.
+        """
+        if shingles.size == 0:
+            return None
+        a, b = self._signer.parameters
+        with np.errstate(over="ignore"):
+            sig = np.min((shingles.reshape(-1, 1) * a + b) % _MERSENNE, axis=0).reshape(self.near.num_buckets, -1)
+            keys = np.zeros(self.near.num_buckets, dtype=np.uint64)
+            for j in range(sig.shape[1]):
+                keys = keys * _MIX + sig[:, j]
+        return keys
+
+    def shingles(self, text: str) -> np.ndarray:
+        return shingle_hashes(text, self.tokenizer, self.near.n_grams)
+
+    def _stored_shingles(self, i: int) -> np.ndarray:
+        """Shingles of indexed record i, kept in a bounded cache (recomputing costs ~1 ms a record)."""
+        cached = self._cache.get(i)
+        if cached is None:
+            cached = self.shingles(self.records[i].text)
+            if len(self._cache) >= self.cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[i] = cached
+        return cached
+
+    def build(self, rows, progress_every: int = 20_000) -> "DuplicateIndex":
+        """rows: (record_id, source_id, text, content_hash, kept, dropped_at)."""
+        start = time.perf_counter()
+        keys, positions = [], []
+        for row in rows:
+            i = len(self.records)
+            rec = IndexedRecord(*row)
+            self.records.append(rec)
+            self.by_hash.setdefault(rec.content_hash, []).append(i)
+            k = self.band_keys_of(self.shingles(rec.text)) if self.near.enabled else None
+            if k is not None:
+                keys.append(k)
+                positions.append(i)
+            if progress_every and (i + 1) % progress_every == 0:
+                logger.info(f"duplicate index: {i + 1} records signed ({time.perf_counter() - start:.0f} s)")
+        if keys:
+            matrix = np.stack(keys, axis=1)  # bands x records
+            order = np.argsort(matrix, axis=1, kind="stable")
+            self.band_keys = np.take_along_axis(matrix, order, axis=1)
+            self.band_order = np.asarray(positions, dtype=np.int64)[order]
+        self.seconds = time.perf_counter() - start
+        return self
+
+    def exact(self, content_hash: str) -> list[IndexedRecord]:
+        return [self.records[i] for i in self.by_hash.get(content_hash, [])]
+
+    def near_hits(self, text: str, content_hash: str, limit: int = 10) -> list[tuple[IndexedRecord, float]]:
+        """Verified near duplicates (Jaccard >= min_jaccard), most similar first; exact copies excluded."""
+        if not self.near.enabled or self.band_keys.shape[1] == 0:
+            return []
+        mine = self.shingles(text)
+        keys = self.band_keys_of(mine)
+        if keys is None:
+            return []
+        candidates: set[int] = set()
+        for band, key in enumerate(keys):
+            row = self.band_keys[band]
+            lo, hi = np.searchsorted(row, key, "left"), np.searchsorted(row, key, "right")
+            candidates.update(self.band_order[band, lo:hi].tolist())
+        hits = []
+        for i in candidates:
+            rec = self.records[i]
+            if rec.content_hash == content_hash:
+                continue
+            similarity = jaccard(mine, self._stored_shingles(i))
+            if similarity >= self.min_jaccard:
+                hits.append((rec, round(similarity, 4)))
+        hits.sort(key=lambda h: (-h[1], h[0].record_id))
+        return hits[:limit]

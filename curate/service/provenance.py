@@ -1,0 +1,170 @@
+"""Provenance lookups shared by the HTTP API and the browser page: plain SQL over the store.
+
+Every function takes a read-only DuckDB connection and returns JSON-ready dicts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import uuid
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+
+from licenses.catalogue import Catalogue
+from licenses.notice import subset_licenses, subset_notice
+from licenses.rules import check
+
+
+def jsonable(v):
+    """A DuckDB value as JSON: timestamps as ISO text, NaN/inf as null, bytes as base64."""
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, (datetime, date, time)):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return jsonable(float(v))
+    if isinstance(v, (timedelta, uuid.UUID)):
+        return str(v)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(v)).decode("ascii")
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    return str(v)
+
+
+def _rows(con, sql: str, params=None) -> list[dict]:
+    cur = con.execute(sql, params or [])
+    cols = [d[0] for d in cur.description]
+    return [{c: jsonable(v) for c, v in zip(cols, row)} for row in cur.fetchall()]
+
+
+def _json(v):
+    return json.loads(v) if isinstance(v, str) else v
+
+
+def latest_run_id(con) -> str | None:
+    row = con.execute("SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
+def record(con, record_id: str, catalogue: Catalogue) -> dict | None:
+    """A record with its source, effective license, decisions of every run, scores, dup cluster and subsets."""
+    found = _rows(con, """SELECT record_id, source_id, file, "row", instruction, input, output, messages, text,
+                                 content_hash, generated_by, label, signals, first_run_id, last_run_id
+                          FROM records WHERE record_id = ?""", [record_id])
+    if not found:
+        return None
+    rec = found[0]
+    rec["messages"], rec["signals"] = _json(rec["messages"]), _json(rec["signals"])
+    source = _rows(con, """SELECT source_id, name, path, format, url, license_id, generated_by_model,
+                                  generated_by_license, attribution, run_id AS declared_in_run
+                           FROM current_sources WHERE source_id = ?""", [rec["source_id"]])
+    lic = _rows(con, "SELECT source_license, model_license, license FROM record_license WHERE record_id = ?",
+                [record_id])
+    license_info = None
+    if lic:
+        effective = catalogue.licenses.get(lic[0]["license"])
+        license_info = {**lic[0], "name": effective and effective.name, "url": effective and effective.url,
+                        "use": effective and effective.use,
+                        "share_alike": effective and effective.share_alike}
+    decisions = _rows(con, """SELECT d.run_id, d.stage, d.stage_order, d.kept, d.reason, d.value
+                              FROM decisions d JOIN runs r USING (run_id) WHERE d.record_id = ?
+                              ORDER BY r.finished_at, d.stage_order""", [record_id])
+    fate = _rows(con, """SELECT f.run_id, f.kept, f.dropped_at, f.reason, f.value
+                         FROM record_fate f JOIN runs r USING (run_id) WHERE f.record_id = ?
+                         ORDER BY r.finished_at DESC LIMIT 1""", [record_id])
+    scores = _rows(con, """SELECT scorer, model, prompt_version, score, run_id, created_at FROM scores
+                           WHERE record_id = ? ORDER BY created_at, scorer""", [record_id])
+    cluster = None
+    mine = _rows(con, """SELECT c.run_id, c.cluster_id, c.stage, c.is_survivor FROM dup_clusters c
+                         JOIN runs r USING (run_id) WHERE c.record_id = ? ORDER BY r.finished_at DESC LIMIT 1""",
+                 [record_id])
+    if mine:
+        cluster = {**mine[0], "members": _rows(
+            con, """SELECT record_id, stage, is_survivor FROM dup_clusters WHERE run_id = ? AND cluster_id = ?
+                    ORDER BY is_survivor DESC, record_id""", [mine[0]["run_id"], mine[0]["cluster_id"]])}
+    subsets = _rows(con, """SELECT m.subset AS name, m.rank, m.score FROM subset_members m
+                            WHERE m.record_id = ? ORDER BY m.subset""", [record_id])
+    return {"record": rec, "source": source[0] if source else None, "license": license_info,
+            "fate": fate[0] if fate else None, "decisions": decisions, "scores": scores,
+            "dup_cluster": cluster, "subsets": subsets}
+
+
+def search(con, query: str, limit: int = 50) -> list[dict]:
+    """Records whose id equals ``query`` or whose text contains it (case-insensitive), with fate in the latest run."""
+    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return _rows(con, """
+        SELECT r.record_id, r.source_id, l.license, f.kept, f.dropped_at, f.reason,
+               left(replace(r.text, chr(10), ' '), 160) AS preview
+        FROM records r
+        LEFT JOIN record_license l USING (record_id)
+        LEFT JOIN record_fate f ON f.record_id = r.record_id AND f.run_id = (SELECT run_id FROM latest_run)
+        WHERE r.record_id = $q OR r.text ILIKE $p ESCAPE '\\'
+        ORDER BY (r.record_id = $q) DESC, r.record_id
+        LIMIT $n""", {"q": query, "p": pattern, "n": limit})
+
+
+def sources_overview(con) -> list[dict]:
+    """Sources x effective licenses x kept/dropped counts in the latest run, with drops per stage."""
+    rows = _rows(con, """
+        SELECT s.source_id, s.name, s.license_id AS source_license, s.generated_by_model,
+               l.license AS effective_license, count(*) AS records,
+               count(*) FILTER (WHERE f.kept) AS kept, count(*) FILTER (WHERE NOT f.kept) AS dropped
+        FROM record_fate f
+        JOIN records r ON r.record_id = f.record_id
+        JOIN current_sources s ON s.source_id = r.source_id
+        JOIN record_license l ON l.record_id = f.record_id
+        WHERE f.run_id = (SELECT run_id FROM latest_run)
+        GROUP BY ALL ORDER BY s.source_id, effective_license""")
+    stages = _rows(con, """
+        SELECT r.source_id, f.dropped_at, count(*) AS n
+        FROM record_fate f JOIN records r ON r.record_id = f.record_id
+        WHERE f.run_id = (SELECT run_id FROM latest_run) AND NOT f.kept
+        GROUP BY ALL ORDER BY r.source_id, n DESC""")
+    for row in rows:
+        row["dropped_by_stage"] = {s["dropped_at"]: s["n"] for s in stages if s["source_id"] == row["source_id"]}
+    return rows
+
+
+def _verdict(con, name: str, catalogue: Catalogue) -> dict:
+    licenses = subset_licenses(con, name, catalogue)
+    verdict = check(licenses, None).to_dict()
+    verdict["licenses"] = [lic.id for lic in licenses]
+    return verdict
+
+
+def subsets(con, catalogue: Catalogue) -> list[dict]:
+    """Every subset with its criteria and what its licenses oblige (commercial use, redistribution, reasons)."""
+    rows = _rows(con, "SELECT name, run_id, created_at, n_records, criteria, export_path FROM subsets ORDER BY name")
+    for row in rows:
+        row["criteria"] = _json(row["criteria"])
+        row["obligations"] = _verdict(con, row["name"], catalogue)
+    return rows
+
+
+def subset(con, name: str, catalogue: Catalogue) -> dict | None:
+    found = [s for s in _rows(con, "SELECT name, run_id, created_at, n_records, criteria, export_path FROM subsets "
+                                   "WHERE name = ?", [name])]
+    if not found:
+        return None
+    row = found[0]
+    row["criteria"] = _json(row["criteria"])
+    row["per_source"] = _rows(con, """
+        SELECT rec.source_id, l.license, count(*) AS records FROM subset_members m
+        JOIN records rec USING (record_id) JOIN record_license l USING (record_id)
+        WHERE m.subset = ? GROUP BY ALL ORDER BY records DESC, rec.source_id""", [name])
+    row["per_license"] = _rows(con, """
+        SELECT l.license, count(*) AS records FROM subset_members m JOIN record_license l USING (record_id)
+        WHERE m.subset = ? GROUP BY ALL ORDER BY records DESC, l.license""", [name])
+    row["obligations"] = _verdict(con, name, catalogue)
+    return row
+
+
+def notice(con, name: str, catalogue: Catalogue) -> str:
+    return subset_notice(con, name, catalogue)

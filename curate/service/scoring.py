@@ -1,0 +1,157 @@
+"""``POST /v1/score``: what the pipeline would decide about new records, one batch at a time.
+
+The filters, thresholds and MinHash parameters come from the configuration of the store's
+latest run (``runs.config``), so the service and ``jcurate run`` agree; the classifier is
+the latest one in ``classifier_models``; the duplicate index covers every record that run
+read. Nothing is written to the store: the service opens it read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from datatrove.utils.logging import logger
+
+from curate.config import PipelineConfig, from_dict
+from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter
+from curate.readers import RowError, record_fields
+from curate.records import make_document
+from curate.service.near_index import DuplicateIndex
+from licenses.store import connect, resolve_run
+
+PIPELINE_ORDER = ("read", "quality", "language", "exact_dedup", "near_dedup")
+
+
+class RecordScorer:
+    def __init__(self, db: str | Path, config: PipelineConfig | None = None, run_id: str | None = None):
+        con = connect(db, read_only=True)
+        try:
+            self.run_id = resolve_run(con, run_id)
+            stored = con.execute("SELECT config FROM runs WHERE run_id = ?", [self.run_id]).fetchone()[0]
+            if config is None:
+                config = from_dict(PipelineConfig, json.loads(stored) if stored else {})
+                config.validate()
+            self.config = config
+            self.quality = JapaneseQualityFilter(self.config.quality)
+            self.language = JapaneseLanguageFilter(self.config.language)
+            self.classifier, self.classifier_id, self.classifier_note = self._load_classifier(con)
+            logger.info(f"building the duplicate index over the records of run {self.run_id}")
+            rows = con.execute(
+                """SELECT r.record_id, r.source_id, r.text, r.content_hash, f.kept, f.dropped_at
+                   FROM records r JOIN record_fate f ON f.record_id = r.record_id AND f.run_id = ?
+                   WHERE r.text IS NOT NULL AND coalesce(f.dropped_at, '') <> 'read'
+                   ORDER BY r.record_id""", [self.run_id]).fetchall()
+        finally:
+            con.close()
+        self.index = DuplicateIndex(self.config.near_dedup).build(rows)
+        logger.info(f"duplicate index: {len(self.index.records)} records in {self.index.seconds:.1f} s")
+        self._judge = None
+        self._judge_cache: dict[str, dict] = {}
+        self._lock = threading.Lock()  # fugashi and fastText objects are shared; one batch at a time
+
+    @staticmethod
+    def _load_classifier(con):
+        row = con.execute("SELECT model_id, path FROM classifier_models ORDER BY trained_at DESC LIMIT 1").fetchone()
+        if row is None:
+            return None, None, "no classifier in the store: run `jcurate classifier train`"
+        if not Path(row[1]).is_file():
+            return None, row[0], f"classifier {row[0]}: model file {row[1]} is missing"
+        from curate.classifier import QualityClassifier
+
+        return QualityClassifier(row[1]), row[0], None
+
+    @property
+    def judge_configured(self) -> bool:
+        return bool(self.config.judge.model)
+
+    def describe(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "indexed_records": len(self.index.records),
+            "index_seconds": round(self.index.seconds, 2),
+            "classifier": self.classifier_id if self.classifier else None,
+            "classifier_note": self.classifier_note,
+            "judge": self.config.judge.model if self.judge_configured else None,
+        }
+
+    def score(self, records: list[dict], judge: bool = False, near_limit: int = 10) -> list[dict]:
+        """One result per input record, in order; a record that cannot be parsed is dropped at ``read``."""
+        with self._lock:
+            results = [self._one(i, r, near_limit) for i, r in enumerate(records)]
+            parsed = [r for r in results if r["decisions"][0]["kept"]]
+            if self.classifier is not None and parsed:
+                scores = self.classifier.score([r["normalised"]["text"] for r in parsed])
+                for r, s in zip(parsed, scores):
+                    r["classifier"] = {"score": round(float(s), 4), "model_id": self.classifier_id}
+        if judge:
+            self._judge_batch(parsed)
+        return results
+
+    def _one(self, index: int, raw: dict, near_limit: int) -> dict:
+        record_id = raw.get("id") or f"request:{index}"
+        result = {"index": index, "id": record_id, "normalised": None, "decisions": [], "verdict": None,
+                  "classifier": None, "duplicates": {"exact": [], "near": []}, "judge": None}
+        obj = {k: v for k, v in raw.items() if v is not None}
+        try:
+            fields = record_fields(obj, {"messages": "messages"} if "messages" in obj else
+                                   {"instruction": "instruction", "input": "input", "output": "output"},
+                                   multi_turn="messages" in obj)
+        except RowError as e:
+            result["decisions"].append({"stage": "read", "kept": False, "reason": "malformed_record",
+                                        "value": f"records[{index}]: {e}"})
+            result["verdict"] = {"kept": False, "dropped_at": "read", "reason": "malformed_record"}
+            return result
+        doc = make_document(record_id=record_id, source_id="request", **fields)
+        meta = doc.metadata
+        result["normalised"] = {"instruction": meta["instruction"], "input": meta["input"], "output": meta["output"],
+                                "messages": meta["messages"], "text": doc.text, "content_hash": meta["content_hash"]}
+        decisions = [{"stage": "read", "kept": True, "reason": None, "value": None}]
+        # every stage is evaluated (not only up to the first drop), so a caller sees all reasons at once
+        for stage, step in (("quality", self.quality), ("language", self.language)):
+            outcome = step.filter(doc)
+            kept = outcome is True
+            decisions.append({"stage": stage, "kept": kept, "reason": None if kept else outcome[1],
+                              "value": None if kept else meta.pop("drop_value", None)})
+        signals = {k: meta[k] for k in ("compression_ratio", "symbol_ratio", "kana_ratio", "lid_ja", "language")
+                   if k in meta}
+        exact = [_hit(rec) for rec in self.index.exact(meta["content_hash"])]
+        near = [_hit(rec, sim) for rec, sim in self.index.near_hits(doc.text, meta["content_hash"], near_limit)]
+        decisions.append({"stage": "exact_dedup", "kept": not exact, "reason": "duplicate_of_stored" if exact else None,
+                          "value": exact[0]["record_id"] if exact else None})
+        decisions.append({"stage": "near_dedup", "kept": not near, "reason": "near_duplicate_of_stored" if near else None,
+                          "value": f"{near[0]['record_id']} jaccard={near[0]['jaccard']}" if near else None})
+        first_drop = next((d for d in decisions if not d["kept"]), None)
+        result.update(decisions=decisions, signals=signals, duplicates={"exact": exact, "near": near},
+                      verdict={"kept": first_drop is None, "dropped_at": first_drop and first_drop["stage"],
+                               "reason": first_drop and first_drop["reason"]})
+        return result
+
+    def _judge_batch(self, results: list[dict]) -> None:
+        from curate.judge import PROMPT_VERSION, build_prompt, make_judge
+
+        if self._judge is None:
+            self._judge = make_judge(self.config.judge)
+        todo = [r for r in results if r["normalised"]["content_hash"] not in self._judge_cache]
+        if todo:
+            start = time.perf_counter()
+            prompts = [build_prompt(r["normalised"]["instruction"], r["normalised"]["output"]) for r in todo]
+            for r, j in zip(todo, self._judge.judge(prompts)):
+                entry = {"score": j.score, "model": self._judge.model, "prompt_version": PROMPT_VERSION,
+                         "error": j.error}
+                if j.error is None:  # failures are retried on the next request, not cached
+                    self._judge_cache[r["normalised"]["content_hash"]] = entry
+                r["judge"] = entry
+            logger.info(f"judge: {len(todo)} records in {time.perf_counter() - start:.1f} s")
+        for r in results:
+            r["judge"] = r["judge"] or self._judge_cache.get(r["normalised"]["content_hash"])
+
+
+def _hit(rec, jaccard: float | None = None) -> dict:
+    hit = {"record_id": rec.record_id, "source_id": rec.source_id, "kept_in_run": rec.kept,
+           "dropped_at": rec.dropped_at}
+    if jaccard is not None:
+        hit["jaccard"] = jaccard
+    return hit

@@ -1,0 +1,322 @@
+"""``jcurate serve``, started for real on 127.0.0.1 against a store from the default run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+
+from curate.service.loadtest import free_port, run_load, start_server
+from tests.conftest import run_cli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def store(default_run, tmp_path_factory):
+    """A copy of the default run's store with two subsets (the service never writes it)."""
+    _, db = default_run
+    copy = tmp_path_factory.mktemp("serve") / "store.duckdb"
+    shutil.copy(db, copy)
+    assert run_cli("subset", "--db", str(copy), "--name", "top50-commercial", "--license-use", "commercial",
+                   "--top-k", "50", "--score", "classifier") == 0
+    assert run_cli("subset", "--db", str(copy), "--name", "random50", "--random", "50") == 0
+    return copy
+
+
+def _serve(db, *extra, log_path=None):
+    port = free_port()
+    log = open(log_path, "wb") if log_path else None
+    proc = start_server(str(db), port, *extra, log=log)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def server(store, tmp_path_factory):
+    log = tmp_path_factory.mktemp("serve-log") / "serve.log"
+    proc, url = _serve(store, "--sql-timeout", "2", "--max-batch", "64", log_path=log)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server, timeout=60) as c:
+        yield c
+
+
+def _query(db, sql, params=None):
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def test_healthz(client, store):
+    h = client.get("/healthz").json()
+    run_id = _query(store, "SELECT run_id FROM latest_run")[0][0]
+    assert h["status"] == "ok" and h["run_id"] == run_id
+    assert h["indexed_records"] > 1000 and h["classifier"].startswith("clf-")
+
+
+def test_score_decisions_and_duplicates(client, store):
+    kept_id, instruction, output = _query(store, """
+        SELECT r.record_id, r.instruction, r.output FROM records r JOIN record_fate f USING (record_id)
+        WHERE f.kept AND r.source_id = 'jcurate-alpaca' AND length(r.output) > 120 ORDER BY r.record_id LIMIT 1""")[0]
+    near_variant = output[:-8] + "。以上です。"  # a few characters changed: a near, not an exact, copy
+    records = [
+        {"id": "copy", "instruction": instruction, "output": output},
+        {"id": "variant", "instruction": instruction, "output": near_variant},
+        {"id": "zh", "instruction": "请介绍一下北京的历史和文化。", "output": "北京是中国的首都，有三千多年的建城史。"},
+        {"id": "bad", "instruction": "出力がありません"},
+        {"id": "chat", "messages": [{"role": "human", "content": "おすすめの勉強法を教えてください。"},
+                                     {"role": "gpt", "content": "毎日少しずつ復習し、声に出して説明してみることです。"}]},
+        {"id": "truncated", "instruction": "東京について説明してください。",
+         "output": "東京は日本の首都です。人口は約1400万人で、世界でも有数の"},
+    ]
+    r = client.post("/v1/score", json={"records": records})
+    assert r.status_code == 200, r.text
+    res = {x["id"]: x for x in r.json()["results"]}
+    assert [x["index"] for x in r.json()["results"]] == list(range(len(records)))
+
+    copy = res["copy"]
+    assert copy["verdict"] == {"kept": False, "dropped_at": "exact_dedup", "reason": "duplicate_of_stored"}
+    assert copy["duplicates"]["exact"][0]["record_id"] == kept_id
+    assert copy["duplicates"]["exact"][0]["kept_in_run"] is True
+
+    variant = res["variant"]
+    assert variant["duplicates"]["exact"] == []
+    near = {h["record_id"]: h["jaccard"] for h in variant["duplicates"]["near"]}
+    assert kept_id in near and 0.5 <= near[kept_id] < 1.0
+    assert variant["verdict"]["dropped_at"] == "near_dedup"
+
+    zh = res["zh"]
+    assert zh["verdict"]["dropped_at"] == "language"
+    assert zh["decisions"][2]["reason"] == "not_japanese_script" and "kana=0" in zh["decisions"][2]["value"]
+
+    bad = res["bad"]
+    assert bad["verdict"] == {"kept": False, "dropped_at": "read", "reason": "malformed_record"}
+    assert "records[3]" in bad["decisions"][0]["value"] and "'output'" in bad["decisions"][0]["value"]
+    assert bad["classifier"] is None
+
+    chat = res["chat"]
+    assert chat["verdict"]["kept"] is True
+    assert chat["normalised"]["messages"][0]["role"] == "user"
+
+    assert res["truncated"]["verdict"] == {"kept": False, "dropped_at": "quality", "reason": "truncated_output"}
+
+
+def test_score_classifier_matches_the_cli_classifier(client, store):
+    from curate.classifier import QualityClassifier
+
+    path = _query(store, "SELECT path FROM classifier_models ORDER BY trained_at DESC LIMIT 1")[0][0]
+    rows = _query(store, "SELECT instruction, output FROM records WHERE source_id = 'jcurate-labelled' "
+                         "AND messages IS NULL ORDER BY record_id LIMIT 8")
+    records = [{"instruction": i, "output": o} for i, o in rows]
+    results = client.post("/v1/score", json={"records": records}).json()["results"]
+    expected = QualityClassifier(path).score([x["normalised"]["text"] for x in results])
+    assert [x["classifier"]["score"] for x in results] == pytest.approx(expected.tolist(), abs=1e-4)
+
+
+def test_score_limits_and_bad_bodies(client):
+    one = {"instruction": "日本の首都はどこですか。", "output": "東京です。"}
+    r = client.post("/v1/score", json={"records": [one] * 65})
+    assert r.status_code == 413 and "65 records" in r.json()["detail"] and "64" in r.json()["detail"]
+    long = {"instruction": "説明してください。", "output": "あ" * 25_000}
+    r = client.post("/v1/score", json={"records": [one, long]})
+    assert r.status_code == 413 and "records[1]" in r.json()["detail"] and "--max-text-chars" in r.json()["detail"]
+    r = client.post("/v1/score", content=b'{"records": [', headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    r = client.post("/v1/score", json={"records": [{"instruction": 5, "output": "x"}]})
+    assert r.status_code == 422 and "instruction" in json.dumps(r.json())
+    r = client.post("/v1/score", content=b'{"records": [{"instruction": "\\ud800", "output": "x"}]}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "surrogate" in r.json()["detail"]
+    r = client.post("/v1/score", json={"records": [one], "judge": True})
+    assert r.status_code == 422 and "judge" in r.json()["detail"]
+    r = client.post("/v1/score", content=b"x" * (9 * 1024 * 1024), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "--max-body-bytes" in r.json()["detail"]
+
+
+def test_record_provenance(client, store):
+    # a near duplicate: dropped, with its cluster and the record kept in its place
+    rid, survivor = _query(store, "SELECT record_id, value FROM record_fate WHERE dropped_at = 'near_dedup' "
+                                  "ORDER BY record_id LIMIT 1")[0]
+    r = client.get(f"/v1/records/{rid}")
+    assert r.status_code == 200
+    body = r.json()
+    src, lic = _query(store, "SELECT source_id, license FROM record_license WHERE record_id = ?", [rid])[0]
+    assert body["record"]["record_id"] == rid and body["source"]["source_id"] == src
+    assert body["license"]["license"] == lic and body["license"]["url"].startswith("https://")
+    assert body["fate"]["kept"] is False and body["fate"]["dropped_at"] == "near_dedup"
+    assert [d["stage"] for d in body["decisions"]][:2] == ["read", "quality"]
+    members = {m["record_id"]: m["is_survivor"] for m in body["dup_cluster"]["members"]}
+    assert members[rid] is False and members[survivor] is True
+
+    # a model-generated record: the effective license is the model's terms; scores and subsets are listed
+    gm = _query(store, """SELECT m.record_id FROM subset_members m JOIN records r USING (record_id)
+                          WHERE m.subset = 'random50' AND r.source_id = 'jcurate-synthetic' LIMIT 1""")
+    if gm:
+        body = client.get(f"/v1/records/{gm[0][0]}").json()
+        assert body["license"]["source_license"] == "CC-BY-4.0" and body["license"]["license"] == "Gemma"
+        assert "random50" in [s["name"] for s in body["subsets"]]
+        assert {s["scorer"] for s in body["scores"]} >= {"classifier"}
+
+    r = client.get("/v1/records/no-such:record")
+    assert r.status_code == 404 and "no-such:record" in r.json()["detail"]
+
+
+def test_search(client, store):
+    hits = client.get("/v1/records", params={"q": "鎌倉幕府"}).json()["results"]
+    texts = dict(_query(store, "SELECT record_id, text FROM records"))
+    assert hits and all("鎌倉幕府" in texts[h["record_id"]] for h in hits)
+    assert any(h["source_id"] == "jcurate-synthetic" and h["license"] == "Gemma" for h in hits)
+    assert client.get("/v1/records", params={"q": "100%_no_such_text"}).json()["results"] == []
+
+
+def test_sources_overview_counts_every_record(client, store):
+    rows = client.get("/v1/sources").json()["sources"]
+    n_read = _query(store, "SELECT n_read FROM latest_run")[0][0]
+    assert sum(r["records"] for r in rows) == n_read
+    for r in rows:
+        assert r["kept"] + r["dropped"] == r["records"]
+        assert sum(r["dropped_by_stage"].values()) == r["dropped"]
+
+
+def test_subsets(client, store):
+    names = {s["name"]: s for s in client.get("/v1/subsets").json()["subsets"]}
+    assert {"top50-commercial", "random50"} <= set(names)
+    assert names["random50"]["n_records"] == 50 and "reasons" in names["random50"]["obligations"]
+    top = client.get("/v1/subsets/top50-commercial").json()
+    assert top["n_records"] == 50 and sum(x["records"] for x in top["per_source"]) == 50
+    assert top["obligations"]["commercial"] is True and "CC-BY-NC-SA-4.0" not in top["obligations"]["licenses"]
+    notice = client.get("/v1/subsets/top50-commercial/notice")
+    assert notice.status_code == 200 and notice.headers["content-type"].startswith("text/markdown")
+    assert notice.text.startswith("# NOTICE: subset `top50-commercial`")
+    assert client.get("/v1/subsets/nope").status_code == 404
+    assert client.get("/v1/subsets/nope/notice").status_code == 404
+
+
+def test_sql_read_only_limits_and_errors(client, store):
+    runs_before = _query(store, "SELECT count(*) FROM runs")[0][0]
+    r = client.post("/v1/sql", json={"query": "SELECT record_id FROM records ORDER BY record_id", "max_rows": 5})
+    body = r.json()
+    assert r.status_code == 200 and body["row_count"] == 5 and body["truncated"] is True and body["columns"] == ["record_id"]
+    for write in ("CREATE TABLE t (a INT)", "INSERT INTO runs (run_id) VALUES ('x')", "DELETE FROM records",
+                  "UPDATE records SET label = 5"):
+        r = client.post("/v1/sql", json={"query": write})
+        assert r.status_code == 403 and "read-only" in r.json()["detail"], write
+    target = Path(store).parent / "leak.csv"
+    r = client.post("/v1/sql", json={"query": f"COPY (SELECT * FROM records) TO '{target}'"})
+    assert r.status_code == 403 and not target.exists()
+    assert client.post("/v1/sql", json={"query": "SELECT * FROM read_csv('/etc/passwd')"}).status_code == 403
+    r = client.post("/v1/sql", json={"query": "SELECT count(*) FROM range(10000000000) a, range(100) b"})
+    assert r.status_code == 408 and "time limit" in r.json()["detail"]
+    r = client.post("/v1/sql", json={"query": "SELEC 1"})
+    assert r.status_code == 400 and "syntax" in r.json()["detail"].lower()
+    r = client.post("/v1/sql", json={"query": "SELECT 'nan'::DOUBLE AS x, now() AS t"})
+    assert r.status_code == 200 and r.json()["rows"][0][0] is None
+    assert _query(store, "SELECT count(*) FROM runs")[0][0] == runs_before  # nothing was written
+
+
+def test_the_connection_itself_refuses_writes(store):
+    """No keyword filter in front: the statement reaches DuckDB, which refuses it."""
+    from curate.service.store_access import QueryError, run_sql
+
+    with pytest.raises(QueryError) as e:
+        run_sql(str(store), "CREATE TABLE t AS SELECT 1", 10, 5.0)
+    assert e.value.status == 403 and "read-only mode" in e.value.message
+
+
+def test_token(store):
+    proc, url = _serve(store, "--token", TOKEN)
+    try:
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        for method, path, kw in (("GET", "/v1/subsets", {}), ("POST", "/v1/sql", {"json": {"query": "SELECT 1"}}),
+                                 ("GET", "/", {}), ("POST", "/v1/score", {"json": {"records": []}})):
+            r = httpx.request(method, url + path, **kw)
+            assert r.status_code == 401, path
+            assert httpx.request(method, url + path, headers={"Authorization": "Bearer wrong"}, **kw).status_code == 401
+            ok = httpx.request(method, url + path, headers={"Authorization": f"Bearer {TOKEN}"}, **kw)
+            assert ok.status_code == 200, path
+        # the page: ?token= once sets a cookie
+        with httpx.Client(base_url=url, follow_redirects=True) as c:
+            assert c.get("/", params={"token": TOKEN}).status_code == 200
+            assert c.get("/v1/sources").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_non_loopback_needs_a_token(store, capsys, monkeypatch):
+    monkeypatch.delenv("JCURATE_TOKEN", raising=False)
+    assert run_cli("serve", "--db", str(store), "--host", "0.0.0.0") == 2
+    assert "not a loopback address" in capsys.readouterr().err
+    assert run_cli("serve", "--db", str(store) + ".missing") == 2
+
+
+def test_schemathesis_finds_no_server_error(server):
+    """Property-based requests generated from /openapi.json; the check fails on any 5xx."""
+    exe = Path(sys.executable).with_name("schemathesis")
+    out = subprocess.run([str(exe), "run", f"{server}/openapi.json", "--checks", "not_a_server_error",
+                          "--max-examples", "25", "--seed", "1", "--no-color"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    import re
+
+    counts = re.search(r"(\d+) generated, (\d+) passed", out.stdout)
+    assert counts and counts.group(1) == counts.group(2) and int(counts.group(1)) > 100, out.stdout[-2000:]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+def test_page_in_headless_chromium(server, store):
+    from playwright.sync_api import sync_playwright
+
+    rid, src, lic = _query(store, """SELECT l.record_id, l.source_id, l.license FROM record_license l
+                                     JOIN records r USING (record_id)
+                                     WHERE r.source_id = 'jcurate-synthetic' ORDER BY l.record_id LIMIT 1""")[0]
+    fragment = _query(store, "SELECT substr(instruction, 1, 8) FROM records WHERE record_id = ?", [rid])[0][0]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.goto(server + "/")
+            assert "Sources × licenses" in page.inner_text("body")
+            assert "top50-commercial" in page.inner_text("body")
+            # search by a text fragment, then open the record
+            page.fill("#q", fragment)
+            page.click("button[type=submit]")
+            page.wait_for_selector(f"a:text-is('{rid}')")
+            page.click(f"a:text-is('{rid}')")
+            page.wait_for_selector("#license")
+            assert page.inner_text("#source") == src
+            assert page.inner_text("#license") == lic == "Gemma"
+            # search by record id
+            page.fill("#q", rid)
+            page.press("#q", "Enter")
+            page.wait_for_selector(f"a:text-is('{rid}')")
+            page.goto(server + "/subsets/top50-commercial")
+            assert "NOTICE: subset" in page.inner_text("pre:last-of-type")
+        finally:
+            browser.close()
+
+
+def test_bounded_load(server, store):
+    rows = _query(store, "SELECT instruction, output FROM records WHERE messages IS NULL AND output <> '' "
+                         "ORDER BY record_id LIMIT 160")
+    batches = [[{"instruction": i + "?", "output": o} for i, o in rows[k:k + 16]] for k in range(0, 160, 16)]
+    result = run_load(server, batches, requests=200, clients=8, time_limit=300)
+    print(json.dumps(result))
+    assert result["errors"] == 0 and result["ok"] == 200 and result["records"] == 200 * 16
+    assert result["p50_ms"] > 0 and result["p99_ms"] >= result["p50_ms"] and result["records_per_s"] > 0
