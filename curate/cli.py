@@ -269,14 +269,31 @@ def cmd_serve(args) -> int:
     settings = ServeSettings(db=args.db, token=token, config=args.config, max_batch=args.max_batch,
                              max_text_chars=args.max_text_chars, max_body_bytes=args.max_body_bytes,
                              sql_max_rows=args.sql_max_rows, sql_timeout=args.sql_timeout)
+    if args.config:
+        from curate.config import load_config
+
+        load_config(args.config)  # a bad config stops here, not in every worker
+    where = f"http://{args.host}:{args.port}/ (API docs at /docs){' — token required' if token else ''}"
+    common = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")
+    if args.workers > 1:
+        import json
+        from dataclasses import asdict
+
+        from curate.service.app import SETTINGS_ENV
+
+        # each worker process builds its own scorer and duplicate index (memory x workers)
+        os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
+        print(f"jcurate serve: {args.workers} worker processes, each loading {args.db}; {where}",
+              file=sys.stderr, flush=True)
+        uvicorn.run("curate.service.app:app_from_env", factory=True, workers=args.workers, **common)
+        return 0
     print(f"jcurate serve: loading {args.db} (filters, classifier, duplicate index) ...", file=sys.stderr, flush=True)
     app = create_app(settings)
     info = app.state.scorer.describe()
     print(f"jcurate serve: run {info['run_id']}, {info['indexed_records']} records indexed in "
           f"{info['index_seconds']} s, classifier {info['classifier'] or 'none'}, judge {info['judge'] or 'none'}; "
-          f"http://{args.host}:{args.port}/ (API docs at /docs){' — token required' if token else ''}",
-          file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")
+          f"{where}", file=sys.stderr, flush=True)
+    uvicorn.run(app, **common)
     return 0
 
 
@@ -384,13 +401,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", default=None, help="clients must send 'Authorization: Bearer TOKEN' "
                                                      "(or set JCURATE_TOKEN)")
     serve.add_argument("--config", default=None,
-                       help="pipeline config YAML for the judge: section (default: the latest run's config)")
+                       help="pipeline config YAML to score with: filters, MinHash, judge: (default: the latest run's)")
     serve.add_argument("--max-batch", type=int, default=256, help="records per POST /v1/score (default: %(default)s)")
     serve.add_argument("--max-text-chars", type=int, default=20_000,
                        help="characters per record, all fields (default: %(default)s)")
     serve.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="request body size limit")
     serve.add_argument("--sql-max-rows", type=int, default=10_000, help="rows per POST /v1/sql (default: %(default)s)")
     serve.add_argument("--sql-timeout", type=float, default=10.0, help="seconds per POST /v1/sql (default: %(default)s)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes; each scores one batch at a time and holds its own index")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 

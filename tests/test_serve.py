@@ -320,3 +320,15 @@ def test_bounded_load(server, store):
     print(json.dumps(result))
     assert result["errors"] == 0 and result["ok"] == 200 and result["records"] == 200 * 16
     assert result["p50_ms"] > 0 and result["p99_ms"] >= result["p50_ms"] and result["records_per_s"] > 0
+
+
+def test_worker_processes(store):
+    proc, url = _serve(store, "--workers", "2")
+    try:
+        batch = {"records": [{"instruction": "日本の首都はどこですか。", "output": "東京です。首都機能が集まっています。"}]}
+        for _ in range(4):
+            r = httpx.post(f"{url}/v1/score", json=batch, timeout=60)
+            assert r.status_code == 200 and r.json()["results"][0]["verdict"]["kept"] is True
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -247,6 +247,17 @@ def create_app(settings: ServeSettings, scorer: RecordScorer | None = None) -> F
     return app
 
 
+SETTINGS_ENV = "JCURATE_SERVE_SETTINGS"
+
+
+def app_from_env() -> FastAPI:
+    """The app factory uvicorn calls in each worker process (``jcurate serve --workers N``)."""
+    import json
+    import os
+
+    return create_app(ServeSettings(**json.loads(os.environ[SETTINGS_ENV])))
+
+
 def _authorised(request: Request, token: str) -> bool:
     header = request.headers.get("authorization", "")
     sent = header[7:] if header[:7].lower() == "bearer " else request.cookies.get(TOKEN_COOKIE, "")

@@ -76,7 +76,9 @@ def home(con, catalogue, q: str | None) -> str:
     parts.append(f"<h2>Sources × licenses in the latest run <small>({_v(run)})</small></h2>")
     parts.append(_table(provenance.sources_overview(con),
                         ["source_id", "name", "source_license", "generated_by_model", "effective_license", "records",
-                         "kept", "dropped", "dropped_by_stage"]))
+                         "kept", "dropped", "dropped_by_stage"],
+                        {"dropped_by_stage": lambda r: escape(" · ".join(f"{k} {v}" for k, v in r["dropped_by_stage"].items()))
+                         or "–"}))
     subsets = provenance.subsets(con, catalogue)
     parts.append("<h2>Subsets and their obligations</h2>")
     parts.append(_table(subsets, ["name", "n_records", "licenses", "commercial", "redistribute", "obligations"], {
