@@ -264,11 +264,14 @@ def cmd_serve(args) -> int:
     for name in ("max_batch", "max_text_chars", "max_body_bytes", "sql_max_rows"):
         if getattr(args, name) < 1:
             raise JcurateError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.reload_interval < 0:
+        raise JcurateError("--reload-interval must be 0 (never) or positive")
     if args.sql_timeout <= 0:
         raise JcurateError("--sql-timeout must be positive")
     settings = ServeSettings(db=args.db, token=token, config=args.config, max_batch=args.max_batch,
                              max_text_chars=args.max_text_chars, max_body_bytes=args.max_body_bytes,
-                             sql_max_rows=args.sql_max_rows, sql_timeout=args.sql_timeout)
+                             sql_max_rows=args.sql_max_rows, sql_timeout=args.sql_timeout,
+                             reload_interval=args.reload_interval)
     if args.config:
         from curate.config import load_config
 
@@ -408,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024, help="request body size limit")
     serve.add_argument("--sql-max-rows", type=int, default=10_000, help="rows per POST /v1/sql (default: %(default)s)")
     serve.add_argument("--sql-timeout", type=float, default=10.0, help="seconds per POST /v1/sql (default: %(default)s)")
+    serve.add_argument("--reload-interval", type=float, default=60.0, metavar="SECONDS",
+                       help="look this often for a newer run or classifier and rebuild the scorer (0: never)")
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes; each scores one batch at a time and holds its own index")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+import time
 import uuid
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -101,10 +102,31 @@ CREATE OR REPLACE VIEW record_fate AS
 """
 
 
-def connect(db: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+LOCK_WAIT_S = 30.0
+
+
+def is_lock_conflict(e: Exception) -> bool:
+    return isinstance(e, duckdb.IOException) and "lock" in str(e).lower()
+
+
+def connect(db: str | Path, read_only: bool = False, lock_wait: float = LOCK_WAIT_S) -> duckdb.DuckDBPyConnection:
+    """Open the store. DuckDB lets one process write or several read; a store held by another
+    process (a ``jcurate serve`` request, a running ``jcurate run``) is retried for ``lock_wait``
+    seconds before giving up with a message that says so."""
     if read_only and not Path(db).is_file():
         raise JcurateError(f"no store at {db}: run `jcurate run` first (or pass --db)")
-    con = duckdb.connect(str(db), read_only=read_only)
+    deadline = time.monotonic() + lock_wait
+    while True:
+        try:
+            con = duckdb.connect(str(db), read_only=read_only)
+            break
+        except duckdb.IOException as e:
+            if not is_lock_conflict(e):
+                raise
+            if time.monotonic() >= deadline:
+                raise JcurateError(f"the store {db} is locked by another process (waited {lock_wait:.0f} s): "
+                                   f"{str(e).splitlines()[0]}") from None
+            time.sleep(0.1)
     if not read_only:
         con.execute(SCHEMA)
     return con

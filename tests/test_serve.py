@@ -221,6 +221,8 @@ def test_sql_read_only_limits_and_errors(client, store):
     assert client.post("/v1/sql", json={"query": "SELECT * FROM read_csv('/etc/passwd')"}).status_code == 403
     r = client.post("/v1/sql", json={"query": "SELECT count(*) FROM range(10000000000) a, range(100) b"})
     assert r.status_code == 408 and "time limit" in r.json()["detail"]
+    r = client.post("/v1/sql", content=b'{"query": ', headers={"content-type": "application/json"})
+    assert r.status_code == 422
     r = client.post("/v1/sql", json={"query": "SELEC 1"})
     assert r.status_code == 400 and "syntax" in r.json()["detail"].lower()
     r = client.post("/v1/sql", json={"query": "SELECT 'nan'::DOUBLE AS x, now() AS t"})
@@ -316,9 +318,9 @@ def test_bounded_load(server, store):
     rows = _query(store, "SELECT instruction, output FROM records WHERE messages IS NULL AND output <> '' "
                          "ORDER BY record_id LIMIT 160")
     batches = [[{"instruction": i + "?", "output": o} for i, o in rows[k:k + 16]] for k in range(0, 160, 16)]
-    result = run_load(server, batches, requests=200, clients=8, time_limit=300)
+    result = run_load(server, batches, requests=500, clients=8, time_limit=300)
     print(json.dumps(result))
-    assert result["errors"] == 0 and result["ok"] == 200 and result["records"] == 200 * 16
+    assert result["errors"] == 0 and result["ok"] == 500 and result["records"] == 500 * 16
     assert result["p50_ms"] > 0 and result["p99_ms"] >= result["p50_ms"] and result["records_per_s"] > 0
 
 
@@ -332,3 +334,79 @@ def test_worker_processes(store):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_judge_when_asked_and_configured(store, tmp_path):
+    """The judge: a real OpenAI-compatible HTTP server (tiny model) named in --config; cached by content hash."""
+    pytest.importorskip("torch")
+    from tests.openai_server import ModelServer
+    from train.tiny import build_tiny_model
+
+    with ModelServer(str(build_tiny_model(tmp_path / "tiny"))) as model_server:
+        config = tmp_path / "judge.yaml"
+        config.write_text(f"judge:\n  backend: openai\n  model: tiny\n  base_url: {model_server.base_url}\n"
+                          f"  top_logprobs: 1000\n  max_retries: 1\n", encoding="utf-8")
+        proc, url = _serve(store, "--config", str(config))
+        try:
+            batch = {"records": [{"instruction": "日本の首都はどこですか。", "output": "東京です。"},
+                                 {"instruction": "1+1は?", "output": "2です。"}], "judge": True}
+            first = httpx.post(f"{url}/v1/score", json=batch, timeout=120).json()["results"]
+            assert model_server.requests == 2
+            for r in first:
+                assert r["judge"]["model"] == "tiny" and r["judge"]["prompt_version"] == "ja-rubric-v1"
+                assert 1.0 <= r["judge"]["score"] <= 5.0
+            again = httpx.post(f"{url}/v1/score", json=batch, timeout=120).json()["results"]
+            assert model_server.requests == 2  # served from the cache
+            assert [r["judge"]["score"] for r in again] == [r["judge"]["score"] for r in first]
+            no_judge = httpx.post(f"{url}/v1/score", json={**batch, "judge": False}, timeout=120).json()["results"]
+            assert all(r["judge"] is None for r in no_judge)
+            assert httpx.get(f"{url}/healthz").json()["judge"] == "tiny"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def test_writers_wait_for_a_reader_instead_of_failing(store, tmp_path):
+    """A service request holds a read-only connection for a moment; `jcurate subset` waits for it."""
+    from licenses.store import connect
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import duckdb, sys, time\n"
+        f"con = duckdb.connect({str(store)!r}, read_only=True)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(2)\n")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "ready"
+    con = connect(store)  # would raise 'Could not set lock' at once without the wait
+    con.close()
+    holder.wait(timeout=30)
+
+
+def test_scorer_follows_a_newer_run(default_run, store, tmp_path):
+    import time
+
+    from curate.service.scoring import LiveScorer
+
+    out, _ = default_run
+    db = tmp_path / "live.duckdb"
+    shutil.copy(store, db)
+    live = LiveScorer(db, reload_interval=0.01)
+    old = live.scorer.run_id
+    time.sleep(0.05)
+    live.get()  # nothing new: the check finds the same run
+    for _ in range(100):
+        if not live._reloading.locked():
+            break
+        time.sleep(0.1)
+    assert live.reloads == 0 and live.last_error is None
+
+    shutil.copytree(out, tmp_path / "out")
+    assert run_cli("ingest", "--out", str(tmp_path / "out"), "--db", str(db)) == 0
+    new = _query(db, "SELECT run_id FROM latest_run")[0][0]
+    assert new != old
+    time.sleep(0.05)
+    assert live.get().run_id == old  # the old scorer answers while the new one is built
+    for _ in range(600):
+        if live.reloads:
+            break
+        time.sleep(0.1)
+    assert live.get().run_id == new and live.describe()["reloads"] == 1

@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from pydantic import BaseModel, Field
 
 from curate.service import page, provenance
-from curate.service.scoring import RecordScorer
+from curate.service.scoring import LiveScorer
 from curate.service.store_access import QueryError, StoreBusy, read_only, run_sql
 from licenses.catalogue import load_catalogue
 
@@ -46,6 +46,7 @@ class ServeSettings:
     max_body_bytes: int = 8 * 1024 * 1024
     sql_max_rows: int = 10_000
     sql_timeout: float = 10.0
+    reload_interval: float = 60.0  # seconds between looks for a newer run (0: never)
 
 
 class Turn(BaseModel):
@@ -115,20 +116,19 @@ def _check_text(records: list[RecordIn], s: ServeSettings) -> None:
                                      f"{s.max_text_chars} per record (serve --max-text-chars)")
 
 
-def create_app(settings: ServeSettings, scorer: RecordScorer | None = None) -> FastAPI:
+def create_app(settings: ServeSettings) -> FastAPI:
     if not Path(settings.db).is_file():
         raise FileNotFoundError(settings.db)
     catalogue = load_catalogue()
-    if scorer is None:
-        config = None
-        if settings.config:
-            from curate.config import load_config
+    config = None
+    if settings.config:
+        from curate.config import load_config
 
-            config = load_config(settings.config)
-        scorer = RecordScorer(settings.db, config)
+        config = load_config(settings.config)
+    live = LiveScorer(settings.db, config, settings.reload_interval)
     app = FastAPI(title="jcurate", version="0.1.0",
                   description="Scoring and provenance service for curated Japanese instruction data.")
-    app.state.settings, app.state.scorer = settings, scorer
+    app.state.settings, app.state.scorer = settings, live
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -155,7 +155,7 @@ def create_app(settings: ServeSettings, scorer: RecordScorer | None = None) -> F
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "db": settings.db, **scorer.describe()}
+        return {"status": "ok", "db": settings.db, **live.describe()}
 
     @app.post("/v1/score", response_model=ScoreResponse, tags=["scoring"], responses={
         413: {"description": "a batch or record over a limit (named in detail)"}, **ERRORS})
@@ -164,6 +164,7 @@ def create_app(settings: ServeSettings, scorer: RecordScorer | None = None) -> F
             raise HTTPException(413, f"batch of {len(request.records)} records is over the limit of "
                                      f"{settings.max_batch} records per request (serve --max-batch)")
         _check_text(request.records, settings)
+        scorer = live.get()
         if request.judge and not scorer.judge_configured:
             raise HTTPException(422, "judge=true, but no judge is configured: start the server with --config "
                                      "FILE whose judge: section names a model (judge.model)")

@@ -51,6 +51,7 @@ class RecordScorer:
         self._judge = None
         self._judge_cache: dict[str, dict] = {}
         self._lock = threading.Lock()  # fugashi and fastText objects are shared; one batch at a time
+        self._judge_lock = threading.Lock()  # judge calls wait on the network: they do not hold up scoring
 
     @staticmethod
     def _load_classifier(con):
@@ -87,7 +88,8 @@ class RecordScorer:
                 for r, s in zip(parsed, scores):
                     r["classifier"] = {"score": round(float(s), 4), "model_id": self.classifier_id}
         if judge:
-            self._judge_batch(parsed)
+            with self._judge_lock:
+                self._judge_batch(parsed)
         return results
 
     def _one(self, index: int, raw: dict, near_limit: int) -> dict:
@@ -155,3 +157,54 @@ def _hit(rec, jaccard: float | None = None) -> dict:
     if jaccard is not None:
         hit["jaccard"] = jaccard
     return hit
+
+
+class LiveScorer:
+    """The scorer for the store's latest run, rebuilt in the background when a newer run or classifier lands.
+
+    At most every ``reload_interval`` seconds a request triggers a look at the store; while a
+    new scorer is built (index included) the old one keeps answering, then they are swapped.
+    A store locked by a writer is simply looked at again later.
+    """
+
+    def __init__(self, db: str | Path, config: PipelineConfig | None = None, reload_interval: float = 60.0):
+        self.db, self.config, self.reload_interval = str(db), config, reload_interval
+        self.scorer = RecordScorer(db, config)
+        self._checked = time.monotonic()
+        self._reloading = threading.Lock()
+        self.last_error: str | None = None
+        self.reloads = 0
+
+    def get(self) -> RecordScorer:
+        if self.reload_interval > 0 and time.monotonic() - self._checked >= self.reload_interval:
+            if self._reloading.acquire(blocking=False):
+                self._checked = time.monotonic()
+                threading.Thread(target=self._reload, daemon=True, name="jcurate-scorer-reload").start()
+        return self.scorer
+
+    def latest(self) -> tuple[str | None, str | None]:
+        con = connect(self.db, read_only=True)
+        try:
+            run = con.execute("SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1").fetchone()
+            clf = con.execute("SELECT model_id FROM classifier_models ORDER BY trained_at DESC LIMIT 1").fetchone()
+            return (run[0] if run else None), (clf[0] if clf else None)
+        finally:
+            con.close()
+
+    def _reload(self) -> None:
+        try:
+            if self.latest() != (self.scorer.run_id, self.scorer.classifier_id):
+                logger.info(f"store {self.db} has a newer run or classifier: rebuilding the scorer")
+                self.scorer = RecordScorer(self.db, self.config)
+                self.reloads += 1
+                logger.info(f"now scoring against run {self.scorer.run_id}")
+            self.last_error = None
+        except Exception as e:  # noqa: BLE001 - a busy or half-written store is retried at the next interval
+            self.last_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            logger.warning(f"scorer reload skipped: {self.last_error}")
+        finally:
+            self._reloading.release()
+
+    def describe(self) -> dict:
+        return {**self.scorer.describe(), "reload_interval_s": self.reload_interval, "reloads": self.reloads,
+                "last_reload_error": self.last_error}

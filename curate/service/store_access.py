@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from curate.service.provenance import jsonable
+from licenses.store import is_lock_conflict
 
 CONNECTION_CONFIG = {
     "enable_external_access": False,
@@ -43,7 +44,7 @@ def read_only(db: str | Path):
     try:
         con = duckdb.connect(str(db), read_only=True, config=CONNECTION_CONFIG)
     except duckdb.IOException as e:
-        if "lock" in str(e).lower():
+        if is_lock_conflict(e):
             raise StoreBusy(f"the store {db} is being written by another process; retry when it finishes") from None
         raise
     try:
