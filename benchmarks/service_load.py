@@ -61,6 +61,7 @@ def main() -> None:
         scorer.score(b)
     inproc_rate = len(records) / (time.perf_counter() - start)
 
+    provenance_rows = provenance_latency(db)
     loads = {}
     for workers in args.workers:
         port = free_port()
@@ -79,12 +80,66 @@ def main() -> None:
     for workers, load in loads.items():
         label = f"POST /v1/score, {workers} worker(s), {args.clients} clients x {args.batch} records"
         print(f"{label:<66} {load['records']:>8} {load['records_per_s']:>10.0f} {load['records_per_s'] / clf_rate:>10.2f}")
+    print(f"\n{'provenance endpoint (median of 30)':<40} {'HTTP ms':>9} {'in process ms (baseline)':>25} {'ratio':>7}")
+    for name, http_ms, inproc_ms in provenance_rows:
+        print(f"{name:<40} {http_ms:>9.1f} {inproc_ms:>25.1f} {http_ms / inproc_ms:>7.2f}")
     for workers, load in loads.items():
         print(f"\nload test, {workers} worker(s): {load['requests']} requests ({load['ok']} ok, {load['errors']} errors) "
               f"in {load['seconds']} s; latency p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, max {load['max_ms']} ms; "
               f"{load['requests_per_s']} requests/s")
         if load["errors"]:
             print("first errors:", *load["first_errors"], sep="\n  ")
+
+
+def provenance_latency(db: str, repeat: int = 30) -> list[tuple[str, float, float]]:
+    """Median latency of the provenance endpoints over HTTP (a fresh read-only connection per
+    request) vs the same lookup on a connection held open in process (the baseline)."""
+    import statistics
+    import urllib.parse
+    import urllib.request
+
+    import duckdb
+
+    from curate.service import provenance
+    from curate.service.loadtest import free_port, start_server
+    from licenses.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    con = duckdb.connect(db, read_only=True)
+    rid = con.execute("SELECT record_id FROM record_fate WHERE dropped_at = 'near_dedup' LIMIT 1").fetchone()[0]
+    cases = [
+        (f"GET /v1/records/{{id}}", "/v1/records/" + urllib.parse.quote(rid),
+         lambda: provenance.record(con, rid, catalogue)),
+        ("GET /v1/records?q=東京", "/v1/records?q=" + urllib.parse.quote("東京"),
+         lambda: provenance.search(con, "東京")),
+        ("GET /v1/sources", "/v1/sources", lambda: provenance.sources_overview(con)),
+        ("GET /v1/subsets", "/v1/subsets", lambda: provenance.subsets(con, catalogue)),
+    ]
+    inproc = {}
+    for name, _, fn in cases:
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        inproc[name] = statistics.median(times) * 1000
+    con.close()
+    port = free_port()
+    proc = start_server(db, port)
+    rows = []
+    try:
+        for name, path, _ in cases:
+            times = []
+            for _ in range(repeat):
+                t = time.perf_counter()
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}") as r:
+                    r.read()
+                times.append(time.perf_counter() - t)
+            rows.append((name, statistics.median(times) * 1000, inproc[name]))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return rows
 
 
 if __name__ == "__main__":

@@ -276,6 +276,13 @@ def cmd_serve(args) -> int:
         from curate.config import load_config
 
         load_config(args.config)  # a bad config stops here, not in every worker
+    from licenses.store import connect, resolve_run
+
+    con = connect(args.db, read_only=True)
+    try:
+        resolve_run(con)  # an empty store stops here too
+    finally:
+        con.close()
     where = f"http://{args.host}:{args.port}/ (API docs at /docs){' — token required' if token else ''}"
     common = dict(host=args.host, port=args.port, log_level=args.log_level, access_log=args.log_level == "debug")
     if args.workers > 1:

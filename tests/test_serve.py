@@ -181,6 +181,9 @@ def test_search(client, store):
     assert hits and all("鎌倉幕府" in texts[h["record_id"]] for h in hits)
     assert any(h["source_id"] == "jcurate-synthetic" and h["license"] == "Gemma" for h in hits)
     assert client.get("/v1/records", params={"q": "100%_no_such_text"}).json()["results"] == []
+    # full-width digits are NFKC-folded like the stored text: １１９２ finds 1192
+    wide = {h["record_id"] for h in client.get("/v1/records", params={"q": "（１１９２）"}).json()["results"]}
+    assert wide and all("(1192)" in texts[r] for r in wide)
 
 
 def test_sources_overview_counts_every_record(client, store):

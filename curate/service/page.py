@@ -28,7 +28,7 @@ nav a { margin-right: 1rem; }
 def _page(title: str, body: str) -> str:
     return (f'<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>{escape(title)} · jcurate</title>'
             f"<style>{STYLE}</style></head><body><nav><a href=\"/\">jcurate provenance</a>"
-            f'<a href="/docs">API</a></nav><h1>{escape(title)}</h1>{body}</body></html>')
+            f'<a href="/openapi.json">API (OpenAPI)</a></nav><h1>{escape(title)}</h1>{body}</body></html>')
 
 
 def _v(value) -> str:
@@ -69,7 +69,8 @@ def home(con, catalogue, q: str | None) -> str:
     parts = [_search_form(q)]
     if q:
         results = provenance.search(con, q.strip(), limit=100) if q.strip() else []
-        parts.append(f"<h2>Results for “{escape(q)}” ({len(results)})</h2>")
+        shown = f"first {len(results)}" if len(results) == 100 else str(len(results))
+        parts.append(f"<h2>Results for “{escape(q)}” ({shown})</h2>")
         parts.append(_table(results, ["record_id", "source_id", "license", "fate", "dropped_at", "reason", "preview"],
                             {"record_id": lambda r: _record_link(r["record_id"]), "fate": lambda r: _fate(r["kept"])}))
     run = provenance.latest_run_id(con)

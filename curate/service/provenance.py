@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import unicodedata
 import uuid
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -97,8 +98,11 @@ def record(con, record_id: str, catalogue: Catalogue) -> dict | None:
 
 
 def search(con, query: str, limit: int = 50) -> list[dict]:
-    """Records whose id equals ``query`` or whose text contains it (case-insensitive), with fate in the latest run."""
-    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    """Records whose id equals ``query`` or whose text contains it (case-insensitive), with fate in the latest run.
+
+    The fragment is NFKC-normalised like the stored text, so ｶﾀｶﾅ or ＡＩ find カタカナ and AI."""
+    fragment = unicodedata.normalize("NFKC", query)
+    pattern = "%" + fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return _rows(con, """
         SELECT r.record_id, r.source_id, l.license, f.kept, f.dropped_at, f.reason,
                left(replace(r.text, chr(10), ' '), 160) AS preview
