@@ -108,7 +108,7 @@ def provenance_latency(db: str, repeat: int = 30) -> list[tuple[str, float, floa
     con = duckdb.connect(db, read_only=True)
     rid = con.execute("SELECT record_id FROM record_fate WHERE dropped_at = 'near_dedup' LIMIT 1").fetchone()[0]
     cases = [
-        (f"GET /v1/records/{{id}}", "/v1/records/" + urllib.parse.quote(rid),
+        ("GET /v1/records/{id}", "/v1/records/" + urllib.parse.quote(rid),
          lambda: provenance.record(con, rid, catalogue)),
         ("GET /v1/records?q=東京", "/v1/records?q=" + urllib.parse.quote("東京"),
          lambda: provenance.search(con, "東京")),
