@@ -80,6 +80,9 @@ def test_score_decisions_and_duplicates(client, store):
         {"id": "bad", "instruction": "出力がありません"},
         {"id": "chat", "messages": [{"role": "human", "content": "おすすめの勉強法を教えてください。"},
                                      {"role": "gpt", "content": "毎日少しずつ復習し、声に出して説明してみることです。"}]},
+        {"id": "leak", "instruction": json.loads(Path("data/eval/elyza_style.jsonl").read_text(encoding="utf-8")
+                                                 .splitlines()[0])["input"],
+         "output": "評価セットの問題文をそのまま学習データに入れた例です。"},
         {"id": "truncated", "instruction": "東京について説明してください。",
          "output": "東京は日本の首都です。人口は約1400万人で、世界でも有数の"},
     ]
@@ -113,6 +116,10 @@ def test_score_decisions_and_duplicates(client, store):
     assert chat["normalised"]["messages"][0]["role"] == "user"
 
     assert res["truncated"]["verdict"] == {"kept": False, "dropped_at": "quality", "reason": "truncated_output"}
+    leak = res["leak"]["decisions"][-1]
+    assert leak["stage"] == "decontamination" and leak["kept"] is False and leak["value"].startswith("elyza_style:")
+    assert [d["stage"] for d in chat["decisions"]] == ["read", "quality", "language", "exact_dedup", "near_dedup",
+                                                      "decontamination"]
 
 
 def test_score_classifier_matches_the_cli_classifier(client, store):

@@ -140,7 +140,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 return JSONResponse({"detail": f"request body of {length} bytes is over the limit of "
                                                f"{settings.max_body_bytes} (serve --max-body-bytes)"}, status_code=413)
         if settings.token and request.url.path != "/healthz" and not _authorised(request, settings.token):
-            if request.url.path == "/" and hmac.compare_digest(request.query_params.get("token", "").encode(), settings.token.encode()):
+            offered = request.query_params.get("token", "").encode()
+            if request.url.path == "/" and hmac.compare_digest(offered, settings.token.encode()):
                 response = RedirectResponse("/", status_code=303)
                 response.set_cookie(TOKEN_COOKIE, settings.token, httponly=True, samesite="strict")
                 return response

@@ -22,22 +22,27 @@ from curate.records import make_document
 from curate.service.near_index import DuplicateIndex
 from licenses.store import connect, resolve_run
 
-PIPELINE_ORDER = ("read", "quality", "language", "exact_dedup", "near_dedup")
-
-
 class RecordScorer:
     def __init__(self, db: str | Path, config: PipelineConfig | None = None, run_id: str | None = None):
         con = connect(db, read_only=True)
         try:
             self.run_id = resolve_run(con, run_id)
             stored = con.execute("SELECT config FROM runs WHERE run_id = ?", [self.run_id]).fetchone()[0]
+            self.decont_note = None
             if config is None:
                 config = from_dict(PipelineConfig, json.loads(stored) if stored else {})
+                missing = [f for f in config.decontamination.eval_files if not Path(f).is_file()]
+                if config.decontamination.enabled and missing:
+                    # the run's eval files are relative to where it ran: score on, without this stage
+                    config.decontamination.enabled = False
+                    self.decont_note = (f"decontamination skipped: the run's eval file {missing[0]} is not found "
+                                        f"from {Path.cwd()} (start the service where the run ran, or pass --config)")
                 config.validate()
             self.config = config
             self.quality = JapaneseQualityFilter(self.config.quality)
             self.language = JapaneseLanguageFilter(self.config.language)
             self.classifier, self.classifier_id, self.classifier_note = self._load_classifier(con)
+            self.decont = self._decont_filter()
             logger.info(f"building the duplicate index over the records of run {self.run_id}")
             rows = con.execute(
                 """SELECT r.record_id, r.source_id, r.text, r.content_hash, f.kept, f.dropped_at
@@ -64,6 +69,20 @@ class RecordScorer:
 
         return QualityClassifier(row[1]), row[0], None
 
+    def _decont_filter(self):
+        """The run's decontamination filter, its index rebuilt from the eval files (in a temp folder)."""
+        c = self.config.decontamination
+        if not c.enabled:
+            self.decont_note = self.decont_note or "decontamination is off in the config"
+            return None
+        import tempfile
+
+        from curate.decont import InstructionDecontFilter, build_decont_index
+
+        folder = tempfile.mkdtemp(prefix="jcurate-serve-decont-")
+        build_decont_index(c.eval_files, folder, c.n_grams)
+        return InstructionDecontFilter(folder, c.n_grams)
+
     @property
     def judge_configured(self) -> bool:
         return bool(self.config.judge.model)
@@ -75,6 +94,8 @@ class RecordScorer:
             "index_seconds": round(self.index.seconds, 2),
             "classifier": self.classifier_id if self.classifier else None,
             "classifier_note": self.classifier_note,
+            "decontamination": self.decont is not None,
+            "decontamination_note": self.decont_note,
             "judge": self.config.judge.model if self.judge_configured else None,
         }
 
@@ -125,6 +146,11 @@ class RecordScorer:
                           "value": exact[0]["record_id"] if exact else None})
         decisions.append({"stage": "near_dedup", "kept": not near, "reason": "near_duplicate_of_stored" if near else None,
                           "value": f"{near[0]['record_id']} jaccard={near[0]['jaccard']}" if near else None})
+        if self.decont is not None:
+            outcome = self.decont.filter(doc)
+            kept = outcome is True
+            decisions.append({"stage": "decontamination", "kept": kept, "reason": None if kept else outcome[1],
+                              "value": None if kept else meta.pop("drop_value", None)})
         first_drop = next((d for d in decisions if not d["kept"]), None)
         result.update(decisions=decisions, signals=signals, duplicates={"exact": exact, "near": near},
                       verdict={"kept": first_drop is None, "dropped_at": first_drop and first_drop["stage"],
