@@ -102,6 +102,9 @@ def test_score_decisions_and_duplicates(client, store):
     assert kept_id in near and 0.5 <= near[kept_id] < 1.0
     assert variant["verdict"]["dropped_at"] == "near_dedup"
 
+    hidden = client.post("/v1/score", json={"records": [records[1]], "near_duplicates": 0}).json()["results"][0]
+    assert hidden["duplicates"]["near"] == [] and hidden["verdict"]["dropped_at"] == "near_dedup"
+
     zh = res["zh"]
     assert zh["verdict"]["dropped_at"] == "language"
     assert zh["decisions"][2]["reason"] == "not_japanese_script" and "kana=0" in zh["decisions"][2]["value"]

@@ -127,12 +127,14 @@ def sources_overview(con) -> list[dict]:
         WHERE f.run_id = (SELECT run_id FROM latest_run)
         GROUP BY ALL ORDER BY s.source_id, effective_license""")
     stages = _rows(con, """
-        SELECT r.source_id, f.dropped_at, count(*) AS n
+        SELECT r.source_id, l.license, f.dropped_at, count(*) AS n
         FROM record_fate f JOIN records r ON r.record_id = f.record_id
+        JOIN record_license l ON l.record_id = f.record_id
         WHERE f.run_id = (SELECT run_id FROM latest_run) AND NOT f.kept
         GROUP BY ALL ORDER BY r.source_id, n DESC""")
     for row in rows:
-        row["dropped_by_stage"] = {s["dropped_at"]: s["n"] for s in stages if s["source_id"] == row["source_id"]}
+        row["dropped_by_stage"] = {s["dropped_at"]: s["n"] for s in stages
+                                   if (s["source_id"], s["license"]) == (row["source_id"], row["effective_license"])}
     return rows
 
 
@@ -143,9 +145,12 @@ def _verdict(con, name: str, catalogue: Catalogue) -> dict:
     return verdict
 
 
+_SUBSETS = "SELECT name, run_id, created_at, n_records, criteria, export_path FROM subsets"
+
+
 def subsets(con, catalogue: Catalogue) -> list[dict]:
     """Every subset with its criteria and what its licenses oblige (commercial use, redistribution, reasons)."""
-    rows = _rows(con, "SELECT name, run_id, created_at, n_records, criteria, export_path FROM subsets ORDER BY name")
+    rows = _rows(con, _SUBSETS + " ORDER BY name")
     for row in rows:
         row["criteria"] = _json(row["criteria"])
         row["obligations"] = _verdict(con, row["name"], catalogue)
@@ -153,8 +158,7 @@ def subsets(con, catalogue: Catalogue) -> list[dict]:
 
 
 def subset(con, name: str, catalogue: Catalogue) -> dict | None:
-    found = [s for s in _rows(con, "SELECT name, run_id, created_at, n_records, criteria, export_path FROM subsets "
-                                   "WHERE name = ?", [name])]
+    found = _rows(con, _SUBSETS + " WHERE name = ?", [name])
     if not found:
         return None
     row = found[0]

@@ -141,7 +141,8 @@ class RecordScorer:
         signals = {k: meta[k] for k in ("compression_ratio", "symbol_ratio", "kana_ratio", "lid_ja", "language")
                    if k in meta}
         exact = [_hit(rec) for rec in self.index.exact(meta["content_hash"])]
-        near = [_hit(rec, sim) for rec, sim in self.index.near_hits(doc.text, meta["content_hash"], near_limit)]
+        # at least one hit is looked for, so near_duplicates=0 hides the list but not the decision
+        near = [_hit(rec, sim) for rec, sim in self.index.near_hits(doc.text, meta["content_hash"], max(near_limit, 1))]
         decisions.append({"stage": "exact_dedup", "kept": not exact, "reason": "duplicate_of_stored" if exact else None,
                           "value": exact[0]["record_id"] if exact else None})
         decisions.append({"stage": "near_dedup", "kept": not near, "reason": "near_duplicate_of_stored" if near else None,
@@ -152,7 +153,7 @@ class RecordScorer:
             decisions.append({"stage": "decontamination", "kept": kept, "reason": None if kept else outcome[1],
                               "value": None if kept else meta.pop("drop_value", None)})
         first_drop = next((d for d in decisions if not d["kept"]), None)
-        result.update(decisions=decisions, signals=signals, duplicates={"exact": exact, "near": near},
+        result.update(decisions=decisions, signals=signals, duplicates={"exact": exact, "near": near[:near_limit]},
                       verdict={"kept": first_drop is None, "dropped_at": first_drop and first_drop["stage"],
                                "reason": first_drop and first_drop["reason"]})
         return result
