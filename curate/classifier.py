@@ -171,14 +171,19 @@ def train_classifier(db: str | Path, model_dir: str | Path, label_scorer: str = 
         con.close()
 
 
+def find_classifier(con, model_id: str | None = None) -> tuple[str, str] | None:
+    """(model_id, model file path) of the named classifier, or of the latest one; None if there is none."""
+    return con.execute(
+        "SELECT model_id, path FROM classifier_models WHERE ? IS NULL OR model_id = ? ORDER BY trained_at DESC LIMIT 1",
+        [model_id, model_id]).fetchone()
+
+
 def score_run(db: str | Path, model_id: str | None = None, run_id: str | None = None, batch: int = 5000,
               log=print) -> int:
     """Scores every kept record of a run (default: the latest) with a classifier (default: the latest)."""
     con = connect(db)
     try:
-        row = con.execute(
-            "SELECT model_id, path FROM classifier_models WHERE ? IS NULL OR model_id = ? ORDER BY trained_at DESC LIMIT 1",
-            [model_id, model_id]).fetchone()
+        row = find_classifier(con, model_id)
         if not row:
             raise JcurateError("no classifier in the store: run `jcurate classifier train` first")
         model_id, path = row

@@ -150,6 +150,7 @@ def cmd_licenses_check(args) -> int:
     from licenses.notice import subset_licenses
     from licenses.rules import check
     from licenses.store import connect
+    from licenses.subsets import subset_exists
 
     catalogue = load_catalogue()
     base = None
@@ -160,7 +161,7 @@ def cmd_licenses_check(args) -> int:
                                f"licenses/catalogue.yaml (add it under the license's hub_models)")
     con = connect(args.db, read_only=True)
     try:
-        if not con.execute("SELECT 1 FROM subsets WHERE name = ?", [args.subset]).fetchone():
+        if not subset_exists(con, args.subset):
             raise JcurateError(f"no subset named {args.subset!r} in {args.db} (jcurate sql \"SELECT name FROM subsets\")")
         licenses = subset_licenses(con, args.subset, catalogue)
     finally:

@@ -132,13 +132,18 @@ def connect(db: str | Path, read_only: bool = False, lock_wait: float = LOCK_WAI
     return con
 
 
+def latest_run_id(con) -> str | None:
+    row = con.execute("SELECT run_id FROM latest_run").fetchone()
+    return row[0] if row else None
+
+
 def resolve_run(con, run_id: str | None = None) -> str:
     """The named run, checked to exist, or the latest run."""
     if run_id is None:
-        row = con.execute("SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1").fetchone()
-        if not row:
+        latest = latest_run_id(con)
+        if latest is None:
             raise JcurateError("the store has no runs yet: run `jcurate run` first")
-        return row[0]
+        return latest
     if not con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
         raise JcurateError(f"no run {run_id!r} in the store")
     return run_id

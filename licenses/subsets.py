@@ -36,6 +36,10 @@ class SubsetCriteria:
     embedding_model: str | None = None
 
 
+def subset_exists(con, name: str) -> bool:
+    return con.execute("SELECT 1 FROM subsets WHERE name = ?", [name]).fetchone() is not None
+
+
 def select_members(con, c: SubsetCriteria, run_id: str) -> list[tuple[str, float | None]]:
     """(record_id, score) of the run's kept records, in rank order."""
     if c.top_k is not None and c.random is not None:
@@ -145,7 +149,7 @@ def create_subset(db: str | Path, criteria: SubsetCriteria, catalogue: Catalogue
 
     con = connect(db)
     try:
-        if con.execute("SELECT 1 FROM subsets WHERE name = ?", [criteria.name]).fetchone() and not replace:
+        if subset_exists(con, criteria.name) and not replace:
             raise JcurateError(f"a subset named {criteria.name!r} exists already (pass --replace to rebuild it)")
         run_id = resolve_run(con, criteria.run_id)
         members = select_members(con, criteria, run_id)

@@ -32,6 +32,8 @@ from curate.service import page, provenance
 from curate.service.scoring import LiveScorer
 from curate.service.store_access import QueryError, StoreBusy, read_only, run_sql
 from licenses.catalogue import load_catalogue
+from licenses.store import latest_run_id
+from licenses.subsets import subset_exists
 
 TOKEN_COOKIE = "jcurate_token"
 
@@ -194,7 +196,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.get("/v1/sources", tags=["provenance"], responses=ERRORS)
     def sources() -> dict[str, Any]:
         with read_only(settings.db) as con:
-            return {"run_id": provenance.latest_run_id(con), "sources": provenance.sources_overview(con)}
+            return {"run_id": latest_run_id(con), "sources": provenance.sources_overview(con)}
 
     @app.get("/v1/subsets", tags=["subsets"], responses=ERRORS)
     def list_subsets() -> dict[str, Any]:
@@ -213,7 +215,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
              responses={200: {"content": {"text/markdown": {}}}, 404: {"description": "no such subset"}, **ERRORS})
     def get_notice(name: str):
         with read_only(settings.db) as con:
-            if provenance.subset(con, name, catalogue) is None:
+            if not subset_exists(con, name):
                 raise HTTPException(404, f"no subset {name!r} (list: GET /v1/subsets)")
             text = provenance.notice(con, name, catalogue)
         return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")

@@ -12,6 +12,7 @@ from html import escape
 from urllib.parse import quote
 
 from curate.service import provenance
+from licenses.store import latest_run_id
 
 STYLE = """
 body { font-family: system-ui, 'Hiragino Sans', 'Noto Sans CJK JP', sans-serif; margin: 2rem; color: #222; }
@@ -73,7 +74,7 @@ def home(con, catalogue, q: str | None) -> str:
         parts.append(f"<h2>Results for “{escape(q)}” ({shown})</h2>")
         parts.append(_table(results, ["record_id", "source_id", "license", "fate", "dropped_at", "reason", "preview"],
                             {"record_id": lambda r: _record_link(r["record_id"]), "fate": lambda r: _fate(r["kept"])}))
-    run = provenance.latest_run_id(con)
+    run = latest_run_id(con)
     parts.append(f"<h2>Sources × licenses in the latest run <small>({_v(run)})</small></h2>")
     parts.append(_table(provenance.sources_overview(con),
                         ["source_id", "name", "source_license", "generated_by_model", "effective_license", "records",

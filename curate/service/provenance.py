@@ -49,11 +49,6 @@ def _json(v):
     return json.loads(v) if isinstance(v, str) else v
 
 
-def latest_run_id(con) -> str | None:
-    row = con.execute("SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1").fetchone()
-    return row[0] if row else None
-
-
 def record(con, record_id: str, catalogue: Catalogue) -> dict | None:
     """A record with its source, effective license, decisions of every run, scores, dup cluster and subsets."""
     found = _rows(con, """SELECT record_id, source_id, file, "row", instruction, input, output, messages, text,
@@ -158,6 +153,7 @@ def subsets(con, catalogue: Catalogue) -> list[dict]:
 
 
 def subset(con, name: str, catalogue: Catalogue) -> dict | None:
+    """A subset with its criteria, counts per source and license, and obligations; None if there is none."""
     found = _rows(con, _SUBSETS + " WHERE name = ?", [name])
     if not found:
         return None

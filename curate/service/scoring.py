@@ -20,7 +20,9 @@ from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter
 from curate.readers import RowError, record_fields
 from curate.records import make_document
 from curate.service.near_index import DuplicateIndex
-from licenses.store import connect, resolve_run
+from curate.service.store_access import first_line
+from licenses.store import connect, latest_run_id, resolve_run
+
 
 class RecordScorer:
     def __init__(self, db: str | Path, config: PipelineConfig | None = None, run_id: str | None = None):
@@ -60,13 +62,13 @@ class RecordScorer:
 
     @staticmethod
     def _load_classifier(con):
-        row = con.execute("SELECT model_id, path FROM classifier_models ORDER BY trained_at DESC LIMIT 1").fetchone()
+        from curate.classifier import QualityClassifier, find_classifier
+
+        row = find_classifier(con)
         if row is None:
             return None, None, "no classifier in the store: run `jcurate classifier train`"
         if not Path(row[1]).is_file():
             return None, row[0], f"classifier {row[0]}: model file {row[1]} is missing"
-        from curate.classifier import QualityClassifier
-
         return QualityClassifier(row[1]), row[0], None
 
     def _decont_filter(self):
@@ -133,11 +135,7 @@ class RecordScorer:
                                 "messages": meta["messages"], "text": doc.text, "content_hash": meta["content_hash"]}
         decisions = [{"stage": "read", "kept": True, "reason": None, "value": None}]
         # every stage is evaluated (not only up to the first drop), so a caller sees all reasons at once
-        for stage, step in (("quality", self.quality), ("language", self.language)):
-            outcome = step.filter(doc)
-            kept = outcome is True
-            decisions.append({"stage": stage, "kept": kept, "reason": None if kept else outcome[1],
-                              "value": None if kept else meta.pop("drop_value", None)})
+        decisions += [_filter_decision("quality", self.quality, doc), _filter_decision("language", self.language, doc)]
         signals = {k: meta[k] for k in ("compression_ratio", "symbol_ratio", "kana_ratio", "lid_ja", "language")
                    if k in meta}
         exact = [_hit(rec) for rec in self.index.exact(meta["content_hash"])]
@@ -148,10 +146,7 @@ class RecordScorer:
         decisions.append({"stage": "near_dedup", "kept": not near, "reason": "near_duplicate_of_stored" if near else None,
                           "value": f"{near[0]['record_id']} jaccard={near[0]['jaccard']}" if near else None})
         if self.decont is not None:
-            outcome = self.decont.filter(doc)
-            kept = outcome is True
-            decisions.append({"stage": "decontamination", "kept": kept, "reason": None if kept else outcome[1],
-                              "value": None if kept else meta.pop("drop_value", None)})
+            decisions.append(_filter_decision("decontamination", self.decont, doc))
         first_drop = next((d for d in decisions if not d["kept"]), None)
         result.update(decisions=decisions, signals=signals, duplicates={"exact": exact, "near": near[:near_limit]},
                       verdict={"kept": first_drop is None, "dropped_at": first_drop and first_drop["stage"],
@@ -176,6 +171,14 @@ class RecordScorer:
             logger.info(f"judge: {len(todo)} records in {time.perf_counter() - start:.1f} s")
         for r in results:
             r["judge"] = r["judge"] or self._judge_cache.get(r["normalised"]["content_hash"])
+
+
+def _filter_decision(stage: str, step, doc) -> dict:
+    """A pipeline filter's decision on one document, with the value that decided a drop."""
+    outcome = step.filter(doc)
+    kept = outcome is True
+    return {"stage": stage, "kept": kept, "reason": None if kept else outcome[1],
+            "value": None if kept else doc.metadata.pop("drop_value", None)}
 
 
 def _hit(rec, jaccard: float | None = None) -> dict:
@@ -210,11 +213,12 @@ class LiveScorer:
         return self.scorer
 
     def latest(self) -> tuple[str | None, str | None]:
+        from curate.classifier import find_classifier
+
         con = connect(self.db, read_only=True)
         try:
-            run = con.execute("SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1").fetchone()
-            clf = con.execute("SELECT model_id FROM classifier_models ORDER BY trained_at DESC LIMIT 1").fetchone()
-            return (run[0] if run else None), (clf[0] if clf else None)
+            clf = find_classifier(con)
+            return latest_run_id(con), (clf[0] if clf else None)
         finally:
             con.close()
 
@@ -227,7 +231,7 @@ class LiveScorer:
                 logger.info(f"now scoring against run {self.scorer.run_id}")
             self.last_error = None
         except Exception as e:  # noqa: BLE001 - a busy or half-written store is retried at the next interval
-            self.last_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            self.last_error = f"{type(e).__name__}: {first_line(e)}"
             logger.warning(f"scorer reload skipped: {self.last_error}")
         finally:
             self._reloading.release()

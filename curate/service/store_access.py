@@ -75,8 +75,8 @@ def run_sql(db: str | Path, query: str, max_rows: int, time_limit: float) -> dic
         except duckdb.Error as e:
             # the read-only connection itself refuses writes, and file or network access
             if isinstance(e, duckdb.PermissionException) or "read-only mode" in str(e):
-                raise QueryError(403, f"refused, the store is read-only here: {_first_line(e)}") from None
-            raise QueryError(400, f"query failed: {_first_line(e)}") from None
+                raise QueryError(403, f"refused, the store is read-only here: {first_line(e)}") from None
+            raise QueryError(400, f"query failed: {first_line(e)}") from None
         finally:
             timer.cancel()
     truncated = len(rows) > max_rows
@@ -90,5 +90,5 @@ def run_sql(db: str | Path, query: str, max_rows: int, time_limit: float) -> dic
     }
 
 
-def _first_line(e: Exception) -> str:
+def first_line(e: Exception) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
