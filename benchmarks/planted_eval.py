@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out) if args.out else None
     if out is None or not (out / "kept").is_dir():
-        from curate.cli import main as jcurate
+        from jcurate.cli import main as jcurate
 
         out = out or Path(tempfile.mkdtemp(prefix="jcurate-planted-"))
         jcurate(["run", "--out", str(out), "--db", str(out / "store.duckdb")])

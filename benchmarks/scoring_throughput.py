@@ -28,9 +28,9 @@ def main() -> None:
 
     from benchmarks.pipeline_throughput import base_records, perturb
     from curate.classifier import QualityClassifier, train_classifier
-    from curate.cli import main as jcurate
     from curate.embeddings import Embedder
     from curate.judge import TransformersJudge, build_prompt
+    from jcurate.cli import main as jcurate
     from train.tiny import build_tiny_model
 
     tmp = Path(tempfile.mkdtemp(prefix="jcurate-scoring-"))

@@ -30,11 +30,11 @@ def main() -> None:
     parser.add_argument("--db", default=None, help="an existing store (default: jcurate run on data/ into a temp dir)")
     args = parser.parse_args()
 
+    from benchmarks.loadtest import free_port, run_load, start_server
     from benchmarks.pipeline_throughput import base_records, perturb
     from curate.classifier import QualityClassifier
-    from curate.cli import main as jcurate
-    from curate.service.loadtest import free_port, run_load, start_server
-    from curate.service.scoring import RecordScorer
+    from jcurate.cli import main as jcurate
+    from jcurate.service.scoring import RecordScorer
 
     db = args.db
     if db is None:
@@ -100,8 +100,8 @@ def provenance_latency(db: str, repeat: int = 30) -> list[tuple[str, float, floa
 
     import duckdb
 
-    from curate.service import provenance
-    from curate.service.loadtest import free_port, start_server
+    from benchmarks.loadtest import free_port, start_server
+    from jcurate.service import provenance
     from licenses.catalogue import load_catalogue
 
     catalogue = load_catalogue()

@@ -22,13 +22,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
+    from curate.ingest import ingest_run
     from curate.manifest import Source
     from curate.pipeline import STAGES
     from curate.report import build_report
+    from curate.subsets import SubsetCriteria, create_subset
     from licenses.catalogue import load_catalogue
-    from licenses.query import run_query
-    from licenses.store import ingest_run
-    from licenses.subsets import SubsetCriteria, create_subset
+    from store.query import run_query
 
     out = Path(sys.argv[1])
     tmp = Path(tempfile.mkdtemp(prefix="jcurate-store-"))

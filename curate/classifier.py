@@ -13,19 +13,30 @@ import json
 import random
 import tempfile
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from curate.errors import JcurateError
+from core.errors import JcurateError
 from curate.tokenizers import FugashiTokenizer
-from licenses.store import connect, resolve_run
+from store.connection import connect, transaction
+from store.ids import new_id
+from store.rows import insert_row, insert_rows
+from store.runs import resolve_run
 
 LABELS = (1, 2, 3, 4, 5)
 SCORER = "classifier"
+
+
+@dataclass(frozen=True)
+class KeptText:
+    """A kept record as the classifier reads it."""
+
+    record_id: str
+    content_hash: str
+    text: str
 
 
 @dataclass
@@ -107,17 +118,22 @@ def _labelled(con, label_scorer: str) -> list[tuple[str, str, float]]:
     return [(rid, text, float(label)) for rid, text, label in rows]
 
 
+MIN_LABELS = 30  # below this the held-out split is too small to say anything
+
+
 def train_classifier(db: str | Path, model_dir: str | Path, label_scorer: str = "label",
-                     params: ClassifierParams | None = None, log=print) -> dict:
+                     params: ClassifierParams | None = None, min_labels: int = MIN_LABELS, log=print) -> dict:
+    """Trains a fastText classifier on the store's ``label_scorer`` scores; needs ``min_labels`` of them."""
     import fasttext
 
     params = params or ClassifierParams()
     con = connect(db)
     try:
         data = _labelled(con, label_scorer)
-        if len(data) < 30:
-            raise JcurateError(f"only {len(data)} records carry '{label_scorer}' scores; the classifier needs at least 30 "
-                               f"(run `jcurate judge --sample N`, or name a label_field in the manifest)")
+        if len(data) < max(min_labels, MIN_LABELS):
+            raise JcurateError(f"only {len(data)} records carry '{label_scorer}' scores; the classifier needs at least "
+                               f"{max(min_labels, MIN_LABELS)} (scoring.min_labels; run `jcurate judge --sample N`, "
+                               f"or name a label_field in the manifest)")
         rng = random.Random(params.seed)
         order = list(range(len(data)))
         rng.shuffle(order)
@@ -135,7 +151,7 @@ def train_classifier(db: str | Path, model_dir: str | Path, label_scorer: str = 
             bucket=params.bucket, minCount=params.min_count, seed=params.seed, thread=1, verbose=0)
         train_secs = time.perf_counter() - start
         Path(f.name).unlink()
-        model_id = f"clf-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        model_id = new_id("clf")
         model_dir = Path(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
         path = model_dir / f"{model_id}.bin"
@@ -158,10 +174,9 @@ def train_classifier(db: str | Path, model_dir: str | Path, label_scorer: str = 
             "majority_macro_f1": round(macro_f1(truth, [majority] * n_test), 4),
             "train_seconds": round(train_secs, 3),
         }
-        con.execute(
-            "INSERT INTO classifier_models VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [model_id, str(path), datetime.now(timezone.utc), label_scorer, data_hash, json.dumps(metrics),
-             json.dumps(asdict(params))])
+        insert_row(con, "classifier_models", dict(
+            model_id=model_id, path=str(path), trained_at=datetime.now(timezone.utc), label_scorer=label_scorer,
+            train_data_hash=data_hash, metrics=json.dumps(metrics), params=json.dumps(asdict(params))))
         log(f"classifier {model_id}: trained on {len(train_idx)} '{label_scorer}' labels, held out {n_test}: "
             f"accuracy {metrics['accuracy']:.3f} (majority {metrics['majority_accuracy']:.3f}), "
             f"macro-F1 {metrics['macro_f1']:.3f} (majority {metrics['majority_macro_f1']:.3f}), "
@@ -190,21 +205,21 @@ def score_run(db: str | Path, model_id: str | None = None, run_id: str | None = 
         if not Path(path).is_file():
             raise JcurateError(f"classifier {model_id}: model file {path} is missing")
         run_id = resolve_run(con, run_id)
-        records = con.execute(
+        records = [KeptText(*row) for row in con.execute(
             """SELECT r.record_id, r.content_hash, r.text FROM record_fate f JOIN records r USING (record_id)
-               WHERE f.run_id = ? AND f.kept ORDER BY r.record_id""", [run_id]).fetchall()
+               WHERE f.run_id = ? AND f.kept ORDER BY r.record_id""", [run_id]).fetchall()]
         clf = QualityClassifier(path)
         start = time.perf_counter()
         now = datetime.now(timezone.utc)
-        con.execute("BEGIN TRANSACTION")
-        con.execute("DELETE FROM scores WHERE scorer = ? AND model = ? AND record_id IN "
-                    "(SELECT record_id FROM record_fate WHERE run_id = ? AND kept)", [SCORER, model_id, run_id])
-        for i in range(0, len(records), batch):
-            chunk = records[i:i + batch]
-            values = clf.score([r[2] for r in chunk])
-            con.executemany("INSERT INTO scores VALUES (?, ?, ?, ?, NULL, ?, NULL, ?, ?)",
-                            [(r[0], r[1], SCORER, model_id, float(v), run_id, now) for r, v in zip(chunk, values)])
-        con.execute("COMMIT")
+        with transaction(con):
+            con.execute("DELETE FROM scores WHERE scorer = ? AND model = ? AND record_id IN "
+                        "(SELECT record_id FROM record_fate WHERE run_id = ? AND kept)", [SCORER, model_id, run_id])
+            for i in range(0, len(records), batch):
+                chunk = records[i:i + batch]
+                values = clf.score([r.text for r in chunk])
+                insert_rows(con, "scores", [
+                    dict(record_id=r.record_id, content_hash=r.content_hash, scorer=SCORER, model=model_id,
+                         score=float(v), run_id=run_id, created_at=now) for r, v in zip(chunk, values)])
         secs = time.perf_counter() - start
         log(f"classifier {model_id} scored {len(records)} kept records of {run_id} "
             f"({len(records) / max(secs, 1e-9):.0f} records/s, tokenisation included)")

@@ -7,14 +7,11 @@ key path (``near_dedup.n_grams``) and the reason.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from curate.errors import JcurateError
+from core.config import from_dict, in_range, load_yaml
+from core.errors import JcurateError
 
 
 @dataclass
@@ -29,10 +26,10 @@ class LanguageConfig:
     script_override_kana_ratio: float = 0.3
 
     def validate(self, key: str) -> None:
-        _in_range(f"{key}.min_ja_score", self.min_ja_score, 0, 1)
-        _in_range(f"{key}.min_kana_ratio", self.min_kana_ratio, 0, 1)
-        _in_range(f"{key}.script_override_kana_ratio", self.script_override_kana_ratio, 0, 1)
-        _in_range(f"{key}.min_kana_chars", self.min_kana_chars, 0, None)
+        in_range(f"{key}.min_ja_score", self.min_ja_score, 0, 1)
+        in_range(f"{key}.min_kana_ratio", self.min_kana_ratio, 0, 1)
+        in_range(f"{key}.script_override_kana_ratio", self.script_override_kana_ratio, 0, 1)
+        in_range(f"{key}.min_kana_chars", self.min_kana_chars, 0, None)
         if self.lid_model is not None and not Path(self.lid_model).is_file():
             raise JcurateError(f"config key '{key}.lid_model': file not found: {self.lid_model}")
 
@@ -53,9 +50,9 @@ class QualityConfig:
 
     def validate(self, key: str) -> None:
         for name in ("min_instruction_chars", "min_output_chars", "max_output_chars", "max_text_chars", "max_char_run"):
-            _in_range(f"{key}.{name}", getattr(self, name), 0, None)
+            in_range(f"{key}.{name}", getattr(self, name), 0, None)
         for name in ("max_duplicate_line_ratio", "min_compression_ratio", "max_symbol_ratio"):
-            _in_range(f"{key}.{name}", getattr(self, name), 0, 1)
+            in_range(f"{key}.{name}", getattr(self, name), 0, 1)
 
 
 @dataclass
@@ -81,7 +78,7 @@ class NearDedupConfig:
         if self.tokens not in ("chars", "fugashi"):
             raise JcurateError(f"config key '{key}.tokens': must be 'chars' or 'fugashi', got {self.tokens!r}")
         for name in ("n_grams", "num_buckets", "hashes_per_bucket"):
-            _in_range(f"{key}.{name}", getattr(self, name), 1, None)
+            in_range(f"{key}.{name}", getattr(self, name), 1, None)
 
 
 @dataclass
@@ -95,7 +92,7 @@ class DecontaminationConfig:
     n_grams: int = 13
 
     def validate(self, key: str) -> None:
-        _in_range(f"{key}.n_grams", self.n_grams, 2, None)
+        in_range(f"{key}.n_grams", self.n_grams, 2, None)
         if self.enabled:
             for i, path in enumerate(self.eval_files):
                 if not Path(path).is_file():
@@ -111,7 +108,7 @@ class ScoringConfig:
     min_labels: int = 50  # fewer labelled records: skip with a message
 
     def validate(self, key: str) -> None:
-        _in_range(f"{key}.min_labels", self.min_labels, 30, None)
+        in_range(f"{key}.min_labels", self.min_labels, 30, None)
 
 
 @dataclass
@@ -135,9 +132,9 @@ class JudgeConfig:
         if self.backend not in ("openai", "transformers", "vllm"):
             raise JcurateError(f"config key '{key}.backend': must be openai, transformers or vllm, got {self.backend!r}")
         for name in ("concurrency", "batch_size"):
-            _in_range(f"{key}.{name}", getattr(self, name), 1, None)
-        _in_range(f"{key}.timeout", self.timeout, 0.001, None)
-        _in_range(f"{key}.max_retries", self.max_retries, 0, None)
+            in_range(f"{key}.{name}", getattr(self, name), 1, None)
+        in_range(f"{key}.timeout", self.timeout, 0.001, None)
+        in_range(f"{key}.max_retries", self.max_retries, 0, None)
 
 
 @dataclass
@@ -162,68 +159,12 @@ class PipelineConfig:
         return dataclasses.asdict(self)
 
 
-def _in_range(key: str, value, low, high) -> None:
-    if low is not None and value < low or high is not None and value > high:
-        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise JcurateError(f"config key '{key}': must be {bounds}, got {value!r}")
-
-
-def _coerce(key: str, value, tp):
-    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(key, value, option)
-            except JcurateError:
-                continue
-        raise JcurateError(f"config key '{key}': expected {tp}, got {value!r}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise JcurateError(f"config key '{key}': expected a list, got {value!r}")
-        (item_tp,) = typing.get_args(tp)
-        return [_coerce(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, key)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
-        raise JcurateError(f"config key '{key}': expected {tp.__name__}, got {value!r}")
-    return value
-
-
-def from_dict(cls, data, prefix: str = ""):
-    """Build dataclass ``cls`` from a mapping, naming any unknown key or wrongly typed value."""
-    if not isinstance(data, dict):
-        raise JcurateError(f"config key '{prefix or '<top>'}': expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if key not in known:
-            raise JcurateError(f"config key '{path}': unknown key (known keys: {', '.join(sorted(known))})")
-        kwargs[key] = _coerce(path, value, hints[key])
-    return cls(**kwargs)
-
-
 def load_config(path: str | Path | None) -> PipelineConfig:
     """Load and validate a pipeline config; ``None`` gives the defaults."""
     if path is None:
         config = PipelineConfig()
     else:
-        path = Path(path)
-        if not path.is_file():
-            raise JcurateError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise JcurateError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        data = load_yaml(path, "config file") or {}
         try:
             config = from_dict(PipelineConfig, data)
         except JcurateError as e:

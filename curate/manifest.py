@@ -10,9 +10,8 @@ import glob
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from curate.errors import JcurateError
+from core.config import load_yaml
+from core.errors import JcurateError
 from licenses.catalogue import Catalogue, load_catalogue
 
 FORMATS = ("jsonl", "json", "parquet", "csv", "hf-disk")
@@ -132,12 +131,7 @@ def _parse_source(i: int, entry, manifest: Path, catalogue: Catalogue) -> Source
 
 def load_manifest(path: str | Path, catalogue: Catalogue | None = None) -> list[Source]:
     path = Path(path)
-    if not path.is_file():
-        raise JcurateError(f"sources manifest not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise JcurateError(f"sources manifest {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    data = load_yaml(path, "sources manifest")
     if not isinstance(data, dict) or not isinstance(data.get("sources"), list) or not data["sources"]:
         raise JcurateError(f"{path}: expected a top-level 'sources:' list with at least one source")
     catalogue = catalogue or load_catalogue()

@@ -28,10 +28,10 @@ from pathlib import Path
 
 from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupSignature
 
+from core.errors import JcurateError
 from curate.config import PipelineConfig
 from curate.decont import InstructionDecontFilter, build_decont_index
 from curate.dedup import DedupFilter, DedupPlan, minhash_config
-from curate.errors import JcurateError
 from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
 from curate.manifest import Source
 from curate.outputs import RecordWriter, dropped_writer, intermediate_reader
@@ -195,7 +195,7 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
     timings: dict[str, float] = {}
     previous = None
     executors = []
-    for i, (name, steps, tasks) in enumerate(stages, start=1):
+    for name, steps, tasks in stages:
         executor = make_executor(options.kind, steps, tasks, options.workers, out / "work/logs" / name, previous,
                                  options.slurm)
         executors.append((name, executor))

@@ -18,21 +18,9 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseReader
 from datatrove.utils.logging import logger
 
-from curate.errors import JcurateError
+from core.errors import JcurateError
 from curate.manifest import ROLE_FIELDS_NOTE, Source
 from curate.records import ROLE_ALIASES, ROLES, content_hash, make_document
-
-
-def read_json_lines(path: str | Path, what: str = "file"):
-    """(line number, object) for each non-blank line of a small JSONL file the user names
-    (eval sets, training files); bad JSON stops with the file and line."""
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise JcurateError(f"{what} {path} line {lineno}: bad JSON ({e})") from None
 
 
 class RowError(ValueError):
@@ -221,10 +209,9 @@ class SourceReader(BaseReader):
 
     name = "📖 jcurate sources"
 
-    def __init__(self, sources: list[Source], progress: bool = False):
+    def __init__(self, sources: list[Source]):
         super().__init__()
         self.sources = sources
-        self.progress = progress
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:

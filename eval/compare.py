@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.errors import JcurateError
+from core.errors import JcurateError
 
 
 @dataclass

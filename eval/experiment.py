@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from curate.config import from_dict
-from curate.errors import JcurateError
+from core.config import from_dict, load_yaml
+from core.errors import JcurateError
 
 
 @dataclass
@@ -35,21 +35,19 @@ class ExperimentConfig:
 
 
 def load_experiment_config(path: str | Path) -> ExperimentConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise JcurateError(f"experiment config not found: {path}")
+    data = load_yaml(path, "experiment config") or {}
     try:
-        return from_dict(ExperimentConfig, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        return from_dict(ExperimentConfig, data)
     except JcurateError as e:
         raise JcurateError(f"{path}: {e}") from None
 
 
 def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
+    from curate.subsets import SubsetCriteria, create_subset
     from eval.compare import compare_scores, load_run_scores, plot, to_markdown
     from eval.runner import load_eval_config, run_eval
     from licenses.catalogue import load_catalogue
-    from licenses.store import connect
-    from licenses.subsets import SubsetCriteria, create_subset
+    from store.connection import connect
     from train.config import load_train_config
     from train.sft import run_training
 
@@ -61,7 +59,7 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
         "random": SubsetCriteria(name=f"{cfg.name}-random", run_id=cfg.run, license_use=cfg.license_use,
                                  random=cfg.k, seed=cfg.seed),
     }
-    base_train = yaml.safe_load(Path(cfg.train_config).read_text(encoding="utf-8"))
+    base_train = load_yaml(cfg.train_config, "train config")
     train_runs = {}
     for arm, criteria in arms.items():
         subset = create_subset(cfg.db, criteria, load_catalogue(), replace=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from curate.errors import JcurateError
+from core.errors import JcurateError
 
 
 @dataclass

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
-
-from curate.config import JudgeConfig, from_dict
-from curate.errors import JcurateError
+from core.config import from_dict, load_yaml
+from core.errors import JcurateError
+from curate.config import JudgeConfig
 from curate.judge import make_judge
 from eval.generate import GenerationConfig, make_generator
-from eval.grade import (ELYZA_CHOICES, ELYZA_PROMPT_VERSION, MT_BENCH_CHOICES, MT_BENCH_PROMPT_VERSION, elyza_prompt,
-                        mt_bench_prompt)
+from eval.grade import (
+    ELYZA_CHOICES,
+    ELYZA_PROMPT_VERSION,
+    MT_BENCH_CHOICES,
+    MT_BENCH_PROMPT_VERSION,
+    elyza_prompt,
+    mt_bench_prompt,
+)
 from eval.tasks import EvalItem, load_tasks
+from store.cache import CachedJudgement, cache_judgements, cached_scores, raw_json
+from store.ids import new_id
+from store.rows import insert_row, insert_rows
 
 
 @dataclass
@@ -37,10 +44,7 @@ class EvalConfig:
 def load_eval_config(path: str | Path | None, **overrides) -> EvalConfig:
     data = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise JcurateError(f"eval config not found: {path}")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path, "eval config") or {}
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         cfg = from_dict(EvalConfig, data)
@@ -84,44 +88,60 @@ def decontamination_overlap(con, subset: str, eval_files: list[str], n_grams: in
     return hits
 
 
-def _grade(judge, items: list[EvalItem], answers: dict[str, list[str]], con) -> list[tuple]:
-    """(item_id, turn, category, answer, score, rationale) per graded answer, via the judge cache."""
-    jobs = []
+@dataclass(frozen=True)
+class GradedAnswer:
+    item_id: str
+    turn: int  # 0-based
+    category: str | None
+    answer: str
+    score: float | None
+    rationale: str
+
+
+@dataclass(frozen=True)
+class GradingJob:
+    item: EvalItem
+    turn: int
+    prompt: str
+    choices: tuple
+    prompt_version: str
+
+
+def _grade(judge, items: list[EvalItem], answers: dict[str, list[str]], con) -> list[GradedAnswer]:
+    """One graded answer per turn, through the store's judge cache."""
+    jobs: list[GradingJob] = []
     for item in items:
         ans = answers[item.item_id]
         if item.shape == "elyza":
-            jobs.append((item, 0, elyza_prompt(item.turns[0], item.reference[0] if item.reference else "",
-                                              item.eval_aspect, ans[0]), ELYZA_CHOICES, ELYZA_PROMPT_VERSION))
+            jobs.append(GradingJob(item, 0, elyza_prompt(item.turns[0], item.reference[0] if item.reference else "",
+                                                         item.eval_aspect, ans[0]), ELYZA_CHOICES, ELYZA_PROMPT_VERSION))
         else:
             for t in range(len(item.turns)):
-                jobs.append((item, t, mt_bench_prompt(item.turns, ans, t, item.reference), MT_BENCH_CHOICES,
-                             MT_BENCH_PROMPT_VERSION))
+                jobs.append(GradingJob(item, t, mt_bench_prompt(item.turns, ans, t, item.reference), MT_BENCH_CHOICES,
+                                       MT_BENCH_PROMPT_VERSION))
     results = []
     for choices, version in ((ELYZA_CHOICES, ELYZA_PROMPT_VERSION), (MT_BENCH_CHOICES, MT_BENCH_PROMPT_VERSION)):
-        group = [j for j in jobs if j[4] == version]
+        group = [j for j in jobs if j.prompt_version == version]
         if not group:
             continue
-        hashes = [hashlib.sha256(j[2].encode()).hexdigest() for j in group]
-        cached = dict(con.execute(
-            "SELECT prompt_hash, score FROM judge_cache WHERE model = ? AND prompt_version = ? AND score IS NOT NULL "
-            "AND prompt_hash IN (SELECT unnest(?))", [judge.model, version, hashes]).fetchall())
+        hashes = [hashlib.sha256(j.prompt.encode()).hexdigest() for j in group]
+        cached = cached_scores(con, judge.model, version, hashes)
         todo = [(j, h) for j, h in zip(group, hashes) if h not in cached]
-        graded = judge.judge([j[2] for j, _ in todo], choices) if todo else []
-        if todo:
-            con.executemany("INSERT INTO judge_cache VALUES (?, ?, ?, ?, ?)",
-                            [(h, judge.model, version, g.score, json.dumps({"raw": g.raw[:2000], "error": g.error}))
-                             for (_, h), g in zip(todo, graded)])
+        graded = judge.judge([j.prompt for j, _ in todo], choices) if todo else []
+        cache_judgements(con, [CachedJudgement(h, judge.model, version, g.score, raw_json(g.raw, g.error, 2000))
+                               for (_, h), g in zip(todo, graded)])
         fresh = {h: g for (_, h), g in zip(todo, graded)}
-        for (item, turn, _, _, _), h in zip(group, hashes):
+        for job, h in zip(group, hashes):
             g = fresh.get(h)
-            score = cached.get(h) if g is None else g.score
-            rationale = "cached" if g is None else (g.error or g.raw[:2000])
-            results.append((item.item_id, turn, item.category, answers[item.item_id][turn], score, rationale))
+            results.append(GradedAnswer(
+                item_id=job.item.item_id, turn=job.turn, category=job.item.category,
+                answer=answers[job.item.item_id][job.turn], score=cached.get(h) if g is None else g.score,
+                rationale="cached" if g is None else (g.error or g.raw[:2000])))
     return results
 
 
 def run_eval(cfg: EvalConfig, log=print) -> dict:
-    from licenses.store import connect
+    from store.connection import connect
 
     items = [it for f in cfg.eval_files for it in load_tasks(f, warn=log)[: cfg.limit or None]]
     con = connect(cfg.db)
@@ -146,16 +166,18 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
                 convs[it.item_id].append({"role": "assistant", "content": text})
             log(f"generated turn {turn + 1} for {len(active)} item(s)")
         graded = _grade(judge, items, answers, con)
-        scores = [g[4] for g in graded if g[4] is not None]
-        eval_run_id = f"eval-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        scores = [g.score for g in graded if g.score is not None]
+        eval_run_id = new_id("eval")
         now = datetime.now(timezone.utc)
         mean = sum(scores) / len(scores) if scores else None
-        con.execute("INSERT INTO eval_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [eval_run_id, cfg.train_run, model, adapter, json.dumps(cfg.eval_files), judge.model,
-                     json.dumps(asdict(cfg), default=str), overlap, mean, now])
-        con.executemany("INSERT INTO eval_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [(eval_run_id, cfg.train_run, f"{g[0]}#t{g[1] + 1}", g[2], g[3], g[4], judge.model, g[5], now)
-                         for g in graded])
+        insert_row(con, "eval_runs", dict(
+            eval_run_id=eval_run_id, train_run_id=cfg.train_run, model=model, adapter=adapter,
+            eval_files=json.dumps(cfg.eval_files), judge_model=judge.model, config=json.dumps(asdict(cfg), default=str),
+            decont_overlap=overlap, mean_score=mean, created_at=now))
+        insert_rows(con, "eval_results", [dict(
+            eval_run_id=eval_run_id, train_run_id=cfg.train_run, item_id=f"{g.item_id}#t{g.turn + 1}",
+            category=g.category, answer=g.answer, score=g.score, judge_model=judge.model, rationale=g.rationale,
+            created_at=now) for g in graded])
         log(f"eval {eval_run_id}: {len(graded)} graded answers, mean {mean if mean is None else round(mean, 3)}")
         return {"eval_run_id": eval_run_id, "graded": len(graded), "failed": len(graded) - len(scores),
                 "mean": mean, "decont_overlap": overlap}

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curate.errors import JcurateError
+from core.errors import JcurateError
 
 
 @dataclass

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
-from curate.errors import JcurateError
+from core.config import load_yaml
+from core.errors import JcurateError
+from store.rows import insert_rows
 
 CATALOGUE_PATH = Path(__file__).with_name("catalogue.yaml")
 
@@ -80,10 +80,7 @@ class Catalogue:
 
 @lru_cache(maxsize=4)
 def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise JcurateError(f"license catalogue {path} cannot be read: {str(e).splitlines()[0]}") from None
+    data = load_yaml(path, "license catalogue")
     entries = [_parse_entry(i, e, Path(path)) for i, e in enumerate((data or {}).get("licenses") or [])]
     licenses: dict[str, License] = {}
     hub_models: dict[str, str] = {}
@@ -96,3 +93,14 @@ def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
                 raise JcurateError(f"{path}: hub model {model!r} is mapped to {hub_models[model]} and {lic.id}")
             hub_models[model] = lic.id
     return Catalogue(licenses, hub_models)
+
+
+def sync_licenses(con, catalogue: Catalogue) -> None:
+    """Write the catalogue into the store's ``licenses`` table (replacing each license's row)."""
+    rows = []
+    for lic in catalogue.licenses.values():
+        d = asdict(lic)
+        d["license_id"] = d.pop("id")
+        d["hub_models"] = list(d["hub_models"])
+        rows.append(d)
+    insert_rows(con, "licenses", rows, replace=True)

@@ -17,7 +17,7 @@ def _in_repo_root(monkeypatch):
 
 
 def run_cli(*args: str) -> int:
-    from curate.cli import main
+    from jcurate.cli import main
 
     return main(list(args))
 

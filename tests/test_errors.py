@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from core.errors import JcurateError
 from curate.config import load_config
-from curate.errors import JcurateError
 from curate.manifest import load_manifest
 from tests.conftest import ROOT, run_cli
 
@@ -63,7 +63,7 @@ def test_bad_manifest_names_source_and_key(tmp_path, license, fields, path, mess
 def test_cli_prints_one_line_not_a_traceback(tmp_path):
     manifest = _write(tmp_path, "sources.yaml", MANIFEST.format(
         path="data/sources/alpaca_ja.jsonl", license="CC0-1.0", fields="{instruction: prompt, output: output}"))
-    proc = subprocess.run([sys.executable, "-m", "curate.cli", "run", "--sources", str(manifest), "--out",
+    proc = subprocess.run([sys.executable, "-m", "jcurate.cli", "run", "--sources", str(manifest), "--out",
                            str(tmp_path / "out"), "--db", str(tmp_path / "db.duckdb")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2

@@ -20,8 +20,10 @@ def language():
 
 @pytest.mark.parametrize("instruction, output", [
     ("日本の首都はどこですか？", "日本の首都は東京です。"),
-    ("Pythonでリストを逆順にするには？", "```python\nitems = [1, 2, 3]\nitems.reverse()\nprint(items)  # [3, 2, 1]\n```\n`reverse()` はリストをその場で逆順にします。"),
-    ("KubernetesのPodとDeploymentの違いは？", "Pod は container の最小単位で、Deployment は ReplicaSet を通して Pod の rolling update と scaling を管理します。"),
+    ("Pythonでリストを逆順にするには？", "```python\nitems = [1, 2, 3]\nitems.reverse()\nprint(items)  # [3, 2, 1]\n```\n"
+                                        "`reverse()` はリストをその場で逆順にします。"),
+    ("KubernetesのPodとDeploymentの違いは？", "Pod は container の最小単位で、"
+                                           "Deployment は ReplicaSet を通して Pod の rolling update と scaling を管理します。"),
     ("カタカナ語を教えて", "コンピューター、インターネット、スマートフォン"),
 ])
 def test_japanese_passes(language, instruction, output):

@@ -10,8 +10,7 @@ import shutil
 import duckdb
 import pytest
 
-from curate.judge import (PROMPT_VERSION, OpenAIJudge, TransformersJudge, build_prompt, expected_score,
-                          run_judge)
+from curate.judge import PROMPT_VERSION, OpenAIJudge, TransformersJudge, build_prompt, expected_score, run_judge
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                 reason="the judge needs the 'judge' extra: uv sync --extra judge")
@@ -103,4 +102,5 @@ def test_vllm_backend(tiny_model):  # pragma: no cover - runs on the GPU machine
 
     judge = VLLMJudge(str(tiny_model), gpu_memory_utilization=0.3, max_model_len=2048)
     results = judge.judge([build_prompt("日本の首都は？", "東京です。")])
-    assert results[0].score is None or 1 <= results[0].score <= 5
+    assert results[0].error is None, results[0].error
+    assert 1 <= results[0].score <= 5

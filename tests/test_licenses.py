@@ -9,9 +9,9 @@ from dataclasses import replace
 import duckdb
 import pytest
 
-from licenses.catalogue import load_catalogue
+from licenses.catalogue import load_catalogue, sync_licenses
 from licenses.rules import USE_RANK, admitted, check, effective_license
-from licenses.store import _sync_licenses, connect
+from store.connection import connect
 from tests.conftest import run_cli
 
 CAT = load_catalogue()
@@ -52,7 +52,7 @@ def test_effective_license_takes_the_more_restrictive_use(source_use, model_use)
 
 def test_sql_view_agrees_with_python_on_every_catalogue_pair(tmp_path):
     con = connect(tmp_path / "pairs.duckdb")
-    _sync_licenses(con, CAT)
+    sync_licenses(con, CAT)
     con.execute("INSERT INTO runs (run_id, finished_at) VALUES ('r', now())")
     ids = sorted(CAT.licenses)
     expected = {}

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from licenses.query import run_query
+from store.query import run_query
 from tests.conftest import ROOT, run_cli
 
 

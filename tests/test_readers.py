@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.errors import JcurateError
+from core.errors import JcurateError
 from curate.manifest import load_manifest
 from curate.readers import SourceReader, check_field_mappings
 

@@ -12,7 +12,7 @@ import duckdb
 import httpx
 import pytest
 
-from curate.service.loadtest import free_port, run_load, start_server
+from benchmarks.loadtest import free_port, run_load, start_server
 from tests.conftest import run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -245,7 +245,7 @@ def test_sql_read_only_limits_and_errors(client, store):
 
 def test_the_connection_itself_refuses_writes(store):
     """No keyword filter in front: the statement reaches DuckDB, which refuses it."""
-    from curate.service.store_access import QueryError, run_sql
+    from jcurate.service.store_access import QueryError, run_sql
 
     with pytest.raises(QueryError) as e:
         run_sql(str(store), "CREATE TABLE t AS SELECT 1", 10, 5.0)
@@ -381,7 +381,7 @@ def test_judge_when_asked_and_configured(store, tmp_path):
 
 def test_writers_wait_for_a_reader_instead_of_failing(store, tmp_path):
     """A service request holds a read-only connection for a moment; `jcurate subset` waits for it."""
-    from licenses.store import connect
+    from store.connection import connect
 
     holder = subprocess.Popen([sys.executable, "-c", (
         "import duckdb, sys, time\n"
@@ -397,7 +397,7 @@ def test_writers_wait_for_a_reader_instead_of_failing(store, tmp_path):
 def test_scorer_follows_a_newer_run(default_run, store, tmp_path):
     import time
 
-    from curate.service.scoring import LiveScorer
+    from jcurate.service.scoring import LiveScorer
 
     out, _ = default_run
     db = tmp_path / "live.duckdb"

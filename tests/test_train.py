@@ -12,7 +12,7 @@ import duckdb
 import pytest
 import yaml
 
-from curate.errors import JcurateError
+from core.errors import JcurateError
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("trl") is None,

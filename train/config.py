@@ -10,10 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from curate.config import from_dict
-from curate.errors import JcurateError
+from core.config import from_dict, load_yaml
+from core.errors import JcurateError
 
 METHODS = ("lora", "qlora", "full", "prompt-tuning")
 TOP_KEYS = {"method", "model", "training", "data", "prompt_tuning", "build_tiny_model"}
@@ -70,12 +68,7 @@ def load_train_config(path: str | Path) -> TrainJob:
     from trl import ModelConfig, SFTConfig
 
     path = Path(path)
-    if not path.is_file():
-        raise JcurateError(f"train config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise JcurateError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    raw = load_yaml(path, "train config") or {}
     try:
         unknown = sorted(set(raw) - TOP_KEYS)
         if unknown:

@@ -10,7 +10,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from curate.errors import JcurateError
+from core.errors import JcurateError
+from core.jsonl import read_json_lines
+from curate.subsets import export_rows
+from store.connection import connect
 from train.config import DataConfig
 
 
@@ -28,36 +31,10 @@ def to_messages(record: dict, system_prompt: str | None = None) -> list[dict]:
     return messages
 
 
-def check_subset(db: str, subset: str) -> int:
-    """Number of records in a stored subset; fails naming it when there is none."""
-    from licenses.store import connect
-
-    if not Path(db).is_file():
-        raise JcurateError(f"config key 'data.db': no store at {db}")
-    con = connect(db, read_only=True)
-    try:
-        row = con.execute("SELECT n_records FROM subsets WHERE name = ?", [subset]).fetchone()
-        if not row:
-            known = [r[0] for r in con.execute("SELECT name FROM subsets ORDER BY created_at DESC LIMIT 10").fetchall()]
-            raise JcurateError(f"config key 'data.subset': no subset named {subset!r} in {db} "
-                               f"(subsets: {', '.join(known) or 'none; build one with jcurate subset'})")
-        return row[0]
-    finally:
-        con.close()
-
-
 def load_records(cfg: DataConfig) -> list[dict]:
+    """The training records: the stored subset (checked to exist, one read-only look at the store) or the file."""
     if cfg.subset:
-        from licenses.store import connect
-        from licenses.subsets import export_rows
-
-        con = connect(cfg.db, read_only=True)
-        try:
-            return export_rows(con, cfg.subset)
-        finally:
-            con.close()
-    from curate.readers import read_json_lines
-
+        return _subset_records(cfg.db, cfg.subset)
     rows = []
     for lineno, row in read_json_lines(cfg.file, "training file"):
         if not isinstance(row, dict) or not row.get("messages") and not ("instruction" in row and "output" in row):
@@ -65,6 +42,20 @@ def load_records(cfg: DataConfig) -> list[dict]:
         row.setdefault("record_id", f"{Path(cfg.file).name}:{lineno}")
         rows.append(row)
     return rows
+
+
+def _subset_records(db: str, subset: str) -> list[dict]:
+    if not Path(db).is_file():
+        raise JcurateError(f"config key 'data.db': no store at {db}")
+    con = connect(db, read_only=True)
+    try:
+        if not con.execute("SELECT 1 FROM subsets WHERE name = ?", [subset]).fetchone():
+            known = [r[0] for r in con.execute("SELECT name FROM subsets ORDER BY created_at DESC LIMIT 10").fetchall()]
+            raise JcurateError(f"config key 'data.subset': no subset named {subset!r} in {db} "
+                               f"(subsets: {', '.join(known) or 'none; build one with jcurate subset'})")
+        return export_rows(con, subset)
+    finally:
+        con.close()
 
 
 def split(records: list[dict], cfg: DataConfig) -> tuple[list[dict], list[dict]]:

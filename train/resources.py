@@ -2,9 +2,10 @@
 
 The estimate counts: weights (bytes per parameter of the load dtype; 0.5 for 4-bit), the
 gradients and Adam moments of the trainable parameters (fp32: 4 + 8 bytes), the logits
-(batch x sequence x vocabulary, plus their fp32 copy for the loss), and activations at about 34 x batch x sequence x hidden bytes per layer in 16-bit (Korthikanti
-et al. 2022, without recomputation), divided by the number of layers with gradient
-checkpointing. A rough guide, meant to say whether a run fits, not to the megabyte.
+(batch x sequence x vocabulary, plus their fp32 copy for the loss), and activations at
+about 34 x batch x sequence x hidden bytes per layer in 16-bit (Korthikanti et al. 2022,
+without recomputation), divided by the number of layers with gradient checkpointing. A rough
+guide, meant to say whether a run fits, not to the megabyte.
 """
 
 from __future__ import annotations

@@ -5,17 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
-from curate.errors import JcurateError
+from core.errors import JcurateError
+from store.ids import new_id
+from train.chat_template import CHATML
 from train.config import TrainJob
-from train.data import check_subset, load_records, split
+from train.data import load_records, split
 from train.resources import estimate, peak_ram_mb, peak_vram_mb
-from train.tiny import CHATML, build_tiny_model
+from train.tiny import build_tiny_model
 
 
 def _chat_template(job: TrainJob, tokenizer) -> str:
@@ -91,8 +92,7 @@ def _load_model(job: TrainJob):
 def prepare_trainer(job: TrainJob, log=print):
     """Checks, data, memory estimate, model and the SFTTrainer: everything but the training itself."""
     # everything that can be checked without a model is checked first
-    if job.data.subset:
-        check_subset(job.data.db, job.data.subset)
+    records = load_records(job.data)
     model_path = Path(job.model.model_name_or_path)
     if job.build_tiny_model and not model_path.exists():
         log(f"building the tiny offline model at {model_path} (random weights: the numbers mean nothing)")
@@ -106,7 +106,6 @@ def prepare_trainer(job: TrainJob, log=print):
     tokenizer.chat_template = _chat_template(job, tokenizer)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    records = load_records(job.data)
     train_rows, eval_rows = split(records, job.data)
     peft_config = _peft_config(job)
     est = _memory_estimate(job, peft_config)
@@ -146,7 +145,7 @@ def run_training(job: TrainJob, log=print) -> dict:
                                                            allow_unicode=True, sort_keys=False), encoding="utf-8")
     (out / "train_log.json").write_text(json.dumps({"metrics": metrics, "log_history": trainer.state.log_history},
                                                    indent=1, default=str), encoding="utf-8")
-    train_run_id = f"train-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    train_run_id = new_id("train", started)
     config_hash = hashlib.sha256(json.dumps(job.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
     _record(job, train_run_id, config_hash, metrics, out, started, log)
     log(f"trained in {seconds:.1f}s: loss {metrics['train_loss_first']} -> {metrics['train_loss_last']}, "
@@ -159,7 +158,9 @@ def _record(job: TrainJob, train_run_id: str, config_hash: str, metrics: dict, o
     """The train_runs row, and NOTICE.md with the base model's terms, when the data is a stored subset."""
     from licenses.catalogue import load_catalogue
     from licenses.notice import subset_notice
-    from licenses.store import connect, git_commit
+    from store.connection import connect
+    from store.rows import insert_row
+    from store.runs import git_commit
 
     catalogue = load_catalogue()
     base_model = job.model.model_name_or_path
@@ -175,11 +176,11 @@ def _record(job: TrainJob, train_run_id: str, config_hash: str, metrics: dict, o
             notice += (f"\n**Base model {base_model}: its terms are not in the license catalogue; add it under "
                        f"hub_models of its license in licenses/catalogue.yaml.**\n")
         (out / "NOTICE.md").write_text(notice, encoding="utf-8")
-        con.execute(
-            "INSERT INTO train_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [train_run_id, job.data.subset, base_model, job.model.model_revision, job.method, config_hash,
-             json.dumps(job.raw, default=str), git_commit(), json.dumps(metrics, default=str), str(out), started,
-             datetime.now(timezone.utc)])
+        insert_row(con, "train_runs", dict(
+            train_run_id=train_run_id, subset=job.data.subset, base_model=base_model,
+            base_revision=job.model.model_revision, method=job.method, config_hash=config_hash,
+            config=json.dumps(job.raw, default=str), git_commit=git_commit(), metrics=json.dumps(metrics, default=str),
+            output_path=str(out), started_at=started, finished_at=datetime.now(timezone.utc)))
     finally:
         con.close()
     log(f"train run {train_run_id} recorded in {job.data.db}")

@@ -7,18 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from train.chat_template import CHATML
+
 ROOT = Path(__file__).resolve().parents[1]
-
-# ChatML, with the {% generation %} marks TRL needs for assistant-only loss
-CHATML = (
-    "{% for m in messages %}"
-    "{% if m['role'] == 'assistant' %}<|im_start|>assistant\n{% generation %}{{ m['content'] }}<|im_end|>"
-    "{% endgeneration %}\n"
-    "{% else %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
 
 def sample_text(limit: int = 600) -> list[str]:
     lines = []

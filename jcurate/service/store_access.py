@@ -16,8 +16,8 @@ from pathlib import Path
 
 import duckdb
 
-from curate.service.provenance import jsonable
-from licenses.store import is_lock_conflict
+from jcurate.service.provenance import jsonable
+from store.connection import is_lock_conflict
 
 CONNECTION_CONFIG = {
     "enable_external_access": False,

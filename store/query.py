@@ -17,8 +17,8 @@ from pathlib import Path
 
 import duckdb
 
-from curate.errors import JcurateError
-from licenses.store import connect
+from core.errors import JcurateError
+from store.connection import connect
 
 READ_ONLY_TYPES = {"SELECT", "EXPLAIN", "PRAGMA"}
 

@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from curate.errors import JcurateError
+from core.errors import JcurateError
 from licenses.catalogue import Catalogue
 from licenses.rules import LADDER, USE_RANK
-from licenses.store import connect, resolve_run
+from store.connection import connect, transaction
+from store.rows import insert_row, insert_rows
+from store.runs import resolve_run
 
 
 @dataclass
@@ -138,8 +140,9 @@ def write_export(rows: list[dict], path: Path) -> Path:
     import datasets
 
     datasets.disable_progress_bars()
-    datasets.Dataset.from_list([{**r, "messages": json.dumps(r["messages"], ensure_ascii=False) if r["messages"] else None}
-                       for r in rows]).save_to_disk(str(path))
+    datasets.Dataset.from_list(
+        [{**r, "messages": json.dumps(r["messages"], ensure_ascii=False) if r["messages"] else None} for r in rows]
+    ).save_to_disk(str(path))
     return path / "NOTICE.md"
 
 
@@ -157,19 +160,14 @@ def create_subset(db: str | Path, criteria: SubsetCriteria, catalogue: Catalogue
             members = _diverse(con, members, criteria)
         if not members:
             raise JcurateError(f"no kept record matches the criteria of subset {criteria.name!r}")
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute("DELETE FROM subset_members WHERE subset = ?", [criteria.name])
             con.execute("DELETE FROM subsets WHERE name = ?", [criteria.name])
-            con.execute("INSERT INTO subsets VALUES (?, ?, ?, ?, ?, ?)",
-                        [criteria.name, run_id, datetime.now(timezone.utc), json.dumps(asdict(criteria)),
-                         len(members), str(out) if out else None])
-            con.executemany("INSERT INTO subset_members VALUES (?, ?, ?, ?)",
-                            [(criteria.name, rid, rank, score) for rank, (rid, score) in enumerate(members, start=1)])
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+            insert_row(con, "subsets", dict(
+                name=criteria.name, run_id=run_id, created_at=datetime.now(timezone.utc),
+                criteria=json.dumps(asdict(criteria)), n_records=len(members), export_path=str(out) if out else None))
+            insert_rows(con, "subset_members", [dict(subset=criteria.name, record_id=rid, rank=rank, score=score)
+                                                for rank, (rid, score) in enumerate(members, start=1)])
         result = {"name": criteria.name, "run_id": run_id, "n_records": len(members)}
         if out is not None:
             rows = export_rows(con, criteria.name)

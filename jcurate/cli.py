@@ -12,16 +12,16 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from curate.errors import JcurateError
+from core.errors import JcurateError
 
 
 def cmd_run(args) -> int:
     from curate.config import load_config
+    from curate.ingest import ingest_run
     from curate.manifest import load_manifest
     from curate.pipeline import STAGES, ExecutorOptions, run_stages
     from curate.report import build_report, format_report, write_report
     from licenses.catalogue import load_catalogue
-    from licenses.store import ingest_run
 
     started = datetime.now(timezone.utc)
     config = load_config(args.config)
@@ -56,7 +56,8 @@ def score_after_run(db: str, model_dir: Path, scoring, run_id: str) -> dict:
     if not scoring.classifier:
         return {"classifier": "disabled (scoring.classifier: false)"}
     try:
-        model = train_classifier(db, model_dir, label_scorer=scoring.label_scorer, log=log)
+        model = train_classifier(db, model_dir, label_scorer=scoring.label_scorer, min_labels=scoring.min_labels,
+                                 log=log)
     except JcurateError as e:
         log(f"scoring skipped: {e}")
         return {"classifier": f"skipped: {e}"}
@@ -96,11 +97,11 @@ def cmd_classifier(args) -> int:
 
 def cmd_ingest(args) -> int:
     from curate.config import load_config
+    from curate.ingest import ingest_run
     from curate.manifest import load_manifest
     from curate.pipeline import STAGES
     from curate.report import build_report, format_report, write_report
     from licenses.catalogue import load_catalogue
-    from licenses.store import ingest_run
 
     config = load_config(args.config)
     catalogue = load_catalogue()
@@ -115,7 +116,7 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_sql(args) -> int:
-    from licenses.query import format_rows, interactive_shell, run_query
+    from store.query import format_rows, interactive_shell, run_query
 
     if not args.query:
         return interactive_shell(args.db)
@@ -125,8 +126,8 @@ def cmd_sql(args) -> int:
 
 
 def cmd_subset(args) -> int:
+    from curate.subsets import SubsetCriteria, create_subset
     from licenses.catalogue import load_catalogue
-    from licenses.subsets import SubsetCriteria, create_subset
 
     if args.top_k is None and args.random is None and args.score:
         raise JcurateError("--score ranks for --top-k N: add --top-k")
@@ -146,11 +147,11 @@ def cmd_subset(args) -> int:
 def cmd_licenses_check(args) -> int:
     import json
 
+    from curate.subsets import subset_exists
     from licenses.catalogue import load_catalogue
     from licenses.notice import subset_licenses
     from licenses.rules import check
-    from licenses.store import connect
-    from licenses.subsets import subset_exists
+    from store.connection import connect
 
     catalogue = load_catalogue()
     base = None
@@ -171,7 +172,7 @@ def cmd_licenses_check(args) -> int:
         print(json.dumps(verdict.to_dict(), ensure_ascii=False, indent=1))
     else:
         subject = f"subset {args.subset}" + (f" + a model fine-tuned from {args.base_model} ({base.id})" if base else "")
-        print(f"{subject}\n  licenses: {', '.join(l.id for l in licenses)}")
+        print(f"{subject}\n  licenses: {', '.join(lic.id for lic in licenses)}")
         print(f"  commercial use: {'yes' if verdict.commercial else 'NO'}")
         print(f"  redistribution: {'yes' if verdict.redistribute else 'NO'}")
         if verdict.training_restricted:
@@ -212,7 +213,7 @@ def cmd_eval(args) -> int:
 
 def cmd_compare(args) -> int:
     from eval.compare import compare_scores, load_run_scores, plot, to_markdown
-    from licenses.store import connect
+    from store.connection import connect
 
     con = connect(args.db, read_only=True)
     try:
@@ -254,7 +255,7 @@ def _is_loopback(host: str) -> bool:
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from curate.service.app import ServeSettings, create_app
+    from jcurate.service.app import ServeSettings, create_app
 
     token = args.token or os.environ.get("JCURATE_TOKEN") or None
     if not _is_loopback(args.host) and not token:
@@ -277,7 +278,8 @@ def cmd_serve(args) -> int:
         from curate.config import load_config
 
         load_config(args.config)  # a bad config stops here, not in every worker
-    from licenses.store import connect, resolve_run
+    from store.connection import connect
+    from store.runs import resolve_run
 
     con = connect(args.db, read_only=True)
     try:
@@ -290,13 +292,13 @@ def cmd_serve(args) -> int:
         import json
         from dataclasses import asdict
 
-        from curate.service.app import SETTINGS_ENV
+        from jcurate.service.app import SETTINGS_ENV
 
         # each worker process builds its own scorer and duplicate index (memory x workers)
         os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
         print(f"jcurate serve: {args.workers} worker processes, each loading {args.db}; {where}",
               file=sys.stderr, flush=True)
-        uvicorn.run("curate.service.app:app_from_env", factory=True, workers=args.workers, **common)
+        uvicorn.run("jcurate.service.app:app_from_env", factory=True, workers=args.workers, **common)
         return 0
     print(f"jcurate serve: loading {args.db} (filters, classifier, duplicate index) ...", file=sys.stderr, flush=True)
     app = create_app(settings)
@@ -309,7 +311,7 @@ def cmd_serve(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from licenses.store import DEFAULT_DB
+    from store.connection import DEFAULT_DB
 
     parser = argparse.ArgumentParser(prog="jcurate", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -80,7 +80,7 @@ class DuplicateIndex:
             self._cache[i] = cached
         return cached
 
-    def build(self, rows, progress_every: int = 20_000) -> "DuplicateIndex":
+    def build(self, rows, progress_every: int = 20_000) -> DuplicateIndex:
         """rows: (record_id, source_id, text, content_hash, kept, dropped_at)."""
         start = time.perf_counter()
         keys, positions = [], []

@@ -28,12 +28,12 @@ from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
-from curate.service import page, provenance
-from curate.service.scoring import LiveScorer
-from curate.service.store_access import QueryError, StoreBusy, read_only, run_sql
+from curate.subsets import subset_exists
+from jcurate.service import page, provenance
+from jcurate.service.scoring import LiveScorer
+from jcurate.service.store_access import QueryError, StoreBusy, read_only, run_sql
 from licenses.catalogue import load_catalogue
-from licenses.store import latest_run_id
-from licenses.subsets import subset_exists
+from store.runs import latest_run_id
 
 TOKEN_COOKIE = "jcurate_token"
 

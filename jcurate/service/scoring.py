@@ -13,19 +13,23 @@ import threading
 import time
 from pathlib import Path
 
+import duckdb
 from datatrove.utils.logging import logger
 
-from curate.config import PipelineConfig, from_dict
+from core.config import from_dict
+from curate.config import PipelineConfig
 from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter
 from curate.readers import RowError, record_fields
 from curate.records import make_document
-from curate.service.near_index import DuplicateIndex
-from curate.service.store_access import first_line
-from licenses.store import connect, latest_run_id, resolve_run
+from jcurate.service.near_index import DuplicateIndex
+from jcurate.service.store_access import StoreBusy, first_line, read_only
+from store.connection import connect
+from store.runs import latest_run_id, resolve_run
 
 
 class RecordScorer:
     def __init__(self, db: str | Path, config: PipelineConfig | None = None, run_id: str | None = None):
+        self.db = str(db)
         con = connect(db, read_only=True)
         try:
             self.run_id = resolve_run(con, run_id)
@@ -158,6 +162,8 @@ class RecordScorer:
 
         if self._judge is None:
             self._judge = make_judge(self.config.judge)
+        self._judge_cache.update(self._stored_judgements(
+            [r["normalised"]["content_hash"] for r in results], self._judge.model, PROMPT_VERSION))
         todo = [r for r in results if r["normalised"]["content_hash"] not in self._judge_cache]
         if todo:
             start = time.perf_counter()
@@ -171,6 +177,23 @@ class RecordScorer:
             logger.info(f"judge: {len(todo)} records in {time.perf_counter() - start:.1f} s")
         for r in results:
             r["judge"] = r["judge"] or self._judge_cache.get(r["normalised"]["content_hash"])
+
+
+    def _stored_judgements(self, hashes: list[str], model: str, prompt_version: str) -> dict[str, dict]:
+        """Judgements already in the store's judge cache (from `jcurate judge` or earlier runs). The service
+        never writes the store (a run may be writing it): what it judges itself is kept in memory."""
+        from store.cache import cached_scores
+
+        todo = [h for h in hashes if h not in self._judge_cache]
+        if not todo:
+            return {}
+        try:
+            with read_only(self.db) as con:
+                found = cached_scores(con, model, prompt_version, todo)
+        except (StoreBusy, duckdb.CatalogException):  # busy, or a store from before the judge cache
+            return {}
+        return {h: {"score": s, "model": model, "prompt_version": prompt_version, "error": None, "cached": "store"}
+                for h, s in found.items()}
 
 
 def _filter_decision(stage: str, step, doc) -> dict:

@@ -11,8 +11,8 @@ import json
 from html import escape
 from urllib.parse import quote
 
-from curate.service import provenance
-from licenses.store import latest_run_id
+from jcurate.service import provenance
+from store.runs import latest_run_id
 
 STYLE = """
 body { font-family: system-ui, 'Hiragino Sans', 'Noto Sans CJK JP', sans-serif; margin: 2rem; color: #222; }

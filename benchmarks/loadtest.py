@@ -98,7 +98,7 @@ def start_server(db: str, port: int, *extra: str, timeout: float = 120.0, log=No
     import sys
     import urllib.request
 
-    proc = subprocess.Popen([sys.executable, "-m", "curate.cli", "serve", "--db", str(db), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "jcurate.cli", "serve", "--db", str(db), "--port", str(port),
                              "--log-level", "warning", *extra],
                             stdout=log or subprocess.DEVNULL, stderr=log or subprocess.STDOUT)
     deadline = time.perf_counter() + timeout

@@ -1,0 +1,100 @@
+"""Loading one finished run into the store: its shards, decisions, duplicate groups and sources.
+
+Only the main process writes the store, from the Parquet shards a run leaves behind, in one
+transaction per run (workers never open DuckDB). Re-running adds a run; records are keyed
+by ``record_id`` and updated in place, decisions are kept per run.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from core.errors import JcurateError
+from licenses.catalogue import Catalogue, sync_licenses
+from store.connection import connect, transaction
+from store.ids import new_id
+from store.rows import insert_row, insert_rows
+from store.runs import git_commit, package_versions
+
+
+def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, config: dict, report: dict,
+               sources_file: str, executor: str = "local", workers: int = 1, started_at: datetime | None = None,
+               stages: tuple[str, ...] = ()) -> str:
+    """Loads one finished run (``out/kept``, ``out/dropped``, the dedup plan) in one transaction."""
+    kept = sorted(out.glob("kept/*.parquet"))
+    dropped = sorted(out.glob("dropped/*/*.parquet"))
+    files = [str(p) for p in kept + dropped]
+    if not files:
+        raise JcurateError(f"{out}: no kept or dropped shards to ingest")
+    run_id = new_id("run")
+    con = connect(db)
+    try:
+        with transaction(con):
+            con.execute(f"CREATE TEMP TABLE shard AS SELECT * FROM read_parquet({json.dumps(files)}, union_by_name=true)")
+            dups = con.execute(
+                "SELECT record_id, count(*) FROM shard GROUP BY record_id HAVING count(*) > 1 LIMIT 3").fetchall()
+            if dups:
+                raise JcurateError(
+                    f"record ids are not unique (e.g. {', '.join(d[0] for d in dups)}): check the sources' id_field")
+            sync_licenses(con, catalogue)
+            now = datetime.now(timezone.utc)
+            insert_row(con, "runs", dict(
+                run_id=run_id, started_at=started_at or now, finished_at=now, out_dir=str(out),
+                sources_file=sources_file, executor=executor, workers=workers, config=json.dumps(config),
+                versions=json.dumps(package_versions()), git_commit=git_commit(), n_read=report["read"],
+                n_kept=report["kept"], report=json.dumps(report)))
+            insert_rows(con, "sources", [dict(
+                run_id=run_id, source_id=s.id, name=s.name, path=s.path, format=s.format, url=s.url, license_id=s.license,
+                generated_by_model=s.generated_by.model if s.generated_by else None,
+                generated_by_license=s.generated_by.license if s.generated_by else None,
+                attribution=s.attribution, fields=json.dumps(s.fields)) for s in sources])
+            con.execute(
+                """INSERT INTO records BY NAME
+                   SELECT record_id, source_id, file, "row", instruction, input, output, messages, text, content_hash,
+                          generated_by, label, signals, $run AS first_run_id, $run AS last_run_id FROM shard
+                   ON CONFLICT (record_id) DO UPDATE SET
+                       source_id = excluded.source_id, file = excluded.file, "row" = excluded."row",
+                       instruction = excluded.instruction, input = excluded.input, output = excluded.output,
+                       messages = excluded.messages, text = excluded.text, content_hash = excluded.content_hash,
+                       generated_by = excluded.generated_by, label = excluded.label, signals = excluded.signals,
+                       last_run_id = excluded.last_run_id""",
+                {"run": run_id},
+            )
+            # one row per stage a record went through: kept=true up to the stage that dropped it
+            con.execute("CREATE TEMP TABLE stage_list (stage VARCHAR, stage_order INTEGER)")
+            con.executemany("INSERT INTO stage_list VALUES (?, ?)", [(s, i) for i, s in enumerate(stages)])
+            con.execute(
+                """INSERT INTO decisions (run_id, record_id, stage, stage_order, kept, reason, value)
+                   SELECT $run, s.record_id, l.stage, l.stage_order,
+                          s.stage IS NULL OR l.stage <> s.stage AS kept,
+                          CASE WHEN l.stage = s.stage THEN s.reason ELSE 'passed' END,
+                          CASE WHEN l.stage = s.stage THEN s.value END
+                   FROM shard s JOIN stage_list l
+                     ON s.stage IS NULL OR l.stage_order <= (SELECT stage_order FROM stage_list WHERE stage = s.stage)""",
+                {"run": run_id},
+            )
+            # quality labels a source ships are scores like any other (scorer 'label'), latest run wins
+            con.execute("DELETE FROM scores WHERE scorer = 'label' AND record_id IN (SELECT record_id FROM shard)")
+            con.execute(
+                """INSERT INTO scores (record_id, content_hash, scorer, model, prompt_version, score, raw, run_id,
+                                      created_at)
+                   SELECT record_id, content_hash, 'label', 'source:' || source_id, NULL, label, NULL, $run, $now
+                   FROM shard WHERE label IS NOT NULL""",
+                {"run": run_id, "now": now},
+            )
+            plan = out / "work/dedup_plan.parquet"
+            if plan.is_file():
+                con.execute(
+                    f"""INSERT INTO dup_clusters (run_id, cluster_id, record_id, stage, is_survivor)
+                        SELECT $run, cluster_id, record_id, stage, false FROM read_parquet('{plan}')
+                        UNION ALL
+                        SELECT DISTINCT $run, cluster_id, cluster_id, 'survivor', true FROM read_parquet('{plan}')""",
+                    {"run": run_id},
+                )
+            con.execute("DROP TABLE shard")
+            con.execute("DROP TABLE stage_list")
+    finally:
+        con.close()
+    return run_id
