@@ -61,7 +61,8 @@ def main() -> None:
         print(f"{stage:<16} {row['planted']:>7} {row['dropped']:>7} {row['caught']:>6} "
               f"{row['recall']:>7.2f} {row['precision'] if row['precision'] is not None else float('nan'):>9.2f}")
     mp = table["must_pass"]
-    print(f"must pass (Japanese with code): {mp['kept']}/{mp['planted']} kept {mp['not_kept'] or ''}")
+    print(f"must pass (Japanese with code, same prompt with another answer): {mp['kept']}/{mp['planted']} kept "
+          f"{mp['not_kept'] or ''}")
     for stage, row in table.items():
         if stage != "must_pass" and (row["missed"] or row["unexpected"]):
             print(f"{stage}: missed {row['missed']} unexpected {row['unexpected']}")

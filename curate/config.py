@@ -24,11 +24,14 @@ class LanguageConfig:
     min_kana_chars: int = 3
     # when fastText is unsure (code, English terms) a clearly Japanese script still passes
     script_override_kana_ratio: float = 0.3
+    # fastText this sure of ``ja`` passes with any kana: kanji-heavy Japanese (lists of place names)
+    sure_ja_score: float = 0.9
 
     def validate(self, key: str) -> None:
         in_range(f"{key}.min_ja_score", self.min_ja_score, 0, 1)
         in_range(f"{key}.min_kana_ratio", self.min_kana_ratio, 0, 1)
         in_range(f"{key}.script_override_kana_ratio", self.script_override_kana_ratio, 0, 1)
+        in_range(f"{key}.sure_ja_score", self.sure_ja_score, 0, 1)
         in_range(f"{key}.min_kana_chars", self.min_kana_chars, 0, None)
         if self.lid_model is not None and not Path(self.lid_model).is_file():
             raise JcurateError(f"config key '{key}.lid_model': file not found: {self.lid_model}")
@@ -39,19 +42,32 @@ class QualityConfig:
     """Heuristics for Japanese instruction data (no English Gopher defaults)."""
 
     min_instruction_chars: int = 2
-    min_output_chars: int = 2
+    # one character is a real answer to a reading-comprehension or arithmetic question (「詩」, 「≥」, 「7」)
+    min_output_chars: int = 1
     max_output_chars: int = 8000
     max_text_chars: int = 20000
-    max_duplicate_line_ratio: float = 0.5  # share of repeated lines, for outputs of 4+ lines
+    # Gopher-style repetition (curate/japanese.py), per answer; sentences split after 。！？ and at line breaks
+    min_sentences_for_repetition: int = 4  # the sentence measures apply to answers of this many sentences
+    max_duplicate_sentence_fraction: float = 0.5  # sentences that repeat an earlier one
+    max_duplicate_sentence_char_fraction: float = 0.5  # characters in those sentences
+    repeated_ngram_chars: int = 20  # n of the character n-grams
+    repeated_ngram_min_chars: int = 200  # shorter answers repeat a phrase by design (parallel clauses)
+    max_repeated_ngram_char_fraction: float = 0.5  # characters covered by an n-gram that occurs twice or more
     max_char_run: int = 16  # the same character this many times in a row
     min_compression_ratio: float = 0.2  # zlib ratio, for texts of 400+ bytes; spam compresses to ~0.05
     max_symbol_ratio: float = 0.35  # symbols / characters, outside code blocks
-    drop_truncated: bool = True  # output ends in the middle of a Japanese sentence
+    drop_truncated: bool = True  # output ends in the middle of a Japanese sentence (curate/japanese.py)
+    truncation_min_chars: int = 40  # shorter answers (span answers, one-liners) are not judged for truncation
+    truncation_min_chars_chat: int = 100  # the same for the last turn of a conversation
 
     def validate(self, key: str) -> None:
-        for name in ("min_instruction_chars", "min_output_chars", "max_output_chars", "max_text_chars", "max_char_run"):
+        for name in ("min_instruction_chars", "min_output_chars", "max_output_chars", "max_text_chars", "max_char_run",
+                     "min_sentences_for_repetition", "truncation_min_chars", "truncation_min_chars_chat",
+                     "repeated_ngram_min_chars"):
             in_range(f"{key}.{name}", getattr(self, name), 0, None)
-        for name in ("max_duplicate_line_ratio", "min_compression_ratio", "max_symbol_ratio"):
+        in_range(f"{key}.repeated_ngram_chars", self.repeated_ngram_chars, 2, None)
+        for name in ("max_duplicate_sentence_fraction", "max_duplicate_sentence_char_fraction",
+                     "max_repeated_ngram_char_fraction", "min_compression_ratio", "max_symbol_ratio"):
             in_range(f"{key}.{name}", getattr(self, name), 0, 1)
 
 
@@ -73,8 +89,15 @@ class NearDedupConfig:
     num_buckets: int = 20
     hashes_per_bucket: int = 5
     seed: int = 1
+    # a candidate pair is a near duplicate when prompt, context and answer each reach this n-gram Jaccard
+    min_jaccard: float = 0.5
+    same_prompt_different_answer: str = "keep"  # keep | drop: a similar prompt with a different answer
 
     def validate(self, key: str) -> None:
+        in_range(f"{key}.min_jaccard", self.min_jaccard, 0, 1)
+        if self.same_prompt_different_answer not in ("keep", "drop"):
+            raise JcurateError(f"config key '{key}.same_prompt_different_answer': must be 'keep' or 'drop', "
+                               f"got {self.same_prompt_different_answer!r}")
         if self.tokens not in ("chars", "fugashi"):
             raise JcurateError(f"config key '{key}.tokens': must be 'chars' or 'fugashi', got {self.tokens!r}")
         for name in ("n_grams", "num_buckets", "hashes_per_bucket"):
@@ -83,16 +106,22 @@ class NearDedupConfig:
 
 @dataclass
 class DecontaminationConfig:
-    """Drop records sharing a word n-gram (fugashi tokens) with an eval set's inputs or references."""
+    """Drop records whose instruction side copies an eval prompt: whole, nearly, or by a shared n-gram."""
 
     enabled: bool = True
     eval_files: list[str] = field(
         default_factory=lambda: ["data/eval/elyza_style.jsonl", "data/eval/mt_bench_style.jsonl"]
     )
-    n_grams: int = 13
+    n_grams: int = 13  # fugashi tokens: a shared n-gram this long is a copy (long prompts)
+    min_prompt_chars: int = 8  # eval prompts this long are also looked for inside a record's prompt
+    near_edits: int = 2  # a prompt within max(near_edits, near_edit_ratio x length) character edits is a copy
+    near_edit_ratio: float = 0.1
 
     def validate(self, key: str) -> None:
         in_range(f"{key}.n_grams", self.n_grams, 2, None)
+        in_range(f"{key}.min_prompt_chars", self.min_prompt_chars, 1, None)
+        in_range(f"{key}.near_edits", self.near_edits, 0, None)
+        in_range(f"{key}.near_edit_ratio", self.near_edit_ratio, 0, 1)
         if self.enabled:
             for i, path in enumerate(self.eval_files):
                 if not Path(path).is_file():

@@ -1,4 +1,16 @@
-"""Decontamination against eval sets, on datatrove's ``NGramsDecontFilter``.
+"""Decontamination against eval sets: copies of eval prompts of any length.
+
+Three tests on a record's instruction side (instruction, input, each user turn), in order:
+
+1. whole prompt: the normalised text (NFKC, lower case, no whitespace) equals an eval prompt
+   or contains one (prompts of ``min_prompt_chars`` or more);
+2. near copy: within ``max(near_edits, near_edit_ratio x length)`` character edits of an eval
+   prompt (Levenshtein, rapidfuzz) — a short prompt with a character or two changed has
+   no long n-gram left to share;
+3. n-grams (datatrove's ``NGramsDecontFilter``): a shared ``n_grams``-token (fugashi)
+   n-gram, for long prompts copied into a longer text.
+
+On the n-gram part:
 
 datatrove's ``NGramsDecontIndexer`` reads its tasks through lighteval (and requires it);
 our eval sets are local files in ELYZA-tasks-100 shape (``input``) or Japanese MT-Bench
@@ -10,6 +22,8 @@ not the answer, so shared boilerplate in answers does not count as contamination
 
 from __future__ import annotations
 
+import json
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +32,7 @@ from datatrove.pipeline.decont.n_grams import NGramsDecontConfig, NGramsDecontFi
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.hashing import create_hash_func
 from datatrove.utils.text import ngrams, simplify_text
+from rapidfuzz.distance import Levenshtein
 
 from core.errors import JcurateError
 from core.jsonl import read_json_lines
@@ -42,40 +57,126 @@ def eval_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
+PROMPTS_FILE = "prompts.json"
+
+
+def normalise_prompt(text: str) -> str:
+    """NFKC, lower case, no whitespace: what a whole-prompt or near copy is compared on.
+
+    >>> normalise_prompt("伊勢神宮は　何県？ ")
+    '伊勢神宮は何県?'
+    """
+    return "".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
 def build_decont_index(eval_files: list[str], index_folder: str | Path, n_grams: int) -> int:
-    """Writes ``<eval name>.index.hashes`` (uint64 n-gram hashes) per eval file; returns the hash count."""
+    """Writes ``<eval name>.index.hashes`` (uint64 n-gram hashes) per eval file and ``prompts.json``
+    (the normalised prompts, for the whole-prompt and near-copy tests); returns the hash count."""
     config = decont_config(n_grams)
     hash_func = create_hash_func(config.hash_config)
     tokenizer = FugashiTokenizer()
     folder = Path(index_folder)
     folder.mkdir(parents=True, exist_ok=True)
     total = 0
+    prompts: dict[str, str] = {}
     for path in eval_files:
         hashes = set()
-        for prompt in eval_prompts(path):
+        for i, prompt in enumerate(eval_prompts(path)):
             tokens = tokenizer.word_tokenize(simplify_text(prompt, config.norm_config))
             hashes.update(hash_func(" ".join(g)) for g in ngrams(tokens, n_grams))
+            prompts.setdefault(normalise_prompt(prompt), f"{Path(path).stem}#{i + 1}")
         arr = np.array(sorted(hashes), dtype=config.hash_config.np_descr)
         arr.tofile(folder / f"{Path(path).stem}.index.hashes")
         total += len(hashes)
+    (folder / PROMPTS_FILE).write_text(json.dumps(prompts, ensure_ascii=False), encoding="utf-8")
     return total
 
 
+class PromptMatcher:
+    """Whole-prompt and near-copy tests against the eval prompts (normalised text -> task name)."""
+
+    def __init__(self, prompts: dict[str, str], min_chars: int = 8, near_edits: int = 2,
+                 near_edit_ratio: float = 0.1):
+        self.prompts = {p: task for p, task in prompts.items() if p}
+        self.min_chars, self.near_edits, self.near_edit_ratio = min_chars, near_edits, near_edit_ratio
+        self.contained = [(p, t) for p, t in self.prompts.items() if len(p) >= min_chars]
+        self.by_length: dict[int, list[tuple[str, str]]] = {}
+        for p, t in self.contained:
+            self.by_length.setdefault(len(p), []).append((p, t))
+
+    def allowed_edits(self, length: int) -> int:
+        return max(self.near_edits, int(self.near_edit_ratio * length))
+
+    def match(self, text: str) -> str | None:
+        """``task: how`` for the first eval prompt the text copies, else None.
+
+        >>> m = PromptMatcher({normalise_prompt("伊勢神宮は何県？"): "elyza#7"})
+        >>> m.match("伊勢神宮は何県?")
+        'elyza#7: whole prompt'
+        >>> m.match("次の質問に答えて。伊勢神宮は何県？")
+        'elyza#7: contains the prompt'
+        >>> m.match("伊勢神社は何県？")
+        'elyza#7: near copy (1 edits)'
+        >>> m.match("出雲大社は何県？") is None
+        True
+        """
+        norm = normalise_prompt(text)
+        if not norm:
+            return None
+        if norm in self.prompts:
+            return f"{self.prompts[norm]}: whole prompt"
+        for p, task in self.contained:
+            if len(p) < len(norm) and p in norm:
+                return f"{task}: contains the prompt"
+        reach = self.allowed_edits(len(norm))
+        for length in range(max(self.min_chars, len(norm) - reach), len(norm) + reach + 1):
+            for p, task in self.by_length.get(length, ()):
+                allowed = min(self.allowed_edits(len(p)), reach)
+                d = Levenshtein.distance(norm, p, score_cutoff=allowed)
+                if d <= allowed:
+                    return f"{task}: near copy ({d} edits)"
+        return None
+
+
 class InstructionDecontFilter(NGramsDecontFilter):
-    """Drops a record whose instruction side shares an n-gram with an eval prompt."""
+    """Drops a record whose instruction side copies an eval prompt (whole, near, or by a shared n-gram)."""
 
-    name = "🦠 decontamination (eval n-grams)"
+    name = "🦠 decontamination (eval prompts)"
 
-    def __init__(self, index_folder: str, n_grams: int, exclusion_writer: DiskWriter | None = None):
+    def __init__(self, index_folder: str, n_grams: int, exclusion_writer: DiskWriter | None = None,
+                 min_prompt_chars: int = 8, near_edits: int = 2, near_edit_ratio: float = 0.1):
         super().__init__(index_folder, config=decont_config(n_grams), exclusion_writer=exclusion_writer,
                          language=FugashiTokenizer())
+        self.prompts_folder = str(index_folder)
+        self.matcher_args = (min_prompt_chars, near_edits, near_edit_ratio)
+        self._matcher: PromptMatcher | None = None
+
+    @classmethod
+    def from_config(cls, index_folder: str, c, exclusion_writer: DiskWriter | None = None):
+        """From a ``DecontaminationConfig``."""
+        return cls(index_folder, c.n_grams, exclusion_writer=exclusion_writer, min_prompt_chars=c.min_prompt_chars,
+                   near_edits=c.near_edits, near_edit_ratio=c.near_edit_ratio)
+
+    @property
+    def matcher(self) -> PromptMatcher:
+        if self._matcher is None:
+            path = Path(self.prompts_folder) / PROMPTS_FILE
+            prompts = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+            self._matcher = PromptMatcher(prompts, *self.matcher_args)
+        return self._matcher
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         meta = doc.metadata
         if meta.get("messages"):
-            prompt = "\n".join(t["content"] for t in meta["messages"] if t["role"] == "user")
+            parts = [t["content"] for t in meta["messages"] if t["role"] == "user"]
         else:
-            prompt = "\n".join(p for p in (meta.get("instruction"), meta.get("input")) if p)
+            parts = [p for p in (meta.get("instruction"), meta.get("input")) if p]
+        prompt = "\n".join(parts)
+        for candidate in ([prompt] + parts if len(parts) > 1 else [prompt]):
+            hit = self.matcher.match(candidate)
+            if hit:
+                meta["drop_value"] = hit
+                return False, "contaminated"
         probe = Document(text=prompt or doc.text, id=doc.id, metadata={})
         result = super().filter(probe)
         if result is True:

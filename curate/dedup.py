@@ -7,8 +7,12 @@ pointer from a dropped record to the one that was kept. ``DedupPlan`` applies a 
 instead and verifies each LSH candidate pair by its true Jaccard similarity:
 
 * exact duplicates: records with the same ``content_hash`` (normalised text);
-* near duplicates: LSH candidate pairs whose n-gram Jaccard is at least ``min_jaccard``,
-  joined transitively into clusters;
+* near duplicates: LSH candidate pairs (MinHash of the whole text) whose prompt AND answer
+  are both similar: the n-gram Jaccard of the instruction (or the user turns), of the input
+  (context passage) and of the output (or the assistant turns) each at least ``min_jaccard``,
+  joined transitively into clusters. A shared context passage alone never makes two records
+  duplicates; a similar prompt with a different answer is kept unless
+  ``same_prompt_different_answer: drop``;
 * survivor of a group: the record of the source listed first in the manifest, then the
   lowest row number (list your preferred sources first).
 
@@ -72,6 +76,52 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union else 1.0
 
 
+@dataclass(frozen=True)
+class RecordParts:
+    """What near-duplicate verification compares: the prompt, the context passage and the answer."""
+
+    prompt: str  # instruction, or the user turns
+    context: str  # input
+    answer: str  # output, or the assistant turns
+
+    @classmethod
+    def of(cls, instruction: str | None, input_: str | None, output: str | None, messages=None) -> RecordParts:
+        if isinstance(messages, str):
+            messages = json.loads(messages) if messages else None
+        if messages:
+            return cls("\n".join(t["content"] for t in messages if t["role"] != "assistant"), "",
+                       "\n".join(t["content"] for t in messages if t["role"] == "assistant"))
+        return cls(instruction or "", input_ or "", output or "")
+
+
+@dataclass(frozen=True)
+class PartShingles:
+    prompt: np.ndarray
+    context: np.ndarray
+    answer: np.ndarray
+
+    @classmethod
+    def of(cls, parts: RecordParts, tokenizer, n: int) -> PartShingles:
+        return cls(*(shingle_hashes(t, tokenizer, n) for t in (parts.prompt, parts.context, parts.answer)))
+
+
+def near_duplicate_similarity(a: PartShingles, b: PartShingles, min_jaccard: float = MIN_JACCARD,
+                              same_prompt_different_answer: str = "keep") -> float | None:
+    """The smallest part Jaccard when a and b are near duplicates, else None.
+
+    Prompt and context must both reach ``min_jaccard``; the answer too, unless
+    ``same_prompt_different_answer`` is ``drop``.
+    """
+    prompt = jaccard(a.prompt, b.prompt)
+    context = jaccard(a.context, b.context)
+    if min(prompt, context) < min_jaccard:
+        return None
+    answer = jaccard(a.answer, b.answer)
+    if answer < min_jaccard and same_prompt_different_answer != "drop":
+        return None
+    return min(prompt, context, answer) if answer >= min_jaccard else min(prompt, context)
+
+
 class _UnionFind:
     def __init__(self):
         self.parent: dict = {}
@@ -100,7 +150,14 @@ class PlanRecord:
     file: str
     rank: int  # the shard (task) it was written by
     doc_idx: int  # its position in that shard = the doc index MinhashDedupSignature saw
-    text: str
+    instruction: str | None
+    input: str | None
+    output: str | None
+    messages: str | None  # JSON
+
+    @property
+    def parts(self) -> RecordParts:
+        return RecordParts.of(self.instruction, self.input, self.output, self.messages)
 
     @property
     def survivor_key(self) -> tuple:
@@ -124,7 +181,7 @@ def load_plan_records(records_folder: str | Path) -> list[PlanRecord]:
     rows = duckdb.connect().execute(
         f"""SELECT record_id, content_hash, source_order, row, file,
                    CAST(regexp_extract(filename, '(\\d+)\\.parquet$', 1) AS INTEGER) AS rank,
-                   file_row_number AS doc_idx, text
+                   file_row_number AS doc_idx, instruction, input, output, messages
             FROM read_parquet({json.dumps([str(f) for f in files])}, filename=true, file_row_number=true)"""
     ).fetchall()
     return [PlanRecord(*r) for r in rows]
@@ -155,10 +212,10 @@ def candidate_pairs(buckets_folder: str | Path) -> Iterator[tuple[tuple[int, int
 
 @dataclass
 class NearClustering:
-    """Near-duplicate clusters: candidate pairs verified at ``min_jaccard`` and joined transitively."""
+    """Near-duplicate clusters: candidate pairs verified part by part (``near_duplicate_similarity``) and
+    joined transitively."""
 
     near: NearDedupConfig
-    min_jaccard: float = MIN_JACCARD
     checked: int = 0
     rejected: int = 0
 
@@ -167,7 +224,7 @@ class NearClustering:
         by_id = {r.record_id: r for r in records}
         uf = _UnionFind()
         tokenizer = make_tokenizer(self.near.tokens)
-        shingles: dict[str, np.ndarray] = {}
+        shingles: dict[str, PartShingles] = {}
         for pa_, pb in pairs:
             a, b = by_pos.get(pa_), by_pos.get(pb)
             if a is None or b is None:
@@ -179,9 +236,10 @@ class NearClustering:
                 continue
             for r in (a, b):
                 if r.record_id not in shingles:
-                    shingles[r.record_id] = shingle_hashes(r.text, tokenizer, self.near.n_grams)
+                    shingles[r.record_id] = PartShingles.of(r.parts, tokenizer, self.near.n_grams)
             self.checked += 1
-            if jaccard(shingles[a.record_id], shingles[b.record_id]) >= self.min_jaccard:
+            if near_duplicate_similarity(shingles[a.record_id], shingles[b.record_id], self.near.min_jaccard,
+                                         self.near.same_prompt_different_answer) is not None:
                 uf.union(a.survivor_key, b.survivor_key)
             else:
                 self.rejected += 1
@@ -229,14 +287,13 @@ class DedupPlan(PipelineStep):
     name = "🧮 dedup plan"
 
     def __init__(self, records_folder: str, buckets_folder: str | None, plan_path: str,
-                 exact: bool, near: NearDedupConfig | None, min_jaccard: float = MIN_JACCARD):
+                 exact: bool, near: NearDedupConfig | None):
         super().__init__()
         self.records_folder = records_folder
         self.buckets_folder = buckets_folder
         self.plan_path = plan_path
         self.exact = exact
         self.near = near
-        self.min_jaccard = min_jaccard
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if world_size != 1:
@@ -247,12 +304,12 @@ class DedupPlan(PipelineStep):
         self.stat_update("exact_duplicates", value=len(exact))
         near = {}
         if self.near is not None and self.buckets_folder:
-            clustering = NearClustering(self.near, self.min_jaccard)
+            clustering = NearClustering(self.near)
             near = clustering.clusters(records, candidate_pairs(self.buckets_folder), exact)
             self.stat_update("near_pairs_checked", value=clustering.checked)
             self.stat_update("near_pairs_rejected", value=clustering.rejected)
             logger.info(f"near-dup: {clustering.checked} candidate pairs checked, {clustering.rejected} below "
-                        f"Jaccard {self.min_jaccard}")
+                        f"Jaccard {self.near.min_jaccard} (prompt, context and answer)")
         write_plan(merge_plans(exact, near), self.plan_path)
         yield from ()  # a pipeline step is a generator; this one only writes the plan
 

@@ -17,6 +17,7 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.lid import FastTextLID
 
 from curate.config import LanguageConfig, QualityConfig
+from curate.japanese import ends_mid_sentence, repetition
 
 KANA = re.compile(r"[\u3041-\u309f\u30a0-\u30ff\u31f0-\u31ff]")
 HIRAGANA = re.compile(r"[\u3041-\u309f]")
@@ -26,9 +27,6 @@ INLINE_CODE = re.compile(r"`[^`\n]*`")
 URL = re.compile(r"https?://\S+")
 # letters of any script, digits, whitespace and the punctuation prose uses
 _PROSE = re.compile(r"[\w\s、。，．・「」『』（）()【】〈〉《》〔〕［］\[\]！？!?,.:;：；ー〜~…‥\-\"'“”‘’%％/]")
-SENTENCE_END = "。．.！？!?」』）)】〉》〕］]…‥〜~ー♪☆★✨！:：;；"
-LETTER_CLOSINGS = ("敬具", "謹白", "敬白", "草々", "かしこ", "以上")
-LIST_ITEM = re.compile(r"^\s*(?:[-*・•●◆■▶→]|\d+[.)．、]|[①-⑳]|#|\|)")
 
 
 def without_code(text: str) -> str:
@@ -53,35 +51,6 @@ class ReadErrorFilter(BaseFilter):
         return True
 
 
-def ends_mid_sentence(output: str) -> bool:
-    """True when the last line of a prose answer stops in the middle of a Japanese sentence.
-
-    Only a last line that is prose counts (it holds a 。 before the end, or is one long
-    clause with 、 that stops on hiragana): lists, tables, headings, answers like
-    「答え:3600円」, letter closings and hashtags end without 。 legitimately.
-
-    >>> ends_mid_sentence("東京は日本の首都です。人口は約1400万人で、世界でも有数の")
-    True
-    >>> ends_mid_sentence("人に情けをかけて甘やかすと、結局はその人のためにならない、という")
-    True
-    >>> ends_mid_sentence("東京は日本の首都です。")
-    False
-    >>> ends_mid_sentence("候補:\\n- 東京タワーに登る")
-    False
-    """
-    if "```" in output:
-        return False
-    last = output.rstrip().split("\n")[-1].strip()
-    if len(last) < 15 or LIST_ITEM.match(last) or last[-1] in SENTENCE_END:
-        return False
-    if last.endswith(LETTER_CLOSINGS) or "#" in last[-12:]:
-        return False
-    if "。" in last:  # a sentence ended earlier in this line, the last one did not
-        return bool(KANA.match(last[-1]) or HAN.match(last[-1]))
-    # one long clause that stops on a particle or verb stem: 「…という」「…模様が」
-    return "、" in last and len(last) >= 30 and bool(HIRAGANA.match(last[-1]))
-
-
 class JapaneseQualityFilter(BaseFilter):
     """Heuristics for Japanese instruction records: empty, truncated, too long, repetitive, symbol-heavy.
 
@@ -100,25 +69,38 @@ class JapaneseQualityFilter(BaseFilter):
         instruction, output = meta["instruction"], meta["output"]
         turns = meta.get("messages") or []
         answers = [t["content"] for t in turns if t["role"] == "assistant"] or [output]
-        if len(instruction) < c.min_instruction_chars:
-            return _drop(doc, "empty_instruction", len(instruction))
-        if min(len(a) for a in answers) < c.min_output_chars:
-            return _drop(doc, "empty_output", min(len(a) for a in answers))
+        if len(instruction.strip()) < c.min_instruction_chars:
+            return _drop(doc, "empty_instruction", len(instruction.strip()))
+        shortest = min(len(a.strip()) for a in answers)
+        if shortest < c.min_output_chars:
+            return _drop(doc, "empty_output", shortest)
         if max(len(a) for a in answers) > c.max_output_chars:
             return _drop(doc, "output_too_long", max(len(a) for a in answers))
         if len(doc.text) > c.max_text_chars:
             return _drop(doc, "text_too_long", len(doc.text))
-        if c.drop_truncated and any(ends_mid_sentence(a) for a in answers):
-            return _drop(doc, "truncated_output", answers[-1][-20:])
-        for answer in answers:
-            lines = [ln.strip() for ln in answer.split("\n") if ln.strip()]
-            if len(lines) >= 4:
-                dup_ratio = 1 - len(set(lines)) / len(lines)
-                if dup_ratio > c.max_duplicate_line_ratio:
-                    return _drop(doc, "repeated_lines", round(dup_ratio, 3))
-        run = _longest_char_run(doc.text)
+        # only the last answer: a cut-off record is cut at its end, and earlier turns of a chat end
+        # the way people speak
+        # the last turn of a conversation is judged only when long: people end chat turns on particles
+        # (…いいかも, …待って) that would be a cut in a written answer
+        min_chars = c.truncation_min_chars_chat if len(turns) > 2 else c.truncation_min_chars
+        why = ends_mid_sentence(answers[-1], min_chars) if c.drop_truncated else None
+        if why:
+            return _drop(doc, "truncated_output", f"…{answers[-1].rstrip()[-20:]} ({why})")
+        # answers only: a prompt may hold a placeholder such as xxxx or ____ that the task is about
+        run = max(_longest_char_run(a) for a in answers)
         if run >= c.max_char_run:
             return _drop(doc, "repeated_characters", run)
+        for answer in answers:
+            # a sentence the prompt itself holds may be repeated on request (「こんにちは」を10回表示して)
+            rep = repetition(without_code(answer), c.repeated_ngram_chars, c.repeated_ngram_min_chars,
+                             requested=instruction + "\n" + (meta.get("input") or ""))
+            if rep.sentences >= c.min_sentences_for_repetition and (
+                    rep.duplicate_sentence_fraction > c.max_duplicate_sentence_fraction
+                    or rep.duplicate_sentence_char_fraction > c.max_duplicate_sentence_char_fraction):
+                return _drop(doc, "repeated_sentences", f"duplicate sentences {rep.duplicate_sentence_fraction:.2f}, "
+                                                        f"their characters {rep.duplicate_sentence_char_fraction:.2f}")
+            if rep.repeated_ngram_char_fraction > c.max_repeated_ngram_char_fraction:
+                return _drop(doc, "repeated_ngrams", round(rep.repeated_ngram_char_fraction, 3))
         raw = doc.text.encode("utf-8")
         if len(raw) >= 400:
             ratio = len(zlib.compress(raw)) / len(raw)
@@ -183,9 +165,11 @@ def kana_counts(text: str) -> tuple[int, int]:
 class JapaneseLanguageFilter(LanguageFilter):
     """Keeps Japanese: a kana test (Chinese is kanji with no kana) and fastText lid.176 on the prose.
 
-    A record passes when its kana share of kana+kanji is at least ``min_kana_ratio`` and
-    either fastText gives ``ja`` at least ``min_ja_score`` on the text without code, or the
-    kana share alone is high (``script_override_kana_ratio``): Japanese dominated by code or
+    A record passes when fastText gives ``ja`` at least ``min_ja_score`` on the text without
+    code and it has ``min_kana_chars`` kana (or any kana when fastText is sure,
+    ``sure_ja_score``): kanji-heavy lists and tables pass, Chinese, which has no kana, does
+    not. Otherwise its kana share of kana+kanji must reach ``min_kana_ratio``, and the share
+    alone passes it when high (``script_override_kana_ratio``): Japanese dominated by code or
     English terms, where fastText hesitates, still passes.
     """
 
@@ -205,6 +189,10 @@ class JapaneseLanguageFilter(LanguageFilter):
         ja = scores.get("ja", 0.0)
         doc.metadata.update(kana_ratio=round(ratio, 3), lid_ja=round(ja, 3), language=top_lang)
         detail = f"kana_ratio={ratio:.2f} kana={kana} lid={top_lang}:{top_score:.2f} ja={ja:.2f}"
+        # kanji-heavy Japanese (a list of prefectures, 「日本の首都は?」→「東京」) has few kana but a sure
+        # lid; Chinese has no kana at all
+        if kana and ja >= c.sure_ja_score or kana >= c.min_kana_chars and ja >= c.min_ja_score:
+            return True
         if kana < c.min_kana_chars or ratio < c.min_kana_ratio:
             return _drop(doc, "not_japanese_script", detail)
         if ja >= c.min_ja_score or ratio >= c.script_override_kana_ratio:

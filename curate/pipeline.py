@@ -85,8 +85,8 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
     if near:
         final.append(DedupFilter(plan, "near_dedup", exclusion_writer=dropped_writer(str(out), "near_dedup")))
     if config.decontamination.enabled:
-        final.append(InstructionDecontFilter(str(work / "decont_index"), config.decontamination.n_grams,
-                                             exclusion_writer=dropped_writer(str(out), "decontamination")))
+        final.append(InstructionDecontFilter.from_config(str(work / "decont_index"), config.decontamination,
+                                                         exclusion_writer=dropped_writer(str(out), "decontamination")))
     final.append(RecordWriter(str(out / "kept")))
     stages.append(("dedup-decont", final, workers))
     return stages

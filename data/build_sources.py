@@ -121,11 +121,11 @@ def build() -> None:
             plant(f"jcurate-alpaca:{rid}", "truncated output", "quality", "truncated_output", f"cut from {r['id']}")
             n_trunc += 1
     spam = [
-        ("おすすめの商品を教えて", "今すぐクリック！激安セール開催中！\n" * 12, "repeated_lines"),
-        ("自己紹介をしてください", "よろしくお願いします。" * 60, "repetitive_text"),
+        ("おすすめの商品を教えて", "今すぐクリック！激安セール開催中！\n" * 12, "repeated_sentences"),
+        ("自己紹介をしてください", "よろしくお願いします。" * 60, "repeated_sentences"),
         ("感想を一言で", "すごい" + "！" * 40, "repeated_characters"),
         ("おすすめのサイトは？", "www" * 20 + "見てね", "repeated_characters"),
-        ("宣伝文を書いて", "\n".join(["限定価格でご提供！今だけ！"] * 6 + ["詳しくはこちら"]), "repeated_lines"),
+        ("宣伝文を書いて", "\n".join(["限定価格でご提供！今だけ！"] * 6 + ["詳しくはこちら"]), "repeated_sentences"),
     ]
     for i, (ins, out, reason) in enumerate(spam):
         rid = f"spam-{i}"
@@ -251,8 +251,9 @@ def build() -> None:
     # not planted: overlaps our own writers made by accident, found by the decontamination stage
     plant("jcurate-alpaca:rs-0029", "accidental eval overlap: same puzzle set-up as an ELYZA-style item",
           "decontamination", "contaminated", "found, not planted")
-    plant("jcurate-synthetic:gm-0027", "accidental near-duplicate: the same dice question written twice",
-          "near_dedup", "near_duplicate", "found, not planted; of jcurate-alpaca:rs-0002")
+    plant("jcurate-synthetic:gm-0027",
+          "same prompt, a different answer: kept (near_dedup.same_prompt_different_answer: keep)", None, None,
+          "same dice question as jcurate-alpaca:rs-0002, answer reworded and extended (answer 5-gram Jaccard 0.43)")
     plant("jcurate-synthetic:gm-0109", "accidental eval overlap: shares a sentence of the food-loss passage",
           "decontamination", "contaminated", "found, not planted")
 

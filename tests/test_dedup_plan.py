@@ -10,9 +10,10 @@ from curate.dedup import NearClustering, PlanEntry, PlanRecord, exact_duplicates
 TEXT = "東京は日本の首都であり、政治と経済の中心地として多くの人々が暮らしています。"
 
 
-def rec(rid: str, h: str, order: int, row: int, pos: int, text: str = TEXT) -> PlanRecord:
+def rec(rid: str, h: str, order: int, row: int, pos: int, output: str = TEXT, instruction: str = "東京について",
+        input_: str = "") -> PlanRecord:
     return PlanRecord(record_id=rid, content_hash=h, source_order=order, row=row, file="f.jsonl", rank=0,
-                      doc_idx=pos, text=text)
+                      doc_idx=pos, instruction=instruction, input=input_, output=output, messages=None)
 
 
 def test_exact_duplicates_keep_the_first_source_then_the_lowest_row():
@@ -44,3 +45,25 @@ def test_write_plan_round_trips(tmp_path):
     write_plan({"x:1": PlanEntry("near_dedup", "x:0", "x:0")}, path)
     assert pq.read_table(path).to_pylist() == [
         {"record_id": "x:1", "stage": "near_dedup", "duplicate_of": "x:0", "cluster_id": "x:0"}]
+
+
+PASSAGE = ("マグネシウムは原子番号12の元素で、元素記号はMgである。アルカリ土類金属の一つで、地殻に多く含まれ、"
+           "軽量な合金の材料として航空機や自動車に使われる。燃やすと強い白い光を出すため、かつては写真撮影にも用いられた。")
+
+
+def test_a_shared_passage_with_another_question_and_answer_is_not_a_duplicate():
+    a = rec("q:0", "h0", 0, 0, 0, instruction="マグネシウムの元素記号は？", input_=PASSAGE, output="Mg")
+    b = rec("q:1", "h1", 0, 1, 1, instruction="マグネシウムの原子番号はいくつ？", input_=PASSAGE, output="12")
+    assert NearClustering(NearDedupConfig()).clusters([a, b], [((0, 0), (0, 1))], exact={}) == {}
+
+
+def test_same_prompt_with_a_near_identical_answer_is_a_duplicate_and_a_different_answer_is_configurable():
+    a = rec("q:0", "h0", 0, 0, 0, instruction="マグネシウムの元素記号は何ですか？", input_=PASSAGE, output="Mgです。")
+    b = rec("q:1", "h1", 0, 1, 1, instruction="マグネシウムの元素記号は何ですか?", input_=PASSAGE, output="Mg です")
+    c = rec("q:2", "h2", 0, 2, 2, instruction="マグネシウムの元素記号は何ですか？", input_=PASSAGE,
+            output="アルカリ土類金属の一つで、記号は大文字のMと小文字のgを組み合わせたものです。")
+    pairs = [((0, 0), (0, 1)), ((0, 0), (0, 2))]
+    assert NearClustering(NearDedupConfig()).clusters([a, b, c], pairs, exact={}) == {
+        "q:1": PlanEntry("near_dedup", "q:0", "q:0")}
+    drop = NearClustering(NearDedupConfig(same_prompt_different_answer="drop"))
+    assert set(drop.clusters([a, b, c], pairs, exact={})) == {"q:1", "q:2"}

@@ -51,10 +51,12 @@ def quality():
 @pytest.mark.parametrize("output, reason", [
     ("", "empty_output"),
     ("あ" * 9000, "output_too_long"),
-    ("東京は日本の首都です。人口は約1400万人で、世界でも有数の", "truncated_output"),
-    ("今だけ激安！\n" * 10, "repeated_lines"),
+    ("東京は日本の首都であり、政治と経済の中心地です。人口は約1400万人で、世界でも有数の", "truncated_output"),
+    ("今だけ激安！\n" * 10, "repeated_sentences"),
     ("すごい" + "！" * 30, "repeated_characters"),
-    ("よろしくお願いします。" * 60, "repetitive_text"),
+    ("よろしくお願いします。" * 60, "repeated_sentences"),
+    ("この商品はおすすめです。" * 12, "repeated_sentences"),
+    ("東京、大阪、名古屋、福岡、札幌、仙台、広島と続く" * 10, "repeated_ngrams"),
     ("答え: ★☆★☆◆◇◆◇■□■□※※〒〒♪♪", "too_many_symbols"),
 ])
 def test_quality_drops(quality, output, reason):

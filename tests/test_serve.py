@@ -84,7 +84,7 @@ def test_score_decisions_and_duplicates(client, store):
                                                  .splitlines()[0])["input"],
          "output": "評価セットの問題文をそのまま学習データに入れた例です。"},
         {"id": "truncated", "instruction": "東京について説明してください。",
-         "output": "東京は日本の首都です。人口は約1400万人で、世界でも有数の"},
+         "output": "東京は日本の首都であり、政治と経済の中心地です。人口は約1400万人で、世界でも有数の"},
     ]
     r = client.post("/v1/score", json={"records": records})
     assert r.status_code == 200, r.text
@@ -120,7 +120,7 @@ def test_score_decisions_and_duplicates(client, store):
 
     assert res["truncated"]["verdict"] == {"kept": False, "dropped_at": "quality", "reason": "truncated_output"}
     leak = res["leak"]["decisions"][-1]
-    assert leak["stage"] == "decontamination" and leak["kept"] is False and leak["value"].startswith("elyza_style:")
+    assert leak["stage"] == "decontamination" and leak["kept"] is False and leak["value"] == "elyza_style#1: whole prompt"
     assert [d["stage"] for d in chat["decisions"]] == ["read", "quality", "language", "exact_dedup", "near_dedup",
                                                       "decontamination"]
 

@@ -4,9 +4,10 @@ The pipeline finds duplicates in batch (datatrove writes signatures and buckets 
 ``DedupPlan`` clusters them); a service needs the same answer for one new record at a time.
 So this index keeps, per LSH band, a sorted array of band keys over the store's records and
 answers a query with ``searchsorted``: the same MinHash parameters and signature function as
-the run (datatrove's ``MinhashDedupSignature``), and the same verification (n-gram Jaccard
->= ``MIN_JACCARD``), so a record the service calls a near duplicate is one the pipeline
-would have dropped. Arrays, not a dict of buckets: 200k records x 20 bands fit in ~32 MB.
+the run (datatrove's ``MinhashDedupSignature``), and the same verification (prompt, context
+and answer each at the run's ``near_dedup.min_jaccard``, ``curate.dedup.near_duplicate_similarity``),
+so a record the service calls a near duplicate is one the pipeline would have dropped.
+Arrays, not a dict of buckets: 200k records x 20 bands fit in ~32 MB.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 from datatrove.utils.logging import logger
 
 from curate.config import NearDedupConfig
-from curate.dedup import MIN_JACCARD, jaccard, minhash_config, shingle_hashes
+from curate.dedup import PartShingles, RecordParts, minhash_config, near_duplicate_similarity, shingle_hashes
 from curate.tokenizers import make_tokenizer
 
 _MERSENNE = np.uint64((1 << 61) - 1)
@@ -35,14 +36,17 @@ class IndexedRecord:
     content_hash: str
     kept: bool | None
     dropped_at: str | None
+    instruction: str | None = None
+    input: str | None = None
+    output: str | None = None
+    messages: str | None = None  # JSON
 
 
 class DuplicateIndex:
-    def __init__(self, near: NearDedupConfig, min_jaccard: float = MIN_JACCARD, cache_size: int = 50_000):
+    def __init__(self, near: NearDedupConfig, cache_size: int = 50_000):
         self.near = near
         self.cache_size = cache_size
-        self._cache: dict[int, np.ndarray] = {}
-        self.min_jaccard = min_jaccard
+        self._cache: dict[int, PartShingles] = {}
         self.tokenizer = make_tokenizer(near.tokens)
         self._signer = MinhashDedupSignature("/tmp", config=minhash_config(near), language=self.tokenizer)
         self.records: list[IndexedRecord] = []
@@ -70,18 +74,22 @@ class DuplicateIndex:
     def shingles(self, text: str) -> np.ndarray:
         return shingle_hashes(text, self.tokenizer, self.near.n_grams)
 
-    def _stored_shingles(self, i: int) -> np.ndarray:
-        """Shingles of indexed record i, kept in a bounded cache (recomputing costs ~1 ms a record)."""
+    def part_shingles(self, parts: RecordParts) -> PartShingles:
+        return PartShingles.of(parts, self.tokenizer, self.near.n_grams)
+
+    def _stored_shingles(self, i: int) -> PartShingles:
+        """Part shingles of indexed record i, kept in a bounded cache (recomputing costs ~1 ms a record)."""
         cached = self._cache.get(i)
         if cached is None:
-            cached = self.shingles(self.records[i].text)
+            r = self.records[i]
+            cached = self.part_shingles(RecordParts.of(r.instruction, r.input, r.output, r.messages))
             if len(self._cache) >= self.cache_size:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[i] = cached
         return cached
 
     def build(self, rows, progress_every: int = 20_000) -> DuplicateIndex:
-        """rows: (record_id, source_id, text, content_hash, kept, dropped_at)."""
+        """rows: (record_id, source_id, text, content_hash, kept, dropped_at, instruction, input, output, messages)."""
         start = time.perf_counter()
         keys, positions = [], []
         for row in rows:
@@ -106,8 +114,9 @@ class DuplicateIndex:
     def exact(self, content_hash: str) -> list[IndexedRecord]:
         return [self.records[i] for i in self.by_hash.get(content_hash, [])]
 
-    def near_hits(self, text: str, content_hash: str, limit: int = 10) -> list[tuple[IndexedRecord, float]]:
-        """Verified near duplicates (Jaccard >= min_jaccard), most similar first; exact copies excluded."""
+    def near_hits(self, text: str, parts: RecordParts, content_hash: str,
+                  limit: int = 10) -> list[tuple[IndexedRecord, float]]:
+        """Verified near duplicates, most similar first (by their least similar part); exact copies excluded."""
         if not self.near.enabled or self.band_keys.shape[1] == 0:
             return []
         mine = self.shingles(text)
@@ -120,12 +129,14 @@ class DuplicateIndex:
             lo, hi = np.searchsorted(row, key, "left"), np.searchsorted(row, key, "right")
             candidates.update(self.band_order[band, lo:hi].tolist())
         hits = []
+        my_parts = self.part_shingles(parts)
         for i in candidates:
             rec = self.records[i]
             if rec.content_hash == content_hash:
                 continue
-            similarity = jaccard(mine, self._stored_shingles(i))
-            if similarity >= self.min_jaccard:
+            similarity = near_duplicate_similarity(my_parts, self._stored_shingles(i), self.near.min_jaccard,
+                                                   self.near.same_prompt_different_answer)
+            if similarity is not None:
                 hits.append((rec, round(similarity, 4)))
         hits.sort(key=lambda h: (-h[1], h[0].record_id))
         return hits[:limit]

@@ -18,6 +18,7 @@ from datatrove.utils.logging import logger
 
 from core.config import from_dict
 from curate.config import PipelineConfig
+from curate.dedup import RecordParts
 from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter
 from curate.readers import RowError, record_fields
 from curate.records import make_document
@@ -51,7 +52,8 @@ class RecordScorer:
             self.decont = self._decont_filter()
             logger.info(f"building the duplicate index over the records of run {self.run_id}")
             rows = con.execute(
-                """SELECT r.record_id, r.source_id, r.text, r.content_hash, f.kept, f.dropped_at
+                """SELECT r.record_id, r.source_id, r.text, r.content_hash, f.kept, f.dropped_at,
+                          r.instruction, r.input, r.output, r.messages
                    FROM records r JOIN record_fate f ON f.record_id = r.record_id AND f.run_id = ?
                    WHERE r.text IS NOT NULL AND coalesce(f.dropped_at, '') <> 'read'
                    ORDER BY r.record_id""", [self.run_id]).fetchall()
@@ -87,7 +89,7 @@ class RecordScorer:
 
         folder = tempfile.mkdtemp(prefix="jcurate-serve-decont-")
         build_decont_index(c.eval_files, folder, c.n_grams)
-        return InstructionDecontFilter(folder, c.n_grams)
+        return InstructionDecontFilter.from_config(folder, c)
 
     @property
     def judge_configured(self) -> bool:
@@ -144,7 +146,9 @@ class RecordScorer:
                    if k in meta}
         exact = [_hit(rec) for rec in self.index.exact(meta["content_hash"])]
         # at least one hit is looked for, so near_duplicates=0 hides the list but not the decision
-        near = [_hit(rec, sim) for rec, sim in self.index.near_hits(doc.text, meta["content_hash"], max(near_limit, 1))]
+        near = [_hit(rec, sim) for rec, sim in self.index.near_hits(
+            doc.text, RecordParts.of(meta["instruction"], meta["input"], meta["output"], meta["messages"]),
+            meta["content_hash"], max(near_limit, 1))]
         decisions.append({"stage": "exact_dedup", "kept": not exact, "reason": "duplicate_of_stored" if exact else None,
                           "value": exact[0]["record_id"] if exact else None})
         decisions.append({"stage": "near_dedup", "kept": not near, "reason": "near_duplicate_of_stored" if near else None,
