@@ -78,10 +78,9 @@ class JapaneseQualityFilter(BaseFilter):
             return _drop(doc, "output_too_long", max(len(a) for a in answers))
         if len(doc.text) > c.max_text_chars:
             return _drop(doc, "text_too_long", len(doc.text))
-        # only the last answer: a cut-off record is cut at its end, and earlier turns of a chat end
-        # the way people speak
-        # the last turn of a conversation is judged only when long: people end chat turns on particles
-        # (…いいかも, …待って) that would be a cut in a written answer
+        # only the last answer: a cut-off record is cut at its end. The last turn of a conversation is
+        # judged only when long: people end chat turns on particles (…いいかも, …待って) that would be
+        # a cut in a written answer
         min_chars = c.truncation_min_chars_chat if len(turns) > 2 else c.truncation_min_chars
         why = ends_mid_sentence(answers[-1], min_chars) if c.drop_truncated else None
         if why:

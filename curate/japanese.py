@@ -30,7 +30,7 @@ WORD = re.compile(r"\w")
 URL = re.compile(r"https?://\S+|www\.\S+")
 # a label line (「画像の数:23」), a slash-separated list (「曲名 / 歌手 / 1964年」), an attribution after a
 # dash (「…手放せません。」- 満足した顧客より) is not a sentence
-NOT_PROSE = re.compile(r"[:：]|\s/\s|^\W*[-—―]\s")  # a label, a slash list, an attribution (「- 満足した顧客より」)
+NOT_PROSE = re.compile(r"[:：]|\s/\s|^\W*[-—―]\s")
 
 # conjugation forms after which a sentence is finished
 _FINAL_FORMS = ("終止形", "命令形", "意志推量形")
