@@ -39,7 +39,7 @@ from datatrove.utils.logging import logger
 from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
 
 from curate.config import NearDedupConfig
-from curate.tokenizers import make_tokenizer
+from curate.tokenizers import CharTokenizer, make_tokenizer
 
 # datatrove's default strips diacritics (ダイヤモンド -> タイヤモント) and maps every number
 # to 0, which makes "3と5の和" and "7と2の和" identical: keep both.
@@ -61,6 +61,7 @@ def minhash_config(c: NearDedupConfig) -> MinhashConfig:
 
 
 _HASH = create_hash_func(HashConfig(precision=64))
+_CHARS = CharTokenizer()
 
 
 def shingle_hashes(text: str, tokenizer, n: int) -> np.ndarray:
@@ -68,6 +69,32 @@ def shingle_hashes(text: str, tokenizer, n: int) -> np.ndarray:
     tokens = tokenizer.word_tokenize(simplify_text(text, NORM))
     grams = [" ".join(g) for g in ngrams(tokens, n)] if len(tokens) >= n else [" ".join(tokens)]
     return np.unique(np.fromiter(map(_HASH, grams), dtype=np.uint64, count=len(grams)))
+
+
+_COEFFS = np.random.default_rng(5).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
+
+
+def char_shingle_hashes(text: str, n: int) -> np.ndarray:
+    """Sorted unique 64-bit hashes of the character n-grams (whitespace dropped), vectorised.
+
+    The same n-gram sets as ``shingle_hashes`` with the character tokenizer, so the same
+    Jaccard up to hash collisions; the hash values differ (a polynomial hash in numpy instead
+    of xxhash per n-gram string, ~5x faster), so use it only where no datatrove signature has
+    to match: verifying candidate pairs.
+
+    >>> a, b = char_shingle_hashes("東京は日本の首都です", 5), char_shingle_hashes("東京は日本の首都だ", 5)
+    >>> round(jaccard(a, b), 3) == round(jaccard(shingle_hashes("東京は日本の首都です", _CHARS, 5),
+    ...                                          shingle_hashes("東京は日本の首都だ", _CHARS, 5)), 3)
+    True
+    """
+    chars = "".join(simplify_text(text, NORM).split())
+    codes = np.frombuffer(chars.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    if codes.size < n:  # like shingle_hashes: the whole (short) text is one shingle
+        with np.errstate(over="ignore"):
+            return np.array([(codes * _COEFFS[:codes.size]).sum() + np.uint64(codes.size)], dtype=np.uint64)
+    windows = np.lib.stride_tricks.sliding_window_view(codes, n)
+    with np.errstate(over="ignore"):
+        return np.unique((windows * _COEFFS[:n]).sum(axis=1))
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -102,7 +129,10 @@ class PartShingles:
 
     @classmethod
     def of(cls, parts: RecordParts, tokenizer, n: int) -> PartShingles:
-        return cls(*(shingle_hashes(t, tokenizer, n) for t in (parts.prompt, parts.context, parts.answer)))
+        texts = (parts.prompt, parts.context, parts.answer)
+        if isinstance(tokenizer, CharTokenizer):
+            return cls(*(char_shingle_hashes(t, n) for t in texts))
+        return cls(*(shingle_hashes(t, tokenizer, n) for t in texts))
 
 
 def near_duplicate_similarity(a: PartShingles, b: PartShingles, min_jaccard: float = MIN_JACCARD,

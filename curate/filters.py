@@ -31,7 +31,9 @@ _PROSE = re.compile(r"[\w\s、。，．・「」『』（）()【】〈〉《》
 
 def without_code(text: str) -> str:
     """The prose of a text: code blocks, inline code and URLs removed."""
-    return URL.sub(" ", INLINE_CODE.sub(" ", CODE_BLOCK.sub(" ", text)))
+    if "`" in text:
+        text = INLINE_CODE.sub(" ", CODE_BLOCK.sub(" ", text))
+    return URL.sub(" ", text) if "http" in text else text
 
 
 def _drop(doc: Document, reason: str, value) -> tuple[bool, str]:
@@ -115,17 +117,18 @@ class JapaneseQualityFilter(BaseFilter):
         return True
 
 
+# the same character again and again; whitespace and rule characters (---, ===, ───) may run
+_RUN = re.compile(r"([^\s\-=_*#─━])\1+")
+
+
 def _longest_char_run(text: str) -> int:
-    best = run = 0
-    prev = None
-    for ch in text:
-        if ch == prev and not ch.isspace() and ch not in "-=_*#─━":
-            run += 1
-        else:
-            run = 1
-            prev = ch
-        best = max(best, run)
-    return best
+    """Length of the longest run of one repeated character (a regex, not a loop over characters).
+
+    >>> _longest_char_run("すごい！！！！ね") , _longest_char_run("-----"), _longest_char_run("")
+    (4, 1, 0)
+    """
+    longest = max((m.end() - m.start() for m in _RUN.finditer(text)), default=0)
+    return longest or (1 if text.strip() else 0)
 
 
 class LocalFastTextLID(FastTextLID):
