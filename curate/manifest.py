@@ -6,6 +6,7 @@ field mappings, and license ids present in the license catalogue.
 
 from __future__ import annotations
 
+import codecs
 import glob
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ SINGLE_TURN_FIELDS = ("instruction", "input", "output")
 ROLE_FIELDS_NOTE = "turns are {role, content} with role system/user/assistant, or ShareGPT {from, value}"
 KNOWN_KEYS = {
     "id", "name", "path", "format", "license", "url", "fields", "id_field", "generated_by",
-    "attribution", "label_field", "notes", "synthetic_variations",
+    "attribution", "label_field", "notes", "synthetic_variations", "encoding",
 }
 
 
@@ -44,6 +45,7 @@ class Source:
     attribution: str | None = None
     label_field: str | None = None  # a column of quality labels the source ships
     order: int = 0  # position in the manifest: earlier sources win dedup ties
+    encoding: str | None = None  # jsonl/json/csv text encoding (cp932, shift_jis, utf-8-sig); None: UTF-8, BOM or not
 
     @property
     def multi_turn(self) -> bool:
@@ -121,11 +123,18 @@ def _parse_source(i: int, entry, manifest: Path, catalogue: Catalogue) -> Source
     files = _resolve_files(str(entry["path"]), fmt, manifest.parent)
     if not files:
         raise JcurateError(f"{where}: key 'path': no {fmt} file found at {entry['path']}")
+    encoding = entry.get("encoding")
+    if encoding is not None:
+        try:
+            encoding = codecs.lookup(str(encoding)).name
+        except LookupError:
+            raise JcurateError(f"{where}: key 'encoding': unknown encoding {entry['encoding']!r} "
+                               f"(e.g. utf-8, utf-8-sig, cp932, shift_jis, euc_jp)") from None
     return Source(
         id=sid, path=str(entry["path"]), files=files, format=fmt, license=license_id, fields=dict(fields_),
         url=entry.get("url"), name=entry.get("name"), id_field=entry.get("id_field"),
         generated_by=generated_by, attribution=entry.get("attribution"), label_field=entry.get("label_field"),
-        order=i,
+        order=i, encoding=encoding,
     )
 
 

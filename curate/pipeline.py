@@ -222,5 +222,10 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
             raise
         timings[name] = round(time.perf_counter() - start, 3)
         log(f"[{i}/{len(executors)}] {name} done in {timings[name]:.1f}s")
+        if name == "filter" and not any((out / "work/filtered").glob("*.parquet")):
+            # nothing survived the filters: the dedup and decontamination stages have no input
+            # (datatrove's readers stop on an empty folder); the drops are written, the run goes on
+            log("every record was dropped before dedup: the remaining stages have nothing to do")
+            break
     (out / "work/timings.json").write_text(json.dumps(timings))
     return timings

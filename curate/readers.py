@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,20 +28,49 @@ class RowError(ValueError):
     """A row that cannot become a record; the message names the field."""
 
 
-def iter_jsonl(path: str) -> Iterator[tuple[int, dict | None, str, str | None]]:
-    """Yields (row, parsed, raw text, error). Rows are 0-based non-blank lines."""
+JAPANESE_ENCODINGS = ("cp932", "euc_jp", "iso2022_jp")
+_JAPANESE = re.compile(r"[\u3041-\u30ff\u4e00-\u9fff]")
+
+
+def encoding_hint(path: str, limit: int = 1 << 16) -> str:
+    """For a file that is not UTF-8: ``" (it reads as cp932: set `encoding: cp932` on the source)"``,
+    naming the first Japanese legacy encoding its first bytes decode in, else ``""``."""
+    raw = Path(path).read_bytes()[:limit]
+    for enc in JAPANESE_ENCODINGS:
+        try:
+            text = raw.decode(enc)
+        except UnicodeDecodeError:
+            try:  # the sample may end inside a multi-byte character
+                text = raw[: raw.rfind(b"\n") + 1].decode(enc)
+            except UnicodeDecodeError:
+                continue
+        if _JAPANESE.search(text):
+            return f" (the file reads as {enc}: set `encoding: {enc}` on the source)"
+    return ""
+
+
+def iter_jsonl(path: str, encoding: str | None = None) -> Iterator[tuple[int, dict | None, str, str | None]]:
+    """Yields (row, parsed, raw text, error). Rows are 0-based non-blank lines.
+
+    ``encoding`` None is UTF-8, with or without a byte-order mark."""
     import orjson
 
+    hint = None
     with open(path, "rb") as f:
         row = -1
         for lineno, raw in enumerate(f, start=1):
+            if lineno == 1 and encoding is None:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
             if not raw.strip():
                 continue
             row += 1
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode(encoding or "utf-8")
             except UnicodeDecodeError as e:
-                yield row, None, raw.decode("utf-8", errors="replace"), f"line {lineno}: invalid UTF-8 at byte {e.start}"
+                if hint is None:
+                    hint = encoding_hint(path) if encoding is None else ""
+                yield (row, None, raw.decode(encoding or "utf-8", errors="replace"),
+                       f"line {lineno}: invalid {encoding or 'UTF-8'} at byte {e.start}{hint}")
                 continue
             try:
                 obj = orjson.loads(text)
@@ -53,11 +83,15 @@ def iter_jsonl(path: str) -> Iterator[tuple[int, dict | None, str, str | None]]:
             yield row, obj, text, None
 
 
-def iter_json_array(path: str):
+def iter_json_array(path: str, encoding: str | None = None):
     raw = Path(path).read_bytes()
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = json.loads(raw.decode(encoding or "utf-8-sig"))
+    except UnicodeDecodeError as e:
+        hint = encoding_hint(path) if encoding is None else ""
+        yield 0, None, raw.decode("utf-8", errors="replace"), f"the whole file is not valid {encoding or 'UTF-8'} ({e}){hint}"
+        return
+    except json.JSONDecodeError as e:
         yield 0, None, raw.decode("utf-8", errors="replace"), f"the whole file is not valid JSON ({e})"
         return
     if not isinstance(data, list):
@@ -81,15 +115,18 @@ def iter_parquet(path: str):
                 row += 1
 
 
-def iter_csv(path: str):
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+def iter_csv(path: str, encoding: str | None = None):
+    hint = None
+    with open(path, encoding=encoding or "utf-8-sig", errors="replace", newline="") as f:
         for row, obj in enumerate(csv.DictReader(f)):
             bad = [k for k, v in obj.items() if isinstance(v, str) and "\ufffd" in v]
             raw = json.dumps(obj, ensure_ascii=False, default=str)
             if None in obj:
                 yield row, obj, raw, "more cells than header columns"
             elif bad:
-                yield row, obj, raw, f"invalid UTF-8 in column '{bad[0]}'"
+                if hint is None:
+                    hint = encoding_hint(path) if encoding is None else ""
+                yield row, obj, raw, f"invalid {encoding or 'UTF-8'} in column '{bad[0]}'{hint}"
             else:
                 yield row, obj, None, None
 
@@ -104,6 +141,13 @@ def iter_hf_disk(path: str):
         for obj in split:
             yield row, obj, None, None
             row += 1
+
+
+def read_rows(source: Source, file: str):
+    """(row, parsed, raw, error) of one file of a source, in its format and encoding."""
+    if source.format in ("jsonl", "json", "csv"):
+        return ITERATORS[source.format](file, source.encoding)
+    return ITERATORS[source.format](file)
 
 
 ITERATORS = {"jsonl": iter_jsonl, "json": iter_json_array, "parquet": iter_parquet, "csv": iter_csv, "hf-disk": iter_hf_disk}
@@ -222,7 +266,7 @@ class SourceReader(BaseReader):
                 continue
             self.stat_update("input_files")
             logger.info(f"reading source '{source.id}' ({source.format}), file {i + 1} of {len(work)}: {file}")
-            for row, obj, raw, error in ITERATORS[source.format](file):
+            for row, obj, raw, error in read_rows(source, file):
                 with self.track_time():
                     doc = row_to_document(source, file, row, obj, raw, error)
                 self.stat_update("documents")
@@ -242,7 +286,7 @@ def _first_columns(source: Source, file: str, sample: int = 50) -> set[str] | No
         ds = load_from_disk(file)
         return set(next(iter(ds.values())).column_names if isinstance(ds, DatasetDict) else ds.column_names)
     columns: set[str] = set()
-    for i, (_, obj, _, _) in enumerate(ITERATORS[source.format](file)):
+    for i, (_, obj, _, _) in enumerate(read_rows(source, file)):
         if obj is not None:
             columns |= set(obj)
         if i >= sample:

@@ -1,0 +1,70 @@
+"""Inputs that used to crash a run or lose rows: everything dropped, a byte-order mark, Shift_JIS."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+
+from jcurate.cli import main as jcurate
+
+ROWS = [("日本の首都はどこですか？", "日本の首都は東京です。"), ("富士山の高さは？", "富士山の高さは3776メートルです。")]
+
+
+def manifest(tmp_path, name: str, fmt: str, extra: str = "") -> str:
+    path = tmp_path / "sources.yaml"
+    path.write_text(f"sources:\n  - id: s\n    path: {name}\n    format: {fmt}\n    license: CC-BY-4.0\n"
+                    f"    fields: {{instruction: instruction, output: output}}\n{extra}", encoding="utf-8")
+    return str(path)
+
+
+def run(tmp_path, sources: str) -> tuple[dict, list[tuple]]:
+    out, db = tmp_path / "out", tmp_path / "store.duckdb"
+    assert jcurate(["run", "--sources", sources, "--out", str(out), "--db", str(db)]) == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    con = duckdb.connect(str(db), read_only=True)
+    fates = con.execute("SELECT record_id, kept, dropped_at, value FROM record_fate ORDER BY record_id").fetchall()
+    con.close()
+    return report, fates
+
+
+def test_a_run_where_every_record_is_dropped_completes_with_its_report_and_store_rows(tmp_path):
+    (tmp_path / "en.jsonl").write_text(
+        json.dumps({"instruction": "hello", "output": "This is English only."}) + "\n"
+        + json.dumps({"instruction": "你好", "output": "这是中文。"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    report, fates = run(tmp_path, manifest(tmp_path, "en.jsonl", "jsonl"))
+    assert report["read"] == 2 and report["kept"] == 0 and report["dropped"]["language"] == 2
+    assert [f[2] for f in fates] == ["language", "language"]
+
+
+def test_a_byte_order_mark_does_not_cost_the_first_row(tmp_path):
+    lines = "".join(json.dumps({"instruction": i, "output": o}, ensure_ascii=False) + "\n" for i, o in ROWS)
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + lines.encode("utf-8"))
+    report, _ = run(tmp_path, manifest(tmp_path, "bom.jsonl", "jsonl"))
+    assert report["kept"] == 2 and report["dropped"]["read"] == 0
+
+
+@pytest.fixture
+def shift_jis_csv(tmp_path):
+    body = "instruction,output\n" + "".join(f"{i},{o}\n" for i, o in ROWS)
+    (tmp_path / "sj.csv").write_bytes(body.encode("cp932"))
+    return tmp_path
+
+
+def test_a_shift_jis_csv_is_dropped_with_a_hint_naming_the_encoding(shift_jis_csv):
+    report, fates = run(shift_jis_csv, manifest(shift_jis_csv, "sj.csv", "csv"))
+    assert report["dropped"]["read"] == 2
+    assert "set `encoding: cp932` on the source" in fates[0][3]
+
+
+def test_the_encoding_key_reads_it(shift_jis_csv):
+    report, _ = run(shift_jis_csv, manifest(shift_jis_csv, "sj.csv", "csv", "    encoding: cp932\n"))
+    assert report["kept"] == 2
+
+
+def test_an_unknown_encoding_stops_before_work_naming_the_key(shift_jis_csv, capsys):
+    sources = manifest(shift_jis_csv, "sj.csv", "csv", "    encoding: klingon\n")
+    assert jcurate(["run", "--sources", sources, "--out", str(shift_jis_csv / "o"),
+                    "--db", str(shift_jis_csv / "d.duckdb")]) == 2
+    assert "key 'encoding': unknown encoding 'klingon'" in capsys.readouterr().err
