@@ -17,8 +17,24 @@ import yaml
 from core.errors import JcurateError
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """A safe loader that refuses anchors/aliases: configs never need them, and nested aliases
+    expand exponentially (a "billion laughs" file)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"aliases are not allowed (line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+MAX_ERROR_CHARS = 300
+
+
 def load_yaml(path: str | Path, what: str):
     """The parsed YAML of ``path``; ``what`` names the file in errors ("train config").
+
+    Anchors and aliases are refused; error messages are one line of at most 300 characters.
 
     >>> load_yaml("no/such.yaml", "train config")
     Traceback (most recent call last):
@@ -29,9 +45,10 @@ def load_yaml(path: str | Path, what: str):
     if not path.is_file():
         raise JcurateError(f"{what} not found: {path}")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # a SafeLoader subclass
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise JcurateError(f"{what} {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise JcurateError(f"{what} {path} is not valid YAML: {first}"[:MAX_ERROR_CHARS]) from None
 
 
 def in_range(key: str, value, low, high) -> None:

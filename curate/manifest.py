@@ -64,7 +64,8 @@ def _resolve_files(path: str, fmt: str, base: Path) -> tuple[str, ...]:
             return (str(cand),)
         if cand.is_dir():
             suffix = {"jsonl": ".jsonl", "json": ".json", "parquet": ".parquet", "csv": ".csv"}[fmt]
-            files = sorted(str(p) for p in cand.rglob(f"*{suffix}*") if p.is_file())
+            # the format's own extension only: not data.jsonl.bak, not .jsonl for json
+            files = sorted(str(p) for p in cand.rglob(f"*{suffix}") if p.is_file())
             if files:
                 return tuple(files)
         matches = sorted(glob.glob(str(cand)))

@@ -68,3 +68,25 @@ def test_an_unknown_encoding_stops_before_work_naming_the_key(shift_jis_csv, cap
     assert jcurate(["run", "--sources", sources, "--out", str(shift_jis_csv / "o"),
                     "--db", str(shift_jis_csv / "d.duckdb")]) == 2
     assert "key 'encoding': unknown encoding 'klingon'" in capsys.readouterr().err
+
+
+def test_yaml_aliases_are_refused_in_one_line(tmp_path, capsys):
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b]\n"
+    (tmp_path / "config.yaml").write_text(bomb, encoding="utf-8")
+    assert jcurate(["run", "--config", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "o"),
+                    "--db", str(tmp_path / "d.duckdb")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "aliases are not allowed (line 2)" in err and len(err.splitlines()) == 1
+
+
+def test_a_folder_source_takes_only_its_format_s_files(tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    line = json.dumps({"instruction": ROWS[0][0], "output": ROWS[0][1]}, ensure_ascii=False) + "\n"
+    (folder / "a.jsonl").write_text(line, encoding="utf-8")
+    (folder / "a.jsonl.bak").write_text(line, encoding="utf-8")
+    (folder / "b.json").write_text("[]", encoding="utf-8")
+    from curate.manifest import load_manifest
+
+    (source,) = load_manifest(manifest(tmp_path, "src", "jsonl"))
+    assert [f.split("/")[-1] for f in source.files] == ["a.jsonl"]
