@@ -243,13 +243,23 @@ def test_sql_read_only_limits_and_errors(client, store):
     assert _query(store, "SELECT count(*) FROM runs")[0][0] == runs_before  # nothing was written
 
 
-def test_the_connection_itself_refuses_writes(store):
-    """No keyword filter in front: the statement reaches DuckDB, which refuses it."""
+def test_sql_runs_one_select_with_locked_settings_and_a_byte_cap(store):
+    """DuckDB's parser types the statement (no keyword filter): one SELECT or EXPLAIN; the connection
+    itself is read-only with external access off, so a SELECT cannot read files either."""
     from jcurate.service.store_access import QueryError, run_sql
 
-    with pytest.raises(QueryError) as e:
-        run_sql(str(store), "CREATE TABLE t AS SELECT 1", 10, 5.0)
-    assert e.value.status == 403 and "read-only mode" in e.value.message
+    for query, status, words in [
+        ("SELECT 1; SELECT 2", 422, "one statement per request, got 2"),
+        ("SET memory_limit='100GB'", 403, "not SET"),
+        ("SET threads=64; SELECT 1", 422, "one statement"),
+        ("CREATE TEMP TABLE t AS SELECT 1", 403, "not CREATE"),
+        ("SELECT * FROM read_csv('/etc/passwd')", 403, "read-only"),
+    ]:
+        with pytest.raises(QueryError) as e:
+            run_sql(str(store), query, 10, 5.0)
+        assert e.value.status == status and words in e.value.message, (query, e.value.message)
+    capped = run_sql(str(store), "SELECT repeat('x', 1000) FROM range(100000)", 100_000, 10.0, max_bytes=50_000)
+    assert capped["truncated_by"] == "bytes" and 40 <= capped["row_count"] < 50
 
 
 def test_token(store):

@@ -17,6 +17,7 @@ import duckdb
 from datatrove.utils.logging import logger
 
 from core.config import from_dict
+from core.errors import JcurateError
 from curate.config import PipelineConfig
 from curate.dedup import RecordParts
 from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter
@@ -24,15 +25,16 @@ from curate.readers import RowError, record_fields
 from curate.records import make_document
 from jcurate.service.near_index import DuplicateIndex
 from jcurate.service.store_access import StoreBusy, first_line, read_only
-from store.connection import connect
+from store.connection import LOCK_WAIT_S
 from store.runs import latest_run_id, resolve_run
 
 
 class RecordScorer:
     def __init__(self, db: str | Path, config: PipelineConfig | None = None, run_id: str | None = None):
         self.db = str(db)
-        con = connect(db, read_only=True)
-        try:
+        if not Path(db).is_file():
+            raise JcurateError(f"no store at {db}: run `jcurate run` first (or pass --db)")
+        with read_only(db, wait=LOCK_WAIT_S) as con:
             self.run_id = resolve_run(con, run_id)
             stored = con.execute("SELECT config FROM runs WHERE run_id = ?", [self.run_id]).fetchone()[0]
             self.decont_note = None
@@ -57,8 +59,6 @@ class RecordScorer:
                    FROM records r JOIN record_fate f ON f.record_id = r.record_id AND f.run_id = ?
                    WHERE r.text IS NOT NULL AND coalesce(f.dropped_at, '') <> 'read'
                    ORDER BY r.record_id""", [self.run_id]).fetchall()
-        finally:
-            con.close()
         self.index = DuplicateIndex(self.config.near_dedup).build(rows)
         logger.info(f"duplicate index: {len(self.index.records)} records in {self.index.seconds:.1f} s")
         self._judge = None
@@ -242,12 +242,9 @@ class LiveScorer:
     def latest(self) -> tuple[str | None, str | None]:
         from curate.classifier import find_classifier
 
-        con = connect(self.db, read_only=True)
-        try:
+        with read_only(self.db) as con:
             clf = find_classifier(con)
             return latest_run_id(con), (clf[0] if clf else None)
-        finally:
-            con.close()
 
     def _reload(self) -> None:
         try:

@@ -9,6 +9,7 @@ connection per request sees runs that landed since the server started, and lets
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from contextlib import contextmanager
@@ -40,36 +41,77 @@ class QueryError(Exception):
 
 
 @contextmanager
-def read_only(db: str | Path):
-    try:
-        con = duckdb.connect(str(db), read_only=True, config=CONNECTION_CONFIG)
-    except duckdb.IOException as e:
-        if is_lock_conflict(e):
-            raise StoreBusy(f"the store {db} is being written by another process; retry when it finishes") from None
-        raise
+def read_only(db: str | Path, wait: float = 0.0):
+    """A read-only connection with the service's one configuration: every connection the service
+    opens (requests, start-up, the background check for a newer run) goes through here, because
+    DuckDB refuses a second connection to a file with another configuration in the same process.
+    A store locked by a writer raises ``StoreBusy``, after retrying for ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            con = duckdb.connect(str(db), read_only=True, config=CONNECTION_CONFIG)
+            break
+        except duckdb.IOException as e:
+            if not is_lock_conflict(e):
+                raise
+            if time.monotonic() >= deadline:
+                raise StoreBusy(f"the store {db} is being written by another process; retry when it finishes"
+                                ) from None
+            time.sleep(0.1)
     try:
         yield con
     finally:
         con.close()
 
 
-def run_sql(db: str | Path, query: str, max_rows: int, time_limit: float) -> dict:
-    """Run read-only SQL with a row cap and a time limit; QueryError carries the HTTP status."""
+SQL_STATEMENTS = {"SELECT", "EXPLAIN"}
+SQL_MAX_BYTES = 20 * 1024 * 1024  # the answer's rows, as JSON
+_FETCH = 1000
+
+
+def run_sql(db: str | Path, query: str, max_rows: int, time_limit: float, max_bytes: int = SQL_MAX_BYTES) -> dict:
+    """Run one read-only SELECT with a row cap, a byte cap and a time limit; QueryError carries the HTTP status.
+
+    One statement, and only a SELECT or EXPLAIN: a client cannot change the connection's settings
+    (``SET memory_limit``, ``SET threads``) or make temp tables; the configuration is locked as well."""
     if not query.strip():
         raise QueryError(422, "empty query")
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as e:
+        raise QueryError(400, f"query failed: {first_line(e)}") from None
+    if len(statements) != 1:
+        raise QueryError(422, f"one statement per request, got {len(statements)}" if statements else "empty query")
+    kind = statements[0].type.name
+    if kind not in SQL_STATEMENTS:
+        raise QueryError(403, f"refused: only a SELECT (or EXPLAIN) runs here, not {kind}; the store is read-only "
+                              f"and the server's settings are its own")
     with read_only(db) as con:
+        con.execute("SET lock_configuration = true")
         timer = threading.Timer(time_limit, con.interrupt)
         start = time.perf_counter()
         timer.start()
+        rows: list[list] = []
+        size, truncated_by = 0, None
         try:
-            statements = duckdb.extract_statements(query)
-            if not statements:
-                raise QueryError(422, "empty query")
-            cur = None
-            for st in statements:
-                cur = con.execute(st)
+            cur = con.execute(statements[0])
             columns = [d[0] for d in cur.description] if cur.description else []
-            rows = cur.fetchmany(max_rows + 1) if columns else []
+            while columns and truncated_by is None:
+                batch = cur.fetchmany(min(_FETCH, max_rows + 1 - len(rows)))
+                if not batch:
+                    break
+                for r in batch:
+                    row = [jsonable(v) for v in r]
+                    size += len(json.dumps(row, ensure_ascii=False, default=str))
+                    if len(rows) == max_rows:
+                        truncated_by = "rows"
+                        break
+                    if size > max_bytes:
+                        truncated_by = "bytes"
+                        break
+                    rows.append(row)
+                if time.perf_counter() - start > time_limit:
+                    raise duckdb.InterruptException("time limit")
         except duckdb.InterruptException:
             raise QueryError(408, f"query stopped after the time limit of {time_limit:g} s (serve --sql-timeout)") from None
         except duckdb.Error as e:
@@ -79,13 +121,14 @@ def run_sql(db: str | Path, query: str, max_rows: int, time_limit: float) -> dic
             raise QueryError(400, f"query failed: {first_line(e)}") from None
         finally:
             timer.cancel()
-    truncated = len(rows) > max_rows
     return {
         "columns": columns,
-        "rows": [[jsonable(v) for v in r] for r in rows[:max_rows]],
-        "row_count": min(len(rows), max_rows),
-        "truncated": truncated,
+        "rows": rows,
+        "row_count": len(rows),
+        "truncated": truncated_by is not None,
+        "truncated_by": truncated_by,
         "max_rows": max_rows,
+        "max_bytes": max_bytes,
         "elapsed_ms": round((time.perf_counter() - start) * 1000, 1),
     }
 
