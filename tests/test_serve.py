@@ -156,6 +156,16 @@ def test_score_limits_and_bad_bodies(client):
     r = client.post("/v1/score", content=b"x" * (9 * 1024 * 1024), headers={"content-type": "application/json"})
     assert r.status_code == 413 and "--max-body-bytes" in r.json()["detail"]
 
+    def chunks():  # no Content-Length: the limit holds on the bytes read
+        for _ in range(100):
+            yield b"x" * (1024 * 1024)
+    r = client.post("/v1/score", content=chunks(), headers={"content-type": "application/json"})
+    assert "content-length" not in r.request.headers
+    assert r.status_code == 413 and "--max-body-bytes" in r.json()["detail"]
+    chunked_ok = client.post("/v1/score", content=iter([json.dumps({"records": [one]}).encode()]),
+                             headers={"content-type": "application/json"})
+    assert chunked_ok.status_code == 200, chunked_ok.text
+
 
 def test_record_provenance(client, store):
     # a near duplicate: dropped, with its cluster and the record kept in its place

@@ -118,6 +118,43 @@ def _check_text(records: list[RecordIn], s: ServeSettings) -> None:
                                      f"{s.max_text_chars} per record (serve --max-text-chars)")
 
 
+class BodyLimit:
+    """ASGI middleware: a request body is read here, counting the bytes as they arrive, and refused with
+    413 as soon as it passes ``limit`` — chunked bodies too, which carry no Content-Length. What was
+    read (at most ``limit`` bytes) is handed on to the app."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.limit:
+                response = JSONResponse({"detail": f"request body over the limit of {self.limit} bytes "
+                                                   f"(serve --max-body-bytes)"}, status_code=413)
+                return await response(scope, receive, send)
+            chunks.append(body)
+            if not message.get("more_body"):
+                break
+        whole, handed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal handed
+            if not handed:
+                handed = True
+                return {"type": "http.request", "body": whole, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 def create_app(settings: ServeSettings) -> FastAPI:
     if not Path(settings.db).is_file():
         raise FileNotFoundError(settings.db)
@@ -131,6 +168,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app = FastAPI(title="jcurate", version="0.1.0",
                   description="Scoring and provenance service for curated Japanese instruction data.")
     app.state.settings, app.state.scorer = settings, live
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
