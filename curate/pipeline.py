@@ -35,7 +35,7 @@ from curate.dedup import DedupFilter, DedupPlan, minhash_config
 from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
 from curate.manifest import Source
 from curate.outputs import RecordWriter, dropped_writer, intermediate_reader
-from curate.readers import SourceReader, check_field_mappings
+from curate.readers import SourceReader, check_field_mappings, check_readable
 from curate.tokenizers import make_tokenizer
 
 STAGES = ("read", "quality", "language", "exact_dedup", "near_dedup", "decontamination")
@@ -184,6 +184,7 @@ def stage_output_to(path: Path, label: str, enabled: bool = True, every: float =
 def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options: ExecutorOptions,
                log=print) -> dict[str, float]:
     """Runs (or, on Slurm, submits) every stage; returns wall seconds per stage."""
+    check_readable(sources)
     check_field_mappings(sources)
     for sub in ("kept", "dropped", "work"):
         shutil.rmtree(out / sub, ignore_errors=True)

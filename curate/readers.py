@@ -105,14 +105,44 @@ def iter_json_array(path: str, encoding: str | None = None):
 
 
 def iter_parquet(path: str):
+    """Row group by row group: a corrupt group drops its rows, each with the reason; the rest is read."""
     import pyarrow.parquet as pq
 
     row = 0
     with pq.ParquetFile(path) as pf:
-        for batch in pf.iter_batches(batch_size=2048):
-            for obj in batch.to_pylist():
+        for group in range(pf.num_row_groups):
+            try:
+                rows = pf.read_row_group(group).to_pylist()
+            except Exception as e:  # noqa: BLE001 - pyarrow raises OSError, ArrowInvalid, ... for corrupt pages
+                n = pf.metadata.row_group(group).num_rows
+                reason = f"row group {group} ({n} rows) is unreadable: {_first_line(e)}"
+                for _ in range(n):
+                    yield row, None, "", reason
+                    row += 1
+                continue
+            for obj in rows:
                 yield row, obj, None, None
                 row += 1
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def check_readable(sources: list[Source]) -> None:
+    """Stop before any work, in one line, on a Parquet file whose footer cannot be read (empty,
+    truncated, not Parquet): nothing of it could be recorded row by row."""
+    import pyarrow.parquet as pq
+
+    for source in sources:
+        if source.format != "parquet":
+            continue
+        for file in source.files:
+            try:
+                pq.ParquetFile(file).close()
+            except Exception as e:  # noqa: BLE001 - ArrowInvalid, OSError, ...
+                raise JcurateError(f"source '{source.id}': {file} is not a readable Parquet file: {_first_line(e)}"
+                                   ) from None
 
 
 def iter_csv(path: str, encoding: str | None = None):

@@ -90,3 +90,38 @@ def test_a_folder_source_takes_only_its_format_s_files(tmp_path):
 
     (source,) = load_manifest(manifest(tmp_path, "src", "jsonl"))
     assert [f.split("/")[-1] for f in source.files] == ["a.jsonl"]
+
+
+def _parquet(path, n: int = 200, group: int = 100):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"instruction": f"質問{i}: 日本の首都について教えてください。", "output": f"東京です。{i}番目の答えです。"}
+            for i in range(n)]
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=group, compression="snappy")
+
+
+def test_a_corrupt_row_group_drops_its_rows_with_the_reason_and_the_rest_is_read(tmp_path):
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "data.parquet"
+    _parquet(path)
+    start = pq.ParquetFile(path).metadata.row_group(0).column(1).data_page_offset
+    data = bytearray(path.read_bytes())
+    for k in range(start + 20, start + 60):  # garble a page header of the first row group
+        data[k] ^= 0xFF
+    path.write_bytes(bytes(data))
+    report, fates = run(tmp_path, manifest(tmp_path, "data.parquet", "parquet"))
+    assert report["read"] == 200 and report["dropped"]["read"] == 100
+    dropped = [f for f in fates if f[2] == "read"]
+    assert len(dropped) == 100 and "row group 0 (100 rows) is unreadable" in dropped[0][3]
+
+
+@pytest.mark.parametrize("content", [b"", b"PAR1 this is not parquet", b"garbage" * 100])
+def test_an_unreadable_parquet_file_stops_before_work_in_one_line(tmp_path, capsys, content):
+    (tmp_path / "bad.parquet").write_bytes(content)
+    assert jcurate(["run", "--sources", manifest(tmp_path, "bad.parquet", "parquet"), "--out", str(tmp_path / "o"),
+                    "--db", str(tmp_path / "d.duckdb")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("jcurate: error: source 's':") and "is not a readable Parquet file" in error
+    assert len(error) < 400 and not (tmp_path / "o" / "work").exists(), "stopped before any work"
