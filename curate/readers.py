@@ -33,7 +33,7 @@ _JAPANESE = re.compile(r"[\u3041-\u30ff\u4e00-\u9fff]")
 
 
 def encoding_hint(path: str, limit: int = 1 << 16) -> str:
-    """For a file that is not UTF-8: ``" (it reads as cp932: set `encoding: cp932` on the source)"``,
+    """For a file that is not UTF-8: ``" (the file reads as cp932: set `encoding: cp932` on the source)"``,
     naming the first Japanese legacy encoding its first bytes decode in, else ``""``."""
     raw = Path(path).read_bytes()[:limit]
     for enc in JAPANESE_ENCODINGS:
