@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from core.errors import JcurateError
+from core.errors import JcurateError, first_line
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -47,8 +47,7 @@ def load_yaml(path: str | Path, what: str):
     try:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # a SafeLoader subclass
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise JcurateError(f"{what} {path} is not valid YAML: {first}"[:MAX_ERROR_CHARS]) from None
+        raise JcurateError(f"{what} {path} is not valid YAML: {first_line(e)}"[:MAX_ERROR_CHARS]) from None
 
 
 def in_range(key: str, value, low, high) -> None:

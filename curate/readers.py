@@ -19,7 +19,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseReader
 from datatrove.utils.logging import logger
 
-from core.errors import JcurateError
+from core.errors import JcurateError, first_line
 from curate.manifest import ROLE_FIELDS_NOTE, Source
 from curate.records import ROLE_ALIASES, ROLES, content_hash, make_document
 
@@ -115,7 +115,7 @@ def iter_parquet(path: str):
                 rows = pf.read_row_group(group).to_pylist()
             except Exception as e:  # noqa: BLE001 - pyarrow raises OSError, ArrowInvalid, ... for corrupt pages
                 n = pf.metadata.row_group(group).num_rows
-                reason = f"row group {group} ({n} rows) is unreadable: {_first_line(e)}"
+                reason = f"row group {group} ({n} rows) is unreadable: {first_line(e, 200)}"
                 for _ in range(n):
                     yield row, None, "", reason
                     row += 1
@@ -123,10 +123,6 @@ def iter_parquet(path: str):
             for obj in rows:
                 yield row, obj, None, None
                 row += 1
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 def check_readable(sources: list[Source]) -> None:
@@ -141,7 +137,7 @@ def check_readable(sources: list[Source]) -> None:
             try:
                 pq.ParquetFile(file).close()
             except Exception as e:  # noqa: BLE001 - ArrowInvalid, OSError, ...
-                raise JcurateError(f"source '{source.id}': {file} is not a readable Parquet file: {_first_line(e)}"
+                raise JcurateError(f"source '{source.id}': {file} is not a readable Parquet file: {first_line(e, 200)}"
                                    ) from None
 
 

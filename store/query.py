@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from core.errors import JcurateError
+from core.errors import JcurateError, first_line
 from store.connection import connect
 
 READ_ONLY_TYPES = {"SELECT", "EXPLAIN", "PRAGMA"}
@@ -27,7 +27,7 @@ def check_read_only(query: str) -> None:
     try:
         statements = duckdb.extract_statements(query)
     except duckdb.Error as e:
-        raise JcurateError(f"SQL does not parse: {str(e).splitlines()[0]}") from None
+        raise JcurateError(f"SQL does not parse: {first_line(e)}") from None
     if not statements:
         raise JcurateError("empty query")
     for st in statements:
@@ -49,7 +49,7 @@ def run_query(db: str | Path, query: str) -> tuple[list[str], list[tuple]]:
         columns = [d[0] for d in result.description] if result.description else []
         return columns, result.fetchall()
     except duckdb.Error as e:
-        raise JcurateError(f"query failed: {str(e).splitlines()[0]}") from None
+        raise JcurateError(f"query failed: {first_line(e)}") from None
     finally:
         con.close()
 

@@ -17,14 +17,14 @@ import duckdb
 from datatrove.utils.logging import logger
 
 from core.config import from_dict
-from core.errors import JcurateError
+from core.errors import JcurateError, first_line
 from curate.config import PipelineConfig
 from curate.dedup import RecordParts
 from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter
 from curate.readers import RowError, record_fields
 from curate.records import make_document
 from jcurate.service.near_index import DuplicateIndex
-from jcurate.service.store_access import StoreBusy, first_line, read_only
+from jcurate.service.store_access import StoreBusy, read_only
 from store.connection import LOCK_WAIT_S
 from store.runs import latest_run_id, resolve_run
 

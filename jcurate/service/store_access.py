@@ -17,8 +17,9 @@ from pathlib import Path
 
 import duckdb
 
+from core.errors import first_line
 from jcurate.service.provenance import jsonable
-from store.connection import is_lock_conflict
+from store.connection import StoreLocked, connect
 
 CONNECTION_CONFIG = {
     "enable_external_access": False,
@@ -46,18 +47,10 @@ def read_only(db: str | Path, wait: float = 0.0):
     opens (requests, start-up, the background check for a newer run) goes through here, because
     DuckDB refuses a second connection to a file with another configuration in the same process.
     A store locked by a writer raises ``StoreBusy``, after retrying for ``wait`` seconds."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            con = duckdb.connect(str(db), read_only=True, config=CONNECTION_CONFIG)
-            break
-        except duckdb.IOException as e:
-            if not is_lock_conflict(e):
-                raise
-            if time.monotonic() >= deadline:
-                raise StoreBusy(f"the store {db} is being written by another process; retry when it finishes"
-                                ) from None
-            time.sleep(0.1)
+    try:
+        con = connect(db, read_only=True, lock_wait=wait, config=CONNECTION_CONFIG)
+    except StoreLocked:
+        raise StoreBusy(f"the store {db} is being written by another process; retry when it finishes") from None
     try:
         yield con
     finally:
@@ -131,7 +124,3 @@ def run_sql(db: str | Path, query: str, max_rows: int, time_limit: float, max_by
         "max_bytes": max_bytes,
         "elapsed_ms": round((time.perf_counter() - start) * 1000, 1),
     }
-
-
-def first_line(e: Exception) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
