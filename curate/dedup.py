@@ -38,6 +38,7 @@ from datatrove.utils.hashing import HashConfig, create_hash_func
 from datatrove.utils.logging import logger
 from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
 
+from curate.char_ngrams import char_codes, coefficients, window_hashes
 from curate.config import NearDedupConfig
 from curate.tokenizers import CharTokenizer, make_tokenizer
 
@@ -71,7 +72,7 @@ def shingle_hashes(text: str, tokenizer, n: int) -> np.ndarray:
     return np.unique(np.fromiter(map(_HASH, grams), dtype=np.uint64, count=len(grams)))
 
 
-_COEFFS = np.random.default_rng(5).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
+_COEFFS = coefficients(5)
 
 
 def char_shingle_hashes(text: str, n: int) -> np.ndarray:
@@ -88,13 +89,11 @@ def char_shingle_hashes(text: str, n: int) -> np.ndarray:
     True
     """
     chars = "".join(simplify_text(text, NORM).split())
-    codes = np.frombuffer(chars.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    codes = char_codes(chars)
     if codes.size < n:  # like shingle_hashes: the whole (short) text is one shingle
         with np.errstate(over="ignore"):
-            return np.array([(codes * _COEFFS[:codes.size]).sum() + np.uint64(codes.size)], dtype=np.uint64)
-    windows = np.lib.stride_tricks.sliding_window_view(codes, n)
-    with np.errstate(over="ignore"):
-        return np.unique((windows * _COEFFS[:n]).sum(axis=1))
+            return window_hashes(codes, codes.size, _COEFFS) + np.uint64(codes.size)
+    return np.unique(window_hashes(codes, n, _COEFFS))
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from curate.char_ngrams import char_codes, coefficients, window_hashes
+
 # a line whose last character is one of these ends complete (punctuation, closing brackets, emphasis marks)
 SENTENCE_END = "。．.！？!?」』）)】〉》〕］]…‥〜~ー♪☆★✨！:：;；"
 LETTER_CLOSINGS = ("敬具", "謹白", "敬白", "草々", "かしこ", "以上")
@@ -241,7 +243,7 @@ def _compresses_well(text: str, below: float = 0.5) -> bool:
     return len(zlib.compress(raw)) < below * len(raw)
 
 
-_COEFFS = np.random.default_rng(20).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
+_COEFFS = coefficients(20)
 
 
 def _repeated_ngram_coverage(text: str, n: int) -> float:
@@ -257,10 +259,8 @@ def _repeated_ngram_coverage(text: str, n: int) -> float:
     """
     if len(text) < 2 * n:
         return 0.0
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    windows = np.lib.stride_tricks.sliding_window_view(codes, n)
-    with np.errstate(over="ignore"):
-        hashes = (windows * _COEFFS[:n]).sum(axis=1)
+    codes = char_codes(text)
+    hashes = window_hashes(codes, n, _COEFFS)
     _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
     starts = (counts[inverse] > 1).astype(np.int32)
     if not starts.any():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.char_ngrams import char_codes, coefficients, window_hashes
 from curate.quality_features import FEATURES, RecordView, feature_matrix
 
 MODELS = Path(__file__).with_name("models")
@@ -25,7 +26,7 @@ SCORER = "shipped"
 
 
 DIM = 1 << 16  # hashed character n-gram space
-_NGRAM_COEFFS = np.random.default_rng(11).integers(1, 2**63, size=3, dtype=np.uint64) | np.uint64(1)
+_NGRAM_COEFFS = coefficients(11, size=3)
 
 
 def _ngram_ids(text: str, salt: int, limit: int = 1000) -> np.ndarray:
@@ -33,14 +34,13 @@ def _ngram_ids(text: str, salt: int, limit: int = 1000) -> np.ndarray:
     chars = "".join(text.split())[:limit]
     if not chars:
         return np.zeros(0, dtype=np.int64)
-    codes = np.frombuffer(chars.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    codes = char_codes(chars)
     ids = []
     with np.errstate(over="ignore"):
         for n in (1, 2, 3):
             if codes.size < n:
                 break
-            windows = np.lib.stride_tricks.sliding_window_view(codes, n)
-            h = (windows * _NGRAM_COEFFS[:n]).sum(axis=1) + np.uint64((salt * 0x9E3779B97F4A7C15 + n) % 2**64)
+            h = window_hashes(codes, n, _NGRAM_COEFFS) + np.uint64((salt * 0x9E3779B97F4A7C15 + n) % 2**64)
             ids.append((h % np.uint64(DIM)).astype(np.int64))
     return np.concatenate(ids)
 
