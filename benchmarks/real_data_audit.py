@@ -29,14 +29,13 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from core.jsonl import json_objects
+
 ROOT = Path(__file__).resolve().parents[1]
 AUDIT = ROOT / "data/audit"
 ELYZA = ROOT / "data/eval/elyza_tasks_100.jsonl"
 KANA = "あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむめもやゆよらりるれろわをん"
 
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -46,17 +45,17 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def audited_records(realdata: Path | None) -> tuple[dict[str, list[dict]], list[str]]:
     """Records per source: the committed sample, plus those only ``--realdata`` holds."""
     by_source: dict[str, list[dict]] = defaultdict(list)
-    for rec in read_jsonl(AUDIT / "records.jsonl"):
+    for rec in json_objects(AUDIT / "records.jsonl"):
         by_source[rec.pop("source_id")].append(rec)
     notes = []
-    judged = read_jsonl(AUDIT / "judgements.jsonl")
+    judged = json_objects(AUDIT / "judgements.jsonl")
     wanted = {j["record_id"] for j in judged} | {j["duplicate_of"] for j in judged if j.get("duplicate_of")}
     have = {f"{s}:{r['id']}" for s, rs in by_source.items() for r in rs}
     missing_sources = sorted({w.split(":", 1)[0] for w in wanted - have})
     for source in missing_sources:
         path = realdata / f"{source}.jsonl" if realdata else None
         if path and path.is_file():
-            by_source[source] = [r for r in read_jsonl(path) if f"{source}:{r['id']}" in wanted]
+            by_source[source] = [r for r in json_objects(path) if f"{source}:{r['id']}" in wanted]
         else:
             notes.append(f"{source}: not redistributable and no --realdata copy; its audit is skipped")
     return by_source, notes
@@ -100,7 +99,7 @@ def should_drop(j: dict) -> bool:
 def audit_table(out: Path, sources: list[str]) -> None:
     fate = decisions(out)
     by_record: dict[str, list[dict]] = defaultdict(list)
-    for j in read_jsonl(AUDIT / "judgements.jsonl"):
+    for j in json_objects(AUDIT / "judgements.jsonl"):
         by_record[j["record_id"]].append(j)
     drops: dict[tuple[str, str], list] = defaultdict(lambda: [0, 0, 0])  # dropped, audited, right
     kept: dict[str, list] = defaultdict(lambda: [0, 0])  # audited kept, bad
@@ -156,7 +155,7 @@ def perturb(text: str, edits: int, rng: random.Random) -> str:
 
 
 def decontamination(tmp: Path) -> None:
-    prompts = [item["input"] for item in read_jsonl(ELYZA)]
+    prompts = [item["input"] for item in json_objects(ELYZA)]
     rng = random.Random(0)
     rows = []
     for i, p in enumerate(prompts):

@@ -38,6 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.jsonl import json_objects  # noqa: E402
 from curate.classifier import ClassifierParams, spearman, tokenize  # noqa: E402
 from curate.quality_features import RecordView, feature_matrix  # noqa: E402
 from curate.shipped_scorer import MODELS, NgramRidge, Ridge, save_model  # noqa: E402
@@ -49,18 +50,15 @@ GROUPS = {"multialpaca-ja": "multialpaca-ja", "instruction-ja-mt": "instruction-
 EVAL_ONLY = {"japanese-daily-dialogue"}  # CC BY-NC-ND: evaluate on it, do not train a shipped model on it
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
 
 def load_data(realdata: Path, handwritten: bool = False) -> tuple[list[RecordView], np.ndarray, list[str]]:
-    records = {f"{r['source_id']}:{r['id']}": r for r in read_jsonl(LABELS / "real_records.jsonl")}
-    labels = read_jsonl(LABELS / "real_labels.jsonl")
+    records = {f"{r['source_id']}:{r['id']}": r for r in json_objects(LABELS / "real_records.jsonl")}
+    labels = json_objects(LABELS / "real_labels.jsonl")
     missing = {lab["source_id"] for lab in labels if lab["record_id"] not in records}
     for source in missing:
         path = realdata / f"{source}.jsonl"
         if path.is_file():
-            for r in read_jsonl(path):
+            for r in json_objects(path):
                 records.setdefault(f"{source}:{r['id']}", r)
     views, y, groups = [], [], []
     for lab in labels:
@@ -71,7 +69,7 @@ def load_data(realdata: Path, handwritten: bool = False) -> tuple[list[RecordVie
         y.append(float(lab["label"]))
         groups.append(GROUPS[lab["source_id"]])
     for path in sorted((ROOT / "data/handwritten").glob("*.jsonl")) if handwritten else ():
-        for r in read_jsonl(path):
+        for r in json_objects(path):
             if isinstance(r.get("quality"), (int, float)) and r.get("output"):
                 views.append(RecordView.of(r.get("instruction"), r.get("input"), r.get("output")))
                 y.append(float(r["quality"]))

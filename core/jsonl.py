@@ -21,3 +21,8 @@ def read_json_lines(path: str | Path, what: str = "file"):
             yield lineno, json.loads(line)
         except json.JSONDecodeError as e:
             raise JcurateError(f"{what} {path} line {lineno}: bad JSON ({e})") from None
+
+
+def json_objects(path: str | Path, what: str = "file") -> list:
+    """Every line's parsed value, in order (``read_json_lines`` without the line numbers)."""
+    return [obj for _, obj in read_json_lines(path, what)]

@@ -236,6 +236,9 @@ def convert_multialpaca(git_dir: Path, ds: Dataset) -> Iterator[dict]:
                "output": ex["output"] or ""}
 
 
+# CC BY-NC-ND 4.0, and its README forbids redistribution: its records are never copied into the repo
+NO_REDISTRIBUTION = {"japanese-daily-dialogue"}
+
 DATASETS = [
     Dataset(
         id="jsquad-ja",

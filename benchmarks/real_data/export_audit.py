@@ -21,14 +21,13 @@ import argparse
 import json
 from pathlib import Path
 
+from build_inputs import NO_REDISTRIBUTION
+
+from core.jsonl import json_objects
+
 ROOT = Path(__file__).resolve().parents[2]
 AUDIT = ROOT / "data/audit"
-# japanese-daily-dialogue: CC BY-NC-ND 4.0, and its README forbids redistribution
-NO_REDISTRIBUTION = {"japanese-daily-dialogue"}
 
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def main() -> None:
@@ -40,13 +39,13 @@ def main() -> None:
     for folder in args.shares:
         rnd = Path(folder).name
         for path in sorted(Path(folder).glob("share_*.jsonl")):
-            for rec in read_jsonl(path):
+            for rec in json_objects(path):
                 if rec.get("duplicate_of"):
                     partners[(rnd, rec["record_id"])] = rec["duplicate_of"]["record_id"]
     judgements = []
     for path in sorted((AUDIT / "rounds").glob("round*_share_*.jsonl")):
         rnd = path.name.split("_share_")[0]
-        for j in read_jsonl(path):
+        for j in json_objects(path):
             j["round"] = rnd
             if j["stage"] in ("exact_dedup", "near_dedup"):
                 j["duplicate_of"] = partners.get((rnd, j["record_id"]))
@@ -63,7 +62,7 @@ def main() -> None:
     wanted = {j["record_id"] for j in judgements} | {j["duplicate_of"] for j in judgements if j.get("duplicate_of")}
     records = []
     for source in sorted({w.split(":", 1)[0] for w in wanted} - NO_REDISTRIBUTION):
-        for rec in read_jsonl(Path(args.realdata) / f"{source}.jsonl"):
+        for rec in json_objects(Path(args.realdata) / f"{source}.jsonl"):
             if f"{source}:{rec['id']}" in wanted:
                 records.append({"source_id": source, **rec})
     with open(AUDIT / "records.jsonl", "w", encoding="utf-8") as f:

@@ -4,10 +4,9 @@
 
 Reads ``data/labels/shares/real_share_*.jsonl`` (one label 1–5 and a one-line why per record, by the
 people who read them; guide: ``data/LABELLING.md``) and writes ``data/labels/real_labels.jsonl``
-with each record's source repository, commit and licence (from ``benchmarks/real_data/sources.md``'s
-table, repeated in ``PROVENANCE``), and ``data/labels/real_records.jsonl``: the labelled records of
-the sources that may be redistributed (Japanese Daily Dialogue may not: its labels are kept,
-its records are read from ``--realdata``).
+with each record's source repository, commit and licence (``build_inputs.DATASETS``), and
+``data/labels/real_records.jsonl``: the labelled records of the sources that may be redistributed
+(Japanese Daily Dialogue may not: its labels are kept, its records are read from ``--realdata``).
 """
 
 from __future__ import annotations
@@ -16,22 +15,14 @@ import argparse
 import json
 from pathlib import Path
 
+from build_inputs import DATASETS, NO_REDISTRIBUTION
+
+from core.jsonl import json_objects
+
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = ROOT / "data/labels"
-PROVENANCE = {
-    "jsquad-ja": ("yahoojapan/JGLUE", "6f071c09316baae89c3d083a90985b4b1cb9968c", "CC-BY-SA-4.0"),
-    "real-persona-chat": ("nu-dialogue/real-persona-chat", "28d0b6b3865b29cabc26c230a2db37cdf315e937", "CC-BY-SA-4.0"),
-    "japanese-daily-dialogue": ("jqk09a/japanese-daily-dialogue", "5e612e02da1228e22d2c8eec6aebe6eaa15b48f9",
-                                "CC-BY-NC-ND-4.0"),
-    "instruction-ja-mt": ("megagonlabs/instruction_ja", "a72a5d05fd1486c1c3b1e51eb2f362d66e8589dc", "MIT"),
-    "instruction-ja-edited": ("megagonlabs/instruction_ja", "a72a5d05fd1486c1c3b1e51eb2f362d66e8589dc", "MIT"),
-    "multialpaca-ja": ("DAMO-NLP-MT/PolyLM", "a8b49866ef90ec2db7972d34dececec35bd2df62", "Apache-2.0"),
-}
-NO_REDISTRIBUTION = {"japanese-daily-dialogue"}
+PROVENANCE = {d.id: (d.repo, d.commit, d.license) for d in DATASETS}
 
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def main() -> None:
@@ -40,7 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     labels = []
     for path in sorted((LABELS / "shares").glob("real_share_*.jsonl")):
-        for lab in read_jsonl(path):
+        for lab in json_objects(path):
             if lab.get("label") not in (1, 2, 3, 4, 5):
                 raise SystemExit(f"{path.name}: {lab['record_id']}: label {lab.get('label')!r} is not 1-5")
             repo, commit, licence = PROVENANCE[lab["source_id"]]
@@ -55,7 +46,7 @@ def main() -> None:
     with open(LABELS / "real_records.jsonl", "w", encoding="utf-8") as f:
         n = 0
         for source in sorted({i.split(":", 1)[0] for i in ids} - NO_REDISTRIBUTION):
-            for rec in read_jsonl(args.realdata / f"{source}.jsonl"):
+            for rec in json_objects(args.realdata / f"{source}.jsonl"):
                 if f"{source}:{rec['id']}" in wanted:
                     f.write(json.dumps({"source_id": source, **rec}, ensure_ascii=False) + "\n")
                     n += 1
