@@ -1,18 +1,19 @@
-"""The shipped quality scorer: scores any record 1–5 on a CPU, with no labels, no judge, no network.
+"""A candidate for the scorer that ships with jcurate (none ships yet): scores a record 1–5 on a CPU,
+with no labels, no judge and no network.
 
 A ridge regression over cheap features (``curate.quality_features``) and the prediction of a
 ridge on hashed character n-grams of prompt and answer (numpy and scipy only: no tokenizer;
-fastText on characters was tried and diverged to NaN on some folds), trained on records of public datasets labelled by
-reading (``data/labels/``) and on the team's own labelled records. Chosen by leave-one-dataset-
-out agreement (``benchmarks/scorer_selection.py``); the model card is ``MODEL_CARD.md`` beside the
-model files in ``curate/models/<name>/``.
+fastText on characters was tried and diverged to NaN on some folds), trained on records of
+public datasets labelled by reading (``data/labels/``), with features and labels centred per
+dataset. ``benchmarks/scorer_selection.py`` compares it with the other candidates by
+leave-one-dataset-out agreement and can write a model folder that ``ShippedScorer`` loads; none
+has reached the agreement the shipped scorer needs, so ``jcurate run`` does not use this yet.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,6 @@ from curate.char_ngrams import char_codes, coefficients, window_hashes
 from curate.quality_features import FEATURES, RecordView, feature_matrix
 
 MODELS = Path(__file__).with_name("models")
-DEFAULT_MODEL = "jquality-v1"
-SCORER = "shipped"
 
 
 DIM = 1 << 16  # hashed character n-gram space
@@ -142,9 +141,11 @@ def save_model(folder: Path, name: str, version: str, ridge: Ridge, ngrams: Ngra
 
 
 class ShippedScorer:
-    """Loads ``curate/models/<name>/`` (``ridge.json`` + ``ngram_weights.npy``) and scores records."""
+    """Loads ``curate/models/<name>/`` or ``folder`` (``ridge.json`` + ``ngram_weights.npy``) and scores records."""
 
-    def __init__(self, name: str = DEFAULT_MODEL, folder: Path | None = None):
+    def __init__(self, name: str | None = None, folder: Path | None = None):
+        if not (name or folder):
+            raise ValueError("name a model folder in curate/models/ or pass folder=")
         self.folder = Path(folder) if folder else MODELS / name
         meta = json.loads((self.folder / "ridge.json").read_text(encoding="utf-8"))
         if meta["features"] != list(FEATURES) + ["ngram_ridge"]:
@@ -173,7 +174,3 @@ class ShippedScorer:
             views.append(RecordView.of(r.get("instruction"), r.get("input"), r.get("output"), messages))
         return self.score_views(views)
 
-
-@lru_cache(maxsize=2)
-def load_shipped(name: str = DEFAULT_MODEL) -> ShippedScorer:
-    return ShippedScorer(name)
