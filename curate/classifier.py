@@ -20,23 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import JcurateError
+from curate.kept_scores import store_kept_scores
 from curate.tokenizers import FugashiTokenizer
-from store.connection import connect, transaction
+from store.connection import connect
 from store.ids import new_id
-from store.rows import insert_row, insert_rows
+from store.rows import insert_row
 from store.runs import resolve_run
 
 LABELS = (1, 2, 3, 4, 5)
 SCORER = "classifier"
-
-
-@dataclass(frozen=True)
-class KeptText:
-    """A kept record as the classifier reads it."""
-
-    record_id: str
-    content_hash: str
-    text: str
 
 
 @dataclass
@@ -205,24 +197,11 @@ def score_run(db: str | Path, model_id: str | None = None, run_id: str | None = 
         if not Path(path).is_file():
             raise JcurateError(f"classifier {model_id}: model file {path} is missing")
         run_id = resolve_run(con, run_id)
-        records = [KeptText(*row) for row in con.execute(
-            """SELECT r.record_id, r.content_hash, r.text FROM record_fate f JOIN records r USING (record_id)
-               WHERE f.run_id = ? AND f.kept ORDER BY r.record_id""", [run_id]).fetchall()]
         clf = QualityClassifier(path)
-        start = time.perf_counter()
-        now = datetime.now(timezone.utc)
-        with transaction(con):
-            con.execute("DELETE FROM scores WHERE scorer = ? AND model = ? AND record_id IN "
-                        "(SELECT record_id FROM record_fate WHERE run_id = ? AND kept)", [SCORER, model_id, run_id])
-            for i in range(0, len(records), batch):
-                chunk = records[i:i + batch]
-                values = clf.score([r.text for r in chunk])
-                insert_rows(con, "scores", [
-                    dict(record_id=r.record_id, content_hash=r.content_hash, scorer=SCORER, model=model_id,
-                         score=float(v), run_id=run_id, created_at=now) for r, v in zip(chunk, values)])
-        secs = time.perf_counter() - start
-        log(f"classifier {model_id} scored {len(records)} kept records of {run_id} "
-            f"({len(records) / max(secs, 1e-9):.0f} records/s, tokenisation included)")
-        return len(records)
+        n, secs = store_kept_scores(con, run_id, SCORER, model_id, lambda chunk: clf.score([r.text for r in chunk]),
+                                    batch=batch)
+        log(f"classifier {model_id} scored {n} kept records of {run_id} "
+            f"({n / max(secs, 1e-9):.0f} records/s, tokenisation included)")
+        return n
     finally:
         con.close()

@@ -130,8 +130,10 @@ class DecontaminationConfig:
 
 @dataclass
 class ScoringConfig:
-    """What `jcurate run` does after the store is filled: train the classifier on labels, score the kept."""
+    """What `jcurate run` does after the store is filled: score every kept record with the shipped
+    scorer, then, where the store has enough labels, train the classifier on them and score with it too."""
 
+    shipped: bool = True  # the scorer that ships with jcurate (scores.scorer 'shipped'): no labels needed
     classifier: bool = True
     label_scorer: str = "label"  # 'label' (labels sources ship) or 'judge' (LLM judge labels)
     min_labels: int = 50  # fewer labelled records: skip with a message

@@ -52,6 +52,9 @@ class Source:
         return "messages" in self.fields
 
 
+COMPRESSED = (".gz", ".bz2", ".zst")  # read decompressed (curate.readers.open_binary): data.jsonl.gz is JSON Lines
+
+
 def _resolve_files(path: str, fmt: str, base: Path) -> tuple[str, ...]:
     """Relative paths are tried against the manifest's folder, then the current directory."""
     candidates = [Path(path)] if Path(path).is_absolute() else [base / path, Path(path)]
@@ -64,8 +67,9 @@ def _resolve_files(path: str, fmt: str, base: Path) -> tuple[str, ...]:
             return (str(cand),)
         if cand.is_dir():
             suffix = {"jsonl": ".jsonl", "json": ".json", "parquet": ".parquet", "csv": ".csv"}[fmt]
-            # the format's own extension only: not data.jsonl.bak, not .jsonl for json
-            files = sorted(str(p) for p in cand.rglob(f"*{suffix}") if p.is_file())
+            # the format's own extension only (compressed or not): not data.jsonl.bak, not .jsonl for json
+            endings = (suffix,) if fmt == "parquet" else (suffix, *(suffix + c for c in COMPRESSED))
+            files = sorted({str(p) for e in endings for p in cand.rglob(f"*{e}") if p.is_file()})
             if files:
                 return tuple(files)
         matches = sorted(glob.glob(str(cand)))

@@ -12,10 +12,18 @@ Stages (each a datatrove executor; ``depends`` chains them):
 Every filter has an exclusion writer, so each dropped record lands in
 ``OUT/dropped/<stage>/`` with its reason and value. Workers never touch DuckDB; the
 report and the store are built from the Parquet shards afterwards.
+
+Resuming: ``OUT/work/run.json`` holds a fingerprint of the run's inputs (sources and their
+files' sizes and times, the configuration, executor and workers) and whether the run
+finished (``mark_finished``, after the store is written). A run started again on the same
+``OUT`` with the same fingerprint after it was killed keeps its outputs and skips the tasks
+DataTrove marked completed (``logs/<stage>/completions/``); a task that was cut off is run
+again from its start and overwrites its partial files. Any other case starts afresh.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,7 +31,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupSignature
@@ -48,6 +56,43 @@ class ExecutorOptions:
     workers: int = 1
     verbose: bool = False  # let datatrove's per-task logs through to the terminal
     slurm: dict = field(default_factory=dict)  # partition, time, cpus_per_task, mem_per_cpu_gb, ...
+    fresh: bool = False  # start afresh even where an interrupted run of the same inputs could resume
+
+
+RUN_STATE = "work/run.json"
+
+
+def run_fingerprint(sources: list[Source], config: PipelineConfig, options: ExecutorOptions) -> str:
+    """What must be equal for a killed run's outputs to be reused: every source (its files with
+    size and modification time), the configuration, the executor, the task counts and the
+    pipeline's own code (an upgrade in between must not mix old and new decisions)."""
+    files = [[f, os.stat(f).st_size, os.stat(f).st_mtime_ns] for s in sources for f in s.files]
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py")))).hexdigest()
+    described = {"sources": [{**asdict(s), "files": None} for s in sources], "files": files,
+                 "config": config.to_dict(), "executor": options.kind, "workers": options.workers, "code": code}
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def can_resume(out: Path, fingerprint: str) -> bool:
+    """True where ``out`` holds an unfinished run of the same inputs."""
+    try:
+        state = json.loads((out / RUN_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return state.get("fingerprint") == fingerprint and not state.get("finished")
+
+
+def mark_finished(out: Path) -> None:
+    """After the store holds the run: a later run on the same ``OUT`` starts afresh."""
+    path = out / RUN_STATE
+    if path.is_file():
+        state = json.loads(path.read_text(encoding="utf-8"))
+        path.write_text(json.dumps({**state, "finished": True}), encoding="utf-8")
+
+
+def completed_tasks(logging_dir: Path) -> int:
+    folder = logging_dir / "completions"
+    return sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
 
 
 def build_stages(sources: list[Source], config: PipelineConfig, out: Path, workers: int) -> list[tuple[str, list, int]]:
@@ -92,19 +137,20 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
     return stages
 
 
-def make_executor(kind: str, steps: list, tasks: int, workers: int, logging_dir: Path, depends, slurm: dict):
+def make_executor(kind: str, steps: list, tasks: int, workers: int, logging_dir: Path, depends, slurm: dict,
+                  skip_completed: bool = False):
     if kind == "local":
         from datatrove.executor import LocalPipelineExecutor
 
         return LocalPipelineExecutor(steps, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
-                                     depends=depends, skip_completed=False)
+                                     depends=depends, skip_completed=skip_completed)
     if kind == "ray":
         try:
             from datatrove.executor.ray import RayPipelineExecutor
         except ImportError as e:  # pragma: no cover - depends on the extra
             raise JcurateError(f"--executor ray needs Ray: install the extra, `uv sync --extra ray` ({e})") from None
         return RayPipelineExecutor(steps, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
-                                   depends=depends, skip_completed=False)
+                                   depends=depends, skip_completed=skip_completed)
     if kind == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
@@ -112,7 +158,8 @@ def make_executor(kind: str, steps: list, tasks: int, workers: int, logging_dir:
         if missing:
             raise JcurateError(f"--executor slurm needs config key(s) slurm.{', slurm.'.join(missing)}")
         return SlurmPipelineExecutor(steps, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
-                                     depends=depends, skip_completed=False, job_name=f"jcurate-{logging_dir.name}",
+                                     depends=depends, skip_completed=skip_completed,
+                                     job_name=f"jcurate-{logging_dir.name}",
                                      **slurm)
     raise JcurateError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
 
@@ -183,12 +230,17 @@ def stage_output_to(path: Path, label: str, enabled: bool = True, every: float =
 
 def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options: ExecutorOptions,
                log=print) -> dict[str, float]:
-    """Runs (or, on Slurm, submits) every stage; returns wall seconds per stage."""
+    """Runs (or, on Slurm, submits) every stage; returns wall seconds per stage. Resumes an
+    interrupted run of the same inputs on the same ``out`` unless ``options.fresh``."""
     check_readable(sources)
     check_field_mappings(sources)
-    for sub in ("kept", "dropped", "work"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    fingerprint = run_fingerprint(sources, config, options)
+    resume = not options.fresh and can_resume(out, fingerprint)
+    if not resume:
+        for sub in ("kept", "dropped", "work"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    (out / "work").mkdir(parents=True, exist_ok=True)
+    (out / RUN_STATE).write_text(json.dumps({"fingerprint": fingerprint, "finished": False}), encoding="utf-8")
     if config.decontamination.enabled:
         n = build_decont_index(config.decontamination.eval_files, out / "work/decont_index", config.decontamination.n_grams)
         log(f"decontamination index: {n} n-grams from {len(config.decontamination.eval_files)} eval file(s)")
@@ -197,8 +249,11 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
     previous = None
     executors = []
     for name, steps, tasks in stages:
-        executor = make_executor(options.kind, steps, tasks, options.workers, out / "work/logs" / name, previous,
-                                 options.slurm)
+        logging_dir = out / "work/logs" / name
+        if resume and (done := completed_tasks(logging_dir)):
+            log(f"resuming {out}: stage {name} has {done} of {tasks} task(s) completed by the interrupted run")
+        executor = make_executor(options.kind, steps, tasks, options.workers, logging_dir, previous,
+                                 options.slurm, skip_completed=resume)
         executors.append((name, executor))
         previous = executor
     if options.kind == "slurm":

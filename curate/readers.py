@@ -28,6 +28,38 @@ class RowError(ValueError):
     """A row that cannot become a record; the message names the field."""
 
 
+def open_binary(path: str):
+    """The file's bytes, decompressed when its name ends in .gz, .bz2 or .zst."""
+    suffix = Path(path).suffix
+    if suffix == ".gz":
+        import gzip
+
+        return gzip.open(path, "rb")
+    if suffix == ".bz2":
+        import bz2
+
+        return bz2.open(path, "rb")
+    if suffix == ".zst":
+        import io
+
+        import zstandard
+
+        return io.BufferedReader(zstandard.open(path, "rb"))  # its reader alone cannot iterate lines
+    return open(path, "rb")
+
+
+# what a compressed stream raises when it is truncated or corrupt
+DECOMPRESSION_ERRORS = (EOFError, OSError, ValueError)
+
+
+def _read_prefix(path: str, limit: int) -> bytes:
+    try:
+        with open_binary(path) as f:
+            return f.read(limit)
+    except DECOMPRESSION_ERRORS:
+        return b""
+
+
 JAPANESE_ENCODINGS = ("cp932", "euc_jp", "iso2022_jp")
 _JAPANESE = re.compile(r"[\u3041-\u30ff\u4e00-\u9fff]")
 
@@ -35,7 +67,7 @@ _JAPANESE = re.compile(r"[\u3041-\u30ff\u4e00-\u9fff]")
 def encoding_hint(path: str, limit: int = 1 << 16) -> str:
     """For a file that is not UTF-8: ``" (the file reads as cp932: set `encoding: cp932` on the source)"``,
     naming the first Japanese legacy encoding its first bytes decode in, else ``""``."""
-    raw = Path(path).read_bytes()[:limit]
+    raw = _read_prefix(path, limit)
     for enc in JAPANESE_ENCODINGS:
         try:
             text = raw.decode(enc)
@@ -52,13 +84,24 @@ def encoding_hint(path: str, limit: int = 1 << 16) -> str:
 def iter_jsonl(path: str, encoding: str | None = None) -> Iterator[tuple[int, dict | None, str, str | None]]:
     """Yields (row, parsed, raw text, error). Rows are 0-based non-blank lines.
 
-    ``encoding`` None is UTF-8, with or without a byte-order mark."""
+    ``encoding`` None is UTF-8, with or without a byte-order mark. A compressed file that breaks
+    off (truncated, corrupt) ends with one dropped row saying where: what follows cannot be read."""
     import orjson
 
     hint = None
-    with open(path, "rb") as f:
-        row = -1
-        for lineno, raw in enumerate(f, start=1):
+    row, lineno = -1, 0
+    with open_binary(path) as f:
+        lines = iter(f)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                return
+            except DECOMPRESSION_ERRORS as e:
+                yield (row + 1, None, "", f"line {lineno + 1}: the compressed file breaks off here "
+                       f"({first_line(e, 150)}); the rest of it is unreadable")
+                return
+            lineno += 1
             if lineno == 1 and encoding is None:
                 raw = raw.removeprefix(b"\xef\xbb\xbf")
             if not raw.strip():
@@ -84,7 +127,12 @@ def iter_jsonl(path: str, encoding: str | None = None) -> Iterator[tuple[int, di
 
 
 def iter_json_array(path: str, encoding: str | None = None):
-    raw = Path(path).read_bytes()
+    try:
+        with open_binary(path) as f:
+            raw = f.read()
+    except DECOMPRESSION_ERRORS as e:
+        yield 0, None, "", f"the whole file is unreadable: the compressed file is corrupt ({first_line(e, 150)})"
+        return
     try:
         data = json.loads(raw.decode(encoding or "utf-8-sig"))
     except UnicodeDecodeError as e:
@@ -142,9 +190,21 @@ def check_readable(sources: list[Source]) -> None:
 
 
 def iter_csv(path: str, encoding: str | None = None):
+    import io
+
     hint = None
-    with open(path, encoding=encoding or "utf-8-sig", errors="replace", newline="") as f:
-        for row, obj in enumerate(csv.DictReader(f)):
+    row = -1
+    with io.TextIOWrapper(open_binary(path), encoding=encoding or "utf-8-sig", errors="replace", newline="") as f:
+        rows = enumerate(csv.DictReader(f))
+        while True:
+            try:
+                row, obj = next(rows)
+            except StopIteration:
+                return
+            except DECOMPRESSION_ERRORS as e:
+                yield (row + 1, None, "", f"row {row + 1}: the compressed file breaks off here "
+                       f"({first_line(e, 150)}); the rest of it is unreadable")
+                return
             bad = [k for k, v in obj.items() if isinstance(v, str) and "\ufffd" in v]
             raw = json.dumps(obj, ensure_ascii=False, default=str)
             if None in obj:

@@ -55,6 +55,10 @@ def format_report(report: dict) -> str:
         dropped = ", ".join(f"{k}={v}" for k, v in sorted(src["dropped"].items())) or "-"
         lines.append(f"{sid:<{width}}  {src['read']:>6} {src['kept']:>6}  {dropped}")
     scoring = report.get("scoring") or {}
+    shipped = scoring.get("shipped")
+    if isinstance(shipped, dict):
+        lines.append(f"scores: shipped scorer {shipped['model']} on {shipped['scored']} kept records "
+                     f"(`--score shipped`; weak within a dataset, see curate/models/jquality-v1/README.md)")
     clf = scoring.get("classifier")
     if isinstance(clf, dict):
         lines.append(f"scores: classifier {clf['model_id']} on {scoring['scored']} kept records; held-out accuracy "

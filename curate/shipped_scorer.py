@@ -1,13 +1,15 @@
-"""A candidate for the scorer that ships with jcurate (none ships yet): scores a record 1–5 on a CPU,
-with no labels, no judge and no network.
+"""The scorer that ships with jcurate: scores a record 1–5 on a CPU, with no labels, no judge
+and no network, so ``jcurate run`` gives every kept record a score (scorer ``shipped``).
 
-A ridge regression over cheap features (``curate.quality_features``) and the prediction of a
-ridge on hashed character n-grams of prompt and answer (numpy and scipy only: no tokenizer;
-fastText on characters was tried and diverged to NaN on some folds), trained on records of
-public datasets labelled by reading (``data/labels/``), with features and labels centred per
-dataset. ``benchmarks/scorer_selection.py`` compares it with the other candidates by
-leave-one-dataset-out agreement and can write a model folder that ``ShippedScorer`` loads; none
-has reached the agreement the shipped scorer needs, so ``jcurate run`` does not use this yet.
+The shipped model (``curate/models/jquality-v1/``, see its README.md model card) is a kernel
+ridge regression on hashed character 1–3-grams of prompt and answer (numpy and scipy only: no
+tokenizer; fastText on characters was tried and diverged to NaN on some folds), trained on
+records of public datasets labelled by reading (``data/labels/``), with labels centred per
+dataset. A model folder may also stack a ridge over the cheap features of
+``curate.quality_features`` on top of the n-gram prediction. ``benchmarks/scorer_selection.py``
+chose it by leave-one-dataset-out agreement and writes the model folder; its agreement is weak
+(see the model card): a store's own labels or judge labels make a better scorer
+(``jcurate classifier train``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import JcurateError, first_line
 from curate.char_ngrams import char_codes, coefficients, window_hashes
 from curate.quality_features import FEATURES, RecordView, feature_matrix
 
 MODELS = Path(__file__).with_name("models")
+DEFAULT_MODEL = "jquality-v1"
+SCORER = "shipped"  # the `scores.scorer` of its scores; `scores.model` is "<name>@<version>"
 
 
 DIM = 1 << 16  # hashed character n-gram space
@@ -129,30 +134,38 @@ class Ridge:
         return cls(np.array(d["mean"]), np.array(d["scale"]), np.array(d["coef"]), float(d["intercept"]))
 
 
-def save_model(folder: Path, name: str, version: str, ridge: Ridge, ngrams: NgramRidge, **meta) -> Path:
-    """Writes ``ridge.json`` and ``ngram_weights.npy``: what ``ShippedScorer`` loads."""
+def save_model(folder: Path, name: str, version: str, ngrams: NgramRidge, ridge: Ridge | None = None,
+               **meta) -> Path:
+    """Writes ``model.json`` and ``ngram_weights.npy``: what ``ShippedScorer`` loads. With ``ridge``,
+    the score is the feature ridge over the cheap features plus the n-gram prediction; without, the
+    n-gram prediction itself."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "ngram_weights.npy", ngrams.weights)
-    (folder / "ridge.json").write_text(json.dumps({
-        "name": name, "version": version, "features": list(FEATURES) + ["ngram_ridge"], "ridge": ridge.to_dict(),
-        "ngram_intercept": ngrams.intercept, **meta}, indent=1), encoding="utf-8")
+    stacked = {"features": list(FEATURES) + ["ngram_ridge"], "ridge": ridge.to_dict()} if ridge else {}
+    (folder / "model.json").write_text(json.dumps({
+        "name": name, "version": version, "kind": "features+char-ngrams" if ridge else "char-ngrams",
+        "ngram_intercept": ngrams.intercept, **stacked, **meta}, indent=1), encoding="utf-8")
     return folder
 
 
 class ShippedScorer:
-    """Loads ``curate/models/<name>/`` or ``folder`` (``ridge.json`` + ``ngram_weights.npy``) and scores records."""
+    """Loads ``curate/models/<name>/`` (default: the shipped model) or ``folder`` and scores records."""
 
-    def __init__(self, name: str | None = None, folder: Path | None = None):
-        if not (name or folder):
-            raise ValueError("name a model folder in curate/models/ or pass folder=")
+    def __init__(self, name: str = DEFAULT_MODEL, folder: Path | None = None):
         self.folder = Path(folder) if folder else MODELS / name
-        meta = json.loads((self.folder / "ridge.json").read_text(encoding="utf-8"))
-        if meta["features"] != list(FEATURES) + ["ngram_ridge"]:
-            raise ValueError(f"{self.folder}: the model's features differ from this code's (retrain it)")
+        try:
+            meta = json.loads((self.folder / "model.json").read_text(encoding="utf-8"))
+            weights = np.load(self.folder / "ngram_weights.npy")
+        except (OSError, ValueError) as e:
+            raise JcurateError(f"shipped scorer: cannot load {self.folder}: {first_line(e, 200)}") from None
+        self.ridge = None
+        if "ridge" in meta:
+            if meta["features"] != list(FEATURES) + ["ngram_ridge"]:
+                raise JcurateError(f"{self.folder}: the model's features differ from this code's (retrain it)")
+            self.ridge = Ridge.from_dict(meta["ridge"])
         self.name, self.version = meta["name"], meta["version"]
-        self.ridge = Ridge.from_dict(meta["ridge"])
-        self.ngrams = NgramRidge(np.load(self.folder / "ngram_weights.npy"), float(meta["ngram_intercept"]))
+        self.ngrams = NgramRidge(weights, float(meta["ngram_intercept"]))
 
     @property
     def model_id(self) -> str:
@@ -161,8 +174,10 @@ class ShippedScorer:
     def score_views(self, views: list[RecordView]) -> np.ndarray:
         if not views:
             return np.zeros(0)
-        X = np.column_stack([feature_matrix(views), self.ngrams.predict(views)])
-        return self.ridge.predict(X)
+        ngram = self.ngrams.predict(views)
+        if self.ridge is None:
+            return np.clip(ngram, 1.0, 5.0)
+        return self.ridge.predict(np.column_stack([feature_matrix(views), ngram]))
 
     def score(self, records: list[dict]) -> np.ndarray:
         """Records with instruction/input/output or messages (a list or its JSON)."""
@@ -174,3 +189,24 @@ class ShippedScorer:
             views.append(RecordView.of(r.get("instruction"), r.get("input"), r.get("output"), messages))
         return self.score_views(views)
 
+
+    def score_kept(self, records) -> np.ndarray:
+        """``curate.kept_scores.KeptRecord`` rows (what ``store_kept_scores`` hands over)."""
+        return self.score_views([RecordView.of(r.instruction, r.input, r.output, r.messages) for r in records])
+
+
+def score_run(db: str | Path, run_id: str | None = None, scorer: ShippedScorer | None = None, log=print) -> dict:
+    """Scores every kept record of a run (default: the latest) with the shipped scorer."""
+    from curate.kept_scores import store_kept_scores
+    from store.connection import connect
+    from store.runs import resolve_run
+
+    scorer = scorer or ShippedScorer()
+    con = connect(db)
+    try:
+        run_id = resolve_run(con, run_id)
+        n, secs = store_kept_scores(con, run_id, SCORER, scorer.model_id, scorer.score_kept)
+    finally:
+        con.close()
+    log(f"shipped scorer {scorer.model_id} scored {n} kept records of {run_id} ({n / max(secs, 1e-9):.0f} records/s)")
+    return {"scorer": SCORER, "model": scorer.model_id, "scored": n}

@@ -9,6 +9,7 @@ the subset, its criteria and its members go back into the store, and the export 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -30,7 +31,7 @@ class SubsetCriteria:
     no_share_alike: bool = False
     exclude_generated_by: tuple[str, ...] = ()
     top_k: int | None = None
-    score: str | None = None  # a scorer in `scores` ("label": the quality labels sources ship)
+    score: str | None = None  # a scorer in `scores` ("label": the quality labels sources ship); top-k default below
     random: int | None = None
     seed: int = 0
     diversity: float | None = None  # skip a record closer than this cosine distance to one already selected
@@ -42,12 +43,23 @@ def subset_exists(con, name: str) -> bool:
     return con.execute("SELECT 1 FROM subsets WHERE name = ?", [name]).fetchone() is not None
 
 
+def default_score(con, run_id: str) -> str:
+    """The ranking ``--top-k`` uses without ``--score``: the store's classifier where it scored this
+    run's kept records (it learned this store's own labels), else the shipped scorer."""
+    for scorer in ("classifier", "shipped"):
+        if con.execute("""SELECT 1 FROM scores s JOIN record_fate f ON f.record_id = s.record_id AND f.run_id = ?
+                          WHERE f.kept AND s.scorer = ? LIMIT 1""", [run_id, scorer]).fetchone():
+            return scorer
+    raise JcurateError(f"--top-k needs scores and no kept record of run {run_id} has any: name one with --score, "
+                       f"or score the run (`jcurate classifier score`, or re-run with scoring.shipped: true)")
+
+
 def select_members(con, c: SubsetCriteria, run_id: str) -> list[tuple[str, float | None]]:
     """(record_id, score) of the run's kept records, in rank order."""
     if c.top_k is not None and c.random is not None:
         raise JcurateError("--top-k and --random are alternatives: pick one")
     if c.top_k is not None and not c.score:
-        raise JcurateError("--top-k needs --score NAME (a scorer in the store: classifier, judge, label)")
+        raise JcurateError("--top-k needs --score NAME (a scorer in the store: shipped, classifier, judge, label)")
     where = ["f.run_id = $run", "f.kept"]
     params: dict = {"run": run_id}
     if c.license_use:
@@ -155,6 +167,8 @@ def create_subset(db: str | Path, criteria: SubsetCriteria, catalogue: Catalogue
         if subset_exists(con, criteria.name) and not replace:
             raise JcurateError(f"a subset named {criteria.name!r} exists already (pass --replace to rebuild it)")
         run_id = resolve_run(con, criteria.run_id)
+        if criteria.top_k is not None and not criteria.score:
+            criteria = dataclasses.replace(criteria, score=default_score(con, run_id))
         members = select_members(con, criteria, run_id)
         if criteria.diversity is not None:
             members = _diverse(con, members, criteria)
@@ -168,7 +182,7 @@ def create_subset(db: str | Path, criteria: SubsetCriteria, catalogue: Catalogue
                 criteria=json.dumps(asdict(criteria)), n_records=len(members), export_path=str(out) if out else None))
             insert_rows(con, "subset_members", [dict(subset=criteria.name, record_id=rid, rank=rank, score=score)
                                                 for rank, (rid, score) in enumerate(members, start=1)])
-        result = {"name": criteria.name, "run_id": run_id, "n_records": len(members)}
+        result = {"name": criteria.name, "run_id": run_id, "n_records": len(members), "score": criteria.score}
         if out is not None:
             rows = export_rows(con, criteria.name)
             notice_path = write_export(rows, Path(out))

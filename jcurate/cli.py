@@ -19,7 +19,7 @@ def cmd_run(args) -> int:
     from curate.config import load_config
     from curate.ingest import ingest_run
     from curate.manifest import load_manifest
-    from curate.pipeline import STAGES, ExecutorOptions, run_stages
+    from curate.pipeline import STAGES, ExecutorOptions, mark_finished, run_stages
     from curate.report import build_report, format_report, write_report
     from licenses.catalogue import load_catalogue
 
@@ -30,7 +30,8 @@ def cmd_run(args) -> int:
     out = Path(args.out)
     print(f"jcurate run: {len(sources)} source(s) from {args.sources} -> {out} "
           f"(executor {args.executor}, {args.workers} worker(s))", file=sys.stderr)
-    options = ExecutorOptions(kind=args.executor, workers=args.workers, slurm=config.slurm, verbose=args.verbose)
+    options = ExecutorOptions(kind=args.executor, workers=args.workers, slurm=config.slurm, verbose=args.verbose,
+                              fresh=args.fresh)
     timings = run_stages(sources, config, out, options, log=lambda m: print(m, file=sys.stderr))
     if args.executor == "slurm":
         print(f"submitted to Slurm. When the jobs finish: jcurate ingest --out {out} --sources {args.sources} "
@@ -43,31 +44,37 @@ def cmd_run(args) -> int:
     report["run_id"] = run_id
     report["scoring"] = score_after_run(args.db, out / "models", config.scoring, run_id)
     path = write_report(out, report)
+    mark_finished(out)
     print(format_report(report))
     print(f"report: {path}   store: {args.db} (run {run_id})")
     return 0
 
 
 def score_after_run(db: str, model_dir: Path, scoring, run_id: str) -> dict:
-    """Trains the classifier on the labels in the store and scores the run's kept records."""
+    """Scores the run's kept records with the shipped scorer, then trains the classifier on the labels
+    in the store (where there are enough) and scores them with it too."""
+    from curate import shipped_scorer
     from curate.classifier import score_run, train_classifier
 
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    result: dict = {"shipped": shipped_scorer.score_run(db, run_id, log=log) if scoring.shipped
+                    else "disabled (scoring.shipped: false)"}
     if not scoring.classifier:
-        return {"classifier": "disabled (scoring.classifier: false)"}
+        return {**result, "classifier": "disabled (scoring.classifier: false)"}
     try:
         model = train_classifier(db, model_dir, label_scorer=scoring.label_scorer, min_labels=scoring.min_labels,
                                  log=log)
     except JcurateError as e:
-        log(f"scoring skipped: {e}")
-        return {"classifier": f"skipped: {e}"}
+        log(f"classifier skipped: {e}")
+        return {**result, "classifier": f"skipped: {e}"}
     n = score_run(db, model["model_id"], run_id, log=log)
     note = ("no LLM judge ran: the classifier learned the labels the sources ship. To use a judge, set `judge:` in "
             "the config (an OpenAI-compatible server such as `vllm serve`, or a transformers model), run "
             "`jcurate judge --sample 500`, then `jcurate classifier train --labels judge` and `jcurate classifier score`.")
     if scoring.label_scorer == "label":
         log(note)
-    return {"classifier": model, "scored": n, "judge": None if scoring.label_scorer == "label" else "judge labels",
+    return {**result, "classifier": model, "scored": n,
+            "judge": None if scoring.label_scorer == "label" else "judge labels",
             "note": note if scoring.label_scorer == "label" else None}
 
 
@@ -99,7 +106,7 @@ def cmd_ingest(args) -> int:
     from curate.config import load_config
     from curate.ingest import ingest_run
     from curate.manifest import load_manifest
-    from curate.pipeline import STAGES
+    from curate.pipeline import STAGES, mark_finished
     from curate.report import build_report, format_report, write_report
     from licenses.catalogue import load_catalogue
 
@@ -111,6 +118,7 @@ def cmd_ingest(args) -> int:
     report["run_id"] = ingest_run(args.db, out, sources, catalogue, config=config.to_dict(), report=report,
                                   sources_file=str(args.sources), executor="slurm", stages=STAGES)
     write_report(out, report)
+    mark_finished(out)
     print(format_report(report))
     return 0
 
@@ -140,6 +148,7 @@ def cmd_subset(args) -> int:
     result = create_subset(args.db, criteria, load_catalogue(), Path(args.out) if args.out else None,
                            replace=args.replace)
     print(f"subset {result['name']}: {result['n_records']} records from run {result['run_id']}"
+          + (f", ranked by {result['score']}" if result.get("score") else "")
           + (f" -> {result['export']} (+ {result['notice']})" if "export" in result else ""))
     return 0
 
@@ -252,15 +261,29 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def read_token(args) -> str | None:
+    """The service token: ``--token-file`` (first line), else ``JCURATE_TOKEN``, else ``--token``
+    (which other users of the machine can read in ``ps``: the two others are the documented ways)."""
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise JcurateError(f"--token-file {args.token_file}: cannot read it ({e.__class__.__name__})") from None
+        if not token or not token[0].strip():
+            raise JcurateError(f"--token-file {args.token_file}: the file is empty")
+        return token[0].strip()
+    return os.environ.get("JCURATE_TOKEN") or args.token or None
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
     from jcurate.service.app import ServeSettings, create_app
 
-    token = args.token or os.environ.get("JCURATE_TOKEN") or None
+    token = read_token(args)
     if not _is_loopback(args.host) and not token:
-        raise JcurateError(f"--host {args.host} is not a loopback address: set a token (--token or JCURATE_TOKEN) "
-                           f"so that only clients holding it get in")
+        raise JcurateError(f"--host {args.host} is not a loopback address: set a token (JCURATE_TOKEN or "
+                           f"--token-file FILE) so that only clients holding it get in")
     if not Path(args.db).is_file():
         raise JcurateError(f"no store at {args.db}: run `jcurate run` first (or pass --db)")
     for name in ("max_batch", "max_text_chars", "max_body_bytes", "sql_max_rows"):
@@ -323,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", default="local", choices=["local", "ray", "slurm"])
     run.add_argument("--workers", type=int, default=1, help="parallel tasks (default: %(default)s)")
     run.add_argument("--db", default=DEFAULT_DB, help="DuckDB provenance store (default: %(default)s)")
+    run.add_argument("--fresh", action="store_true",
+                     help="start afresh: by default a run killed before it finished, started again with the same "
+                          "sources, config, executor and workers on the same --out, skips the tasks it completed")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="show datatrove's per-task logs here instead of in OUT/work/logs/datatrove.log")
     run.set_defaults(func=cmd_run)
@@ -394,7 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     subset.add_argument("--exclude-generated-by", action="append", metavar="MODEL_OR_LICENSE",
                         help="leave out records generated by this model or under this model license (repeatable)")
     subset.add_argument("--top-k", type=int, default=None)
-    subset.add_argument("--score", default=None, help="scorer in the store to rank by for --top-k ('label': labels sources ship)")
+    subset.add_argument("--score", default=None,
+                        help="scorer to rank by for --top-k: shipped, classifier, judge, label (default: the store's "
+                             "classifier where it scored the run, else shipped)")
     subset.add_argument("--random", type=int, default=None, metavar="N", help="a random sample of N (baseline arm)")
     subset.add_argument("--seed", type=int, default=0)
     subset.add_argument("--diversity", type=float, default=None, metavar="T",
@@ -411,8 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", default=DEFAULT_DB)
     serve.add_argument("--host", default="127.0.0.1", help="a non-loopback address needs a token (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--token", default=None, help="clients must send 'Authorization: Bearer TOKEN' "
-                                                     "(or set JCURATE_TOKEN)")
+    serve.add_argument("--token-file", default=None, metavar="FILE",
+                       help="clients must send 'Authorization: Bearer TOKEN', TOKEN being the file's first line "
+                            "(or set JCURATE_TOKEN)")
+    serve.add_argument("--token", default=None, help="the token on the command line (visible in `ps`: prefer "
+                                                     "JCURATE_TOKEN or --token-file)")
     serve.add_argument("--config", default=None,
                        help="pipeline config YAML to score with: filters, MinHash, judge: (default: the latest run's)")
     serve.add_argument("--max-batch", type=int, default=256, help="records per POST /v1/score (default: %(default)s)")

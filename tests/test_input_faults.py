@@ -1,4 +1,5 @@
-"""Inputs that used to crash a run or lose rows: everything dropped, a byte-order mark, Shift_JIS."""
+"""Inputs that used to crash a run or lose rows: everything dropped, a byte-order mark, Shift_JIS,
+compressed files, YAML bombs, corrupt Parquet."""
 
 from __future__ import annotations
 
@@ -90,6 +91,38 @@ def test_a_folder_source_takes_only_its_format_s_files(tmp_path):
 
     (source,) = load_manifest(manifest(tmp_path, "src", "jsonl"))
     assert [f.split("/")[-1] for f in source.files] == ["a.jsonl"]
+
+
+def _compressed_rows(n: int) -> bytes:
+    return "".join(json.dumps({"instruction": f"質問{i}: {ROWS[i % 2][0]}", "output": f"{ROWS[i % 2][1]}{i}番目の答えです。"},
+                              ensure_ascii=False) + "\n" for i in range(n)).encode()
+
+
+def test_compressed_sources_are_read_decompressed_and_a_truncated_one_says_where_it_breaks(tmp_path):
+    import bz2
+    import gzip
+
+    import zstandard
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "a.jsonl.gz").write_bytes(gzip.compress(_compressed_rows(30)))
+    (folder / "b.jsonl.bz2").write_bytes(bz2.compress(_compressed_rows(30)))
+    (folder / "c.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(_compressed_rows(30)))
+    whole = gzip.compress(_compressed_rows(400))
+    (folder / "d.jsonl.gz").write_bytes(whole[: len(whole) // 2])  # a download that stopped half way
+    (folder / "e.jsonl.gz.part").write_bytes(whole)  # not the format's extension: not read
+    report, fates = run(tmp_path, manifest(tmp_path, "src", "jsonl"))
+    from collections import Counter
+
+    by_file = Counter(rid.split(":")[1].split("#")[0] for rid, *_ in fates)
+    assert set(by_file) == {"a.jsonl.gz", "b.jsonl.bz2", "c.jsonl.zst", "d.jsonl.gz"}
+    assert by_file["a.jsonl.gz"] == by_file["b.jsonl.bz2"] == by_file["c.jsonl.zst"] == 30
+    broken = [(rid, value) for rid, kept, dropped_at, value in fates if dropped_at == "read"]
+    assert len(broken) == 1 and broken[0][0].startswith("s:d.jsonl.gz#")
+    assert "the compressed file breaks off here" in broken[0][1] and len(broken[0][1]) <= 300
+    assert 30 < by_file["d.jsonl.gz"] < 400, "the rows before the break are read"
+    assert report["read"] == len(fates)
 
 
 def _parquet(path, n: int = 200, group: int = 100):

@@ -61,6 +61,14 @@ def _query(db, sql, params=None):
         con.close()
 
 
+def test_security_headers(client):
+    page = client.get("/")
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert client.get("/v1/sources").headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" not in client.get("/docs").headers, "Swagger UI loads its scripts from a CDN"
+
+
 def test_healthz(client, store):
     h = client.get("/healthz").json()
     run_id = _query(store, "SELECT run_id FROM latest_run")[0][0]
@@ -135,6 +143,19 @@ def test_score_classifier_matches_the_cli_classifier(client, store):
     results = client.post("/v1/score", json={"records": records}).json()["results"]
     expected = QualityClassifier(path).score([x["normalised"]["text"] for x in results])
     assert [x["classifier"]["score"] for x in results] == pytest.approx(expected.tolist(), abs=1e-4)
+
+
+def test_score_shipped_is_the_score_the_run_stored(client, store):
+    """The same kept records, single-turn and conversations, as the run stored them: same shipped score."""
+    rows = _query(store, """SELECT r.instruction, r.input, r.output, r.messages, s.score FROM records r
+                            JOIN scores s ON s.record_id = r.record_id AND s.scorer = 'shipped'
+                            QUALIFY row_number() OVER (PARTITION BY r.messages IS NULL ORDER BY r.record_id) <= 6""")
+    assert any(m for *_, m, _ in rows) and any(not m for *_, m, _ in rows)
+    records = [{"messages": json.loads(m)} if m else {"instruction": i, "input": x, "output": o}
+               for i, x, o, m, _ in rows]
+    answer = client.post("/v1/score", json={"records": records}).json()
+    assert answer["shipped_scorer"] == "jquality@v1"
+    assert [r["shipped"]["score"] for r in answer["results"]] == pytest.approx([s for *_, s in rows], abs=1e-4)
 
 
 def test_score_limits_and_bad_bodies(client):
@@ -272,10 +293,14 @@ def test_sql_runs_one_select_with_locked_settings_and_a_byte_cap(store):
     assert capped["truncated_by"] == "bytes" and 40 <= capped["row_count"] < 50
 
 
-def test_token(store):
-    proc, url = _serve(store, "--token", TOKEN)
+def test_token(store, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n", encoding="utf-8")
+    proc, url = _serve(store, "--token-file", str(token_file))
     try:
-        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}, "no store path or contents without the token"
+        full = httpx.get(f"{url}/healthz", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        assert full["db"] == str(store) and full["run_id"]
         for method, path, kw in (("GET", "/v1/subsets", {}), ("POST", "/v1/sql", {"json": {"query": "SELECT 1"}}),
                                  ("GET", "/", {}), ("POST", "/v1/score", {"json": {"records": []}})):
             r = httpx.request(method, url + path, **kw)
@@ -292,10 +317,15 @@ def test_token(store):
         proc.wait(timeout=30)
 
 
-def test_non_loopback_needs_a_token(store, capsys, monkeypatch):
+def test_non_loopback_needs_a_token(store, capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("JCURATE_TOKEN", raising=False)
     assert run_cli("serve", "--db", str(store), "--host", "0.0.0.0") == 2
     assert "not a loopback address" in capsys.readouterr().err
+    (tmp_path / "empty").write_text("\n", encoding="utf-8")
+    assert run_cli("serve", "--db", str(store), "--token-file", str(tmp_path / "empty")) == 2
+    assert "the file is empty" in capsys.readouterr().err
+    assert run_cli("serve", "--db", str(store), "--token-file", str(tmp_path / "absent")) == 2
+    assert "cannot read it" in capsys.readouterr().err
     assert run_cli("serve", "--db", str(store) + ".missing") == 2
 
 

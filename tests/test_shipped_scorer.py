@@ -1,4 +1,5 @@
-"""The shipped-scorer machinery end to end on a tiny model: fit, save, load, score."""
+"""The shipped scorer: the machinery on a tiny model (fit, save, load, score), the model that ships,
+and its use by `jcurate run`, `jcurate subset --top-k` and the service."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import JcurateError
 from curate.classifier import spearman
 from curate.quality_features import RecordView, feature_matrix
-from curate.shipped_scorer import NgramRidge, Ridge, ShippedScorer, save_model
+from curate.shipped_scorer import DEFAULT_MODEL, MODELS, NgramRidge, Ridge, ShippedScorer, save_model
+from store.connection import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +30,7 @@ def test_fit_save_load_and_score_agree(tmp_path):
     ngrams = NgramRidge.fit(views, y, alpha=3.0)
     X = np.column_stack([feature_matrix(views), ngrams.predict(views)])
     ridge = Ridge.fit(X, y, alpha=3.0)
-    folder = save_model(tmp_path / "m", "test", "v0", ridge, ngrams)
+    folder = save_model(tmp_path / "m", "test", "v0", ngrams, ridge=ridge)
     scorer = ShippedScorer(folder=folder)
     assert scorer.model_id == "test@v0"
     scores = scorer.score([{"instruction": v.prompt, "input": v.context, "output": v.answer} for v in views])
@@ -44,3 +47,77 @@ def test_within_group_centring_ignores_the_dataset_level():
     within = Ridge.fit(X, y, alpha=0.01, groups=["a", "a", "a", "b", "b", "b"])
     assert pooled.coef[0] < 0, "pooled, length explains the level"
     assert abs(within.coef[0]) < 1e-9 and within.coef[1] > 0, "centred per dataset, only the in-dataset cue counts"
+
+
+def test_char_ngram_model_saves_loads_and_clips(tmp_path):
+    views, y = labelled(120)
+    ngrams = NgramRidge.fit(views, y, alpha=3.0)
+    scorer = ShippedScorer(folder=save_model(tmp_path / "m", "ngrams", "v0", ngrams))
+    scores = scorer.score([{"instruction": v.prompt, "input": v.context, "output": v.answer} for v in views])
+    assert np.allclose(scores, np.clip(ngrams.predict(views), 1, 5))
+
+
+def test_the_shipped_model_loads_and_scores_every_record_shape():
+    scorer = ShippedScorer()
+    meta = json.loads((MODELS / DEFAULT_MODEL / "model.json").read_text(encoding="utf-8"))
+    assert scorer.model_id == f"{meta['name']}@{meta['version']}" == "jquality@v1"
+    assert set(meta["metrics"]["leave_one_dataset_out"]) >= {"multialpaca-ja", "instruction-ja", "jsquad-ja"}
+    assert (MODELS / DEFAULT_MODEL / "README.md").is_file(), "the model ships with its model card"
+    assert sum(f.stat().st_size for f in (MODELS / DEFAULT_MODEL).iterdir()) < 20 * 2**20
+    scores = scorer.score([
+        {"instruction": "日本の首都はどこですか?", "output": "日本の首都は東京です。政治や経済の中心でもあります。"},
+        {"messages": json.dumps([{"role": "user", "content": "こんにちは"}, {"role": "assistant", "content": "こんにちは!"}])},
+        {"instruction": "", "output": ""},
+    ])
+    assert scores.shape == (3,) and ((scores >= 1) & (scores <= 5)).all()
+
+
+def test_a_missing_model_folder_is_one_clear_error(tmp_path):
+    try:
+        ShippedScorer(folder=tmp_path / "nothing")
+    except JcurateError as e:
+        assert str(e).startswith(f"shipped scorer: cannot load {tmp_path / 'nothing'}")
+    else:
+        raise AssertionError("no error for a missing model")
+
+
+def test_run_scores_every_kept_record_with_the_shipped_scorer(default_run):
+    _, db = default_run
+    con = connect(db, read_only=True)
+    try:
+        kept, scored, models = con.execute(
+            """SELECT count(*), count(s.score), list(DISTINCT s.model) FROM record_fate f
+               LEFT JOIN scores s ON s.record_id = f.record_id AND s.scorer = 'shipped'
+               WHERE f.kept AND f.run_id = (SELECT max(run_id) FROM runs)""").fetchone()
+    finally:
+        con.close()
+    assert kept > 500 and scored == kept and models == ["jquality@v1"]
+
+
+def test_top_k_works_out_of_the_box_on_a_source_without_labels(tmp_path):
+    """A user's own data, no labels, no judge: the run scores it, --top-k ranks by the shipped scorer."""
+    from jcurate.cli import main
+
+    rows = [line for line in (ROOT / "data/labels/real_records.jsonl").read_text(encoding="utf-8").splitlines()
+            if '"multialpaca-ja"' in line][:80]
+    (tmp_path / "mine.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (tmp_path / "sources.yaml").write_text(
+        "sources:\n  - id: mine\n    path: mine.jsonl\n    format: jsonl\n    license: Apache-2.0\n    id_field: id\n"
+        "    fields: {instruction: instruction, input: input, output: output}\n", encoding="utf-8")
+    out, db = tmp_path / "out", tmp_path / "store.duckdb"
+    assert main(["run", "--sources", str(tmp_path / "sources.yaml"), "--out", str(out), "--db", str(db)]) == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["scoring"]["shipped"]["scored"] == report["kept"] > 50
+    assert report["scoring"]["classifier"].startswith("skipped: only 0 records carry 'label' scores")
+    export = tmp_path / "top.jsonl"
+    assert main(["subset", "--db", str(db), "--name", "top", "--top-k", "10", "--out", str(export)]) == 0
+    picked = [json.loads(line) for line in export.read_text(encoding="utf-8").splitlines()]
+    con = connect(db, read_only=True)
+    try:
+        criteria = json.loads(con.execute("SELECT criteria FROM subsets WHERE name = 'top'").fetchone()[0])
+        best = [r[0] for r in con.execute(
+            "SELECT score FROM scores WHERE scorer = 'shipped' ORDER BY score DESC LIMIT 10").fetchall()]
+    finally:
+        con.close()
+    assert criteria["score"] == "shipped"
+    assert [round(p["score"], 6) for p in picked] == [round(b, 6) for b in best]

@@ -3,17 +3,21 @@
 Endpoints (OpenAPI at ``/openapi.json``, interactive docs at ``/docs``):
 
 * ``POST /v1/score``: what the pipeline would decide about new records (read, quality,
-  language, exact and near duplicates against the store), the classifier score, and the
-  LLM judge when asked for and configured.
+  language, exact and near duplicates against the store), the shipped scorer's score (the one
+  ``jcurate run`` stores as ``shipped``), the store's classifier score, and the LLM judge when
+  asked for and configured.
 * ``GET /v1/records/{record_id}``, ``GET /v1/records?q=``: provenance of stored records.
 * ``GET /v1/sources``: sources x licenses x kept/dropped in the latest run.
 * ``GET /v1/subsets``, ``GET /v1/subsets/{name}``, ``GET /v1/subsets/{name}/notice``.
 * ``POST /v1/sql``: read-only SQL with a row and a time limit.
 * ``GET /healthz``; ``GET /``: the provenance page for people who do not write SQL.
 
-With a token (``--token`` or ``JCURATE_TOKEN``; required when binding to a non-loopback
-address) every route but ``/healthz`` needs ``Authorization: Bearer TOKEN``; the page takes
-``/?token=TOKEN`` once and keeps it in a cookie.
+With a token (``JCURATE_TOKEN``, ``--token-file`` or ``--token``; required when binding to a
+non-loopback address) every route but ``/healthz`` needs ``Authorization: Bearer TOKEN``; the
+page takes ``/?token=TOKEN`` once and keeps it in a cookie. Without the token ``/healthz`` says
+only whether the service is up, not where the store is or what it holds. Every answer carries
+``X-Content-Type-Options: nosniff``, and the page a ``Content-Security-Policy`` that allows
+nothing but itself (no scripts, no third-party sources).
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ from licenses.catalogue import load_catalogue
 from store.runs import latest_run_id
 
 TOKEN_COOKIE = "jcurate_token"
+# the page is server-rendered HTML with inline styles, plain links and a GET form: nothing else may
+# load. /docs and /redoc (FastAPI's Swagger UI and ReDoc, scripts from a CDN) are left without it.
+PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; " \
+              "base-uri 'none'; frame-ancestors 'none'"
 
 
 @dataclass
@@ -74,6 +82,7 @@ class ScoreRequest(BaseModel):
 
 class ScoreResponse(BaseModel):
     run_id: str
+    shipped_scorer: str
     classifier: str | None
     elapsed_ms: float
     results: list[dict[str, Any]]
@@ -188,14 +197,21 @@ def create_app(settings: ServeSettings) -> FastAPI:
             return JSONResponse({"detail": "missing or wrong token: send 'Authorization: Bearer TOKEN' "
                                            "(the page: open /?token=TOKEN once)"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if not request.url.path.startswith(("/docs", "/redoc")):
+            response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
 
     @app.exception_handler(StoreBusy)
     async def busy(request: Request, exc: StoreBusy):
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
     @app.get("/healthz", tags=["service"])
-    def healthz() -> dict[str, Any]:
+    def healthz(request: Request) -> dict[str, Any]:
+        if settings.token and not _authorised(request, settings.token):
+            return {"status": "ok"}  # where the store is and what it holds is for token holders
         return {"status": "ok", "db": settings.db, **live.describe()}
 
     @app.post("/v1/score", response_model=ScoreResponse, tags=["scoring"], responses={
@@ -212,7 +228,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         start = time.perf_counter()
         results = scorer.score([r.model_dump() for r in request.records], judge=request.judge,
                                near_limit=request.near_duplicates)
-        return {"run_id": scorer.run_id, "classifier": scorer.classifier_id if scorer.classifier else None,
+        return {"run_id": scorer.run_id, "shipped_scorer": scorer.shipped.model_id,
+                "classifier": scorer.classifier_id if scorer.classifier else None,
                 "elapsed_ms": round((time.perf_counter() - start) * 1000, 2), "results": results}
 
     @app.get("/v1/records", tags=["provenance"], responses=ERRORS)

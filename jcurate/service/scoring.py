@@ -1,9 +1,10 @@
 """``POST /v1/score``: what the pipeline would decide about new records, one batch at a time.
 
 The filters, thresholds and MinHash parameters come from the configuration of the store's
-latest run (``runs.config``), so the service and ``jcurate run`` agree; the classifier is
-the latest one in ``classifier_models``; the duplicate index covers every record that run
-read. Nothing is written to the store: the service opens it read-only.
+latest run (``runs.config``), so the service and ``jcurate run`` agree; the shipped scorer
+gives the score ``jcurate run`` stores as ``shipped``; the classifier is the latest one in
+``classifier_models``; the duplicate index covers every record that run read. Nothing is
+written to the store: the service opens it read-only.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from curate.dedup import RecordParts
 from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter
 from curate.readers import RowError, record_fields
 from curate.records import make_document
+from curate.shipped_scorer import ShippedScorer
 from jcurate.service.near_index import DuplicateIndex
 from jcurate.service.store_access import StoreBusy, read_only
 from store.connection import LOCK_WAIT_S
@@ -51,6 +53,7 @@ class RecordScorer:
             self.quality = JapaneseQualityFilter(self.config.quality)
             self.language = JapaneseLanguageFilter(self.config.language)
             self.classifier, self.classifier_id, self.classifier_note = self._load_classifier(con)
+            self.shipped = ShippedScorer()  # the score `jcurate run` gives every kept record (scorer 'shipped')
             self.decont = self._decont_filter()
             logger.info(f"building the duplicate index over the records of run {self.run_id}")
             rows = con.execute(
@@ -101,6 +104,7 @@ class RecordScorer:
             "indexed_records": len(self.index.records),
             "index_seconds": round(self.index.seconds, 2),
             "classifier": self.classifier_id if self.classifier else None,
+            "shipped_scorer": self.shipped.model_id,
             "classifier_note": self.classifier_note,
             "decontamination": self.decont is not None,
             "decontamination_note": self.decont_note,
@@ -112,6 +116,10 @@ class RecordScorer:
         with self._lock:
             results = [self._one(i, r, near_limit) for i, r in enumerate(records)]
             parsed = [r for r in results if r["decisions"][0]["kept"]]
+            if parsed:
+                scores = self.shipped.score([r["normalised"] for r in parsed])
+                for r, s in zip(parsed, scores):
+                    r["shipped"] = {"score": round(float(s), 4), "model": self.shipped.model_id}
             if self.classifier is not None and parsed:
                 scores = self.classifier.score([r["normalised"]["text"] for r in parsed])
                 for r, s in zip(parsed, scores):
@@ -124,7 +132,7 @@ class RecordScorer:
     def _one(self, index: int, raw: dict, near_limit: int) -> dict:
         record_id = raw.get("id") or f"request:{index}"
         result = {"index": index, "id": record_id, "normalised": None, "decisions": [], "verdict": None,
-                  "classifier": None, "duplicates": {"exact": [], "near": []}, "judge": None}
+                  "shipped": None, "classifier": None, "duplicates": {"exact": [], "near": []}, "judge": None}
         obj = {k: v for k, v in raw.items() if v is not None}
         try:
             fields = record_fields(obj, {"messages": "messages"} if "messages" in obj else
