@@ -24,7 +24,7 @@ class ExperimentConfig:
     db: str = "jcurate.duckdb"
     run: str | None = None  # curation run (default: the latest)
     license_use: str | None = "commercial"
-    score: str = "classifier"
+    score: str | None = None  # the scorer top-k ranks by (default: the store's classifier, else shipped)
     k: int = 200
     seed: int = 0
     diversity: float | None = None
@@ -76,15 +76,22 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
     evals = {}
     for arm, train_run in train_runs.items():
         evals[arm] = run_eval(load_eval_config(cfg.eval_config, train_run=train_run, db=cfg.db), log=log)
+    comparisons = {}
     con = connect(cfg.db)
     try:
-        run_a, a = load_run_scores(con, evals["random"]["eval_run_id"])
-        run_b, b = load_run_scores(con, evals["topk"]["eval_run_id"])
+        for metric in ("score", "ref_nll"):  # each metric both arms measured
+            run_a, a = load_run_scores(con, evals["random"]["eval_run_id"], metric)
+            run_b, b = load_run_scores(con, evals["topk"]["eval_run_id"], metric)
+            if any(v[1] is not None for v in a.values()) and any(v[1] is not None for v in b.values()):
+                comparisons[metric] = compare_scores(a, b, run_a, run_b, seed=cfg.seed, metric=metric)
     finally:
         con.close()
-    comparison = compare_scores(a, b, run_a, run_b)
-    report = to_markdown(comparison, cfg.note)
+    if not comparisons:
+        raise JcurateError("the two arms share no measured eval item: nothing to compare")
+    report = "\n".join(to_markdown(c, cfg.note) for c in comparisons.values())
     (out / "comparison.md").write_text(report, encoding="utf-8")
-    plot(comparison, out / "comparison.png")
+    first = next(iter(comparisons.values()))
+    plot(first, out / "comparison.png")
     log(report)
-    return {"train_runs": train_runs, "evals": evals, "comparison": comparison, "report": str(out / "comparison.md")}
+    return {"train_runs": train_runs, "evals": evals, "comparison": first, "comparisons": comparisons,
+            "report": str(out / "comparison.md")}

@@ -19,26 +19,35 @@ class GenerationConfig:
     seed: int = 0
 
 
+def load_causal_lm(model: str, adapter: str | None = None, device: str | None = None,
+                   chat_template: str | None = None):
+    """(model in eval mode, tokenizer, device): a base model (hub id or folder) with an optional
+    PEFT adapter, whose folder's tokenizer (and chat template) wins when it has one."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(adapter or model)
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype="auto")
+    if adapter:
+        from peft import PeftModel
+
+        lm = PeftModel.from_pretrained(lm, adapter)
+    return lm.to(device).eval(), tokenizer, device
+
+
 class TransformersGenerator:
     def __init__(self, model: str, adapter: str | None = None, device: str | None = None,
                  chat_template: str | None = None):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.torch = torch
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(adapter or model)
+        self.lm, self.tokenizer, self.device = load_causal_lm(model, adapter, device, chat_template)
         self.tokenizer.padding_side = "left"
-        if chat_template:
-            self.tokenizer.chat_template = chat_template
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        lm = AutoModelForCausalLM.from_pretrained(model, dtype="auto")
-        if adapter:
-            from peft import PeftModel
-
-            lm = PeftModel.from_pretrained(lm, adapter)
-        self.lm = lm.to(self.device).eval()
 
     def generate(self, conversations: list[list[dict]], cfg: GenerationConfig) -> list[str]:
         torch = self.torch

@@ -1,4 +1,8 @@
-"""``jcurate eval``: generate answers on eval sets, grade them with the judge, store them."""
+"""``jcurate eval``: generate answers on eval sets and grade them with the judge, and/or measure how
+likely the model finds the reference answers (judge-free, ``eval.likelihood``); store both per item.
+
+Without a judge model (``judge.model: null``) nothing is generated: the run measures the
+reference NLL only, which needs no judge and no server."""
 
 from __future__ import annotations
 
@@ -37,6 +41,9 @@ class EvalConfig:
     backend: str = "auto"  # auto (vLLM on a GPU when installed, else transformers) | transformers | vllm
     limit: int | None = None  # items per eval file
     db: str = "jcurate.duckdb"
+    reference_nll: bool = True  # mean per-token NLL of each reference answer (items that have one)
+    nll_max_tokens: int = 1024  # prompt + reference, per item (a long prompt loses its start)
+    nll_batch_size: int = 4
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
 
@@ -48,9 +55,12 @@ def load_eval_config(path: str | Path | None, **overrides) -> EvalConfig:
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         cfg = from_dict(EvalConfig, data)
-        cfg.judge.validate("judge")
+        if cfg.judge.model:
+            cfg.judge.validate("judge")
+        elif not cfg.reference_nll:
+            raise JcurateError("nothing to measure: name a judge (judge.model) or keep reference_nll: true")
     except JcurateError as e:
-        raise JcurateError(f"{path}: {e}") from None
+        raise JcurateError(f"{path or 'eval config'}: {e}") from None
     return cfg
 
 
@@ -140,6 +150,46 @@ def _grade(judge, items: list[EvalItem], answers: dict[str, list[str]], con) -> 
     return results
 
 
+def _generate(generator, items: list[EvalItem], cfg: EvalConfig, log) -> dict[str, list[str]]:
+    answers: dict[str, list[str]] = {it.item_id: [] for it in items}
+    convs = {it.item_id: [] for it in items}
+    for turn in range(max(len(it.turns) for it in items)):
+        active = [it for it in items if turn < len(it.turns)]
+        for it in active:
+            convs[it.item_id].append({"role": "user", "content": it.turns[turn]})
+        outs = generator.generate([convs[it.item_id] for it in active], cfg.generation)
+        for it, text in zip(active, outs):
+            answers[it.item_id].append(text)
+            convs[it.item_id].append({"role": "assistant", "content": text})
+        log(f"generated turn {turn + 1} for {len(active)} item(s)")
+    return answers
+
+
+def _reference_nll(generator, model: str, adapter: str | None, items: list[EvalItem], cfg: EvalConfig, log):
+    """Reference NLL per item id, on the generator's own model where it is a transformers one."""
+    import time
+
+    from eval.generate import load_causal_lm
+    from eval.likelihood import reference_nll, reference_pairs
+
+    pairs = reference_pairs(items)
+    if not pairs:
+        log("reference NLL: no eval item has a reference answer")
+        return {}
+    if generator is not None and hasattr(generator, "lm"):
+        lm, tokenizer, device = generator.lm, generator.tokenizer, generator.device
+    else:
+        lm, tokenizer, device = load_causal_lm(model, adapter)
+    start = time.perf_counter()
+    results = reference_nll(lm, tokenizer, pairs, batch_size=cfg.nll_batch_size, max_tokens=cfg.nll_max_tokens,
+                            device=device)
+    secs = time.perf_counter() - start
+    tokens = sum(r.tokens for r in results)
+    log(f"reference NLL: {len(results)} item(s), {tokens} reference tokens in {secs:.1f} s; "
+        f"mean {sum(r.nll for r in results) / len(results):.4f} nats/token")
+    return {f"{r.item_id}#t1": r for r in results}
+
+
 def run_eval(cfg: EvalConfig, log=print) -> dict:
     from store.connection import connect
 
@@ -152,34 +202,37 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
             overlap = decontamination_overlap(con, subset, cfg.eval_files)
             log(f"decontamination check: {overlap} training record(s) of subset {subset} overlap the eval set"
                 + (" (expected 0: the pipeline drops them)" if overlap == 0 else " -- these inflate the scores"))
-        judge = make_judge(cfg.judge)
-        generator = make_generator(model, adapter, cfg.backend)
-        answers: dict[str, list[str]] = {it.item_id: [] for it in items}
-        convs = {it.item_id: [] for it in items}
-        for turn in range(max(len(it.turns) for it in items)):
-            active = [it for it in items if turn < len(it.turns)]
-            for it in active:
-                convs[it.item_id].append({"role": "user", "content": it.turns[turn]})
-            outs = generator.generate([convs[it.item_id] for it in active], cfg.generation)
-            for it, text in zip(active, outs):
-                answers[it.item_id].append(text)
-                convs[it.item_id].append({"role": "assistant", "content": text})
-            log(f"generated turn {turn + 1} for {len(active)} item(s)")
-        graded = _grade(judge, items, answers, con)
+        judge = make_judge(cfg.judge) if cfg.judge.model else None
+        generator = make_generator(model, adapter, cfg.backend) if judge else None
+        graded = _grade(judge, items, _generate(generator, items, cfg, log), con) if judge else []
+        if not judge:
+            log("no judge configured (judge.model): nothing generated, reference NLL only")
+        nll = _reference_nll(generator, model, adapter, items, cfg, log) if cfg.reference_nll else {}
+        rows: dict[str, dict] = {}
+        for g in graded:
+            rows[f"{g.item_id}#t{g.turn + 1}"] = dict(category=g.category, answer=g.answer, score=g.score,
+                                                      judge_model=judge.model, rationale=g.rationale)
+        categories = {it.item_id: it.category for it in items}
+        for key, r in nll.items():
+            rows.setdefault(key, dict(category=categories[r.item_id]))
+            rows[key].update(ref_nll=r.nll, ref_tokens=r.tokens)
         scores = [g.score for g in graded if g.score is not None]
         eval_run_id = new_id("eval")
         now = datetime.now(timezone.utc)
         mean = sum(scores) / len(scores) if scores else None
+        mean_nll = sum(r.nll for r in nll.values()) / len(nll) if nll else None
         insert_row(con, "eval_runs", dict(
             eval_run_id=eval_run_id, train_run_id=cfg.train_run, model=model, adapter=adapter,
-            eval_files=json.dumps(cfg.eval_files), judge_model=judge.model, config=json.dumps(asdict(cfg), default=str),
-            decont_overlap=overlap, mean_score=mean, created_at=now))
-        insert_rows(con, "eval_results", [dict(
-            eval_run_id=eval_run_id, train_run_id=cfg.train_run, item_id=f"{g.item_id}#t{g.turn + 1}",
-            category=g.category, answer=g.answer, score=g.score, judge_model=judge.model, rationale=g.rationale,
-            created_at=now) for g in graded])
-        log(f"eval {eval_run_id}: {len(graded)} graded answers, mean {mean if mean is None else round(mean, 3)}")
+            eval_files=json.dumps(cfg.eval_files), judge_model=judge.model if judge else None,
+            config=json.dumps(asdict(cfg), default=str), decont_overlap=overlap, mean_score=mean,
+            mean_ref_nll=mean_nll, created_at=now))
+        columns = ("category", "answer", "score", "judge_model", "rationale", "ref_nll", "ref_tokens")
+        insert_rows(con, "eval_results", [dict(eval_run_id=eval_run_id, train_run_id=cfg.train_run, item_id=key,
+                                               created_at=now, **{c: row.get(c) for c in columns})
+                                          for key, row in rows.items()])
+        log(f"eval {eval_run_id}: {len(graded)} graded answers, mean {mean if mean is None else round(mean, 3)}"
+            + (f"; reference NLL on {len(nll)} item(s), mean {mean_nll:.4f}" if nll else ""))
         return {"eval_run_id": eval_run_id, "graded": len(graded), "failed": len(graded) - len(scores),
-                "mean": mean, "decont_overlap": overlap}
+                "mean": mean, "decont_overlap": overlap, "reference_nll_items": len(nll), "mean_ref_nll": mean_nll}
     finally:
         con.close()

@@ -226,11 +226,11 @@ def cmd_compare(args) -> int:
 
     con = connect(args.db, read_only=True)
     try:
-        run_a, a = load_run_scores(con, args.run_a)
-        run_b, b = load_run_scores(con, args.run_b)
+        run_a, a = load_run_scores(con, args.run_a, args.metric)
+        run_b, b = load_run_scores(con, args.run_b, args.metric)
     finally:
         con.close()
-    comparison = compare_scores(a, b, run_a, run_b)
+    comparison = compare_scores(a, b, run_a, run_b, metric=args.metric)
     report = to_markdown(comparison)
     if args.plot:
         plot(comparison, args.plot)
@@ -395,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="compare two eval runs (or evaluated train runs): paired bootstrap")
     cmp_.add_argument("run_a")
     cmp_.add_argument("run_b")
+    cmp_.add_argument("--metric", choices=["score", "ref_nll"], default="score",
+                      help="the judge's score (higher is better) or the reference NLL (lower is better)")
     cmp_.add_argument("--format", choices=["text", "md"], default="text")
     cmp_.add_argument("--out", default=None, help="report file for --format md")
     cmp_.add_argument("--plot", default=None, help="PNG of per-category means")

@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS eval_results (
 CREATE TABLE IF NOT EXISTS eval_runs (
     eval_run_id VARCHAR PRIMARY KEY, train_run_id VARCHAR, model VARCHAR, adapter VARCHAR, eval_files JSON,
     judge_model VARCHAR, config JSON, decont_overlap INTEGER, mean_score DOUBLE, created_at TIMESTAMPTZ);
+-- the judge-free metric (eval/likelihood.py): mean per-token NLL of the reference answer; older stores gain it
+ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS ref_nll DOUBLE;
+ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS ref_tokens INTEGER;
+ALTER TABLE eval_runs ADD COLUMN IF NOT EXISTS mean_ref_nll DOUBLE;
 -- the one judge cache (store.cache): prompt_hash is a record's content_hash (record judging) or the
 -- sha256 of a grading prompt (evaluation)
 CREATE TABLE IF NOT EXISTS judge_cache (

@@ -98,8 +98,10 @@ def test_experiment_end_to_end_on_the_default(default_run, tmp_path):
     assert [r[0] for r in q5] == ["cpu-smoke-random", "cpu-smoke-topk"]
     c = result["comparison"]
     assert c.n == 6 and c.ci_low <= c.diff <= c.ci_high
+    nll = result["comparisons"]["ref_nll"]
+    assert nll.n == 2 and nll.ci_low <= nll.diff <= nll.ci_high, "the 2 ELYZA items have references"
     report = (tmp_path / "runs/comparison.md").read_text(encoding="utf-8")
-    assert "the scores mean nothing" in report and "bootstrap 95% CI" in report
+    assert "the scores mean nothing" in report and "bootstrap 95% CI" in report and "lower is better" in report
     assert (tmp_path / "runs/comparison.png").stat().st_size > 1000
 
 
@@ -124,3 +126,70 @@ def test_grading_through_the_openai_backend(default_run, tmp_path):
         assert server.requests == requests, "the same answers are graded from the judge cache"
     assert first["graded"] == 3 and first["failed"] == 0 and 1 <= first["mean"] <= 5
     assert second["mean"] == pytest.approx(first["mean"])
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    from train.tiny import build_tiny_model
+
+    folder = tmp_path_factory.mktemp("tiny-models")
+    return build_tiny_model(folder / "a", seed=0), build_tiny_model(folder / "b", seed=1)
+
+
+@needs_torch
+def test_reference_nll_counts_only_the_reference_tokens_and_follows_the_model(tiny_models):
+    import torch
+
+    from eval.generate import load_causal_lm
+    from eval.likelihood import reference_nll, reference_pairs
+
+    items = load_tasks(ROOT / "data/eval/elyza_style.jsonl")[:3]
+    pairs = reference_pairs(items)
+    lm, tok, device = load_causal_lm(str(tiny_models[0]))
+    batched = reference_nll(lm, tok, pairs, batch_size=3)
+    alone = reference_nll(lm, tok, pairs, batch_size=1)
+    assert [r.nll for r in batched] == pytest.approx([r.nll for r in alone], abs=1e-4), "padding changes nothing"
+    # by hand, for the first item: the full sequence, the loss on the reference's positions only
+    _, prompt, reference = pairs[0]
+    rendered = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+    prompt_ids = tok(rendered, add_special_tokens=False)["input_ids"]
+    ref_ids = tok(reference, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt_ids + ref_ids])
+    with torch.no_grad():
+        logp = torch.log_softmax(lm(input_ids=ids).logits.float()[0, :-1], dim=-1)
+    token_nll = -logp.gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)
+    expected = float(token_nll[len(prompt_ids) - 1:].mean())
+    assert batched[0].tokens == len(ref_ids)
+    assert batched[0].nll == pytest.approx(expected, abs=1e-4)
+    assert abs(float(token_nll.mean()) - expected) > 1e-3, "the prompt's tokens would change it: they are masked"
+    other = reference_nll(*load_causal_lm(str(tiny_models[1]))[:2], pairs)
+    assert all(abs(a.nll - b.nll) > 1e-3 for a, b in zip(batched, other)), "another model, other numbers"
+
+
+@needs_torch
+def test_a_judge_free_eval_stores_the_reference_nll_and_compares_it(default_run, tiny_models, tmp_path, capsys):
+    from eval.runner import load_eval_config, run_eval
+    from tests.conftest import run_cli
+
+    db = tmp_path / "store.duckdb"
+    shutil.copy(default_run[1], db)
+    runs = []
+    for model in tiny_models:
+        cfg = load_eval_config(None, eval_files=[str(ROOT / "data/eval/elyza_style.jsonl")], limit=4, model=str(model),
+                               db=str(db))
+        runs.append(run_eval(cfg, log=lambda m: None))
+    assert all(r["graded"] == 0 and r["reference_nll_items"] == 4 for r in runs), "no judge: nothing generated"
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute("SELECT item_id, score, answer, ref_nll, ref_tokens FROM eval_results WHERE eval_run_id = ?",
+                       [runs[0]["eval_run_id"]]).fetchall()
+    mean = con.execute("SELECT mean_ref_nll FROM eval_runs WHERE eval_run_id = ?", [runs[0]["eval_run_id"]]).fetchone()
+    con.close()
+    assert len(rows) == 4 and all(r[1] is None and r[2] is None and r[3] > 0 and r[4] > 0 for r in rows)
+    assert mean[0] == pytest.approx(np.mean([r[3] for r in rows]))
+    capsys.readouterr()
+    assert run_cli("compare", runs[0]["eval_run_id"], runs[1]["eval_run_id"], "--metric", "ref_nll",
+                   "--db", str(db)) == 0
+    out = capsys.readouterr().out
+    assert "lower is better" in out and "Paired items: 4" in out
+    with pytest.raises(Exception, match="nothing to measure"):
+        load_eval_config(None, reference_nll=False, model="x")

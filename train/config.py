@@ -22,7 +22,8 @@ class DataConfig:
     subset: str | None = None  # a subset in the store ...
     file: str | None = None  # ... or a JSONL file (instruction/input/output or messages)
     db: str = "jcurate.duckdb"
-    chat_template: str = "chatml"  # chatml (with generation marks) | model (the tokenizer's own) | a .jinja file
+    # chatml | gemma (both with generation marks) | model (the tokenizer's own) | a .jinja file
+    chat_template: str = "chatml"
     system_prompt: str | None = None
     eval_fraction: float = 0.1
     seed: int = 0
@@ -34,8 +35,8 @@ class DataConfig:
             raise JcurateError(f"config key '{key}.eval_fraction': must be in [0, 1), got {self.eval_fraction}")
         if self.file and not Path(self.file).is_file():
             raise JcurateError(f"config key '{key}.file': file not found: {self.file}")
-        if self.chat_template not in ("chatml", "model") and not Path(self.chat_template).is_file():
-            raise JcurateError(f"config key '{key}.chat_template': chatml, model, or a template file; "
+        if self.chat_template not in ("chatml", "gemma", "model") and not Path(self.chat_template).is_file():
+            raise JcurateError(f"config key '{key}.chat_template': chatml, gemma, model, or a template file; "
                                f"{self.chat_template!r} is none of these")
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from core.errors import JcurateError
 from store.ids import new_id
-from train.chat_template import CHATML
+from train.chat_template import TEMPLATES
 from train.config import TrainJob
 from train.data import load_records, split
 from train.resources import estimate, peak_ram_mb, peak_vram_mb
@@ -21,8 +21,8 @@ from train.tiny import build_tiny_model
 
 def _chat_template(job: TrainJob, tokenizer) -> str:
     name = job.data.chat_template
-    if name == "chatml":
-        return CHATML
+    if name in TEMPLATES:
+        return TEMPLATES[name]
     template = Path(name).read_text(encoding="utf-8") if name != "model" else tokenizer.chat_template
     if not template:
         raise JcurateError(f"{job.model.model_name_or_path} has no chat template: use data.chat_template: chatml")

@@ -1,0 +1,71 @@
+"""A judge-free metric: how likely the evaluated model finds the reference answers of an eval set.
+
+For every item with a reference answer (ELYZA-tasks-100 shape: ``input`` and ``output``; MT-Bench
+shape: the first turn and its reference), the mean negative log-likelihood per token of the
+reference given the prompt, the chat template applied: the prompt is the template's rendering of
+the user turn with the generation prompt, the reference's tokens follow it, and only they count
+(the prompt's tokens are masked). Lower is better. The prompt and the reference are tokenized
+apart and their ids joined, so no token straddles the boundary and the mask is exact. No
+end-of-turn token is appended: templates end a turn differently (``<|im_end|>``,
+``<end_of_turn>``), and only the reference's own tokens are what the metric is about.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eval.tasks import EvalItem
+
+
+@dataclass(frozen=True)
+class ReferenceNLL:
+    item_id: str
+    nll: float  # mean over the reference's tokens, in nats
+    tokens: int  # reference tokens counted (after truncation to max_tokens)
+
+
+def reference_pairs(items: list[EvalItem]) -> list[tuple[str, str, str]]:
+    """(item id, prompt, reference) of the items that have a reference answer."""
+    return [(it.item_id, it.turns[0], it.reference[0]) for it in items if it.reference and it.reference[0].strip()]
+
+
+def reference_nll(lm, tokenizer, pairs: list[tuple[str, str, str]], batch_size: int = 4, max_tokens: int = 1024,
+                  device: str = "cpu") -> list[ReferenceNLL]:
+    """Mean per-token NLL of each reference given its prompt under ``lm`` (a causal LM, eval mode)."""
+    import torch
+
+    encoded = []
+    for item_id, prompt, reference in pairs:
+        prompt_ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True,
+                                                   add_generation_prompt=True)
+        if isinstance(prompt_ids, dict) or hasattr(prompt_ids, "input_ids"):  # a BatchEncoding
+            prompt_ids = prompt_ids["input_ids"]
+        prompt_ids = list(prompt_ids)
+        ref_ids = tokenizer(reference, add_special_tokens=False)["input_ids"]
+        room = max(1, max_tokens - len(ref_ids))
+        prompt_ids = prompt_ids[-room:]  # a long prompt loses its start, never the reference
+        ref_ids = ref_ids[: max_tokens - len(prompt_ids)]
+        encoded.append((item_id, prompt_ids, ref_ids))
+    pad = next((t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id) if t is not None), 0)
+    results = []
+    for i in range(0, len(encoded), batch_size):
+        batch = encoded[i:i + batch_size]
+        width = max(len(p) + len(r) for _, p, r in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        for row, (_, p, r) in enumerate(batch):  # right padding: positions stay those of an unpadded run
+            seq = p + r
+            ids[row, :len(seq)] = torch.tensor(seq)
+            mask[row, :len(seq)] = 1
+            labels[row, len(p):len(seq)] = torch.tensor(r)
+        with torch.no_grad():
+            logits = lm(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+        target = labels[:, 1:].to(device)
+        counted = target != -100
+        picked = logprobs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * counted
+        for row, (item_id, _, _) in enumerate(batch):
+            n = int(counted[row].sum())
+            results.append(ReferenceNLL(item_id, float(-picked[row].sum() / max(n, 1)), n))
+    return results
