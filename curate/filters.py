@@ -173,6 +173,11 @@ class JapaneseLanguageFilter(LanguageFilter):
     not. Otherwise its kana share of kana+kanji must reach ``min_kana_ratio``, and the share
     alone passes it when high (``script_override_kana_ratio``): Japanese dominated by code or
     English terms, where fastText hesitates, still passes.
+
+    fastText runs only where the script leaves the decision open (``script_decision``): a record
+    with no kana is dropped and one with enough kana and a high kana share kept, whatever
+    fastText would say, so most records never reach it. Those carry no ``lid_ja``/``language``
+    signal; their drop value says ``lid=not run``.
     """
 
     name = "🌍 Japanese (kana + lid.176)"
@@ -182,11 +187,25 @@ class JapaneseLanguageFilter(LanguageFilter):
         self.config = config
         self.model = LocalFastTextLID(config.lid_model, languages=None, k=5)
 
+    def script_decision(self, kana: int, ratio: float) -> bool | None:
+        """What the rules below decide from the script alone, whatever fastText says; None: it matters."""
+        c = self.config
+        if kana >= c.min_kana_chars and ratio >= max(c.min_kana_ratio, c.script_override_kana_ratio):
+            return True  # passes the second test, then the script override
+        if kana == 0 and c.min_kana_chars >= 1:
+            return False  # fails the first test (it needs kana) and then the script test
+        return None
+
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         c = self.config
         prose = without_code(doc.text)
         kana, han = kana_counts(prose)
         ratio = kana / (kana + han) if kana + han else 0.0
+        decided = self.script_decision(kana, ratio)
+        if decided is not None:
+            doc.metadata["kana_ratio"] = round(ratio, 3)
+            return True if decided else _drop(doc, "not_japanese_script",
+                                               f"kana_ratio={ratio:.2f} kana={kana} lid=not run")
         (top_lang, top_score), scores = self.model.predict(Document(text=prose or doc.text, id=doc.id))
         ja = scores.get("ja", 0.0)
         doc.metadata.update(kana_ratio=round(ratio, 3), lid_ja=round(ja, 3), language=top_lang)

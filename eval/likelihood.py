@@ -60,12 +60,35 @@ def reference_nll(lm, tokenizer, pairs: list[tuple[str, str, str]], batch_size: 
             mask[row, :len(seq)] = 1
             labels[row, len(p):len(seq)] = torch.tensor(r)
         with torch.no_grad():
-            logits = lm(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-        target = labels[:, 1:].to(device)
-        counted = target != -100
-        picked = logprobs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * counted
-        for row, (item_id, _, _) in enumerate(batch):
-            n = int(counted[row].sum())
-            results.append(ReferenceNLL(item_id, float(-picked[row].sum() / max(n, 1)), n))
+            per_token = _reference_logprobs(lm, ids.to(device), mask.to(device), labels.to(device))
+        for row, (item_id, _, r) in enumerate(batch):
+            values = per_token[row]
+            results.append(ReferenceNLL(item_id, float(-values.sum() / max(len(r), 1)), len(r)))
     return results
+
+
+def _reference_logprobs(lm, ids, mask, labels) -> list:
+    """Log-probabilities of the labelled tokens, row by row. The output layer runs only on the
+    positions that predict a reference token: with a 262k vocabulary (Gemma) the logits of every
+    position would cost most of the time and gigabytes of memory."""
+    import torch
+
+    decoder, head = lm.get_decoder(), lm.get_output_embeddings()
+    if decoder is None or head is None:  # not the usual decoder + head layout: the whole forward pass
+        logits = lm(input_ids=ids, attention_mask=mask).logits.float()[:, :-1]
+        target = labels[:, 1:]
+        rows = []
+        for row in range(ids.shape[0]):
+            keep = target[row] != -100
+            rows.append(torch.log_softmax(logits[row][keep], dim=-1).gather(-1, target[row][keep].unsqueeze(-1))[:, 0])
+        return rows
+    hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    cap = getattr(getattr(lm, "config", None), "final_logit_softcapping", None)
+    rows = []
+    for row in range(ids.shape[0]):
+        positions = (labels[row, 1:] != -100).nonzero()[:, 0]  # position t predicts token t + 1
+        logits = head(hidden[row, positions]).float()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        rows.append(torch.log_softmax(logits, dim=-1).gather(-1, labels[row, positions + 1].unsqueeze(-1))[:, 0])
+    return rows

@@ -82,3 +82,39 @@ def test_normalisation_keeps_dakuten_and_folds_width():
     a = doc(output="ＡＩは　便利です。")
     b = doc(output="AIは 便利です。")
     assert a.metadata["content_hash"] == b.metadata["content_hash"] == content_hash(a.text)
+
+
+class _AlwaysLid(JapaneseLanguageFilter):
+    """The language filter as it was: fastText on every record."""
+
+    def script_decision(self, kana, ratio):
+        return None
+
+
+def test_skipping_fasttext_where_the_script_decides_changes_no_decision():
+    """Every record of the audit, the labels and the hand-written sources, plus the edge cases of the
+    script test: the same keep/drop and reason with and without the shortcut."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    rows = []
+    for path in [root / "data/audit/records.jsonl", root / "data/labels/real_records.jsonl",
+                 *sorted((root / "data/handwritten").glob("*.jsonl"))]:
+        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    edge = ["漢字だけ", "東京", "北京是中国的首都。", "これ", "Pythonで`print('a')`と書きます", "a" * 50 + "です",
+            "日本の首都は東京都千代田区霞が関周辺です", "ok"]
+    rows += [{"instruction": "質問", "output": text} for text in edge]
+    fast, full = JapaneseLanguageFilter(LanguageConfig()), _AlwaysLid(LanguageConfig())
+    skipped = 0
+    for i, r in enumerate(rows):
+        messages = r.get("messages")
+        if isinstance(messages, str):
+            messages = json.loads(messages)
+        kwargs = {"messages": messages} if messages else {
+            "instruction": r.get("instruction") or "", "input_": r.get("input") or "", "output": r.get("output") or ""}
+        a, b = make_document(record_id=f"r{i}", source_id="s", **kwargs), make_document(record_id=f"r{i}", source_id="s",
+                                                                                       **kwargs)
+        assert fast.filter(a) == full.filter(b), (i, a.text[:80])
+        skipped += "lid_ja" not in a.metadata
+    assert len(rows) > 2500 and skipped > 0.9 * len(rows), "most records never reach fastText"
