@@ -118,13 +118,23 @@ def _parse_source(i: int, entry, manifest: Path, catalogue: Catalogue) -> Source
     generated_by = None
     if "generated_by" in entry:
         gb = entry["generated_by"]
-        if not isinstance(gb, dict) or not {"model", "license"} <= set(gb):
-            raise JcurateError(f"{where}: key 'generated_by' needs 'model' and 'license'")
-        if gb["license"] not in catalogue:
-            raise JcurateError(
-                f"{where}: key 'generated_by.license': {gb['license']!r} is not in the license catalogue"
-            )
-        generated_by = GeneratedBy(str(gb["model"]), gb["license"])
+        if not isinstance(gb, dict) or "model" not in gb:
+            raise JcurateError(f"{where}: key 'generated_by' needs 'model' (and 'license' where the model's card and "
+                               f"the catalogue do not say it)")
+        if "license" in gb:
+            if gb["license"] not in catalogue:
+                raise JcurateError(
+                    f"{where}: key 'generated_by.license': {gb['license']!r} is not in the license catalogue"
+                )
+            generated_by = GeneratedBy(str(gb["model"]), gb["license"])
+        else:
+            from licenses.models import resolve_model_license
+
+            try:
+                resolved = resolve_model_license(str(gb["model"]), catalogue)
+            except JcurateError as e:
+                raise JcurateError(f"{where}: key 'generated_by': {e}") from None
+            generated_by = GeneratedBy(str(gb["model"]), resolved.license.id)
     files = _resolve_files(str(entry["path"]), fmt, manifest.parent)
     if not files:
         raise JcurateError(f"{where}: key 'path': no {fmt} file found at {entry['path']}")

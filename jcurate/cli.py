@@ -158,17 +158,16 @@ def cmd_licenses_check(args) -> int:
 
     from curate.subsets import subset_exists
     from licenses.catalogue import load_catalogue
+    from licenses.models import resolve_model_license
     from licenses.notice import subset_licenses
     from licenses.rules import check
     from store.connection import connect
 
     catalogue = load_catalogue()
-    base = None
+    base = resolved = None
     if args.base_model:
-        base = catalogue.resolve_model(args.base_model)
-        if base is None:
-            raise JcurateError(f"--base-model {args.base_model!r} is neither a license id nor a hub model mapped in "
-                               f"licenses/catalogue.yaml (add it under the license's hub_models)")
+        resolved = resolve_model_license(args.base_model, catalogue)
+        base = resolved.license
     con = connect(args.db, read_only=True)
     try:
         if not subset_exists(con, args.subset):
@@ -180,8 +179,11 @@ def cmd_licenses_check(args) -> int:
     if args.format == "json":
         print(json.dumps(verdict.to_dict(), ensure_ascii=False, indent=1))
     else:
-        subject = f"subset {args.subset}" + (f" + a model fine-tuned from {args.base_model} ({base.id})" if base else "")
+        subject = f"subset {args.subset}" + (f" + a model fine-tuned from {args.base_model} ({base.id}, from its "
+                                             f"{resolved.source})" if base else "")
         print(f"{subject}\n  licenses: {', '.join(lic.id for lic in licenses)}")
+        if resolved and resolved.note:
+            print(f"  NOTE: {resolved.note}")
         print(f"  commercial use: {'yes' if verdict.commercial else 'NO'}")
         print(f"  redistribution: {'yes' if verdict.redistribute else 'NO'}")
         if verdict.training_restricted:

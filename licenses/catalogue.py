@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -63,6 +63,8 @@ def _parse_entry(i: int, entry: dict, path: Path) -> License:
 class Catalogue:
     licenses: dict[str, License]
     hub_models: dict[str, str]  # hub model id -> license id
+    card_licenses: dict[str, str] = field(default_factory=dict)  # model card license id -> license id
+    model_families: tuple[tuple[str, str], ...] = ()  # (hub id pattern, license id), first match wins
 
     def get(self, license_id: str) -> License:
         return self.licenses[license_id]
@@ -71,11 +73,19 @@ class Catalogue:
         return license_id in self.licenses
 
     def resolve_model(self, model_or_license: str) -> License | None:
-        """A hub model id mapped in the catalogue, or a license id."""
+        """A license id, or a hub model id by the catalogue alone: the first family rule it matches,
+        else the hub_models lists (``licenses.models.resolve_model_license`` reads model cards first)."""
         if model_or_license in self.licenses:
             return self.licenses[model_or_license]
-        license_id = self.hub_models.get(model_or_license)
+        rule = self.family_rule(model_or_license)
+        license_id = rule[1] if rule else self.hub_models.get(model_or_license)
         return self.licenses[license_id] if license_id else None
+
+    def family_rule(self, model: str) -> tuple[str, str] | None:
+        """(pattern, license id) of the first ``model_families`` rule ``model`` matches."""
+        from fnmatch import fnmatchcase
+
+        return next(((p, lic) for p, lic in self.model_families if fnmatchcase(model, p)), None)
 
 
 @lru_cache(maxsize=4)
@@ -92,7 +102,17 @@ def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
             if model in hub_models:
                 raise JcurateError(f"{path}: hub model {model!r} is mapped to {hub_models[model]} and {lic.id}")
             hub_models[model] = lic.id
-    return Catalogue(licenses, hub_models)
+    card_licenses = {str(k).lower(): v for k, v in ((data or {}).get("card_licenses") or {}).items()}
+    families = []
+    for i, rule in enumerate((data or {}).get("model_families") or []):
+        if not isinstance(rule, dict) or set(rule) != {"pattern", "license"}:
+            raise JcurateError(f"{path}: model_families[{i}]: expected {{pattern: ..., license: ...}}, got {rule!r}")
+        families.append((str(rule["pattern"]), rule["license"]))
+    for where, license_id in [*((f"card_licenses.{k}", v) for k, v in card_licenses.items()),
+                              *((f"model_families pattern {p!r}", v) for p, v in families)]:
+        if license_id not in licenses:
+            raise JcurateError(f"{path}: {where}: {license_id!r} is not a license id of the catalogue")
+    return Catalogue(licenses, hub_models, card_licenses, tuple(families))
 
 
 def sync_licenses(con, catalogue: Catalogue) -> None:

@@ -173,3 +173,72 @@ def test_sql_is_read_only(store, capsys):
     assert json.loads(capsys.readouterr().out)[0]["n"] > 1000
     assert run_cli("sql", "SELECT source_id FROM sources LIMIT 1", "--format", "csv", "--db", str(store)) == 0
     assert capsys.readouterr().out.startswith("source_id\n")
+
+
+def test_licenses_check_resolves_a_family_model_and_says_how(store, capsys):
+    assert run_cli("subset", "--name", "all-for-family", "--db", str(store)) == 0
+    capsys.readouterr()
+    assert run_cli("licenses", "check", "--subset", "all-for-family", "--base-model", "no/such-model",
+                   "--db", str(store)) == 2
+    assert "Pass its license id instead" in capsys.readouterr().err
+    # a model the catalogue knows by a family rule, not by a hand-listed id
+    assert run_cli("licenses", "check", "--subset", "all-for-family", "--base-model", "google/gemma-2-2b",
+                   "--db", str(store)) == 0
+    assert "(Gemma, from its family rule 'google/gemma-*')" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model, license_id", [
+    ("google/gemma-2-2b", "Gemma"), ("google/gemma-3-1b-pt", "Gemma"),
+    ("meta-llama/Llama-3.1-405B-Instruct", "Llama-3.1"), ("meta-llama/Meta-Llama-3-8B", "Llama-3"),
+    ("Qwen/Qwen2.5-7B", "Apache-2.0"), ("Qwen/Qwen2.5-32B-Instruct", "Apache-2.0"),
+    ("Qwen/Qwen2.5-3B", "Qwen-Research"), ("Qwen/Qwen2.5-Coder-3B-Instruct", "Qwen-Research"),
+    ("Qwen/Qwen2.5-72B", "Qwen"), ("Qwen/Qwen2.5-Math-72B-Instruct", "Qwen"),
+    ("llm-jp/llm-jp-3-150m-instruct3", "Apache-2.0"), ("elyza/Llama-3-ELYZA-JP-8B", "Llama-3"),
+    ("cyberagent/calm3-22b-chat", "Apache-2.0"), ("tokyotech-llm/Llama-3-Swallow-8B-Instruct-v0.1", "Llama-3"),
+    ("Qwen/Qwen2.5-0.5B-Instruct", "Apache-2.0"), ("CC-BY-4.0", "CC-BY-4.0"),
+])
+def test_family_rules_resolve_models_without_a_hand_list(model, license_id):
+    from licenses.models import resolve_model_license
+
+    assert resolve_model_license(model, CAT).license.id == license_id
+
+
+def _card(folder, front: str):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "README.md").write_text(f"---\n{front}---\n# a model\n", encoding="utf-8")
+    return folder
+
+
+def test_a_model_card_decides_first_and_a_disagreement_is_said(tmp_path):
+    from core.errors import JcurateError
+    from licenses.models import resolve_model_license
+
+    local = _card(tmp_path / "my-model", "license: other\nlicense_name: gemma-terms-of-use\n"
+                                         "license_link: https://ai.google.dev/gemma/terms\n")
+    r = resolve_model_license(str(local), CAT)
+    assert r.license.id == "Gemma" and r.source == f"model card {local / 'README.md'}" and r.note is None
+    # the Hugging Face cache's documented layout: models--ORG--NAME/{refs/main, snapshots/SHA/README.md}
+    cache = tmp_path / "hub"
+    repo = cache / "models--google--gemma-9-test"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs/main").write_text("0123abcd" * 5, encoding="utf-8")
+    _card(repo / "snapshots" / ("0123abcd" * 5), "license: apache-2.0\n")
+    r = resolve_model_license("google/gemma-9-test", CAT, cache_dir=cache)
+    assert r.license.id == "Apache-2.0" and r.source.startswith("model card ")
+    assert "the model card says Apache-2.0, the catalogue's family rule 'google/gemma-*' says Gemma" in r.note
+    assert resolve_model_license("google/gemma-9-test", CAT).license.id == "Gemma", "not cached there: the rule"
+    _card(tmp_path / "odd", "license: other\nlicense_name: some-custom-terms\nlicense_link: https://example.org/t\n")
+    with pytest.raises(JcurateError, match="says license 'some-custom-terms' .https://example.org/t., which"):
+        resolve_model_license(str(tmp_path / "odd"), CAT)
+
+
+def test_generated_by_without_a_license_takes_the_model_s(tmp_path):
+    from curate.manifest import load_manifest
+
+    (tmp_path / "a.jsonl").write_text('{"instruction": "質問", "output": "答え"}\n', encoding="utf-8")
+    manifest = tmp_path / "sources.yaml"
+    manifest.write_text("sources:\n  - id: s\n    path: a.jsonl\n    format: jsonl\n    license: CC-BY-4.0\n"
+                        "    fields: {instruction: instruction, output: output}\n"
+                        "    generated_by: {model: Qwen/Qwen2.5-3B-Instruct}\n", encoding="utf-8")
+    (source,) = load_manifest(str(manifest))
+    assert source.generated_by.license == "Qwen-Research"

@@ -157,6 +157,7 @@ def run_training(job: TrainJob, log=print) -> dict:
 def _record(job: TrainJob, train_run_id: str, config_hash: str, metrics: dict, out: Path, started, log) -> None:
     """The train_runs row, and NOTICE.md with the base model's terms, when the data is a stored subset."""
     from licenses.catalogue import load_catalogue
+    from licenses.models import resolve_model_license
     from licenses.notice import subset_notice
     from store.connection import connect
     from store.rows import insert_row
@@ -164,7 +165,11 @@ def _record(job: TrainJob, train_run_id: str, config_hash: str, metrics: dict, o
 
     catalogue = load_catalogue()
     base_model = job.model.model_name_or_path
-    base = catalogue.resolve_model(base_model)
+    try:
+        base = resolve_model_license(base_model, catalogue, revision=job.model.model_revision).license
+    except JcurateError as e:  # trained all the same: the NOTICE says what is missing
+        log(f"base model terms: {e}")
+        base = None
     if job.data.subset is None:
         (out / "NOTICE.md").write_text(f"# NOTICE\n\nTrained from the file {job.data.file}: jcurate holds no "
                                        f"provenance for it. Base model: {base_model}.\n", encoding="utf-8")
@@ -173,8 +178,8 @@ def _record(job: TrainJob, train_run_id: str, config_hash: str, metrics: dict, o
     try:
         notice = subset_notice(con, job.data.subset, catalogue, base=base, base_model=base_model)
         if base is None:
-            notice += (f"\n**Base model {base_model}: its terms are not in the license catalogue; add it under "
-                       f"hub_models of its license in licenses/catalogue.yaml.**\n")
+            notice += (f"\n**Base model {base_model}: its terms are unknown (no model card license, no family rule, "
+                       f"no hub_models entry in licenses/catalogue.yaml); declare them before sharing this model.**\n")
         (out / "NOTICE.md").write_text(notice, encoding="utf-8")
         insert_row(con, "train_runs", dict(
             train_run_id=train_run_id, subset=job.data.subset, base_model=base_model,
