@@ -3,8 +3,8 @@
 The selection is SQL over the store (``record_fate`` for what was kept, ``record_license``
 for each record's effective license, ``scores`` or the source's own labels for ranking);
 the subset, its criteria and its members go back into the store, and the export carries
-``record_id``, ``source_id`` and the effective ``license`` of every record, with a
-``NOTICE.md`` beside it.
+``record_id``, ``source_id`` and the effective ``license`` of every record, with the subset's
+NOTICE and a Hugging Face dataset card (``curate.dataset_card``) beside it or inside its folder.
 """
 
 from __future__ import annotations
@@ -134,13 +134,17 @@ def export_rows(con, subset: str) -> list[dict]:
     return out
 
 
-def write_export(rows: list[dict], path: Path) -> Path:
+def write_export(rows: list[dict], path: Path) -> tuple[Path, Path]:
+    """Writes the rows; returns where the subset's NOTICE and dataset card go: inside an export
+    folder (``NOTICE.md``, ``README.md``), beside a file (``<stem>.NOTICE.md``, ``<stem>.README.md``),
+    so two exports into one folder never overwrite each other's."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    beside = (path.with_name(f"{path.stem}.NOTICE.md"), path.with_name(f"{path.stem}.README.md"))
     if path.suffix == ".jsonl":
         with open(path, "w", encoding="utf-8") as f:
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        return path.parent / "NOTICE.md"
+        return beside
     if path.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -148,14 +152,14 @@ def write_export(rows: list[dict], path: Path) -> Path:
         table = pa.Table.from_pylist([{**r, "messages": json.dumps(r["messages"], ensure_ascii=False)
                                        if r["messages"] else None} for r in rows])
         pq.write_table(table, path)
-        return path.parent / "NOTICE.md"
+        return beside
     import datasets
 
     datasets.disable_progress_bars()
     datasets.Dataset.from_list(
         [{**r, "messages": json.dumps(r["messages"], ensure_ascii=False) if r["messages"] else None} for r in rows]
     ).save_to_disk(str(path))
-    return path / "NOTICE.md"
+    return path / "NOTICE.md", path / "README.md"
 
 
 def create_subset(db: str | Path, criteria: SubsetCriteria, catalogue: Catalogue, out: Path | None = None,
@@ -184,10 +188,13 @@ def create_subset(db: str | Path, criteria: SubsetCriteria, catalogue: Catalogue
                                                 for rank, (rid, score) in enumerate(members, start=1)])
         result = {"name": criteria.name, "run_id": run_id, "n_records": len(members), "score": criteria.score}
         if out is not None:
+            from curate.dataset_card import dataset_card
+
             rows = export_rows(con, criteria.name)
-            notice_path = write_export(rows, Path(out))
+            notice_path, card_path = write_export(rows, Path(out))
             notice_path.write_text(subset_notice(con, criteria.name, catalogue), encoding="utf-8")
-            result.update(export=str(out), notice=str(notice_path))
+            card_path.write_text(dataset_card(con, criteria.name, catalogue), encoding="utf-8")
+            result.update(export=str(out), notice=str(notice_path), card=str(card_path))
         return result
     finally:
         con.close()

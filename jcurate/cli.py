@@ -149,7 +149,8 @@ def cmd_subset(args) -> int:
                            replace=args.replace)
     print(f"subset {result['name']}: {result['n_records']} records from run {result['run_id']}"
           + (f", ranked by {result['score']}" if result.get("score") else "")
-          + (f" -> {result['export']} (+ {result['notice']})" if "export" in result else ""))
+          + (f" -> {result['export']} (+ {result['notice']}, dataset card {result['card']})"
+             if "export" in result else ""))
     return 0
 
 

@@ -112,7 +112,7 @@ def test_commercial_subset_never_holds_a_non_commercial_record(store, tmp_path):
     assert len(exported) == len(rows)
     assert all({"record_id", "source_id", "license"} <= set(e) for e in exported)
     assert {e["license"] for e in exported if e["source_id"] == "jcurate-synthetic"} == {"Gemma"}
-    notice = (tmp_path / "NOTICE.md").read_text(encoding="utf-8")
+    notice = (tmp_path / "com.NOTICE.md").read_text(encoding="utf-8")
     present = {e["source_id"] for e in exported}
     for sid in ("jcurate-alpaca", "jcurate-labelled", "jcurate-chat", "jcurate-code", "jcurate-synthetic"):
         assert (f"| {sid} |" in notice) == (sid in present), sid
@@ -242,3 +242,33 @@ def test_generated_by_without_a_license_takes_the_model_s(tmp_path):
                         "    generated_by: {model: Qwen/Qwen2.5-3B-Instruct}\n", encoding="utf-8")
     (source,) = load_manifest(str(manifest))
     assert source.generated_by.license == "Qwen-Research"
+
+
+def test_a_folder_export_is_an_hf_dataset_with_a_card_and_exports_keep_their_own_notice(store, tmp_path):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    folder = tmp_path / "exports"
+    assert run_cli("subset", "--name", "card-top", "--license-use", "commercial", "--top-k", "30", "--score", "label",
+                   "--out", str(folder / "card-top"), "--db", str(store)) == 0
+    ds = datasets.load_from_disk(str(folder / "card-top"))
+    assert len(ds) == 30 and {"record_id", "source_id", "license", "instruction", "output", "score"} <= set(ds.column_names)
+    card = DatasetCard.load(folder / "card-top/README.md")
+    assert card.data.language == ["ja"] and card.data.size_categories == ["n<1K"]
+    assert card.data.task_categories == ["text-generation"] and card.data.pretty_name == "card-top"
+    licenses = sorted(set(ds["license"]))
+    if len(licenses) == 1:
+        assert card.data.license != "other"
+    else:
+        assert card.data.license == "other" and card.data.license_name == "mixed: " + ", ".join(
+            sorted(licenses, key=lambda lic: (-ds["license"].count(lic), lic)))
+    assert "top 30 kept records by the `label` scorer" in card.text and "## Licenses and obligations" in card.text
+    assert (folder / "card-top/NOTICE.md").is_file()
+    # two file exports into one folder: each keeps its own NOTICE and card
+    for name in ("a", "b"):
+        assert run_cli("subset", "--name", f"file-{name}", "--random", "5", "--seed", name == "a" and "1" or "2",
+                       "--out", str(folder / f"{name}.jsonl"), "--db", str(store)) == 0
+    assert "file-a" in (folder / "a.NOTICE.md").read_text(encoding="utf-8")
+    assert "file-b" in (folder / "b.NOTICE.md").read_text(encoding="utf-8")
+    assert DatasetCard.load(folder / "b.README.md").data.pretty_name == "file-b"
+    assert datasets.load_dataset("json", data_files=str(folder / "a.jsonl"), split="train").num_rows == 5
