@@ -49,7 +49,8 @@ def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, conf
                 run_id=run_id, source_id=s.id, name=s.name, path=s.path, format=s.format, url=s.url, license_id=s.license,
                 generated_by_model=s.generated_by.model if s.generated_by else None,
                 generated_by_license=s.generated_by.license if s.generated_by else None,
-                attribution=s.attribution, fields=json.dumps(s.fields)) for s in sources])
+                attribution=s.attribution, fields=json.dumps(s.fields), hub_id=s.hub_id,
+                hub_revision=s.hub_revision) for s in sources])
             con.execute(
                 """INSERT INTO records BY NAME
                    SELECT record_id, source_id, file, "row", instruction, input, output, messages, text, content_hash,

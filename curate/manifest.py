@@ -21,7 +21,9 @@ ROLE_FIELDS_NOTE = "turns are {role, content} with role system/user/assistant, o
 KNOWN_KEYS = {
     "id", "name", "path", "format", "license", "url", "fields", "id_field", "generated_by",
     "attribution", "label_field", "notes", "synthetic_variations", "encoding",
+    "hub", "revision", "config", "split", "data_files",  # a Hugging Face hub dataset instead of path
 }
+HUB_KEYS = ("revision", "config", "split", "data_files")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class Source:
     label_field: str | None = None  # a column of quality labels the source ships
     order: int = 0  # position in the manifest: earlier sources win dedup ties
     encoding: str | None = None  # jsonl/json/csv text encoding (cp932, shift_jis, utf-8-sig); None: UTF-8, BOM or not
+    hub_id: str | None = None  # a hub dataset: its id and the commit sha it resolved to
+    hub_revision: str | None = None
+    license_from_card: bool = False  # the manifest named no license: the dataset card's is used
 
     @property
     def multi_turn(self) -> bool:
@@ -89,13 +94,34 @@ def _parse_source(i: int, entry, manifest: Path, catalogue: Catalogue) -> Source
     unknown = sorted(set(entry) - KNOWN_KEYS)
     if unknown:
         raise JcurateError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(KNOWN_KEYS))})")
-    for key in ("path", "format", "license", "fields"):
+    hub = entry.get("hub")
+    if hub is not None and "path" in entry:
+        raise JcurateError(f"{where}: 'hub' and 'path' are alternatives: name one")
+    stray = [k for k in HUB_KEYS if k in entry] if hub is None else []
+    if stray:
+        raise JcurateError(f"{where}: key(s) {', '.join(stray)} only apply to a hub dataset ('hub: owner/name')")
+    for key in ("format", "fields") + (() if hub else ("path", "license")):
         if key not in entry:
             raise JcurateError(f"{where}: missing key '{key}'")
     fmt = entry["format"]
-    if fmt not in FORMATS:
+    if fmt not in FORMATS or (hub and fmt == "hf-disk"):
         raise JcurateError(f"{where}: key 'format' must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    license_id = entry["license"]
+    dataset = None
+    if hub:
+        from curate.hub_sources import resolve_hub_dataset
+
+        dataset = resolve_hub_dataset(str(hub), fmt, catalogue, revision=entry.get("revision"),
+                                      config=entry.get("config"), split=entry.get("split"),
+                                      data_files=entry.get("data_files"), where=where)
+        if "license" not in entry:
+            if dataset.card_license is None:
+                raise JcurateError(f"{where}: no 'license' key and the dataset card of {hub} "
+                                   + (f"says {dataset.card_license_raw!r}, which the catalogue does not map"
+                                      if dataset.card_license_raw else "names no license") + ": declare it")
+        elif dataset.card_license and dataset.card_license != entry["license"]:
+            raise JcurateError(f"{where}: the manifest says license {entry['license']!r}, the dataset card of {hub} "
+                               f"says {dataset.card_license_raw!r} ({dataset.card_license}): resolve which is right")
+    license_id = entry["license"] if "license" in entry else dataset.card_license
     if license_id not in catalogue:
         raise JcurateError(
             f"{where}: key 'license': {license_id!r} is not in the license catalogue "
@@ -135,7 +161,7 @@ def _parse_source(i: int, entry, manifest: Path, catalogue: Catalogue) -> Source
             except JcurateError as e:
                 raise JcurateError(f"{where}: key 'generated_by': {e}") from None
             generated_by = GeneratedBy(str(gb["model"]), resolved.license.id)
-    files = _resolve_files(str(entry["path"]), fmt, manifest.parent)
+    files = dataset.files if dataset else _resolve_files(str(entry["path"]), fmt, manifest.parent)
     if not files:
         raise JcurateError(f"{where}: key 'path': no {fmt} file found at {entry['path']}")
     encoding = entry.get("encoding")
@@ -146,10 +172,12 @@ def _parse_source(i: int, entry, manifest: Path, catalogue: Catalogue) -> Source
             raise JcurateError(f"{where}: key 'encoding': unknown encoding {entry['encoding']!r} "
                                f"(e.g. utf-8, utf-8-sig, cp932, shift_jis, euc_jp)") from None
     return Source(
-        id=sid, path=str(entry["path"]), files=files, format=fmt, license=license_id, fields=dict(fields_),
-        url=entry.get("url"), name=entry.get("name"), id_field=entry.get("id_field"),
-        generated_by=generated_by, attribution=entry.get("attribution"), label_field=entry.get("label_field"),
-        order=i, encoding=encoding,
+        id=sid, path=f"hf://datasets/{hub}@{dataset.revision}" if dataset else str(entry["path"]), files=files,
+        format=fmt, license=license_id, fields=dict(fields_),
+        url=entry.get("url") or (f"https://huggingface.co/datasets/{hub}" if hub else None), name=entry.get("name"),
+        id_field=entry.get("id_field"), generated_by=generated_by, attribution=entry.get("attribution"),
+        label_field=entry.get("label_field"), order=i, encoding=encoding, hub_id=str(hub) if hub else None,
+        hub_revision=dataset.revision if dataset else None, license_from_card=bool(hub) and "license" not in entry,
     )
 
 

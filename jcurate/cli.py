@@ -30,6 +30,11 @@ def cmd_run(args) -> int:
     out = Path(args.out)
     print(f"jcurate run: {len(sources)} source(s) from {args.sources} -> {out} "
           f"(executor {args.executor}, {args.workers} worker(s))", file=sys.stderr)
+    for s in sources:
+        if s.hub_id:
+            print(f"source '{s.id}': hub dataset {s.hub_id} at revision {s.hub_revision}, {len(s.files)} file(s)"
+                  + (f", license {s.license} from its dataset card (the manifest names none)"
+                     if s.license_from_card else ""), file=sys.stderr)
     options = ExecutorOptions(kind=args.executor, workers=args.workers, slurm=config.slurm, verbose=args.verbose,
                               fresh=args.fresh)
     timings = run_stages(sources, config, out, options, log=lambda m: print(m, file=sys.stderr))
@@ -38,6 +43,9 @@ def cmd_run(args) -> int:
               f"--db {args.db}")
         return 0
     report = build_report(out, timings)
+    report["hub_sources"] = {s.id: {"hub": s.hub_id, "revision": s.hub_revision, "license": s.license,
+                                    "license_from": "dataset card" if s.license_from_card else "manifest"}
+                             for s in sources if s.hub_id}
     run_id = ingest_run(args.db, out, sources, catalogue, config=config.to_dict(), report=report,
                         sources_file=str(args.sources), executor=args.executor, workers=args.workers,
                         started_at=started, stages=STAGES)

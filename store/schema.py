@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS eval_results (
 CREATE TABLE IF NOT EXISTS eval_runs (
     eval_run_id VARCHAR PRIMARY KEY, train_run_id VARCHAR, model VARCHAR, adapter VARCHAR, eval_files JSON,
     judge_model VARCHAR, config JSON, decont_overlap INTEGER, mean_score DOUBLE, created_at TIMESTAMPTZ);
+-- hub datasets: the id and the commit sha a source resolved to; older stores gain the columns
+ALTER TABLE sources ADD COLUMN IF NOT EXISTS hub_id VARCHAR;
+ALTER TABLE sources ADD COLUMN IF NOT EXISTS hub_revision VARCHAR;
 -- the judge-free metric (eval/likelihood.py): mean per-token NLL of the reference answer; older stores gain it
 ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS ref_nll DOUBLE;
 ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS ref_tokens INTEGER;

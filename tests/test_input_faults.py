@@ -158,3 +158,63 @@ def test_an_unreadable_parquet_file_stops_before_work_in_one_line(tmp_path, caps
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("jcurate: error: source 's':") and "is not a readable Parquet file" in error
     assert len(error) < 400 and not (tmp_path / "o" / "work").exists(), "stopped before any work"
+
+
+def _hub_cache(tmp_path, card: str) -> tuple:
+    """A dataset placed in a Hugging Face cache by its documented layout:
+    datasets--OWNER--NAME/{refs/main, snapshots/SHA/...}."""
+    cache = tmp_path / "hf-cache"
+    sha = "5e2f" * 10
+    repo = cache / "datasets--someone--ja-instructions"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs/main").write_text(sha, encoding="utf-8")
+    snap = repo / "snapshots" / sha
+    (snap / "data").mkdir(parents=True)
+    (snap / "README.md").write_text(card, encoding="utf-8")
+    for split, n in (("train", 3), ("test", 2)):
+        (snap / f"data/{split}-00000-of-00001.jsonl").write_text("".join(
+            json.dumps({"instruction": f"{ROWS[i % 2][0]}（{split}{i}）", "output": ROWS[i % 2][1]}, ensure_ascii=False)
+            + "\n" for i in range(n)), encoding="utf-8")
+    return cache, sha
+
+
+def _hub_manifest(tmp_path, extra: str = "") -> str:
+    path = tmp_path / "hub-sources.yaml"
+    path.write_text("sources:\n  - id: hubds\n    hub: someone/ja-instructions\n    split: train\n    format: jsonl\n"
+                    f"    fields: {{instruction: instruction, output: output}}\n{extra}", encoding="utf-8")
+    return str(path)
+
+
+def test_a_hub_dataset_source_records_its_revision_and_takes_the_card_license(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    cache, sha = _hub_cache(tmp_path, "---\nlicense: cc-by-sa-4.0\nlanguage: [ja]\n---\n# ja instructions\n")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    report, fates = run(tmp_path, _hub_manifest(tmp_path))
+    assert report["read"] == 3, "the train split only"
+    assert report["hub_sources"]["hubds"] == {"hub": "someone/ja-instructions", "revision": sha,
+                                              "license": "CC-BY-SA-4.0", "license_from": "dataset card"}
+    con = duckdb.connect(str(tmp_path / "store.duckdb"), read_only=True)
+    row = con.execute("SELECT hub_id, hub_revision, license_id, path FROM sources").fetchone()
+    con.close()
+    assert row == ("someone/ja-instructions", sha, "CC-BY-SA-4.0", f"hf://datasets/someone/ja-instructions@{sha}")
+
+
+def test_a_hub_dataset_whose_card_disagrees_or_is_missing_stops_before_work(tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants
+
+    cache, _ = _hub_cache(tmp_path, "---\nlicense: cc-by-nc-4.0\n---\n")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out, db = tmp_path / "out", tmp_path / "store.duckdb"
+    assert jcurate(["run", "--sources", _hub_manifest(tmp_path, "    license: CC-BY-4.0\n"), "--out", str(out),
+                    "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert "the manifest says license 'CC-BY-4.0', the dataset card of someone/ja-instructions says 'cc-by-nc-4.0'" in err
+    assert not db.exists()
+    path = tmp_path / "missing.yaml"
+    path.write_text("sources:\n  - id: x\n    hub: nobody/nothing\n    format: jsonl\n    license: MIT\n"
+                    "    fields: {instruction: instruction, output: output}\n", encoding="utf-8")
+    assert jcurate(["run", "--sources", str(path), "--out", str(out), "--db", str(db)]) == 2
+    assert "is not in the Hugging Face cache and HF_HUB_OFFLINE is set" in capsys.readouterr().err
