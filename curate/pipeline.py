@@ -43,6 +43,7 @@ from curate.dedup import DedupFilter, DedupPlan, minhash_config
 from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
 from curate.manifest import Source
 from curate.outputs import RecordWriter, dropped_writer, intermediate_reader
+from curate.progress import ProgressCounter, count_input_rows, parquet_rows
 from curate.readers import SourceReader, check_field_mappings, check_readable
 from curate.tokenizers import make_tokenizer
 
@@ -101,6 +102,7 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
     near = config.near_dedup if config.near_dedup.enabled else None
     filter_stage = [
         SourceReader(sources),
+        ProgressCounter(str(work / "progress/filter")),
         ReadErrorFilter(exclusion_writer=dropped_writer(str(out), "read")),
         JapaneseQualityFilter(config.quality, exclusion_writer=dropped_writer(str(out), "quality")),
         JapaneseLanguageFilter(config.language, exclusion_writer=dropped_writer(str(out), "language")),
@@ -124,7 +126,7 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
                    exact=config.exact_dedup.enabled, near=near)],
         1,
     ))
-    final = [intermediate_reader(str(work / "filtered"))]
+    final = [intermediate_reader(str(work / "filtered")), ProgressCounter(str(work / "progress/dedup-decont"))]
     if config.exact_dedup.enabled:
         final.append(DedupFilter(plan, "exact_dedup", exclusion_writer=dropped_writer(str(out), "exact_dedup")))
     if near:
@@ -167,25 +169,45 @@ def make_executor(kind: str, steps: list, tasks: int, workers: int, logging_dir:
 PROGRESS_MARKS = ("Reading input file", "tasks completed", "reading source")
 
 
-def _heartbeat(path: Path, offset: int, terminal_fd: int, label: str, stop: threading.Event, every: float) -> None:
-    """While a stage runs, repeats the latest progress line it wrote to the log on the terminal."""
+def _heartbeat(path: Path, offset: int, terminal_fd: int, label: str, stop: threading.Event, every: float,
+               progress: Path | None = None, total: int | None = None) -> None:
+    """While a stage runs: with ``progress`` (the tasks' record counts), a bar redrawn in place on a
+    terminal or a line every ``every`` seconds otherwise; without, the latest progress line the
+    stage wrote to its log, when it changes."""
+    from curate.progress import progress_line, records_done
+
     start, last = time.monotonic(), None
-    while not stop.wait(every):
+    terminal = os.isatty(terminal_fd)
+    drawn = False
+    while not stop.wait(0.5 if terminal and progress else every):
+        elapsed = time.monotonic() - start
+        if progress is not None:
+            line = progress_line(f"    {label}", records_done(progress), total, elapsed, bar=terminal)
+            if terminal:
+                os.write(terminal_fd, f"\r{line}\x1b[K".encode())
+                drawn = True
+            else:
+                os.write(terminal_fd, f"{line}\n".encode())
+            continue
         try:
             with open(path, "rb") as f:
                 f.seek(offset)
                 lines = f.read().decode("utf-8", errors="replace").splitlines()
         except OSError:
             continue
-        progress = next((ln for ln in reversed(lines) if any(m in ln for m in PROGRESS_MARKS)), None)
-        if progress and progress != last:
-            last = progress
-            message = progress.split(" - ", 1)[-1].strip()
-            os.write(terminal_fd, f"    {label} {time.monotonic() - start:.0f}s: {message}\n".encode())
+        found = next((ln for ln in reversed(lines) if any(m in ln for m in PROGRESS_MARKS)), None)
+        if found and found != last:
+            last = found
+            message = found.split(" - ", 1)[-1].strip()
+            os.write(terminal_fd, f"    {label} {elapsed:.0f}s: {message}\n".encode())
+    if drawn:
+        line = progress_line(f"    {label}", records_done(progress), total, time.monotonic() - start)
+        os.write(terminal_fd, f"\r{line}\x1b[K\n".encode())
 
 
 @contextmanager
-def stage_output_to(path: Path, label: str, enabled: bool = True, every: float = 10.0):
+def stage_output_to(path: Path, label: str, enabled: bool = True, every: float = 10.0, progress: Path | None = None,
+                    total: int | None = None):
     """Sends file descriptor 2 (datatrove's per-task logs and stats) to ``path``, and shows the
     latest progress line the stage writes there every ``every`` seconds.
 
@@ -202,7 +224,8 @@ def stage_output_to(path: Path, label: str, enabled: bool = True, every: float =
     sys.stderr.flush()
     saved = os.dup(2)
     stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(path, offset, saved, label, stop, every), daemon=True)
+    beat = threading.Thread(target=_heartbeat, args=(path, offset, saved, label, stop, every, progress, total),
+                            daemon=True)
     python_stderr = sys.stderr
     try:
         with open(path, "ab") as f:
@@ -271,7 +294,11 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
         start = time.perf_counter()
         executor.depends = None  # run in order here; depends only matters for Slurm submission
         try:
-            with stage_output_to(stage_log, name, enabled=not options.verbose):
+            progress, total = None, None
+            if name in ("filter", "dedup-decont"):  # the stages that take the time, record by record
+                progress = out / "work/progress" / name
+                total = count_input_rows(sources) if name == "filter" else parquet_rows(out / "work/filtered")
+            with stage_output_to(stage_log, name, enabled=not options.verbose, progress=progress, total=total):
                 executor.run()
         except Exception:
             log(f"stage {name} failed: see {stage_log}")
