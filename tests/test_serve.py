@@ -377,6 +377,42 @@ def test_page_in_headless_chromium(server, store):
             browser.close()
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+def test_page_at_a_glance_screenshots(server, store, tmp_path):
+    """The record page shows the text first and a near duplicate beside its survivor with the
+    differences marked and the similarity; the home page a chart per source (inline SVG, no CDN)."""
+    from playwright.sync_api import sync_playwright
+
+    n_sources = _query(store, "SELECT count(DISTINCT source_id) FROM records")[0][0]
+    near, survivor = _query(store, """SELECT record_id, value FROM record_fate WHERE dropped_at = 'near_dedup'
+                                      AND run_id = (SELECT run_id FROM latest_run) ORDER BY record_id LIMIT 1""")[0]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                                                    "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(server + "/")
+            assert page.locator("svg.fate-bar").count() == n_sources
+            assert page.locator("svg.score-histogram").count() == n_sources
+            assert page.locator("svg.fate-bar rect").count() >= n_sources
+            home = tmp_path / "home.png"
+            page.screenshot(path=str(home), full_page=True)
+            page.goto(server + f"/records/{near}")
+            body = page.inner_text("body")
+            assert body.index("this record") < body.index("Where it came from"), "the text comes first"
+            assert "near duplicate" in page.inner_text("#similarity") and "answer" in page.inner_text("#similarity")
+            assert page.inner_text("#duplicate").count(survivor) == 1
+            assert page.locator("#text mark").count() + page.locator("#survivor mark").count() > 0
+            box_text, box_survivor = page.locator("#text").bounding_box(), page.locator("#survivor").bounding_box()
+            assert box_survivor["x"] > box_text["x"] + box_text["width"] * 0.9, "side by side"
+            record = tmp_path / "record.png"
+            page.screenshot(path=str(record), full_page=True)
+        finally:
+            browser.close()
+    for shot in (home, record):
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
 def test_bounded_load(server, store):
     rows = _query(store, "SELECT instruction, output FROM records WHERE messages IS NULL AND output <> '' "
                          "ORDER BY record_id LIMIT 160")

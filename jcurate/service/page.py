@@ -1,8 +1,11 @@
-"""The provenance page: server-rendered HTML, no JavaScript, every value escaped.
+"""The provenance page: server-rendered HTML and inline SVG, no JavaScript, every value escaped.
 
-``/`` has a search box (a record id or a text fragment), the sources x licenses x
+``/`` has a search box (a record id or a text fragment), per source a chart of kept and
+dropped-by-stage records and of its score distribution, the sources x licenses x
 kept/dropped table of the latest run and the subsets with their obligations;
-``/records/ID`` shows one record's provenance; ``/subsets/NAME`` a subset and its NOTICE.md.
+``/records/ID`` shows one record: its text first, then, for a duplicate, the survivor's text
+beside it with the differing parts marked and the similarity that decided, then its
+provenance; ``/subsets/NAME`` a subset and its NOTICE.md.
 """
 
 from __future__ import annotations
@@ -23,7 +26,17 @@ th { background: #f3f3f3; }
 pre { background: #f7f7f7; padding: .5rem; white-space: pre-wrap; max-width: 60rem; }
 input[type=search] { width: 28rem; padding: .3rem; }
 nav a { margin-right: 1rem; }
+.side { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; max-width: 90rem; }
+.side pre { max-width: none; margin: 0; }
+mark { background: #ffe08a; } mark.gone { background: #f6c1c1; }
+.charts { display: flex; flex-wrap: wrap; gap: 1.5rem; }
+.chart { border: 1px solid #ddd; padding: .5rem; } .chart h3 { margin: 0 0 .3rem; font-size: 1rem; }
+.legend span { display: inline-block; margin-right: .6rem; font-size: .8rem; }
+.legend i { display: inline-block; width: .7rem; height: .7rem; margin-right: .2rem; }
 """
+# one colour per fate, the same in every chart and legend
+COLOURS = {"kept": "#2e8b57", "read": "#6c757d", "quality": "#e07b39", "language": "#8e6cc0",
+           "exact_dedup": "#3f7fbf", "near_dedup": "#72b0e0", "decontamination": "#c0392b"}
 
 
 def _page(title: str, body: str) -> str:
@@ -75,6 +88,8 @@ def home(con, catalogue, q: str | None) -> str:
         parts.append(_table(results, ["record_id", "source_id", "license", "fate", "dropped_at", "reason", "preview"],
                             {"record_id": lambda r: _record_link(r["record_id"]), "fate": lambda r: _fate(r["kept"])}))
     run = latest_run_id(con)
+    parts.append(f"<h2>Per source in the latest run <small>({_v(run)})</small></h2>")
+    parts.append(_charts(provenance.source_charts(con)))
     parts.append(f"<h2>Sources × licenses in the latest run <small>({_v(run)})</small></h2>")
     parts.append(_table(provenance.sources_overview(con),
                         ["source_id", "name", "source_license", "generated_by_model", "effective_license", "records",
@@ -98,7 +113,13 @@ def record(record_id: str, found: dict | None) -> str:
         return _page("Record not found", f"<p>No record <code>{escape(record_id)}</code> in the store.</p>"
                                          + _search_form(record_id))
     rec, src, lic, fate = found["record"], found["source"] or {}, found["license"] or {}, found["fate"] or {}
-    parts = [_search_form(None), "<h2>Where it came from</h2><table>"]
+    parts = [_search_form(None), "<h2>Text</h2>"]
+    dup = found.get("duplicate_of")
+    if dup:
+        parts.append(_duplicate(rec, dup))
+    else:
+        parts.append(f'<pre id="text">{_v(rec["text"])}</pre>')
+    parts.append("<h2>Where it came from</h2><table>")
     rows = [
         ("record id", _v(rec["record_id"])),
         ("source", f'<span id="source">{_v(rec["source_id"])}</span> — {_v(src.get("name"))}'),
@@ -134,9 +155,42 @@ def record(record_id: str, found: dict | None) -> str:
     parts.append("<h2>Subsets</h2>")
     parts.append(_table(found["subsets"], ["name", "rank", "score"], {
         "name": lambda s: f'<a href="/subsets/{quote(s["name"], safe="")}">{escape(s["name"])}</a>'}))
-    parts.append("<h2>Text</h2>")
-    parts.append(f"<pre>{_v(rec['text'])}</pre>")
     return _page(f"Record {rec['record_id']}", "".join(parts))
+
+
+def _marked(a: str, b: str) -> tuple[str, str]:
+    """Both texts escaped, with the characters that differ marked (``difflib`` on characters)."""
+    from difflib import SequenceMatcher
+
+    matcher = SequenceMatcher(None, a, b, autojunk=False)
+    left, right = [], []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            left.append(escape(a[i1:i2]))
+            right.append(escape(b[j1:j2]))
+            continue
+        if i2 > i1:
+            left.append(f"<mark>{escape(a[i1:i2])}</mark>")
+        if j2 > j1:
+            right.append(f'<mark class="gone">{escape(b[j1:j2])}</mark>')
+    return "".join(left), "".join(right)
+
+
+def _duplicate(rec: dict, dup: dict) -> str:
+    survivor = dup["survivor"]
+    limit = 6000  # a character diff of two long texts would hold the page up
+    mine, theirs = _marked((rec["text"] or "")[:limit], (survivor["text"] or "")[:limit])
+    sim = dup["similarity"]
+    if "content" in sim:
+        decided = f"exact duplicate: {escape(sim['content'])}"
+    else:
+        decided = (f"near duplicate: {escape(dup['measure'])} — prompt {sim['prompt']}, context {sim['context']}, "
+                   f"answer {sim['answer']} (each must reach {dup['min_jaccard']})")
+    return (f'<p id="duplicate">Dropped at <b>{escape(dup["stage"])}</b> as a duplicate of '
+            f'{_record_link(survivor["record_id"])} ({escape(survivor["source_id"])}), which was kept. '
+            f'<span id="similarity">{decided}</span>. Marked: what differs.</p>'
+            f'<div class="side"><div><h3>this record</h3><pre id="text">{mine}</pre></div>'
+            f'<div><h3>survivor {escape(survivor["record_id"])}</h3><pre id="survivor">{theirs}</pre></div></div>')
 
 
 def subset(name: str, found: dict | None, notice: str | None) -> str:
@@ -152,3 +206,56 @@ def subset(name: str, found: dict | None, notice: str | None) -> str:
         "<h2>NOTICE.md</h2>", f"<pre>{escape(notice or '')}</pre>",
     ]
     return _page(f"Subset {name}", "".join(parts))
+
+
+def _legend() -> str:
+    return '<p class="legend">' + "".join(f'<span><i style="background:{c}"></i>{escape(k)}</span>'
+                                          for k, c in COLOURS.items()) + "</p>"
+
+
+def _fate_bar(fates: dict[str, int], width: int = 320, height: int = 18) -> str:
+    total = sum(fates.values()) or 1
+    x, rects = 0.0, []
+    for fate in COLOURS:
+        n = fates.get(fate, 0)
+        if not n:
+            continue
+        w = width * n / total
+        rects.append(f'<rect x="{x:.1f}" y="0" width="{w:.1f}" height="{height}" fill="{COLOURS[fate]}">'
+                     f"<title>{escape(fate)}: {n}</title></rect>")
+        x += w
+    return (f'<svg class="fate-bar" width="{width}" height="{height}" role="img" '
+            f'aria-label="kept and dropped by stage">{"".join(rects)}</svg>')
+
+
+def _histogram(scores: list[float], width: int = 320, height: int = 70, bins: int = 16) -> str:
+    if not scores:
+        return "<p><small>no scores</small></p>"
+    lo, hi = 1.0, 5.0
+    counts = [0] * bins
+    for v in scores:
+        counts[min(bins - 1, max(0, int((v - lo) / (hi - lo) * bins)))] += 1
+    top = max(counts)
+    bw = width / bins
+    bars = "".join(f'<rect x="{i * bw + 1:.1f}" y="{height - 14 - (height - 14) * c / top:.1f}" width="{bw - 2:.1f}" '
+                   f'height="{(height - 14) * c / top:.1f}" fill="#4a78b5"><title>{lo + i * (hi - lo) / bins:.2f}–'
+                   f'{lo + (i + 1) * (hi - lo) / bins:.2f}: {c}</title></rect>' for i, c in enumerate(counts))
+    axis = "".join(f'<text x="{(v - lo) / (hi - lo) * width:.0f}" y="{height - 2}" font-size="10" '
+                   f'text-anchor="{"start" if v == 1 else "end" if v == 5 else "middle"}">{v}</text>' for v in (1, 2, 3, 4, 5))
+    return (f'<svg class="score-histogram" width="{width}" height="{height}" role="img" '
+            f'aria-label="score distribution">{bars}{axis}</svg>')
+
+
+def _charts(sources: list[dict]) -> str:
+    if not sources:
+        return "<p>none</p>"
+    cards = []
+    for src in sources:
+        fates = src["fates"]
+        kept = fates.get("kept", 0)
+        dropped = ", ".join(f"{k} {v}" for k, v in fates.items() if k != "kept") or "none dropped"
+        cards.append(f'<div class="chart source-chart"><h3>{escape(src["source_id"])}</h3>'
+                     f"<p><small>{kept} kept of {sum(fates.values())}; {escape(dropped)}</small></p>"
+                     f"{_fate_bar(fates)}<p><small>{escape(src['scorer'] or 'score')} of the kept records "
+                     f"({len(src['scores'])})</small></p>{_histogram(src['scores'])}</div>")
+    return _legend() + '<div class="charts">' + "".join(cards) + "</div>"

@@ -89,7 +89,42 @@ def record(con, record_id: str, catalogue: Catalogue) -> dict | None:
                             WHERE m.record_id = ? ORDER BY m.subset""", [record_id])
     return {"record": rec, "source": source[0] if source else None, "license": license_info,
             "fate": fate[0] if fate else None, "decisions": decisions, "scores": scores,
-            "dup_cluster": cluster, "subsets": subsets}
+            "dup_cluster": cluster, "subsets": subsets,
+            "duplicate_of": duplicate_of(con, rec, fate[0]) if fate else None}
+
+
+def duplicate_of(con, rec: dict, fate: dict) -> dict | None:
+    """For a record dropped as a duplicate: the survivor it lost to and the similarity that decided,
+    recomputed as the run computed it (its near_dedup settings): per part Jaccard, or identical content."""
+    if fate["kept"] or fate["dropped_at"] not in ("exact_dedup", "near_dedup") or not fate["value"]:
+        return None
+    survivor_id = str(fate["value"]).split()[0]
+    found = _rows(con, "SELECT record_id, source_id, instruction, input, output, messages, text, content_hash "
+                       "FROM records WHERE record_id = ?", [survivor_id])
+    if not found:
+        return None
+    survivor = found[0]
+    survivor["messages"] = _json(survivor["messages"])
+    result = {"stage": fate["dropped_at"], "survivor": survivor}
+    if fate["dropped_at"] == "exact_dedup":
+        return {**result, "similarity": {"content": "identical after normalisation"}}
+    from curate.config import PipelineConfig
+    from curate.dedup import PartShingles, RecordParts, jaccard
+    from curate.tokenizers import make_tokenizer
+
+    stored = con.execute("SELECT config FROM runs WHERE run_id = ?", [fate["run_id"]]).fetchone()
+    near = PipelineConfig().near_dedup
+    if stored and stored[0]:
+        for key, value in (json.loads(stored[0]).get("near_dedup") or {}).items():
+            if hasattr(near, key):
+                setattr(near, key, value)
+    tokenizer = make_tokenizer(near.tokens)
+    mine, theirs = (PartShingles.of(RecordParts.of(r["instruction"], r["input"], r["output"], r["messages"]),
+                                    tokenizer, near.n_grams) for r in (rec, survivor))
+    similarity = {part: round(jaccard(getattr(mine, part), getattr(theirs, part)), 3)
+                  for part in ("prompt", "context", "answer")}
+    return {**result, "similarity": similarity, "min_jaccard": near.min_jaccard,
+            "measure": f"{near.n_grams}-gram {near.tokens} Jaccard per part"}
 
 
 def search(con, query: str, limit: int = 50) -> list[dict]:
@@ -131,6 +166,32 @@ def sources_overview(con) -> list[dict]:
         row["dropped_by_stage"] = {s["dropped_at"]: s["n"] for s in stages
                                    if (s["source_id"], s["license"]) == (row["source_id"], row["effective_license"])}
     return rows
+
+
+def source_charts(con, max_scores: int = 20_000) -> list[dict]:
+    """Per source in the latest run: kept and dropped-by-stage counts, and the kept records' scores
+    (the store's classifier where it scored them, else the shipped scorer), for the page's charts."""
+    fates = _rows(con, """
+        SELECT r.source_id, CASE WHEN f.kept THEN 'kept' ELSE f.dropped_at END AS fate, count(*) AS n
+        FROM record_fate f JOIN records r USING (record_id)
+        WHERE f.run_id = (SELECT run_id FROM latest_run) GROUP BY ALL ORDER BY 1, 2""")
+    out: dict[str, dict] = {}
+    for row in fates:
+        out.setdefault(row["source_id"], {"source_id": row["source_id"], "fates": {}, "scores": [], "scorer": None})
+        out[row["source_id"]]["fates"][row["fate"]] = row["n"]
+    for scorer in ("classifier", "shipped"):
+        rows = _rows(con, f"""
+            SELECT r.source_id, s.score FROM scores s JOIN record_fate f ON f.record_id = s.record_id
+            JOIN records r ON r.record_id = s.record_id
+            WHERE f.run_id = (SELECT run_id FROM latest_run) AND f.kept AND s.scorer = ? AND s.run_id = f.run_id
+            USING SAMPLE reservoir({int(max_scores)} ROWS) REPEATABLE (0)""", [scorer])
+        if rows:
+            for row in rows:
+                if row["source_id"] in out:
+                    out[row["source_id"]]["scores"].append(float(row["score"]))
+                    out[row["source_id"]]["scorer"] = scorer
+            break
+    return list(out.values())
 
 
 def _verdict(con, name: str, catalogue: Catalogue) -> dict:
