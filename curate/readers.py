@@ -81,8 +81,9 @@ def encoding_hint(path: str, limit: int = 1 << 16) -> str:
     return ""
 
 
-def iter_jsonl(path: str, encoding: str | None = None) -> Iterator[tuple[int, dict | None, str, str | None]]:
-    """Yields (row, parsed, raw text, error). Rows are 0-based non-blank lines.
+def iter_jsonl(path: str, encoding: str | None = None, keep=None) -> Iterator[tuple[int, dict | None, str, str | None]]:
+    """Yields (row, parsed, raw text, error). Rows are 0-based non-blank lines; with ``keep``, only
+    the rows it accepts (the others are counted, not decoded: how tasks split one file).
 
     ``encoding`` None is UTF-8, with or without a byte-order mark. A compressed file that breaks
     off (truncated, corrupt) ends with one dropped row saying where: what follows cannot be read."""
@@ -98,8 +99,9 @@ def iter_jsonl(path: str, encoding: str | None = None) -> Iterator[tuple[int, di
             except StopIteration:
                 return
             except DECOMPRESSION_ERRORS as e:
-                yield (row + 1, None, "", f"line {lineno + 1}: the compressed file breaks off here "
-                       f"({first_line(e, 150)}); the rest of it is unreadable")
+                if keep is None or keep(row + 1):
+                    yield (row + 1, None, "", f"line {lineno + 1}: the compressed file breaks off here "
+                           f"({first_line(e, 150)}); the rest of it is unreadable")
                 return
             lineno += 1
             if lineno == 1 and encoding is None:
@@ -107,6 +109,8 @@ def iter_jsonl(path: str, encoding: str | None = None) -> Iterator[tuple[int, di
             if not raw.strip():
                 continue
             row += 1
+            if keep is not None and not keep(row):
+                continue
             try:
                 text = raw.decode(encoding or "utf-8")
             except UnicodeDecodeError as e:
@@ -229,11 +233,14 @@ def iter_hf_disk(path: str):
             row += 1
 
 
-def read_rows(source: Source, file: str):
-    """(row, parsed, raw, error) of one file of a source, in its format and encoding."""
-    if source.format in ("jsonl", "json", "csv"):
-        return ITERATORS[source.format](file, source.encoding)
-    return ITERATORS[source.format](file)
+def read_rows(source: Source, file: str, keep=None):
+    """(row, parsed, raw, error) of one file of a source, in its format and encoding; with ``keep``
+    (a function of the row number), only the rows it accepts."""
+    if source.format == "jsonl":
+        return iter_jsonl(file, source.encoding, keep)
+    rows = ITERATORS[source.format](file, source.encoding) if source.format in ("json", "csv") else \
+        ITERATORS[source.format](file)
+    return rows if keep is None else (r for r in rows if keep(r[0]))
 
 
 ITERATORS = {"jsonl": iter_jsonl, "json": iter_json_array, "parquet": iter_parquet, "csv": iter_csv, "hf-disk": iter_hf_disk}
@@ -335,7 +342,10 @@ def row_to_document(source: Source, file: str, row: int, obj: dict | None, raw: 
 
 
 class SourceReader(BaseReader):
-    """Reads all sources of the manifest; the (source, file) pairs are sharded over the tasks."""
+    """Reads all sources of the manifest, split over the tasks: by (source, file) where there are at
+    least as many files as tasks, else by rows within each file (row ``r`` to task ``r % tasks``), so
+    ``--workers N`` speeds up a single large file too. Row numbers, record ids and decisions do not
+    depend on the split."""
 
     name = "📖 jcurate sources"
 
@@ -347,12 +357,15 @@ class SourceReader(BaseReader):
         if data:
             yield from data
         work = [(s, f) for s in self.sources for f in s.files]
+        by_rows = world_size > 1 and len(work) < world_size
+        keep = (lambda row: row % world_size == rank) if by_rows else None
         for i, (source, file) in enumerate(work):
-            if i % world_size != rank:
+            if not by_rows and i % world_size != rank:
                 continue
             self.stat_update("input_files")
-            logger.info(f"reading source '{source.id}' ({source.format}), file {i + 1} of {len(work)}: {file}")
-            for row, obj, raw, error in read_rows(source, file):
+            logger.info(f"reading source '{source.id}' ({source.format}), file {i + 1} of {len(work)}: {file}"
+                        + (f" (rows r % {world_size} == {rank})" if by_rows else ""))
+            for row, obj, raw, error in read_rows(source, file, keep):
                 with self.track_time():
                     doc = row_to_document(source, file, row, obj, raw, error)
                 self.stat_update("documents")

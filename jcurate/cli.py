@@ -355,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="out", help="output folder for shards and report (default: %(default)s)")
     run.add_argument("--config", default=None, help="pipeline config YAML (default: built-in defaults)")
     run.add_argument("--executor", default="local", choices=["local", "ray", "slurm"])
-    run.add_argument("--workers", type=int, default=1, help="parallel tasks (default: %(default)s)")
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                     help="parallel tasks; one large file is split by rows (default: the number of cores, %(default)s)")
     run.add_argument("--db", default=DEFAULT_DB, help="DuckDB provenance store (default: %(default)s)")
     run.add_argument("--fresh", action="store_true",
                      help="start afresh: by default a run killed before it finished, started again with the same "

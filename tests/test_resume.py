@@ -116,3 +116,22 @@ def test_fresh_and_changed_inputs_do_not_resume(inputs, tmp_path, capsys):
     assert run_fingerprint(sources, changed, options) != fingerprint
     (out / "work/run.json").write_text(json.dumps({"fingerprint": fingerprint, "finished": True}))
     assert not can_resume(out, fingerprint)
+
+
+def test_two_workers_split_one_file_and_decide_as_one(tmp_path):
+    """One JSONL file, --workers 2: both tasks read rows of it, and every decision is the one a
+    single worker makes."""
+    (tmp_path / "one.jsonl").write_text(_rows(1500, offset=7), encoding="utf-8")
+    (tmp_path / "sources.yaml").write_text(
+        "sources:\n  - {id: one, path: one.jsonl, format: jsonl, license: CC-BY-4.0, "
+        "fields: {instruction: instruction, output: output}}\n", encoding="utf-8")
+    results = {}
+    for workers in ("1", "2"):
+        out, db = tmp_path / f"out{workers}", tmp_path / f"store{workers}.duckdb"
+        assert jcurate(["run", "--sources", str(tmp_path / "sources.yaml"), "--out", str(out), "--db", str(db),
+                        "--workers", workers]) == 0
+        results[workers] = _contents(db)
+        counts = sorted(int(p.read_text()) for p in (out / "work/progress/filter").iterdir())
+        assert len(counts) == int(workers) and all(c > 0 for c in counts), counts
+    assert len(results["1"]["fate"]) == 1520 and sum(k for _, k, *_ in results["1"]["fate"]) > 100
+    assert results["2"] == results["1"]
