@@ -46,7 +46,10 @@ def hub_license(license_id: str, catalogue: Catalogue) -> dict:
     return {"license": "other", "license_name": license_id.lower(), "license_link": lic.url}
 
 
-def _source_dataset(src: dict) -> str:
+def _source_dataset(src: dict, hub: dict) -> str:
+    """A hub source's id (its revision goes in the body), else its URL or id."""
+    if src["source_id"] in hub:
+        return hub[src["source_id"]][0]
     url = src["url"] or ""
     prefix = "https://huggingface.co/datasets/"
     return url[len(prefix):].strip("/") if url.startswith(prefix) else (url or src["source_id"])
@@ -60,12 +63,16 @@ def dataset_card(con, subset: str, catalogue: Catalogue) -> str:
         """SELECT rl.license, count(*) FROM subset_members m JOIN record_license rl USING (record_id)
            WHERE m.subset = ? GROUP BY ALL ORDER BY 2 DESC, 1""", [subset]).fetchall()]
     sources = subset_sources(con, subset)
+    hub = {r[0]: (r[1], r[2]) for r in con.execute(
+        """SELECT source_id, hub_id, hub_revision FROM current_sources
+           WHERE hub_id IS NOT NULL AND source_id IN (SELECT unnest(?))""", [[s["source_id"] for s in sources]]
+    ).fetchall()}
     if len(licenses) == 1:
         license_keys = hub_license(licenses[0], catalogue)
     else:
         license_keys = {"license": "other", "license_name": "mixed: " + ", ".join(licenses)}
     front = {**license_keys, "language": ["ja"], "task_categories": ["text-generation"],
-             "size_categories": [size_category(n)], "source_datasets": [_source_dataset(s) for s in sources],
+             "size_categories": [size_category(n)], "source_datasets": [_source_dataset(s, hub) for s in sources],
              "pretty_name": subset, "tags": ["jcurate", "instruction-tuning", "sft", "japanese"]}
     scorer_models = []
     if criteria.get("score"):
@@ -92,7 +99,9 @@ def dataset_card(con, subset: str, catalogue: Catalogue) -> str:
              f"`{run_id}`: read, filtered (quality, Japanese), deduplicated (exact and near), decontaminated "
              f"against evaluation sets, and every record's source and license tracked.", "",
              "## How the records were selected", "",
-             f"- Selection: {how}.", *[f"- {f}" for f in filters if f], "",
+             f"- Selection: {how}.", *[f"- {f}" for f in filters if f],
+             *[f"- Source `{sid}`: hub dataset `{hub_id}` at revision `{rev}`" for sid, (hub_id, rev) in hub.items()],
+             "",
              "## Licenses and obligations", "",
              f"Effective licenses of the records: {', '.join(licenses)}. Each record carries its own `license`.", "",
              notice.strip(), "", "## Fields", "",

@@ -218,3 +218,18 @@ def test_a_hub_dataset_whose_card_disagrees_or_is_missing_stops_before_work(tmp_
                     "    fields: {instruction: instruction, output: output}\n", encoding="utf-8")
     assert jcurate(["run", "--sources", str(path), "--out", str(out), "--db", str(db)]) == 2
     assert "is not in the Hugging Face cache and HF_HUB_OFFLINE is set" in capsys.readouterr().err
+
+
+def test_a_subset_of_a_hub_source_names_its_id_and_revision_in_the_card(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    from huggingface_hub import DatasetCard
+
+    cache, sha = _hub_cache(tmp_path, "---\nlicense: apache-2.0\n---\n")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    run(tmp_path, _hub_manifest(tmp_path))
+    out = tmp_path / "export"
+    assert jcurate(["subset", "--db", str(tmp_path / "store.duckdb"), "--name", "hubset", "--out", str(out)]) == 0
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.source_datasets == ["someone/ja-instructions"] and card.data.license == "apache-2.0"
+    assert f"hub dataset `someone/ja-instructions` at revision `{sha}`" in card.text
