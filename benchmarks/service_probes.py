@@ -132,9 +132,10 @@ def main() -> None:
     db = tmp / "store.duckdb"
     shutil.copy(args.db, db)
     statuses, secs = hammer_while_writing(db, tmp / "out")
-    five = sum(n for s, n in statuses.items() if isinstance(s, int) and s >= 500)
+    five = sum(n for s, n in statuses.items() if isinstance(s, int) and s >= 500 and s != 503)
     print(f"\nhammer: 2 clients, --reload-interval 2, two `jcurate run` writing the store, {secs:.0f} s")
-    print(f"  statuses: {dict(sorted(statuses.items(), key=str))}  ->  5xx: {five}, resets: {statuses['reset']}")
+    print(f"  statuses: {dict(sorted(statuses.items(), key=str))}  ->  5xx other than the documented 503 "
+          f"(store being written): {five}, resets: {statuses['reset']}")
     print(f"\n{'probe':<44} {'status':<26} {'seconds':>8} {'bytes':>10} {'peak RSS MB':>12}")
     for name, status, secs, size, peak in sql_and_body_probes(db):
         print(f"{name:<44} {status:<26} {secs:>8.2f} {size:>10} {peak:>12.0f}")

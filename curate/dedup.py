@@ -231,12 +231,40 @@ def exact_duplicates(records: list[PlanRecord]) -> dict[str, PlanEntry]:
     return plan
 
 
-def candidate_pairs(buckets_folder: str | Path) -> Iterator[tuple[tuple[int, int], tuple[int, int]]]:
-    """LSH candidate pairs from datatrove's bucket step, as ((rank, doc_idx), (rank, doc_idx))."""
+def candidate_groups(buckets_folder: str | Path) -> Iterator[list[tuple[int, int]]]:
+    """The records that share one band signature in one bucket, as lists of (rank, doc_idx).
+
+    datatrove writes such a group as a chain of pairs in its sort order (signature, task, index
+    in the task): (a, b), (b, c), ... So which pairs it writes depends on how the records were
+    split over tasks; the group does not."""
     for dups in sorted(Path(buckets_folder).glob("*.dups")):
+        group: list[tuple[int, int]] = []
         with open(dups, "rb") as f:
             for f1, d1, f2, d2 in read_tuples_from_file(f, "4I", lines_to_buffer=1000):
-                yield (f1, d1), (f2, d2)
+                if group and group[-1] == (f1, d1):
+                    group.append((f2, d2))
+                    continue
+                if group:
+                    yield group
+                group = [(f1, d1), (f2, d2)]
+        if group:
+            yield group
+
+
+def canonical_pairs(groups, by_pos: dict, by_id: dict, exact: dict) -> Iterator[tuple]:
+    """Candidate pairs that do not depend on how the records were split over tasks: each group's
+    records (an exact duplicate standing for its survivor) in survivor order, each paired with the
+    next. With one task this is datatrove's own chain; with several, the same pairs again."""
+    for group in groups:
+        members = {}
+        for pos in group:
+            r = by_pos.get(pos)
+            if r is None:
+                continue
+            r = by_id[exact[r.record_id].duplicate_of] if r.record_id in exact else r
+            members[r.record_id] = r
+        ordered = sorted(members.values(), key=lambda r: r.survivor_key)
+        yield from zip(ordered, ordered[1:])
 
 
 @dataclass
@@ -248,19 +276,14 @@ class NearClustering:
     checked: int = 0
     rejected: int = 0
 
-    def clusters(self, records: list[PlanRecord], pairs, exact: dict[str, PlanEntry]) -> dict[str, PlanEntry]:
+    def clusters(self, records: list[PlanRecord], groups, exact: dict[str, PlanEntry]) -> dict[str, PlanEntry]:
+        """``groups``: lists of (rank, doc_idx) that share a band signature (``candidate_groups``)."""
         by_pos = {(r.rank, r.doc_idx): r for r in records}
         by_id = {r.record_id: r for r in records}
         uf = _UnionFind()
         tokenizer = make_tokenizer(self.near.tokens)
         shingles: dict[str, PartShingles] = {}
-        for pa_, pb in pairs:
-            a, b = by_pos.get(pa_), by_pos.get(pb)
-            if a is None or b is None:
-                continue
-            # an exact duplicate stands for its survivor
-            a = by_id[exact[a.record_id].duplicate_of] if a.record_id in exact else a
-            b = by_id[exact[b.record_id].duplicate_of] if b.record_id in exact else b
+        for a, b in canonical_pairs(groups, by_pos, by_id, exact):
             if a.record_id == b.record_id or uf.find(a.survivor_key) == uf.find(b.survivor_key):
                 continue
             for r in (a, b):
@@ -334,7 +357,7 @@ class DedupPlan(PipelineStep):
         near = {}
         if self.near is not None and self.buckets_folder:
             clustering = NearClustering(self.near)
-            near = clustering.clusters(records, candidate_pairs(self.buckets_folder), exact)
+            near = clustering.clusters(records, candidate_groups(self.buckets_folder), exact)
             self.stat_update("near_pairs_checked", value=clustering.checked)
             self.stat_update("near_pairs_rejected", value=clustering.rejected)
             logger.info(f"near-dup: {clustering.checked} candidate pairs checked, {clustering.rejected} below "

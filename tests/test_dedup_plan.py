@@ -67,3 +67,23 @@ def test_same_prompt_with_a_near_identical_answer_is_a_duplicate_and_a_different
         "q:1": PlanEntry("near_dedup", "q:0", "q:0")}
     drop = NearClustering(NearDedupConfig(same_prompt_different_answer="drop"))
     assert set(drop.clusters([a, b, c], pairs, exact={})) == {"q:1", "q:2"}
+
+
+def test_candidate_groups_are_rebuilt_from_datatrove_s_chains_and_paired_in_survivor_order(tmp_path):
+    """The same band-signature group, written by datatrove in two task splits' orders, gives the same
+    clusters: the records are paired in survivor order, not in the order the tasks wrote them."""
+    import struct
+
+    from curate.dedup import candidate_groups
+
+    with open(tmp_path / "000.dups", "wb") as f:  # two groups: a chain of three, then a pair
+        for pair in [(0, 0, 0, 2), (0, 2, 0, 1), (1, 5, 1, 7)]:
+            f.write(struct.pack("<4I", *pair))
+    assert list(candidate_groups(tmp_path)) == [[(0, 0), (0, 2), (0, 1)], [(1, 5), (1, 7)]]
+    other = "富士山は静岡県と山梨県にまたがる日本一高い山で、標高は三七七六メートルです。"
+    near = TEXT.replace("多くの", "たくさんの")
+    # x0 ~ x2, and x1 unlike both: the chain x0-x2-x1 would join x0 and x2, the chain x0-x1-x2 would not
+    records = [rec("x:0", "h0", 0, 0, 0), rec("x:1", "h1", 0, 1, 1, other), rec("x:2", "h2", 0, 2, 2, near)]
+    one = NearClustering(NearDedupConfig()).clusters(records, [[(0, 0), (0, 2), (0, 1)]], exact={})
+    two = NearClustering(NearDedupConfig()).clusters(records, [[(0, 1), (0, 0), (0, 2)]], exact={})
+    assert one == two == {}, "paired in survivor order x0-x1, x1-x2: neither verifies"

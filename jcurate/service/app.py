@@ -98,7 +98,9 @@ class SqlResponse(BaseModel):
     rows: list[list[Any]]
     row_count: int
     truncated: bool
+    truncated_by: str | None = Field(None, description="rows or bytes: the cap that cut the answer short")
     max_rows: int
+    max_bytes: int
     elapsed_ms: float
 
 

@@ -90,7 +90,11 @@ def run_sql(db: str | Path, query: str, max_rows: int, time_limit: float, max_by
             cur = con.execute(statements[0])
             columns = [d[0] for d in cur.description] if cur.description else []
             while columns and truncated_by is None:
-                batch = cur.fetchmany(min(_FETCH, max_rows + 1 - len(rows)))
+                # rows are fetched in batches sized to what the byte cap leaves (a first small batch
+                # measures them): 1,000 rows of 100 kB would be 100 MB in memory at once
+                per_row = size / len(rows) if rows else None
+                room = _FETCH if per_row is None and not size else int((max_bytes - size) / max(per_row or 1, 1)) + 1
+                batch = cur.fetchmany(max(1, min(_FETCH if rows else 16, room, max_rows + 1 - len(rows))))
                 if not batch:
                     break
                 for r in batch:
