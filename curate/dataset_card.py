@@ -32,8 +32,11 @@ FIELDS = [("record_id", "the record's id in the jcurate store (`<source_id>:<row
 
 
 def size_category(n: int) -> str:
-    """>>> size_category(999), size_category(1000), size_category(250_000)
-    ('n<1K', '1K<n<10K', '100K<n<1M')"""
+    """The hub's size bucket.
+
+    >>> size_category(999), size_category(1000), size_category(250_000)
+    ('n<1K', '1K<n<10K', '100K<n<1M')
+    """
     return next((label for bound, label in SIZES if n < bound), "n>100M")
 
 

@@ -90,10 +90,13 @@ def parquet_rows(folder: Path) -> int | None:
 
 
 def progress_line(label: str, done: int, total: int | None, seconds: float, width: int = 24, bar: bool = True) -> str:
-    """>>> progress_line("filter", 50, 200, 10.0, width=8)
+    """One progress line: a bar (or a plain label), counts, rate and ETA where the total is known.
+
+    >>> progress_line("filter", 50, 200, 10.0, width=8)
     'filter [██░░░░░░] 50 / 200 records (25%), 5 records/s, ETA 30s'
     >>> progress_line("filter", 50, None, 10.0, bar=False)
-    'filter: 50 records, 5 records/s'"""
+    'filter: 50 records, 5 records/s'
+    """
     rate = done / seconds if seconds > 0 else 0.0
     if total:
         share = min(done / total, 1.0)
