@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import duckdb
@@ -94,6 +95,31 @@ def char_shingle_hashes(text: str, n: int) -> np.ndarray:
         with np.errstate(over="ignore"):
             return window_hashes(codes, codes.size, _COEFFS) + np.uint64(codes.size)
     return np.unique(window_hashes(codes, n, _COEFFS))
+
+
+def char_shingle_batch(texts: list[str], n: int, chunk: int = 4096) -> list[np.ndarray]:
+    """``char_shingle_hashes`` of many texts, identical arrays, with the windows of a whole chunk of
+    texts hashed in one numpy pass over their concatenation (per-text calls spent most of the dedup
+    plan's time in numpy call overhead). A window that would straddle two texts is never used.
+
+    >>> texts = ["東京は日本の首都です", "", "短い", "東京は日本の首都だ"]
+    >>> all(np.array_equal(a, char_shingle_hashes(t, 5)) for a, t in zip(char_shingle_batch(texts, 5), texts))
+    True
+    """
+    out: list[np.ndarray] = []
+    for start in range(0, len(texts), chunk):
+        chars = ["".join(simplify_text(t, NORM).split()) for t in texts[start:start + chunk]]
+        codes = char_codes("".join(chars))
+        hashes = window_hashes(codes, n, _COEFFS) if codes.size >= n else np.zeros(0, dtype=np.uint64)
+        offset = 0
+        for c in chars:
+            if len(c) >= n:
+                out.append(np.unique(hashes[offset:offset + len(c) - n + 1]))
+            else:  # like char_shingle_hashes: a short text is one shingle
+                with np.errstate(over="ignore"):
+                    out.append(window_hashes(codes[offset:offset + len(c)], len(c), _COEFFS) + np.uint64(len(c)))
+            offset += len(c)
+    return out
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -188,7 +214,7 @@ class PlanRecord:
     def parts(self) -> RecordParts:
         return RecordParts.of(self.instruction, self.input, self.output, self.messages)
 
-    @property
+    @cached_property  # read millions of times by the clustering (a frozen dataclass may cache in __dict__)
     def survivor_key(self) -> tuple:
         """Survivor rule: the source listed first in the manifest, then file, then row."""
         return (self.source_order, self.file, self.row, self.record_id)
@@ -276,19 +302,26 @@ class NearClustering:
     checked: int = 0
     rejected: int = 0
 
+    def _shingles(self, records: dict[str, PlanRecord]) -> dict[str, PartShingles]:
+        """Every candidate's part shingles; character shingles in batches (``char_shingle_batch``)."""
+        tokenizer = make_tokenizer(self.near.tokens)
+        if not isinstance(tokenizer, CharTokenizer):
+            return {rid: PartShingles.of(r.parts, tokenizer, self.near.n_grams) for rid, r in records.items()}
+        parts = [r.parts for r in records.values()]
+        texts = [t for p in parts for t in (p.prompt, p.context, p.answer)]
+        hashed = char_shingle_batch(texts, self.near.n_grams)
+        return {rid: PartShingles(*hashed[3 * i:3 * i + 3]) for i, rid in enumerate(records)}
+
     def clusters(self, records: list[PlanRecord], groups, exact: dict[str, PlanEntry]) -> dict[str, PlanEntry]:
         """``groups``: lists of (rank, doc_idx) that share a band signature (``candidate_groups``)."""
         by_pos = {(r.rank, r.doc_idx): r for r in records}
         by_id = {r.record_id: r for r in records}
         uf = _UnionFind()
-        tokenizer = make_tokenizer(self.near.tokens)
-        shingles: dict[str, PartShingles] = {}
-        for a, b in canonical_pairs(groups, by_pos, by_id, exact):
+        pairs = list(canonical_pairs(groups, by_pos, by_id, exact))
+        shingles = self._shingles({r.record_id: r for pair in pairs for r in pair})
+        for a, b in pairs:
             if a.record_id == b.record_id or uf.find(a.survivor_key) == uf.find(b.survivor_key):
                 continue
-            for r in (a, b):
-                if r.record_id not in shingles:
-                    shingles[r.record_id] = PartShingles.of(r.parts, tokenizer, self.near.n_grams)
             self.checked += 1
             if near_duplicate_similarity(shingles[a.record_id], shingles[b.record_id], self.near.min_jaccard,
                                          self.near.same_prompt_different_answer) is not None:
