@@ -14,7 +14,7 @@ Every filter has an exclusion writer, so each dropped record lands in
 report and the store are built from the Parquet shards afterwards.
 
 Resuming: ``OUT/work/run.json`` holds a fingerprint of the run's inputs (sources and their
-files' sizes and times, the configuration, executor and workers) and whether the run
+files' sizes and times, the configuration, executor, workers and the pipeline's code) and whether the run
 finished (``mark_finished``, after the store is written). A run started again on the same
 ``OUT`` with the same fingerprint after it was killed keeps its outputs and skips the tasks
 DataTrove marked completed (``logs/<stage>/completions/``); a task that was cut off is run
