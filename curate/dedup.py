@@ -31,7 +31,7 @@ import duckdb
 import numpy as np
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.dedup.minhash import MinhashConfig
+from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.binaryio import read_tuples_from_file
@@ -60,6 +60,40 @@ def minhash_config(c: NearDedupConfig) -> MinhashConfig:
         norm_config=NORM,
         hash_config=HashConfig(precision=64),
     )
+
+
+MERSENNE_61 = np.uint64((1 << 61) - 1)
+
+
+def mod_mersenne61(y: np.ndarray) -> np.ndarray:
+    """``y % (2**61 - 1)`` for uint64 arrays without a division, in place where it can: y = h·2^61 + l
+    gives y ≡ h + l, and h + l < 2·(2^61 − 1), so one conditional subtraction finishes it.
+
+    >>> y = np.array([0, 5, (1 << 61) - 1, 1 << 61, (1 << 64) - 1, 12345678901234567890], dtype=np.uint64)
+    >>> bool((mod_mersenne61(y.copy()) == y % MERSENNE_61).all())
+    True
+    """
+    high = y >> np.uint64(61)
+    y &= MERSENNE_61
+    y += high
+    y[y >= MERSENNE_61] -= MERSENNE_61
+    return y
+
+
+class MersenneMinhashSignature(MinhashDedupSignature):
+    """datatrove's ``MinhashDedupSignature`` with the same signatures, bucket files and sorting, but
+    the modulo by the Mersenne prime done with shifts and masks instead of a 64-bit division: the
+    signature was the costliest part of the filter stage (about 1.8 s per 10,000 records)."""
+
+    def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
+        if self.config.hash_config.precision != 64:
+            return super().get_signature(shingles)
+        a, b = self.parameters
+        with np.errstate(over="ignore"):
+            phv = shingles * a
+            phv += b
+        sig = mod_mersenne61(phv).min(axis=0)
+        return [x.tolist() for x in np.split(sig, self.config.num_buckets)]
 
 
 _HASH = create_hash_func(HashConfig(precision=64))

@@ -34,12 +34,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupSignature
+from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 
 from core.errors import JcurateError
 from curate.config import PipelineConfig
 from curate.decont import InstructionDecontFilter, build_decont_index
-from curate.dedup import DedupFilter, DedupPlan, minhash_config
+from curate.dedup import DedupFilter, DedupPlan, MersenneMinhashSignature, minhash_config
 from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
 from curate.manifest import Source
 from curate.outputs import RecordWriter, dropped_writer, intermediate_reader
@@ -110,7 +110,8 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
     ]
     if near:
         filter_stage.append(
-            MinhashDedupSignature(str(work / "minhash/sigs"), config=minhash_config(near), language=make_tokenizer(near.tokens))
+            MersenneMinhashSignature(str(work / "minhash/sigs"), config=minhash_config(near),
+                                     language=make_tokenizer(near.tokens))
         )
     stages = [("filter", filter_stage, workers)]
     if near:

@@ -20,10 +20,16 @@ from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 from datatrove.utils.logging import logger
 
 from curate.config import NearDedupConfig
-from curate.dedup import PartShingles, RecordParts, minhash_config, near_duplicate_similarity, shingle_hashes
+from curate.dedup import (
+    PartShingles,
+    RecordParts,
+    minhash_config,
+    mod_mersenne61,
+    near_duplicate_similarity,
+    shingle_hashes,
+)
 from curate.tokenizers import make_tokenizer
 
-_MERSENNE = np.uint64((1 << 61) - 1)
 # odd 64-bit multiplier folding a band's hashes into one key (wraps modulo 2**64)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
@@ -65,7 +71,9 @@ class DuplicateIndex:
             return None
         a, b = self._signer.parameters
         with np.errstate(over="ignore"):
-            sig = np.min((shingles.reshape(-1, 1) * a + b) % _MERSENNE, axis=0).reshape(self.near.num_buckets, -1)
+            phv = shingles.reshape(-1, 1) * a
+            phv += b
+            sig = mod_mersenne61(phv).min(axis=0).reshape(self.near.num_buckets, -1)
             keys = np.zeros(self.near.num_buckets, dtype=np.uint64)
             for j in range(sig.shape[1]):
                 keys = keys * _MIX + sig[:, j]
