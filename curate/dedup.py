@@ -80,10 +80,24 @@ def mod_mersenne61(y: np.ndarray) -> np.ndarray:
     return y
 
 
-class MersenneMinhashSignature(MinhashDedupSignature):
-    """datatrove's ``MinhashDedupSignature`` with the same signatures, bucket files and sorting, but
-    the modulo by the Mersenne prime done with shifts and masks instead of a 64-bit division: the
-    signature was the costliest part of the filter stage (about 1.8 s per 10,000 records)."""
+class FastMinhashSignature(MinhashDedupSignature):
+    """datatrove's ``MinhashDedupSignature`` with the same shingles, signatures, bucket files and
+    sorting (so datatrove's bucket stage and executors work unchanged), computed faster: the modulo
+    by the Mersenne prime with shifts and masks instead of a 64-bit division, and, for character
+    n-grams, each n-gram's string (``" ".join`` of its characters) sliced from one joined string
+    instead of joined anew. Together they were most of the filter stage's time."""
+
+    def get_shingles(self, text: str) -> np.ndarray:
+        if not isinstance(self.word_tokenizer, CharTokenizer):
+            return super().get_shingles(text)
+        chars = self.word_tokenizer.word_tokenize(simplify_text(text, self.config.norm_config))
+        n = self.config.n_grams
+        count = len(chars) - n + 1
+        if count <= 0:  # datatrove's ngrams() yields nothing for fewer than n tokens
+            return np.zeros((0, 1), dtype=np.uint64)
+        joined, width, digest = " ".join(chars), 2 * n - 1, self._hash_func
+        return np.fromiter((digest(joined[2 * i:2 * i + width]) for i in range(count)), dtype=np.uint64,
+                           count=count).reshape((-1, 1))
 
     def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
         if self.config.hash_config.precision != 64:

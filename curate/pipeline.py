@@ -39,7 +39,7 @@ from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 from core.errors import JcurateError
 from curate.config import PipelineConfig
 from curate.decont import InstructionDecontFilter, build_decont_index
-from curate.dedup import DedupFilter, DedupPlan, MersenneMinhashSignature, minhash_config
+from curate.dedup import DedupFilter, DedupPlan, FastMinhashSignature, minhash_config
 from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
 from curate.manifest import Source
 from curate.outputs import RecordWriter, dropped_writer, intermediate_reader
@@ -110,7 +110,7 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
     ]
     if near:
         filter_stage.append(
-            MersenneMinhashSignature(str(work / "minhash/sigs"), config=minhash_config(near),
+            FastMinhashSignature(str(work / "minhash/sigs"), config=minhash_config(near),
                                      language=make_tokenizer(near.tokens))
         )
     stages = [("filter", filter_stage, workers)]
