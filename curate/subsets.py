@@ -31,6 +31,7 @@ class SubsetCriteria:
     no_share_alike: bool = False
     exclude_generated_by: tuple[str, ...] = ()
     top_k: int | None = None
+    per_source: bool = False  # top-k from each source in proportion to its share of the eligible records
     score: str | None = None  # a scorer in `scores` ("label": the quality labels sources ship); top-k default below
     random: int | None = None
     seed: int = 0
@@ -91,8 +92,9 @@ def select_members(con, c: SubsetCriteria, run_id: str) -> list[tuple[str, float
     if c.score:
         scores_join = """LEFT JOIN (SELECT record_id, arg_max(score, created_at) AS score FROM scores
                                     WHERE scorer = $scorer GROUP BY record_id) sc ON sc.record_id = rl.record_id"""
+    stratified = c.per_source and c.top_k is not None
     sql = f"""
-        SELECT rl.record_id, {score_sql} AS score
+        SELECT rl.record_id, {score_sql} AS score, rl.source_id
         FROM record_fate f
         JOIN record_license rl USING (record_id)
         JOIN licenses ls ON ls.license_id = rl.source_license
@@ -100,8 +102,38 @@ def select_members(con, c: SubsetCriteria, run_id: str) -> list[tuple[str, float
         {scores_join}
         WHERE {' AND '.join(where)}
         ORDER BY {order}
-        {f'LIMIT {int(limit)}' if limit is not None and c.diversity is None else ''}"""
-    return [(r[0], r[1]) for r in con.execute(sql, params).fetchall()]
+        {f'LIMIT {int(limit)}' if limit is not None and c.diversity is None and not stratified else ''}"""
+    rows = con.execute(sql, params).fetchall()
+    if stratified:
+        rows = per_source_top(rows, c.top_k)
+    return [(r[0], r[1]) for r in rows]
+
+
+def per_source_top(rows: list[tuple], k: int) -> list[tuple]:
+    """The best of each source, ``k`` in all, each source's quota in proportion to its share of
+    ``rows`` (largest remainder): a scorer that is not calibrated across datasets then ranks only
+    within each, and the subset keeps the pool's mix. ``rows``: (record_id, score, source_id) in rank
+    order; the result keeps that order.
+
+    >>> rows = [("a1", 5, "a"), ("b1", 4, "b"), ("a2", 3, "a"), ("a3", 2, "a"), ("b2", 1, "b"), ("a4", 0, "a")]
+    >>> [r[0] for r in per_source_top(rows, 3)]
+    ['a1', 'b1', 'a2']
+    """
+    sizes: dict[str, int] = {}
+    for r in rows:
+        sizes[r[2]] = sizes.get(r[2], 0) + 1
+    total = sum(sizes.values()) or 1
+    exact = {src: k * n / total for src, n in sizes.items()}
+    quota = {src: int(q) for src, q in exact.items()}
+    for src in sorted(exact, key=lambda s: (-(exact[s] - quota[s]), s))[:k - sum(quota.values())]:
+        quota[src] += 1
+    taken: dict[str, int] = {}
+    out = []
+    for r in rows:
+        if taken.get(r[2], 0) < quota[r[2]]:
+            taken[r[2]] = taken.get(r[2], 0) + 1
+            out.append(r)
+    return out
 
 
 def _diverse(con, members: list[tuple[str, float | None]], c: SubsetCriteria) -> list[tuple[str, float | None]]:

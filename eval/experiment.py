@@ -25,6 +25,7 @@ class ExperimentConfig:
     run: str | None = None  # curation run (default: the latest)
     license_use: str | None = "commercial"
     score: str | None = None  # the scorer top-k ranks by (default: the store's classifier, else shipped)
+    per_source: bool = False  # top-k per source, in proportion to the pool (see curate.subsets.per_source_top)
     k: int = 200
     seed: int = 0
     diversity: float | None = None
@@ -55,7 +56,7 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     arms = {
         "topk": SubsetCriteria(name=f"{cfg.name}-topk", run_id=cfg.run, license_use=cfg.license_use,
-                               top_k=cfg.k, score=cfg.score, diversity=cfg.diversity),
+                               top_k=cfg.k, score=cfg.score, diversity=cfg.diversity, per_source=cfg.per_source),
         "random": SubsetCriteria(name=f"{cfg.name}-random", run_id=cfg.run, license_use=cfg.license_use,
                                  random=cfg.k, seed=cfg.seed),
     }

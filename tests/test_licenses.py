@@ -272,3 +272,30 @@ def test_a_folder_export_is_an_hf_dataset_with_a_card_and_exports_keep_their_own
     assert "file-b" in (folder / "b.NOTICE.md").read_text(encoding="utf-8")
     assert DatasetCard.load(folder / "b.README.md").data.pretty_name == "file-b"
     assert datasets.load_dataset("json", data_files=str(folder / "a.jsonl"), split="train").num_rows == 5
+
+
+def test_per_source_top_k_keeps_the_pool_s_mix(store):
+    assert run_cli("subset", "--name", "ps-top", "--top-k", "60", "--score", "label", "--per-source",
+                   "--db", str(store)) == 0
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        pool = dict(con.execute("""SELECT r.source_id, count(*) FROM record_fate f JOIN records r USING (record_id)
+                                   JOIN scores s ON s.record_id = r.record_id AND s.scorer = 'label'
+                                   WHERE f.kept AND f.run_id = (SELECT run_id FROM latest_run)
+                                   GROUP BY 1""").fetchall())
+        picked = con.execute("""SELECT r.source_id, m.score FROM subset_members m JOIN records r USING (record_id)
+                                WHERE m.subset = 'ps-top' ORDER BY m.rank""").fetchall()
+        best = {src: con.execute("""SELECT max(s.score) FROM scores s JOIN records r USING (record_id)
+                                    JOIN record_fate f ON f.record_id = r.record_id AND f.kept
+                                    AND f.run_id = (SELECT run_id FROM latest_run)
+                                    WHERE s.scorer = 'label' AND r.source_id = ?""", [src]).fetchone()[0]
+                for src in pool}
+    finally:
+        con.close()
+    assert len(picked) == 60
+    total = sum(pool.values())
+    for src, n in pool.items():
+        got = sum(1 for s, _ in picked if s == src)
+        assert abs(got - 60 * n / total) < 1, (src, got, 60 * n / total)
+    assert [s for _, s in picked] == sorted((s for _, s in picked), reverse=True), "kept in rank order"
+    assert all(max(s for p, s in picked if p == src) == best[src] for src in {p for p, _ in picked})

@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "runs/topk-vs-random")
     ap.add_argument("--model-dir", type=Path, default=ROOT / "models/gemma-3-270m")
     ap.add_argument("--limit", type=int, default=None, help="eval items (default: all 100)")
+    ap.add_argument("--per-source", action="store_true",
+                    help="top-k from each source in proportion to the pool (jcurate subset --per-source)")
     args = ap.parse_args()
 
     from benchmarks.topk_vs_random.prepare_gemma import prepare
@@ -96,9 +98,10 @@ def main() -> None:
     pooled: list[float] = []
     for seed in args.seeds:
         start = time.perf_counter()
-        exp = ExperimentConfig(name=f"gemma-k{args.k}-s{seed}", db=str(db), license_use="commercial", score="shipped",
+        tag = f"{'ps-' if args.per_source else ''}k{args.k}"
+        exp = ExperimentConfig(name=f"gemma-{tag}-s{seed}", db=str(db), license_use="commercial", score="shipped",
                                k=args.k, seed=seed, train_config=str(train_path), eval_config=str(eval_path),
-                               out_dir=str(out / f"k{args.k}-seed{seed}"),
+                               out_dir=str(out / f"{tag}-seed{seed}"), per_source=args.per_source,
                                note=f"Gemma 3 270M + LoRA, k={args.k}, seed {seed}; reference NLL on ELYZA-tasks-100")
         result = run_experiment(exp)
         seconds[f"experiment seed {seed} (2 subsets, 2 trainings, 2 evals)"] = time.perf_counter() - start
@@ -119,13 +122,15 @@ def main() -> None:
             "train": {arm: {k: m[k] for k in ("train_seconds", "tokens_seen", "tokens_per_second", "train_loss_first",
                                                 "train_loss_last", "steps")} for arm, m in train.items()}}
         for arm in ("topk", "random"):
-            jcurate("licenses", "check", "--db", str(db), "--subset", f"gemma-k{args.k}-s{seed}-{arm}",
+            jcurate("licenses", "check", "--db", str(db), "--subset", f"gemma-{tag}-s{seed}-{arm}",
                     "--base-model", BASE_MODEL_ID)
     low, high = bootstrap_ci(np.array(pooled))
     results["pooled"] = {"diff": float(np.mean(pooled)), "ci": [low, high], "n_pairs": len(pooled)}
     results["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
-    (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-    lines = [f"# top-{args.k} (shipped scorer) vs random-{args.k}, Gemma 3 270M + LoRA, ELYZA-tasks-100 reference NLL",
+    suffix = "-per-source" if args.per_source else ""
+    (out / f"results{suffix}.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    lines = [f"# top-{args.k} (shipped scorer{', per source' if args.per_source else ''}) vs random-{args.k}, "
+             f"Gemma 3 270M + LoRA, ELYZA-tasks-100 reference NLL",
              "", "Lower NLL is better; difference = top-k − random (negative: top-k wins).", "",
              "| seed | random-k NLL | top-k NLL | top-k − random [95% CI] | items top-k better |",
              "| --- | --- | --- | --- | --- |"]
@@ -135,7 +140,7 @@ def main() -> None:
     lines += ["", f"Base model (no LoRA): {base['mean_ref_nll']:.4f}. Pooled over seeds: "
               f"{results['pooled']['diff']:+.4f} [{low:+.4f}, {high:+.4f}] ({len(pooled)} paired items).", "",
               "| stage | seconds |", "| --- | --- |"] + [f"| {k} | {v:.0f} |" for k, v in seconds.items()]
-    (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / f"results{suffix}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 
