@@ -113,3 +113,37 @@ def start_server(db: str, port: int, *extra: str, timeout: float = 120.0, log=No
             time.sleep(0.3)
     proc.kill()
     raise RuntimeError(f"jcurate serve did not answer /healthz within {timeout:.0f} s")
+
+
+def hammer_while(url: str, record_id: str, write, clients: int = 2):
+    """``clients`` threads send ``POST /v1/score`` and ``GET /v1/records/ID`` in a loop while ``write()``
+    runs (e.g. a `jcurate run` on the served store); a Counter of the statuses they got, ``"reset"`` for
+    a connection the server dropped. Used by ``benchmarks/service_probes.py`` and by the tests."""
+    from collections import Counter
+
+    import httpx
+
+    statuses: Counter = Counter()
+    stop = threading.Event()
+    requests = (("POST", "/v1/score", {"json": {"records": [
+        {"instruction": "東京について教えて", "output": "東京は日本の首都です。"}]}}), ("GET", f"/v1/records/{record_id}", {}))
+
+    def hammer() -> None:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            while not stop.is_set():
+                for method, path, kw in requests:
+                    try:
+                        statuses[c.request(method, path, **kw).status_code] += 1
+                    except httpx.TransportError:
+                        statuses["reset"] += 1
+
+    threads = [threading.Thread(target=hammer) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        write()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    return statuses

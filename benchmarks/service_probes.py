@@ -16,7 +16,6 @@ import argparse
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,21 +23,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.loadtest import free_port, start_server  # noqa: E402
+from benchmarks.loadtest import free_port, hammer_while, start_server  # noqa: E402
+
+
+def _status_mb(pid: int, field: str) -> float:
+    """A memory figure of /proc/PID/status (VmHWM: peak RSS, VmRSS: current) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return _status_mb(pid, "VmHWM")
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return _status_mb(pid, "VmRSS")
 
 
 def hammer_while_writing(db: Path, out: Path) -> tuple[Counter, float]:
@@ -49,32 +50,14 @@ def hammer_while_writing(db: Path, out: Path) -> tuple[Counter, float]:
     port = free_port()
     proc = start_server(str(db), port, "--reload-interval", "2")
     url = f"http://127.0.0.1:{port}"
-    statuses: Counter = Counter()
-    stop = threading.Event()
-
-    def hammer():
-        with httpx.Client(base_url=url, timeout=60) as c:
-            rid = c.post("/v1/sql", json={"query": "SELECT min(record_id) FROM records"}).json()["rows"][0][0]
-            while not stop.is_set():
-                for method, path, kw in (("POST", "/v1/score", {"json": {"records": [
-                        {"instruction": "東京について教えて", "output": "東京は日本の首都です。"}]}}),
-                                         ("GET", f"/v1/records/{rid}", {})):
-                    try:
-                        statuses[c.request(method, path, **kw).status_code] += 1
-                    except httpx.TransportError:
-                        statuses["reset"] += 1
     start = time.perf_counter()
     try:
-        threads = [threading.Thread(target=hammer) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for _ in range(2):  # two runs write the store while the clients hammer
-            jcurate(["run", "--out", str(out), "--db", str(db), "--fresh"])
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
+        rid = httpx.post(f"{url}/v1/sql", json={"query": "SELECT min(record_id) FROM records"},
+                         timeout=60).json()["rows"][0][0]
+        # two runs write the store while the clients hammer
+        statuses = hammer_while(url, rid, lambda: [jcurate(["run", "--out", str(out), "--db", str(db), "--fresh"])
+                                                   for _ in range(2)])
     finally:
-        stop.set()
         proc.terminate()
         proc.wait(timeout=30)
     return statuses, time.perf_counter() - start

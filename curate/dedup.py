@@ -80,6 +80,15 @@ def mod_mersenne61(y: np.ndarray) -> np.ndarray:
     return y
 
 
+def minhash_values(shingles: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """datatrove's MinHash values, ``min((shingles * a + b) % (2**61 - 1))`` per hash function, with the
+    modulo by shift and mask. ``shingles``: a column (N, 1) of uint64; ``a``, ``b``: (1, H)."""
+    with np.errstate(over="ignore"):
+        phv = shingles * a
+        phv += b
+    return mod_mersenne61(phv).min(axis=0)
+
+
 class FastMinhashSignature(MinhashDedupSignature):
     """datatrove's ``MinhashDedupSignature`` with the same shingles, signatures, bucket files and
     sorting (so datatrove's bucket stage and executors work unchanged), computed faster: the modulo
@@ -102,11 +111,7 @@ class FastMinhashSignature(MinhashDedupSignature):
     def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
         if self.config.hash_config.precision != 64:
             return super().get_signature(shingles)
-        a, b = self.parameters
-        with np.errstate(over="ignore"):
-            phv = shingles * a
-            phv += b
-        sig = mod_mersenne61(phv).min(axis=0)
+        sig = minhash_values(shingles, *self.parameters)
         return [x.tolist() for x in np.split(sig, self.config.num_buckets)]
 
 

@@ -77,24 +77,9 @@ def resolve_hub_dataset(repo_id: str, fmt: str, catalogue: Catalogue, revision: 
 
 
 def _card_license(folder: Path, catalogue: Catalogue) -> tuple[str | None, str | None]:
-    card = folder / "README.md"
-    if not card.is_file():
-        return None, None
-    text = card.read_text(encoding="utf-8", errors="replace")
-    if not text.startswith("---"):
-        return None, None
-    import yaml
+    from licenses.models import card_metadata, declared_license
 
-    try:
-        meta = yaml.safe_load(text.split("---", 2)[1]) or {}
-    except (yaml.YAMLError, IndexError):
-        return None, None
-    value = meta.get("license") if isinstance(meta, dict) else None
-    if isinstance(value, list):  # a card may list several; one is what a source can declare
-        value = value[0] if len(value) == 1 else ", ".join(map(str, value))
-    if not value:
-        return None, None
-    raw = str(value)
-    if raw.lower() == "other" and meta.get("license_name"):
-        raw = str(meta["license_name"])
-    return raw, catalogue.card_licenses.get(raw.lower())
+    card = folder / "README.md"
+    meta = card_metadata(card) if card.is_file() else None
+    raw = declared_license(meta) if meta else None
+    return (raw, catalogue.card_licenses.get(raw.lower())) if raw else (None, None)

@@ -20,7 +20,7 @@ from licenses.catalogue import Catalogue, License
 @dataclass(frozen=True)
 class ModelCard:
     path: str
-    license: str | None
+    license: str | None  # as ``declared_license`` reads it
     license_name: str | None
     license_link: str | None
 
@@ -33,8 +33,35 @@ class ModelLicense:
     note: str | None = None  # a disagreement between the card and the catalogue
 
 
+def card_metadata(path: Path) -> dict | None:
+    """The YAML front matter of a Hugging Face card (model or dataset ``README.md``); None without one."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.startswith("---"):
+        return None
+    import yaml
+
+    try:
+        meta = yaml.safe_load(text.split("---", 2)[1]) or {}
+    except (yaml.YAMLError, IndexError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def declared_license(meta: dict) -> str | None:
+    """What a card's front matter declares: ``license``, or ``license_name`` when that is ``other``
+    (custom terms such as Gemma's); several listed licenses joined with commas."""
+    value = meta.get("license")
+    if isinstance(value, list):
+        value = value[0] if len(value) == 1 else ", ".join(map(str, value))
+    if value in (None, ""):
+        return None
+    if str(value).lower() == "other" and meta.get("license_name"):
+        return str(meta["license_name"])
+    return str(value)
+
+
 def read_card(model: str, cache_dir: str | Path | None = None, revision: str | None = None) -> ModelCard | None:
-    """The YAML front matter of the model's card: a local folder's README.md, else the cached one."""
+    """The license keys of the model's card: a local folder's README.md, else the cached one."""
     path = Path(model) / "README.md"
     if not path.is_file():
         if Path(model).exists() or model.count("/") != 1:
@@ -45,19 +72,11 @@ def read_card(model: str, cache_dir: str | Path | None = None, revision: str | N
         if not isinstance(cached, str):
             return None
         path = Path(cached)
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if not text.startswith("---"):
-        return None
-    import yaml
-
-    try:
-        meta = yaml.safe_load(text.split("---", 2)[1]) or {}
-    except (yaml.YAMLError, IndexError):
-        return None
-    if not isinstance(meta, dict):
+    meta = card_metadata(path)
+    if meta is None:
         return None
     get = lambda k: str(meta[k]) if meta.get(k) not in (None, "") else None  # noqa: E731
-    return ModelCard(str(path), get("license"), get("license_name"), get("license_link"))
+    return ModelCard(str(path), declared_license(meta), get("license_name"), get("license_link"))
 
 
 def resolve_model_license(model: str, catalogue: Catalogue, cache_dir: str | Path | None = None,
@@ -69,7 +88,7 @@ def resolve_model_license(model: str, catalogue: Catalogue, cache_dir: str | Pat
                                                                        "catalogue hub_models")
     card = read_card(model, cache_dir, revision)
     if card and card.license:
-        named = card.license_name if card.license.lower() == "other" and card.license_name else card.license
+        named = card.license
         license_id = catalogue.card_licenses.get(named.lower())
         if license_id is None:
             raise JcurateError(

@@ -12,7 +12,7 @@ import duckdb
 import httpx
 import pytest
 
-from benchmarks.loadtest import free_port, run_load, start_server
+from benchmarks.loadtest import free_port, hammer_while, run_load, start_server
 from tests.conftest import run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -514,37 +514,18 @@ def test_scorer_follows_a_newer_run(default_run, store, tmp_path):
 def test_no_5xx_while_the_service_reloads_and_a_run_writes_the_store(store, tmp_path):
     """A short reload interval and a `jcurate run` writing the store meanwhile: every answer is a
     200 or the documented 503 (store being written), never a 500 or a reset."""
-    import threading
 
     db = tmp_path / "store.duckdb"
     shutil.copy(store, db)
     proc, url = _serve(db, "--reload-interval", "0.2")
-    statuses: list[int] = []
-    stop = threading.Event()
-
     rid = _query(db, "SELECT record_id FROM records ORDER BY record_id LIMIT 1")[0][0]
-
-    def hammer():
-        with httpx.Client(base_url=url, timeout=60) as c:
-            while not stop.is_set():
-                for method, path, kw in (("POST", "/v1/score", {"json": {"records": [
-                        {"instruction": "東京について教えて", "output": "東京は日本の首都です。"}]}}),
-                                         ("GET", f"/v1/records/{rid}", {})):
-                    try:
-                        statuses.append(c.request(method, path, **kw).status_code)
-                    except httpx.TransportError:
-                        statuses.append(-1)
+    writer: list[int] = []  # the run's exit status
     try:
-        workers = [threading.Thread(target=hammer) for _ in range(2)]
-        for w in workers:
-            w.start()
-        assert run_cli("run", "--out", str(tmp_path / "out"), "--db", str(db)) == 0  # the writer
-        stop.set()
-        for w in workers:
-            w.join(timeout=60)
+        statuses = hammer_while(url, rid, lambda: writer.append(run_cli("run", "--out", str(tmp_path / "out"),
+                                                                         "--db", str(db))))
     finally:
-        stop.set()
         proc.terminate()
         proc.wait(timeout=30)
-    assert statuses and set(statuses) <= {200, 503}, sorted(set(statuses))
-    assert statuses.count(200) > 10
+    assert writer == [0]
+    assert statuses and set(statuses) <= {200, 503}, sorted(statuses, key=str)
+    assert statuses[200] > 10

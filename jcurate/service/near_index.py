@@ -24,7 +24,7 @@ from curate.dedup import (
     PartShingles,
     RecordParts,
     minhash_config,
-    mod_mersenne61,
+    minhash_values,
     near_duplicate_similarity,
     shingle_hashes,
 )
@@ -69,11 +69,8 @@ class DuplicateIndex:
         """
         if shingles.size == 0:
             return None
-        a, b = self._signer.parameters
+        sig = minhash_values(shingles.reshape(-1, 1), *self._signer.parameters).reshape(self.near.num_buckets, -1)
         with np.errstate(over="ignore"):
-            phv = shingles.reshape(-1, 1) * a
-            phv += b
-            sig = mod_mersenne61(phv).min(axis=0).reshape(self.near.num_buckets, -1)
             keys = np.zeros(self.near.num_buckets, dtype=np.uint64)
             for j in range(sig.shape[1]):
                 keys = keys * _MIX + sig[:, j]
