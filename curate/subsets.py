@@ -4,7 +4,7 @@ The selection is SQL over the store (``record_fate`` for what was kept, ``record
 for each record's effective license, ``scores`` or the source's own labels for ranking);
 the subset, its criteria and its members go back into the store, and the export carries
 ``record_id``, ``source_id`` and the effective ``license`` of every record, with the subset's
-NOTICE and a Hugging Face dataset card (``curate.dataset_card``) beside it or inside its folder.
+NOTICE and a Hugging Face dataset card (``licenses.dataset_card``) beside it or inside its folder.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def create_subset(db: str | Path, criteria: SubsetCriteria, catalogue: Catalogue
                                                 for rank, (rid, score) in enumerate(members, start=1)])
         result = {"name": criteria.name, "run_id": run_id, "n_records": len(members), "score": criteria.score}
         if out is not None:
-            from curate.dataset_card import dataset_card
+            from licenses.dataset_card import dataset_card
 
             rows = export_rows(con, criteria.name)
             notice_path, card_path = write_export(rows, Path(out))
