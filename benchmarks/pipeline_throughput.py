@@ -75,17 +75,19 @@ def step_seconds(stats_file: Path) -> dict[str, float]:
 
 
 def signature_seconds(texts: list[str], near) -> float:
-    from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+    """The pipeline's signature step (``curate.minhash``) over the texts, bucket files included."""
+    from datatrove.data import Document
 
     from curate.dedup import minhash_config
+    from curate.minhash import OnePermutationMinhashSignature
     from curate.tokenizers import make_tokenizer
 
-    step = MinhashDedupSignature(tempfile.mkdtemp(), config=minhash_config(near), language=make_tokenizer(near.tokens))
+    step = OnePermutationMinhashSignature(tempfile.mkdtemp(), config=minhash_config(near),
+                                          language=make_tokenizer(near.tokens))
+    docs = [Document(text=t, id=str(i)) for i, t in enumerate(texts)]
     start = time.perf_counter()
-    for text in texts:
-        shingles = step.get_shingles(text)
-        if shingles.size:
-            step.get_signature(shingles)
+    for _ in step.run(iter(docs)):
+        pass
     return time.perf_counter() - start
 
 

@@ -1,7 +1,7 @@
 """Exact and near-duplicate removal.
 
-Signatures and LSH buckets are datatrove's own (``MinhashDedupSignature`` and
-``MinhashDedupBuckets``). The clustering step is ours, because datatrove's
+Signatures are one-permutation MinHash (``curate.minhash``, in datatrove's bucket file format) and
+LSH buckets are datatrove's own ``MinhashDedupBuckets``. The clustering step is ours, because datatrove's
 ``MinhashDedupCluster`` keeps whichever record union-by-size makes the root and records no
 pointer from a dropped record to the one that was kept. ``DedupPlan`` applies a stated rule
 instead and verifies each LSH candidate pair by its true Jaccard similarity:
@@ -31,7 +31,7 @@ import duckdb
 import numpy as np
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
+from datatrove.pipeline.dedup.minhash import MinhashConfig
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.binaryio import read_tuples_from_file
@@ -60,59 +60,6 @@ def minhash_config(c: NearDedupConfig) -> MinhashConfig:
         norm_config=NORM,
         hash_config=HashConfig(precision=64),
     )
-
-
-MERSENNE_61 = np.uint64((1 << 61) - 1)
-
-
-def mod_mersenne61(y: np.ndarray) -> np.ndarray:
-    """``y % (2**61 - 1)`` for uint64 arrays without a division, in place where it can: y = h·2^61 + l
-    gives y ≡ h + l, and h + l < 2·(2^61 − 1), so one conditional subtraction finishes it.
-
-    >>> y = np.array([0, 5, (1 << 61) - 1, 1 << 61, (1 << 64) - 1, 12345678901234567890], dtype=np.uint64)
-    >>> bool((mod_mersenne61(y.copy()) == y % MERSENNE_61).all())
-    True
-    """
-    high = y >> np.uint64(61)
-    y &= MERSENNE_61
-    y += high
-    y[y >= MERSENNE_61] -= MERSENNE_61
-    return y
-
-
-def minhash_values(shingles: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """datatrove's MinHash values, ``min((shingles * a + b) % (2**61 - 1))`` per hash function, with the
-    modulo by shift and mask. ``shingles``: a column (N, 1) of uint64; ``a``, ``b``: (1, H)."""
-    with np.errstate(over="ignore"):
-        phv = shingles * a
-        phv += b
-    return mod_mersenne61(phv).min(axis=0)
-
-
-class FastMinhashSignature(MinhashDedupSignature):
-    """datatrove's ``MinhashDedupSignature`` with the same shingles, signatures, bucket files and
-    sorting (so datatrove's bucket stage and executors work unchanged), computed faster: the modulo
-    by the Mersenne prime with shifts and masks instead of a 64-bit division, and, for character
-    n-grams, each n-gram's string (``" ".join`` of its characters) sliced from one joined string
-    instead of joined anew. Together they were most of the filter stage's time."""
-
-    def get_shingles(self, text: str) -> np.ndarray:
-        if not isinstance(self.word_tokenizer, CharTokenizer):
-            return super().get_shingles(text)
-        chars = self.word_tokenizer.word_tokenize(simplify_text(text, self.config.norm_config))
-        n = self.config.n_grams
-        count = len(chars) - n + 1
-        if count <= 0:  # datatrove's ngrams() yields nothing for fewer than n tokens
-            return np.zeros((0, 1), dtype=np.uint64)
-        joined, width, digest = " ".join(chars), 2 * n - 1, self._hash_func
-        return np.fromiter((digest(joined[2 * i:2 * i + width]) for i in range(count)), dtype=np.uint64,
-                           count=count).reshape((-1, 1))
-
-    def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
-        if self.config.hash_config.precision != 64:
-            return super().get_signature(shingles)
-        sig = minhash_values(shingles, *self.parameters)
-        return [x.tolist() for x in np.split(sig, self.config.num_buckets)]
 
 
 _HASH = create_hash_func(HashConfig(precision=64))

@@ -39,9 +39,10 @@ from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 from core.errors import JcurateError
 from curate.config import PipelineConfig
 from curate.decont import InstructionDecontFilter, build_decont_index
-from curate.dedup import DedupFilter, DedupPlan, FastMinhashSignature, minhash_config
+from curate.dedup import DedupFilter, DedupPlan, minhash_config
 from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
 from curate.manifest import Source
+from curate.minhash import OnePermutationMinhashSignature
 from curate.outputs import RecordWriter, dropped_writer, intermediate_reader
 from curate.progress import ProgressCounter, count_input_rows, parquet_rows
 from curate.readers import SourceReader, check_field_mappings, check_readable
@@ -110,8 +111,8 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
     ]
     if near:
         filter_stage.append(
-            FastMinhashSignature(str(work / "minhash/sigs"), config=minhash_config(near),
-                                     language=make_tokenizer(near.tokens))
+            OnePermutationMinhashSignature(str(work / "minhash/sigs"), config=minhash_config(near),
+                                           language=make_tokenizer(near.tokens))
         )
     stages = [("filter", filter_stage, workers)]
     if near:

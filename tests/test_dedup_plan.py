@@ -87,28 +87,3 @@ def test_candidate_groups_are_rebuilt_from_datatrove_s_chains_and_paired_in_surv
     one = NearClustering(NearDedupConfig()).clusters(records, [[(0, 0), (0, 2), (0, 1)]], exact={})
     two = NearClustering(NearDedupConfig()).clusters(records, [[(0, 1), (0, 0), (0, 2)]], exact={})
     assert one == two == {}, "paired in survivor order x0-x1, x1-x2: neither verifies"
-
-
-def test_the_fast_minhash_signature_is_datatrove_s(tmp_path):
-    """Same shingles and signatures as datatrove's MinhashDedupSignature on real records and edge cases,
-    so its bucket files are what datatrove's bucket stage expects."""
-    import json
-    from pathlib import Path
-
-    import numpy as np
-    from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
-
-    from curate.dedup import FastMinhashSignature, minhash_config
-    from curate.tokenizers import make_tokenizer
-
-    root = Path(__file__).resolve().parents[1]
-    rows = [json.loads(line) for line in (root / "data/audit/records.jsonl").read_text(encoding="utf-8").splitlines()]
-    texts = [r.get("output") or "" for r in rows[:300]] + ["", "短い", " a b ", "五文字です", "ＡＢＣＤＥＦ　ｇ"]
-    near = NearDedupConfig()
-    theirs = MinhashDedupSignature(str(tmp_path / "a"), config=minhash_config(near), language=make_tokenizer("chars"))
-    ours = FastMinhashSignature(str(tmp_path / "b"), config=minhash_config(near), language=make_tokenizer("chars"))
-    for text in texts:
-        a, b = theirs.get_shingles(text), ours.get_shingles(text)
-        assert a.shape == b.shape and np.array_equal(a, b), text
-        if a.size:
-            assert theirs.get_signature(a) == ours.get_signature(b)

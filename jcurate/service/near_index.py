@@ -4,7 +4,7 @@ The pipeline finds duplicates in batch (datatrove writes signatures and buckets 
 ``DedupPlan`` clusters them); a service needs the same answer for one new record at a time.
 So this index keeps, per LSH band, a sorted array of band keys over the store's records and
 answers a query with ``searchsorted``: the same MinHash parameters and signature function as
-the run (datatrove's ``MinhashDedupSignature``), and the same verification (prompt, context
+the run (``curate.minhash``, built in batches of texts), and the same verification (prompt, context
 and answer each at the run's ``near_dedup.min_jaccard``, ``curate.dedup.near_duplicate_similarity``),
 so a record the service calls a near duplicate is one the pipeline would have dropped.
 Arrays, not a dict of buckets: 200k records x 20 bands fit in ~32 MB.
@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 from datatrove.utils.logging import logger
 
 from curate.config import NearDedupConfig
@@ -24,10 +23,9 @@ from curate.dedup import (
     PartShingles,
     RecordParts,
     minhash_config,
-    minhash_values,
     near_duplicate_similarity,
-    shingle_hashes,
 )
+from curate.minhash import OnePermutationMinhashSignature, batched
 from curate.tokenizers import make_tokenizer
 
 # odd 64-bit multiplier folding a band's hashes into one key (wraps modulo 2**64)
@@ -54,30 +52,23 @@ class DuplicateIndex:
         self.cache_size = cache_size
         self._cache: dict[int, PartShingles] = {}
         self.tokenizer = make_tokenizer(near.tokens)
-        self._signer = MinhashDedupSignature("/tmp", config=minhash_config(near), language=self.tokenizer)
+        self._signer = OnePermutationMinhashSignature("/tmp", config=minhash_config(near), language=self.tokenizer)
         self.records: list[IndexedRecord] = []
         self.by_hash: dict[str, list[int]] = {}
         self.band_keys = np.empty((near.num_buckets, 0), dtype=np.uint64)
         self.band_order = np.empty((near.num_buckets, 0), dtype=np.int64)
         self.seconds = 0.0
 
-    def band_keys_of(self, shingles: np.ndarray) -> np.ndarray | None:
-        """One uint64 per band: the band's ``hashes_per_bucket`` MinHash values folded; None without n-grams.
-
-        The signature is datatrove's (``MinhashDedupSignature.parameters``, same hash and n-grams);
-        ``shingles`` are ``shingle_hashes`` of the text, whose unique values give the same minima.
-        """
-        if shingles.size == 0:
-            return None
-        sig = minhash_values(shingles.reshape(-1, 1), *self._signer.parameters).reshape(self.near.num_buckets, -1)
+    def text_band_keys(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(texts x bands) uint64 keys, each band's ``hashes_per_bucket`` MinHash values folded into
+        one, and whether each text has a signature (fewer than n tokens: none), as the run signs them."""
+        sig, has = self._signer.signatures(texts)
+        sig = sig.reshape(len(texts), self.near.num_buckets, -1)
         with np.errstate(over="ignore"):
-            keys = np.zeros(self.near.num_buckets, dtype=np.uint64)
-            for j in range(sig.shape[1]):
-                keys = keys * _MIX + sig[:, j]
-        return keys
-
-    def shingles(self, text: str) -> np.ndarray:
-        return shingle_hashes(text, self.tokenizer, self.near.n_grams)
+            keys = np.zeros(sig.shape[:2], dtype=np.uint64)
+            for j in range(sig.shape[2]):
+                keys = keys * _MIX + sig[:, :, j]
+        return keys, has
 
     def part_shingles(self, parts: RecordParts) -> PartShingles:
         return PartShingles.of(parts, self.tokenizer, self.near.n_grams)
@@ -97,22 +88,24 @@ class DuplicateIndex:
         """rows: (record_id, source_id, text, content_hash, kept, dropped_at, instruction, input, output, messages)."""
         start = time.perf_counter()
         keys, positions = [], []
-        for row in rows:
-            i = len(self.records)
-            rec = IndexedRecord(*row)
-            self.records.append(rec)
-            self.by_hash.setdefault(rec.content_hash, []).append(i)
-            k = self.band_keys_of(self.shingles(rec.text)) if self.near.enabled else None
-            if k is not None:
-                keys.append(k)
-                positions.append(i)
-            if progress_every and (i + 1) % progress_every == 0:
-                logger.info(f"duplicate index: {i + 1} records signed ({time.perf_counter() - start:.0f} s)")
+        for batch in batched(rows, 1024):
+            first = len(self.records)
+            for row in batch:
+                rec = IndexedRecord(*row)
+                self.by_hash.setdefault(rec.content_hash, []).append(len(self.records))
+                self.records.append(rec)
+            if self.near.enabled:
+                k, has = self.text_band_keys([r.text for r in self.records[first:]])
+                keys.append(k[has])
+                positions.append(np.arange(first, len(self.records), dtype=np.int64)[has])
+            if progress_every and len(self.records) // progress_every > first // progress_every:
+                logger.info(f"duplicate index: {len(self.records)} records signed ({time.perf_counter() - start:.0f} s)")
+        keys = [k for k in keys if k.size]
         if keys:
-            matrix = np.stack(keys, axis=1)  # bands x records
+            matrix = np.concatenate(keys).T  # bands x records
             order = np.argsort(matrix, axis=1, kind="stable")
             self.band_keys = np.take_along_axis(matrix, order, axis=1)
-            self.band_order = np.asarray(positions, dtype=np.int64)[order]
+            self.band_order = np.concatenate(positions)[order]
         self.seconds = time.perf_counter() - start
         return self
 
@@ -124,12 +117,11 @@ class DuplicateIndex:
         """Verified near duplicates, most similar first (by their least similar part); exact copies excluded."""
         if not self.near.enabled or self.band_keys.shape[1] == 0:
             return []
-        mine = self.shingles(text)
-        keys = self.band_keys_of(mine)
-        if keys is None:
+        keys, has = self.text_band_keys([text])
+        if not has[0]:
             return []
         candidates: set[int] = set()
-        for band, key in enumerate(keys):
+        for band, key in enumerate(keys[0]):
             row = self.band_keys[band]
             lo, hi = np.searchsorted(row, key, "left"), np.searchsorted(row, key, "right")
             candidates.update(self.band_order[band, lo:hi].tolist())

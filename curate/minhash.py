@@ -1,0 +1,178 @@
+"""MinHash signatures for near-duplicate candidates: one permutation, vectorised in numpy.
+
+datatrove's ``MinhashDedupSignature`` hashes every n-gram string with xxhash in Python and then
+evaluates K = ``num_buckets x hashes_per_bucket`` hash functions on every n-gram (``(a*x + b) mod p``
+over an n-grams x K array): 2.3 s per 10,000 records of ~300 characters, most of the filter stage,
+and the K-column arithmetic, not the string hashing, is most of it. This module computes a
+one-permutation MinHash (Li, Owen & Zhang 2012) with rotation densification (Shrivastava & Li 2014):
+one 64-bit hash per n-gram, whose high bits choose one of K bins and whose low 32 bits are its value;
+each bin keeps its minimum; an empty bin takes the value of the next non-empty bin to its right
+(circularly) plus ``2**32`` per step. Two texts agree in a bin with probability equal to the Jaccard
+similarity of their n-gram sets, as with K independent permutations, so datatrove's LSH banding
+(``MinhashDedupBuckets``, the same bucket files) finds the same kind of candidates.
+
+It is not datatrove's signature (a stated difference): which borderline pairs become LSH candidates
+changes at random, as it would with another seed. Every candidate is verified by its true n-gram
+Jaccard in the dedup plan, so a decision changes only where a pair near the threshold was a
+candidate under one hashing and not the other; measured on the audit benchmark and a 60k-record run
+in ``benchmarks/split_file_scaling.py`` / the issue notes.
+
+Character n-grams (the default) are hashed per window in numpy over a whole batch of texts; word
+n-grams (``tokens: fugashi``) are hashed per n-gram string by datatrove's own function and binned here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from itertools import islice
+
+import numpy as np
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+from datatrove.utils.text import PUNCTUATION
+from datatrove.utils.typeshelper import StatHints
+
+from curate.char_ngrams import char_codes, coefficients
+from curate.tokenizers import CharTokenizer
+
+# what datatrove's simplify_text (lower case, punctuation to spaces, our NORM: numbers and
+# diacritics kept) followed by the character tokenizer (spaces dropped) leaves: lower case, with
+# punctuation and every whitespace character deleted. ``simplified_chars`` is tested equal to it.
+_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+               "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")  # every character str.isspace() accepts
+_DROP = re.compile("[" + re.escape(PUNCTUATION + _WHITESPACE) + "]+")
+
+EMPTY = np.uint64(1 << 63)  # a bin no n-gram fell into (values are < 2**32 before densification)
+_STEP = np.uint64(1 << 32)  # what densification adds per bin it moves
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def simplified_chars(text: str) -> str:
+    """The characters MinHash shingles: datatrove's ``simplify_text`` with our normalisation,
+    spaces dropped, in one regex pass."""
+    return _DROP.sub("", text.lower())
+
+
+def mix64(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, in place: every output bit depends on every input bit."""
+    with np.errstate(over="ignore"):
+        h ^= h >> np.uint64(30)
+        h *= _MIX1
+        h ^= h >> np.uint64(27)
+        h *= _MIX2
+        h ^= h >> np.uint64(31)
+    return h
+
+
+def char_ngram_hashes(texts: list[str], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The hash of every character n-gram of every text (after ``simplified_chars``), concatenated,
+    and the number of n-grams per text (0 below n characters, as datatrove's ``ngrams`` gives none)."""
+    chars = [simplified_chars(t) for t in texts]
+    lengths = np.fromiter(map(len, chars), dtype=np.int64, count=len(chars))
+    counts = np.maximum(lengths - n + 1, 0)
+    codes = char_codes("".join(chars))
+    width = codes.size - n + 1
+    if width <= 0 or not counts.any():
+        return np.zeros(0, dtype=np.uint64), counts
+    coeffs = coefficients(seed, n)
+    windows = codes[:width] * coeffs[0]
+    with np.errstate(over="ignore"):
+        for k in range(1, n):
+            windows += codes[k:k + width] * coeffs[k]
+    # keep the windows that start inside a text and end inside the same text
+    starts = np.cumsum(lengths) - lengths
+    owner_start = np.repeat(starts, counts)
+    offset_in_text = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return mix64(windows[owner_start + offset_in_text]), counts
+
+
+def word_ngram_hashes(texts: list[str], step: MinhashDedupSignature) -> tuple[np.ndarray, np.ndarray]:
+    """The same for word n-grams: datatrove's n-gram strings and hash function, mixed."""
+    per_text = [np.asarray(step.get_shingles(t), dtype=np.uint64).reshape(-1) for t in texts]
+    counts = np.fromiter((a.size for a in per_text), dtype=np.int64, count=len(per_text))
+    hashes = np.concatenate(per_text) if per_text else np.zeros(0, dtype=np.uint64)
+    return mix64(hashes.copy()), counts
+
+
+def one_permutation_signatures(hashes: np.ndarray, counts: np.ndarray, num_hashes: int) -> np.ndarray:
+    """One row of ``num_hashes`` values per text (rows of texts without n-grams are meaningless).
+
+    ``hashes``: every n-gram hash of every text, text after text; ``counts``: how many per text."""
+    docs = counts.size
+    signatures = np.full(docs * num_hashes, EMPTY, dtype=np.uint64)
+    if hashes.size:
+        owner = np.repeat(np.arange(docs, dtype=np.int64), counts)
+        with np.errstate(over="ignore"):
+            bins = ((hashes >> np.uint64(32)) * np.uint64(num_hashes)) >> np.uint64(32)
+        np.minimum.at(signatures, owner * num_hashes + bins.astype(np.int64), hashes & np.uint64(0xFFFFFFFF))
+    signatures = signatures.reshape(docs, num_hashes)
+    empty = signatures == EMPTY
+    if empty.any():
+        # rotation: the first non-empty bin at or after each bin, going round
+        positions = np.arange(2 * num_hashes)
+        filled = np.concatenate([~empty, ~empty], axis=1)
+        candidate = np.where(filled, positions, 2 * num_hashes)
+        nearest = np.minimum.accumulate(candidate[:, ::-1], axis=1)[:, ::-1][:, :num_hashes]
+        nearest = np.minimum(nearest, 2 * num_hashes - 1)  # texts without n-grams: any index
+        steps = (nearest - positions[:num_hashes]).astype(np.uint64)
+        moved = np.take_along_axis(signatures, nearest % num_hashes, axis=1) + steps * _STEP
+        signatures = np.where(empty, moved, signatures)
+    return signatures
+
+
+def batched(items: Iterable, size: int) -> Iterable[list]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+class OnePermutationMinhashSignature(MinhashDedupSignature):
+    """datatrove's first MinHash stage with the signatures of this module: same inputs (the
+    documents of a task), same bucket files (``bucket_XXX/RANK.minhash.sig``, sorted), so
+    ``MinhashDedupBuckets`` and every executor work unchanged."""
+
+    name = "🎯 MinHash signatures (one permutation)"
+    batch_size = 1024
+
+    def signatures(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(signatures, whether each text has one): texts with fewer than n tokens have none."""
+        if isinstance(self.word_tokenizer, CharTokenizer):
+            hashes, counts = char_ngram_hashes(texts, self.config.n_grams, self.config.seed)
+        else:
+            hashes, counts = word_ngram_hashes(texts, self)
+        return one_permutation_signatures(hashes, counts, self.num_hashes), counts > 0
+
+    def _record_dtype(self) -> np.dtype:
+        fmt = self.config.hash_config.struct_format  # "Q" (precision 64) or "I"
+        return np.dtype([(f"field{i + 1}", f"<{fmt}") for i in range(self.config.hashes_per_bucket)]
+                        + [(f"field{self.config.hashes_per_bucket + 1}", "<I")])
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1):
+        per_bucket = self.config.hashes_per_bucket
+        dtype = self._record_dtype()
+        paths = [f"bucket_{bi:03d}/{rank:05d}.minhash.sig" for bi in range(self.config.num_buckets)]
+        with self.track_time():
+            files = [self.output_folder.open(p, mode="wb") for p in paths]
+            doc_idx = 0
+            for batch in batched(data, self.batch_size):
+                self.stat_update(StatHints.total, value=len(batch))
+                signatures, has = self.signatures([doc.text for doc in batch])
+                indices = np.arange(doc_idx, doc_idx + len(batch), dtype=np.uint32)[has]
+                signatures = signatures[has] & np.uint64(self.config.hash_config.max)
+                doc_idx += len(batch)
+                for bi, f in enumerate(files):
+                    records = np.empty(indices.size, dtype=dtype)
+                    for j in range(per_bucket):
+                        records[f"field{j + 1}"] = signatures[:, bi * per_bucket + j]
+                    records[f"field{per_bucket + 1}"] = indices
+                    f.write(records.tobytes())
+            for f in files:
+                f.close()
+            for path in paths:  # datatrove's bucket stage reads each file in sorted order
+                with self.output_folder.open(path, mode="rb") as f:
+                    records = np.frombuffer(f.read(), dtype=dtype).copy()
+                records.sort(order=dtype.names)
+                with self.output_folder.open(path, mode="wb") as f:
+                    f.write(records.tobytes())
+        yield from ()  # a pipeline step is a generator; this one only writes signatures
