@@ -31,3 +31,22 @@ def window_hashes(codes: np.ndarray, n: int, coeffs: np.ndarray) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(codes, n)
     with np.errstate(over="ignore"):
         return (windows * coeffs[:n]).sum(axis=1)
+
+
+def text_windows(texts: list[str], n: int, coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The hash of every window of ``n`` characters of every text, text after text, hashed in one
+    numpy pass over their concatenation (no window straddles two texts), and the number of windows
+    per text (0 below ``n`` characters)."""
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    counts = np.maximum(lengths - n + 1, 0)
+    codes = char_codes("".join(texts))
+    width = codes.size - n + 1
+    if width <= 0 or not counts.any():
+        return np.zeros(0, dtype=np.uint64), counts
+    with np.errstate(over="ignore"):
+        windows = codes[:width] * coeffs[0]
+        for k in range(1, n):
+            windows += codes[k:k + width] * coeffs[k]
+    starts = np.cumsum(lengths) - lengths
+    offset_in_text = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return windows[np.repeat(starts, counts) + offset_in_text], counts

@@ -3,8 +3,8 @@
 Signatures are one-permutation MinHash (``curate.minhash``, in datatrove's bucket file format) and
 LSH buckets are datatrove's own ``MinhashDedupBuckets``. The clustering step is ours, because datatrove's
 ``MinhashDedupCluster`` keeps whichever record union-by-size makes the root and records no
-pointer from a dropped record to the one that was kept. ``DedupPlan`` applies a stated rule
-instead and verifies each LSH candidate pair by its true Jaccard similarity:
+pointer from a dropped record to the one that was kept. ``curate.dedup_plan.DedupPlan`` applies a
+stated rule instead and verifies each LSH candidate pair by its true Jaccard similarity:
 
 * exact duplicates: records with the same ``content_hash`` (normalised text);
 * near duplicates: LSH candidate pairs (MinHash of the whole text) whose prompt AND answer
@@ -16,32 +16,27 @@ instead and verifies each LSH candidate pair by its true Jaccard similarity:
 * survivor of a group: the record of the source listed first in the manifest, then the
   lowest row number (list your preferred sources first).
 
-The plan is one Parquet file; ``DedupFilter`` drops what it names, per stage.
+The plan is one Parquet file (``curate.dedup_plan``); ``DedupFilter`` drops what it names, per stage.
+This module holds the rules: shingles, Jaccard, what makes two records near duplicates.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
-from pathlib import Path
 
-import duckdb
 import numpy as np
-from datatrove.data import Document, DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
+from datatrove.data import Document
 from datatrove.pipeline.dedup.minhash import MinhashConfig
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
-from datatrove.utils.binaryio import read_tuples_from_file
 from datatrove.utils.hashing import HashConfig, create_hash_func
-from datatrove.utils.logging import logger
 from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
 
-from curate.char_ngrams import char_codes, coefficients, window_hashes
+from curate.char_ngrams import coefficients, text_windows
 from curate.config import NearDedupConfig
-from curate.tokenizers import CharTokenizer, make_tokenizer
+from curate.minhash import simplified_chars
+from curate.tokenizers import CharTokenizer
 
 # datatrove's default strips diacritics (ダイヤモンド -> タイヤモント) and maps every number
 # to 0, which makes "3と5の和" and "7と2の和" identical: keep both.
@@ -77,48 +72,55 @@ _COEFFS = coefficients(5)
 
 
 def char_shingle_hashes(text: str, n: int) -> np.ndarray:
-    """Sorted unique 64-bit hashes of the character n-grams (whitespace dropped), vectorised.
+    """Sorted unique 32-bit hashes of the character n-grams (punctuation and whitespace dropped).
 
-    The same n-gram sets as ``shingle_hashes`` with the character tokenizer, so the same
-    Jaccard up to hash collisions; the hash values differ (a polynomial hash in numpy instead
-    of xxhash per n-gram string, ~5x faster), so use it only where no datatrove signature has
-    to match: verifying candidate pairs.
+    The same n-gram sets as ``shingle_hashes`` with the character tokenizer, so the same Jaccard
+    up to hash collisions (about one in 10^5 pairs of records moves by one shared n-gram); the
+    values differ (a polynomial hash in numpy instead of xxhash per n-gram string, and 4 bytes a
+    value), so use it only where no datatrove signature has to match: verifying candidate pairs.
 
     >>> a, b = char_shingle_hashes("東京は日本の首都です", 5), char_shingle_hashes("東京は日本の首都だ", 5)
     >>> round(jaccard(a, b), 3) == round(jaccard(shingle_hashes("東京は日本の首都です", _CHARS, 5),
     ...                                          shingle_hashes("東京は日本の首都だ", _CHARS, 5)), 3)
     True
     """
-    chars = "".join(simplify_text(text, NORM).split())
-    codes = char_codes(chars)
-    if codes.size < n:  # like shingle_hashes: the whole (short) text is one shingle
-        with np.errstate(over="ignore"):
-            return window_hashes(codes, codes.size, _COEFFS) + np.uint64(codes.size)
-    return np.unique(window_hashes(codes, n, _COEFFS))
+    return char_shingle_batch([text], n)[0]
 
 
 def char_shingle_batch(texts: list[str], n: int, chunk: int = 4096) -> list[np.ndarray]:
-    """``char_shingle_hashes`` of many texts, identical arrays, with the windows of a whole chunk of
-    texts hashed in one numpy pass over their concatenation (per-text calls spent most of the dedup
-    plan's time in numpy call overhead). A window that would straddle two texts is never used.
+    """``char_shingle_hashes`` of many texts: the windows of a chunk of texts hashed in one numpy
+    pass (``text_windows``) and made unique per text with one sort of (text, hash) keys, because
+    per-text numpy calls were most of the dedup plan's time. A text shorter than n characters is
+    one shingle (its characters and length), so two short answers compare as equal or not.
 
-    >>> texts = ["東京は日本の首都です", "", "短い", "東京は日本の首都だ"]
-    >>> all(np.array_equal(a, char_shingle_hashes(t, 5)) for a, t in zip(char_shingle_batch(texts, 5), texts))
+    >>> texts = ["東京は日本の首都です", "", "短い", "東京は日本の首都だ", "短い", "東京は日本の首都だ"]
+    >>> out = char_shingle_batch(texts, 5)
+    >>> [len(a) for a in out], bool(out[2] == out[4]), out[0].dtype
+    ([6, 1, 1, 5, 1, 5], True, dtype('uint32'))
+    >>> from curate.char_ngrams import char_codes, window_hashes
+    >>> def one_by_one(t):  # the definition, one text at a time
+    ...     return np.unique(window_hashes(char_codes(simplified_chars(t)), 5, _COEFFS) >> np.uint64(32)).astype(np.uint32)
+    >>> all(np.array_equal(a, one_by_one(t)) for a, t in zip(out, texts) if len(t) >= 5)
     True
     """
     out: list[np.ndarray] = []
     for start in range(0, len(texts), chunk):
-        chars = ["".join(simplify_text(t, NORM).split()) for t in texts[start:start + chunk]]
-        codes = char_codes("".join(chars))
-        hashes = window_hashes(codes, n, _COEFFS) if codes.size >= n else np.zeros(0, dtype=np.uint64)
-        offset = 0
-        for c in chars:
-            if len(c) >= n:
-                out.append(np.unique(hashes[offset:offset + len(c) - n + 1]))
-            else:  # like char_shingle_hashes: a short text is one shingle
-                with np.errstate(over="ignore"):
-                    out.append(window_hashes(codes[offset:offset + len(c)], len(c), _COEFFS) + np.uint64(len(c)))
-            offset += len(c)
+        chars = [simplified_chars(t) for t in texts[start:start + chunk]]
+        hashes, counts = text_windows(chars, n, _COEFFS)
+        owners = np.repeat(np.arange(len(chars), dtype=np.uint64), counts)
+        short = [i for i, c in enumerate(chars) if len(c) < n]
+        if short:  # one shingle each: the hash of all its characters (zero-padded to n), plus its length
+            padded = np.array([[ord(ch) for ch in chars[i]] + [0] * (n - len(chars[i])) for i in short], dtype=np.uint64)
+            with np.errstate(over="ignore"):
+                whole = (padded * _COEFFS[:n]).sum(axis=1) + np.array([len(chars[i]) for i in short], dtype=np.uint64)
+            owners = np.concatenate([owners, np.array(short, dtype=np.uint64)])
+            hashes = np.concatenate([hashes, whole])
+        keys = (owners << np.uint64(32)) | (hashes >> np.uint64(32))
+        keys.sort()  # then unique: np.unique's hash table was slower than a sort here
+        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if keys.size else keys
+        bounds = np.searchsorted(keys >> np.uint64(32), np.arange(len(chars) + 1, dtype=np.uint64))
+        values = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        out.extend(values[bounds[i]:bounds[i + 1]] for i in range(len(chars)))
     return out
 
 
@@ -160,6 +162,14 @@ class PartShingles:
         return cls(*(shingle_hashes(t, tokenizer, n) for t in texts))
 
 
+def jaccard_reaching(a: np.ndarray, b: np.ndarray, floor: float) -> float:
+    """``jaccard(a, b)``, or 0.0 without comparing where the set sizes alone keep it below ``floor``
+    (|A∩B| / |A∪B| <= min(|A|, |B|) / max(|A|, |B|))."""
+    if min(a.size, b.size) < floor * max(a.size, b.size):
+        return 0.0
+    return jaccard(a, b)
+
+
 def near_duplicate_similarity(a: PartShingles, b: PartShingles, min_jaccard: float = MIN_JACCARD,
                               same_prompt_different_answer: str = "keep") -> float | None:
     """The smallest part Jaccard when a and b are near duplicates, else None.
@@ -167,236 +177,16 @@ def near_duplicate_similarity(a: PartShingles, b: PartShingles, min_jaccard: flo
     Prompt and context must both reach ``min_jaccard``; the answer too, unless
     ``same_prompt_different_answer`` is ``drop``.
     """
-    prompt = jaccard(a.prompt, b.prompt)
-    context = jaccard(a.context, b.context)
-    if min(prompt, context) < min_jaccard:
+    prompt = jaccard_reaching(a.prompt, b.prompt, min_jaccard)
+    if prompt < min_jaccard:
         return None
-    answer = jaccard(a.answer, b.answer)
+    context = jaccard_reaching(a.context, b.context, min_jaccard)
+    if context < min_jaccard:
+        return None
+    answer = jaccard_reaching(a.answer, b.answer, min_jaccard)
     if answer < min_jaccard and same_prompt_different_answer != "drop":
         return None
     return min(prompt, context, answer) if answer >= min_jaccard else min(prompt, context)
-
-
-class _UnionFind:
-    def __init__(self):
-        self.parent: dict = {}
-
-    def find(self, x):
-        self.parent.setdefault(x, x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, a, b):
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
-@dataclass(frozen=True)
-class PlanRecord:
-    """One filtered record as the dedup plan reads it back from the ``filtered`` shards."""
-
-    record_id: str
-    content_hash: str
-    source_order: int
-    row: int
-    file: str
-    rank: int  # the shard (task) it was written by
-    doc_idx: int  # its position in that shard = the doc index MinhashDedupSignature saw
-    instruction: str | None
-    input: str | None
-    output: str | None
-    messages: str | None  # JSON
-
-    @property
-    def parts(self) -> RecordParts:
-        return RecordParts.of(self.instruction, self.input, self.output, self.messages)
-
-    @cached_property  # read millions of times by the clustering (a frozen dataclass may cache in __dict__)
-    def survivor_key(self) -> tuple:
-        """Survivor rule: the source listed first in the manifest, then file, then row."""
-        return (self.source_order, self.file, self.row, self.record_id)
-
-
-@dataclass(frozen=True)
-class PlanEntry:
-    """A record the plan drops: at which stage, the record it duplicates, and its group."""
-
-    stage: str  # exact_dedup | near_dedup
-    duplicate_of: str
-    cluster_id: str
-
-
-def load_plan_records(records_folder: str | Path) -> list[PlanRecord]:
-    files = sorted(Path(records_folder).glob("*.parquet"))
-    if not files:
-        return []
-    rows = duckdb.connect().execute(
-        f"""SELECT record_id, content_hash, source_order, row, file,
-                   CAST(regexp_extract(filename, '(\\d+)\\.parquet$', 1) AS INTEGER) AS rank,
-                   file_row_number AS doc_idx, instruction, input, output, messages
-            FROM read_parquet({json.dumps([str(f) for f in files])}, filename=true, file_row_number=true)"""
-    ).fetchall()
-    return [PlanRecord(*r) for r in rows]
-
-
-def exact_duplicates(records: list[PlanRecord]) -> dict[str, PlanEntry]:
-    """Records whose ``content_hash`` an earlier record (by the survivor rule) has."""
-    groups: dict[str, list[PlanRecord]] = {}
-    for r in records:
-        groups.setdefault(r.content_hash, []).append(r)
-    plan = {}
-    for members in groups.values():
-        if len(members) > 1:
-            members.sort(key=lambda r: r.survivor_key)
-            survivor = members[0].record_id
-            for m in members[1:]:
-                plan[m.record_id] = PlanEntry("exact_dedup", survivor, survivor)
-    return plan
-
-
-def candidate_groups(buckets_folder: str | Path) -> Iterator[list[tuple[int, int]]]:
-    """The records that share one band signature in one bucket, as lists of (rank, doc_idx).
-
-    datatrove writes such a group as a chain of pairs in its sort order (signature, task, index
-    in the task): (a, b), (b, c), ... So which pairs it writes depends on how the records were
-    split over tasks; the group does not."""
-    for dups in sorted(Path(buckets_folder).glob("*.dups")):
-        group: list[tuple[int, int]] = []
-        with open(dups, "rb") as f:
-            for f1, d1, f2, d2 in read_tuples_from_file(f, "4I", lines_to_buffer=1000):
-                if group and group[-1] == (f1, d1):
-                    group.append((f2, d2))
-                    continue
-                if group:
-                    yield group
-                group = [(f1, d1), (f2, d2)]
-        if group:
-            yield group
-
-
-def canonical_pairs(groups, by_pos: dict, by_id: dict, exact: dict) -> Iterator[tuple]:
-    """Candidate pairs that do not depend on how the records were split over tasks: each group's
-    records (an exact duplicate standing for its survivor) in survivor order, each paired with the
-    next. With one task this is datatrove's own chain; with several, the same pairs again."""
-    for group in groups:
-        members = {}
-        for pos in group:
-            r = by_pos.get(pos)
-            if r is None:
-                continue
-            r = by_id[exact[r.record_id].duplicate_of] if r.record_id in exact else r
-            members[r.record_id] = r
-        ordered = sorted(members.values(), key=lambda r: r.survivor_key)
-        yield from zip(ordered, ordered[1:])
-
-
-@dataclass
-class NearClustering:
-    """Near-duplicate clusters: candidate pairs verified part by part (``near_duplicate_similarity``) and
-    joined transitively."""
-
-    near: NearDedupConfig
-    checked: int = 0
-    rejected: int = 0
-
-    def _shingles(self, records: dict[str, PlanRecord]) -> dict[str, PartShingles]:
-        """Every candidate's part shingles; character shingles in batches (``char_shingle_batch``)."""
-        tokenizer = make_tokenizer(self.near.tokens)
-        if not isinstance(tokenizer, CharTokenizer):
-            return {rid: PartShingles.of(r.parts, tokenizer, self.near.n_grams) for rid, r in records.items()}
-        parts = [r.parts for r in records.values()]
-        texts = [t for p in parts for t in (p.prompt, p.context, p.answer)]
-        hashed = char_shingle_batch(texts, self.near.n_grams)
-        return {rid: PartShingles(*hashed[3 * i:3 * i + 3]) for i, rid in enumerate(records)}
-
-    def clusters(self, records: list[PlanRecord], groups, exact: dict[str, PlanEntry]) -> dict[str, PlanEntry]:
-        """``groups``: lists of (rank, doc_idx) that share a band signature (``candidate_groups``)."""
-        by_pos = {(r.rank, r.doc_idx): r for r in records}
-        by_id = {r.record_id: r for r in records}
-        uf = _UnionFind()
-        pairs = list(canonical_pairs(groups, by_pos, by_id, exact))
-        shingles = self._shingles({r.record_id: r for pair in pairs for r in pair})
-        for a, b in pairs:
-            if a.record_id == b.record_id or uf.find(a.survivor_key) == uf.find(b.survivor_key):
-                continue
-            self.checked += 1
-            if near_duplicate_similarity(shingles[a.record_id], shingles[b.record_id], self.near.min_jaccard,
-                                         self.near.same_prompt_different_answer) is not None:
-                uf.union(a.survivor_key, b.survivor_key)
-            else:
-                self.rejected += 1
-        groups: dict = {}
-        for key in list(uf.parent):
-            groups.setdefault(uf.find(key), []).append(key)
-        plan = {}
-        for root, members in groups.items():
-            survivor = root[3]  # the smallest survivor key of the group
-            for m in members:
-                if m[3] != survivor:
-                    plan[m[3]] = PlanEntry("near_dedup", survivor, survivor)
-        return plan
-
-
-def merge_plans(exact: dict[str, PlanEntry], near: dict[str, PlanEntry]) -> dict[str, PlanEntry]:
-    """Exact duplicates of a near-dropped record join the near survivor's group."""
-    plan = {**exact, **near}
-    for rid, entry in exact.items():
-        if entry.duplicate_of in near:
-            plan[rid] = PlanEntry(entry.stage, entry.duplicate_of, near[entry.duplicate_of].cluster_id)
-    return plan
-
-
-def write_plan(plan: dict[str, PlanEntry], path: str | Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table(
-        {
-            "record_id": list(plan),
-            "stage": [v.stage for v in plan.values()],
-            "duplicate_of": [v.duplicate_of for v in plan.values()],
-            "cluster_id": [v.cluster_id for v in plan.values()],
-        },
-        schema=pa.schema([("record_id", pa.string()), ("stage", pa.string()),
-                          ("duplicate_of", pa.string()), ("cluster_id", pa.string())]),
-    )
-    pq.write_table(table, path)
-
-
-class DedupPlan(PipelineStep):
-    """Single task: decide every duplicate group and its survivor; writes ``plan.parquet``."""
-
-    name = "🧮 dedup plan"
-
-    def __init__(self, records_folder: str, buckets_folder: str | None, plan_path: str,
-                 exact: bool, near: NearDedupConfig | None):
-        super().__init__()
-        self.records_folder = records_folder
-        self.buckets_folder = buckets_folder
-        self.plan_path = plan_path
-        self.exact = exact
-        self.near = near
-
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        if world_size != 1:
-            raise ValueError("DedupPlan runs as a single task")
-        Path(self.plan_path).parent.mkdir(parents=True, exist_ok=True)
-        records = load_plan_records(self.records_folder)
-        exact = exact_duplicates(records) if self.exact else {}
-        self.stat_update("exact_duplicates", value=len(exact))
-        near = {}
-        if self.near is not None and self.buckets_folder:
-            clustering = NearClustering(self.near)
-            near = clustering.clusters(records, candidate_groups(self.buckets_folder), exact)
-            self.stat_update("near_pairs_checked", value=clustering.checked)
-            self.stat_update("near_pairs_rejected", value=clustering.rejected)
-            logger.info(f"near-dup: {clustering.checked} candidate pairs checked, {clustering.rejected} below "
-                        f"Jaccard {self.near.min_jaccard} (prompt, context and answer)")
-        write_plan(merge_plans(exact, near), self.plan_path)
-        yield from ()  # a pipeline step is a generator; this one only writes the plan
 
 
 class DedupFilter(BaseFilter):

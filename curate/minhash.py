@@ -33,7 +33,7 @@ from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 from datatrove.utils.text import PUNCTUATION
 from datatrove.utils.typeshelper import StatHints
 
-from curate.char_ngrams import char_codes, coefficients
+from curate.char_ngrams import coefficients, text_windows
 from curate.tokenizers import CharTokenizer
 
 # what datatrove's simplify_text (lower case, punctuation to spaces, our NORM: numbers and
@@ -68,23 +68,8 @@ def mix64(h: np.ndarray) -> np.ndarray:
 def char_ngram_hashes(texts: list[str], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The hash of every character n-gram of every text (after ``simplified_chars``), concatenated,
     and the number of n-grams per text (0 below n characters, as datatrove's ``ngrams`` gives none)."""
-    chars = [simplified_chars(t) for t in texts]
-    lengths = np.fromiter(map(len, chars), dtype=np.int64, count=len(chars))
-    counts = np.maximum(lengths - n + 1, 0)
-    codes = char_codes("".join(chars))
-    width = codes.size - n + 1
-    if width <= 0 or not counts.any():
-        return np.zeros(0, dtype=np.uint64), counts
-    coeffs = coefficients(seed, n)
-    windows = codes[:width] * coeffs[0]
-    with np.errstate(over="ignore"):
-        for k in range(1, n):
-            windows += codes[k:k + width] * coeffs[k]
-    # keep the windows that start inside a text and end inside the same text
-    starts = np.cumsum(lengths) - lengths
-    owner_start = np.repeat(starts, counts)
-    offset_in_text = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return mix64(windows[owner_start + offset_in_text]), counts
+    hashes, counts = text_windows([simplified_chars(t) for t in texts], n, coefficients(seed, n))
+    return mix64(hashes), counts
 
 
 def word_ngram_hashes(texts: list[str], step: MinhashDedupSignature) -> tuple[np.ndarray, np.ndarray]:

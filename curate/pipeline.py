@@ -39,7 +39,8 @@ from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 from core.errors import JcurateError
 from curate.config import PipelineConfig
 from curate.decont import InstructionDecontFilter, build_decont_index
-from curate.dedup import DedupFilter, DedupPlan, minhash_config
+from curate.dedup import DedupFilter, minhash_config
+from curate.dedup_plan import DedupPlan
 from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
 from curate.manifest import Source
 from curate.minhash import OnePermutationMinhashSignature

@@ -1,43 +1,81 @@
-"""The dedup plan's parts, each on its own: exact grouping, near clustering, merging, writing."""
+"""The dedup plan's parts on real Parquet shards and bucket files: exact grouping, near clustering,
+merging, writing, and candidate pairs that do not depend on the task split."""
 
 from __future__ import annotations
 
+import struct
+
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.config import NearDedupConfig
-from curate.dedup import NearClustering, PlanEntry, PlanRecord, exact_duplicates, merge_plans, write_plan
+from curate.dedup_plan import PlanEntry, PlanTable, decide, merge_plans, read_band_groups, write_plan
 
 TEXT = "東京は日本の首都であり、政治と経済の中心地として多くの人々が暮らしています。"
 
 
-def rec(rid: str, h: str, order: int, row: int, pos: int, output: str = TEXT, instruction: str = "東京について",
-        input_: str = "") -> PlanRecord:
-    return PlanRecord(record_id=rid, content_hash=h, source_order=order, row=row, file="f.jsonl", rank=0,
-                      doc_idx=pos, instruction=instruction, input=input_, output=output, messages=None)
+def rec(rid: str, h: str, order: int, row: int, output: str = TEXT, instruction: str = "東京について",
+        input_: str = "") -> dict:
+    return {"record_id": rid, "content_hash": h, "source_order": order, "row": row, "file": "f.jsonl",
+            "instruction": instruction, "input": input_, "output": output, "messages": None}
 
 
-def test_exact_duplicates_keep_the_first_source_then_the_lowest_row():
-    records = [rec("b:5", "h1", 1, 5, 0), rec("a:9", "h1", 0, 9, 1), rec("a:2", "h1", 0, 2, 2), rec("c:1", "h2", 2, 1, 3)]
-    plan = exact_duplicates(records)
+def shards(tmp_path, *tasks: list[dict]):
+    """Writes each task's records as the filter stage does (``filtered/RANK.parquet``, in task order)."""
+    folder = tmp_path / "filtered"
+    folder.mkdir(exist_ok=True)
+    for rank, records in enumerate(tasks):
+        pq.write_table(pa.Table.from_pylist(records, schema=pa.schema([
+            ("record_id", pa.string()), ("content_hash", pa.string()), ("source_order", pa.int32()),
+            ("row", pa.int64()), ("file", pa.string()), ("instruction", pa.string()), ("input", pa.string()),
+            ("output", pa.string()), ("messages", pa.string())])), folder / f"{rank:05d}.parquet")
+    return folder
+
+
+def buckets(tmp_path, *chains: list[tuple[int, int, int, int]]):
+    """One bucket file per band: datatrove's chains of (task, index, task, index) pairs."""
+    folder = tmp_path / "buckets"
+    folder.mkdir(exist_ok=True)
+    for band, chain in enumerate(chains):
+        with open(folder / f"{band:03d}.dups", "wb") as f:
+            for pair in chain:
+                f.write(struct.pack("<4I", *pair))
+    return folder
+
+
+def plan_of(tmp_path, tasks, *chains, near=None, exact=True):
+    folder = shards(tmp_path, *tasks)
+    return decide(folder, buckets(tmp_path, *chains), exact, near or NearDedupConfig())
+
+
+def test_exact_duplicates_keep_the_first_source_then_the_lowest_row(tmp_path):
+    records = [rec("b:5", "h1", 1, 5), rec("a:9", "h1", 0, 9), rec("a:2", "h1", 0, 2), rec("c:1", "h2", 2, 1)]
+    plan = PlanTable.load(shards(tmp_path, records)).exact_plan()
     assert plan == {"b:5": PlanEntry("exact_dedup", "a:2", "a:2"), "a:9": PlanEntry("exact_dedup", "a:2", "a:2")}
 
 
-def test_near_clustering_verifies_pairs_and_joins_them_transitively():
+def test_near_clustering_verifies_pairs_and_joins_them_transitively(tmp_path):
     near_text = TEXT.replace("多くの", "たくさんの")
+    nearer = near_text.replace("人々", "人たち")
     other = "富士山は静岡県と山梨県にまたがる日本一高い山で、標高は三七七六メートルです。"
-    records = [rec("a:0", "h0", 0, 0, 0), rec("a:1", "h1", 0, 1, 1, near_text), rec("a:2", "h2", 0, 2, 2, other)]
-    clustering = NearClustering(NearDedupConfig())
-    plan = clustering.clusters(records, [((0, 1), (0, 0)), ((0, 0), (0, 2))], exact={})
-    assert plan == {"a:1": PlanEntry("near_dedup", "a:0", "a:0")}
-    assert (clustering.checked, clustering.rejected) == (2, 1), "the unrelated pair is checked and rejected"
+    records = [rec("a:0", "h0", 0, 0), rec("a:1", "h1", 0, 1, near_text), rec("a:2", "h2", 0, 2, other),
+               rec("a:3", "h3", 0, 3, nearer)]
+    plan, clustering = plan_of(tmp_path, [records], [(0, 1, 0, 0), (0, 0, 0, 2)], [(0, 1, 0, 3)])
+    assert plan == {"a:1": PlanEntry("near_dedup", "a:0", "a:0"), "a:3": PlanEntry("near_dedup", "a:0", "a:0")}
+    assert (clustering.checked, clustering.rejected) == (3, 1), "the unrelated pair is checked and rejected"
 
 
-def test_an_exact_duplicate_stands_for_its_survivor_and_joins_the_near_group():
+def test_an_exact_duplicate_stands_for_its_survivor_and_joins_the_near_group(tmp_path):
     exact = {"b:0": PlanEntry("exact_dedup", "a:1", "a:1")}
     near = {"a:1": PlanEntry("near_dedup", "a:0", "a:0")}
     merged = merge_plans(exact, near)
     assert merged["b:0"] == PlanEntry("exact_dedup", "a:1", "a:0")
     assert merged["a:1"] == near["a:1"]
+    # the same through the plan: b:0 (an exact copy of a:1) is the LSH candidate of a:0, in another task
+    near_text = TEXT.replace("多くの", "たくさんの")
+    tasks = [[rec("a:0", "h0", 0, 0), rec("a:1", "h1", 0, 1, near_text)], [rec("b:0", "h1", 1, 0, near_text)]]
+    plan, _ = plan_of(tmp_path, tasks, [(0, 0, 1, 0)])
+    assert plan == {"a:1": PlanEntry("near_dedup", "a:0", "a:0"), "b:0": PlanEntry("exact_dedup", "a:1", "a:0")}
 
 
 def test_write_plan_round_trips(tmp_path):
@@ -51,39 +89,46 @@ PASSAGE = ("マグネシウムは原子番号12の元素で、元素記号はMg�
            "軽量な合金の材料として航空機や自動車に使われる。燃やすと強い白い光を出すため、かつては写真撮影にも用いられた。")
 
 
-def test_a_shared_passage_with_another_question_and_answer_is_not_a_duplicate():
-    a = rec("q:0", "h0", 0, 0, 0, instruction="マグネシウムの元素記号は？", input_=PASSAGE, output="Mg")
-    b = rec("q:1", "h1", 0, 1, 1, instruction="マグネシウムの原子番号はいくつ？", input_=PASSAGE, output="12")
-    assert NearClustering(NearDedupConfig()).clusters([a, b], [((0, 0), (0, 1))], exact={}) == {}
+def test_a_shared_passage_with_another_question_and_answer_is_not_a_duplicate(tmp_path):
+    a = rec("q:0", "h0", 0, 0, instruction="マグネシウムの元素記号は？", input_=PASSAGE, output="Mg")
+    b = rec("q:1", "h1", 0, 1, instruction="マグネシウムの原子番号はいくつ？", input_=PASSAGE, output="12")
+    assert plan_of(tmp_path, [[a, b]], [(0, 0, 0, 1)])[0] == {}
 
 
-def test_same_prompt_with_a_near_identical_answer_is_a_duplicate_and_a_different_answer_is_configurable():
-    a = rec("q:0", "h0", 0, 0, 0, instruction="マグネシウムの元素記号は何ですか？", input_=PASSAGE, output="Mgです。")
-    b = rec("q:1", "h1", 0, 1, 1, instruction="マグネシウムの元素記号は何ですか?", input_=PASSAGE, output="Mg です")
-    c = rec("q:2", "h2", 0, 2, 2, instruction="マグネシウムの元素記号は何ですか？", input_=PASSAGE,
+def test_same_prompt_with_a_near_identical_answer_is_a_duplicate_and_a_different_answer_is_configurable(tmp_path):
+    a = rec("q:0", "h0", 0, 0, instruction="マグネシウムの元素記号は何ですか？", input_=PASSAGE, output="Mgです。")
+    b = rec("q:1", "h1", 0, 1, instruction="マグネシウムの元素記号は何ですか?", input_=PASSAGE, output="Mg です")
+    c = rec("q:2", "h2", 0, 2, instruction="マグネシウムの元素記号は何ですか？", input_=PASSAGE,
             output="アルカリ土類金属の一つで、記号は大文字のMと小文字のgを組み合わせたものです。")
-    pairs = [((0, 0), (0, 1)), ((0, 0), (0, 2))]
-    assert NearClustering(NearDedupConfig()).clusters([a, b, c], pairs, exact={}) == {
-        "q:1": PlanEntry("near_dedup", "q:0", "q:0")}
-    drop = NearClustering(NearDedupConfig(same_prompt_different_answer="drop"))
-    assert set(drop.clusters([a, b, c], pairs, exact={})) == {"q:1", "q:2"}
+    chains = [(0, 0, 0, 1)], [(0, 0, 0, 2)]
+    assert plan_of(tmp_path, [[a, b, c]], *chains)[0] == {"q:1": PlanEntry("near_dedup", "q:0", "q:0")}
+    drop = NearDedupConfig(same_prompt_different_answer="drop")
+    assert set(plan_of(tmp_path, [[a, b, c]], *chains, near=drop)[0]) == {"q:1", "q:2"}
 
 
 def test_candidate_groups_are_rebuilt_from_datatrove_s_chains_and_paired_in_survivor_order(tmp_path):
     """The same band-signature group, written by datatrove in two task splits' orders, gives the same
     clusters: the records are paired in survivor order, not in the order the tasks wrote them."""
-    import struct
-
-    from curate.dedup import candidate_groups
-
-    with open(tmp_path / "000.dups", "wb") as f:  # two groups: a chain of three, then a pair
-        for pair in [(0, 0, 0, 2), (0, 2, 0, 1), (1, 5, 1, 7)]:
-            f.write(struct.pack("<4I", *pair))
-    assert list(candidate_groups(tmp_path)) == [[(0, 0), (0, 2), (0, 1)], [(1, 5), (1, 7)]]
+    folder = buckets(tmp_path, [(0, 0, 0, 2), (0, 2, 0, 1), (1, 5, 1, 7)])  # a chain of three, then a pair
+    group, rank, doc = read_band_groups(folder)
+    members = {}
+    for g, r, d in zip(group.tolist(), rank.tolist(), doc.tolist()):
+        members.setdefault(g, []).append((r, d))
+    assert sorted(members.values()) == [[(0, 0), (0, 2), (0, 1)], [(1, 5), (1, 7)]]
     other = "富士山は静岡県と山梨県にまたがる日本一高い山で、標高は三七七六メートルです。"
     near = TEXT.replace("多くの", "たくさんの")
     # x0 ~ x2, and x1 unlike both: the chain x0-x2-x1 would join x0 and x2, the chain x0-x1-x2 would not
-    records = [rec("x:0", "h0", 0, 0, 0), rec("x:1", "h1", 0, 1, 1, other), rec("x:2", "h2", 0, 2, 2, near)]
-    one = NearClustering(NearDedupConfig()).clusters(records, [[(0, 0), (0, 2), (0, 1)]], exact={})
-    two = NearClustering(NearDedupConfig()).clusters(records, [[(0, 1), (0, 0), (0, 2)]], exact={})
+    records = [rec("x:0", "h0", 0, 0), rec("x:1", "h1", 0, 1, other), rec("x:2", "h2", 0, 2, near)]
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one, _ = plan_of(tmp_path / "one", [records], [(0, 0, 0, 2), (0, 2, 0, 1)])
+    two, _ = plan_of(tmp_path / "two", [records], [(0, 1, 0, 0), (0, 0, 0, 2)])
     assert one == two == {}, "paired in survivor order x0-x1, x1-x2: neither verifies"
+
+
+def test_records_in_no_bucket_and_runs_without_near_dedup(tmp_path):
+    records = [rec("a:0", "h0", 0, 0), rec("a:1", "h0", 0, 1)]
+    plan, clusters = decide(shards(tmp_path, records), None, True, None)
+    assert plan == {"a:1": PlanEntry("exact_dedup", "a:0", "a:0")} and clusters is None
+    assert decide(tmp_path / "filtered", None, False, None) == ({}, None)
+    assert decide(tmp_path / "nothing", None, True, None) == ({}, None)

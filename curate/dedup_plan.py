@@ -1,0 +1,295 @@
+"""The dedup plan: one task decides every duplicate group and its survivor (``plan.parquet``).
+
+Rules (``curate.dedup``): exact duplicates share a ``content_hash``; near duplicates are LSH
+candidate pairs whose prompt, context and answer each reach ``min_jaccard``, joined transitively;
+the survivor of a group is the first record by (manifest order of its source, file, row, id).
+
+How, so that the single task stays fast and its memory does not hold the corpus:
+
+* ``PlanTable``: every filtered record's id, task position and exact-duplicate survivor, in
+  survivor order, computed by DuckDB from the Parquet shards' metadata columns. No text.
+* ``candidate_pairs``: datatrove's bucket files (chains of records sharing a band signature) read
+  as arrays; each group's records, an exact duplicate standing for its survivor, are paired with
+  the next in survivor order (so the pairs do not depend on how the records were split over tasks),
+  and each pair is kept once.
+* ``PartShingleStore``: the part shingles (32-bit hashes) of the records that are in a pair, computed
+  from their texts read in batches and dropped: about 4 bytes per character of the candidates.
+* ``cluster``: pairs verified one by one (skipping pairs already joined) and joined with a
+  union-find over survivor positions; the smallest position of a group is its survivor. The
+  groups do not depend on the order the pairs are checked in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.logging import logger
+
+from curate.config import NearDedupConfig
+from curate.dedup import PartShingles, RecordParts, char_shingle_batch, near_duplicate_similarity, shingle_hashes
+from curate.tokenizers import CharTokenizer, make_tokenizer
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """A record the plan drops: at which stage, the record it duplicates, and its group."""
+
+    stage: str  # exact_dedup | near_dedup
+    duplicate_of: str
+    cluster_id: str
+
+
+def _shards(records_folder: str | Path) -> list[str]:
+    return [str(f) for f in sorted(Path(records_folder).glob("*.parquet"))]
+
+
+@dataclass
+class PlanTable:
+    """Every filtered record in survivor order (position 0 survives everything it duplicates)."""
+
+    record_ids: list[str]
+    task_keys: np.ndarray  # sorted (rank << 32 | index in the task) of every record
+    key_positions: np.ndarray  # the survivor position of each sorted task key
+    exact_of: np.ndarray  # per position: the position of the first record with its content hash
+    shards: list[str]
+
+    @classmethod
+    def load(cls, records_folder: str | Path, exact: bool = True) -> PlanTable:
+        shards = _shards(records_folder)
+        if not shards:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls([], empty.astype(np.uint64), empty, empty, [])
+        columns = duckdb.connect().execute(
+            f"""WITH r AS (
+                  SELECT record_id, content_hash, source_order, file, row,
+                         CAST(regexp_extract(filename, '(\\d+)\\.parquet$', 1) AS UBIGINT) AS rank,
+                         file_row_number AS doc_idx
+                  FROM read_parquet({json.dumps(shards)}, filename=true, file_row_number=true)),
+                o AS (SELECT *, row_number() OVER (ORDER BY source_order, file, row, record_id) - 1 AS pos FROM r)
+                SELECT record_id, (rank << 32) | CAST(doc_idx AS UBIGINT) AS task_key,
+                       min(pos) OVER (PARTITION BY content_hash) AS exact_of
+                FROM o ORDER BY pos"""
+        ).fetchnumpy()
+        keys = columns["task_key"].astype(np.uint64)
+        order = np.argsort(keys, kind="stable")
+        positions = np.arange(keys.size, dtype=np.int64)
+        exact_of = columns["exact_of"].astype(np.int64) if exact else positions
+        return cls(columns["record_id"].tolist(), keys[order], order.astype(np.int64), exact_of, shards)
+
+    def positions(self, rank: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
+        """Survivor positions of (task, index in task) pairs; -1 where no filtered record is there."""
+        keys = (rank.astype(np.uint64) << np.uint64(32)) | doc_idx.astype(np.uint64)
+        found = np.searchsorted(self.task_keys, keys).clip(max=max(self.task_keys.size - 1, 0))
+        hit = self.task_keys[found] == keys if self.task_keys.size else np.zeros(keys.size, dtype=bool)
+        return np.where(hit, self.key_positions[found] if self.task_keys.size else -1, -1)
+
+    def exact_plan(self) -> dict[str, PlanEntry]:
+        ids = self.record_ids
+        return {ids[p]: PlanEntry("exact_dedup", ids[s], ids[s])
+                for p, s in enumerate(self.exact_of.tolist()) if s != p}
+
+
+def read_band_groups(buckets_folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every record in every band-signature group, as (group, task, index in task) arrays.
+
+    datatrove writes such a group as a chain of pairs in its sort order (signature, task, index in
+    the task): (a, b), (b, c), ... So which pairs it writes depends on how the records were split
+    over tasks; the group does not."""
+    groups, ranks, docs = [], [], []
+    next_group = 0
+    for dups in sorted(Path(buckets_folder).glob("*.dups")):
+        raw = np.fromfile(dups, dtype="<u4").reshape(-1, 4).astype(np.int64)
+        if not raw.size:
+            continue
+        starts = np.ones(len(raw), dtype=bool)  # a row starts a group unless it continues the chain
+        starts[1:] = (raw[1:, 0] != raw[:-1, 2]) | (raw[1:, 1] != raw[:-1, 3])
+        group = np.cumsum(starts) - 1 + next_group
+        next_group = int(group[-1]) + 1
+        groups += [group[starts], group]
+        ranks += [raw[starts, 0], raw[:, 2]]
+        docs += [raw[starts, 1], raw[:, 3]]
+    if not groups:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    return np.concatenate(groups), np.concatenate(ranks), np.concatenate(docs)
+
+
+def candidate_pairs(table: PlanTable, group: np.ndarray, rank: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
+    """(P, 2) survivor positions, first < second, each pair once: in every group, its records (an
+    exact duplicate standing for its survivor) in survivor order, each paired with the next."""
+    positions = table.positions(rank, doc_idx)
+    known = positions >= 0
+    group, member = group[known], table.exact_of[positions[known]]
+    order = np.lexsort((member, group))
+    group, member = group[order], member[order]
+    distinct = np.ones(group.size, dtype=bool)
+    distinct[1:] = (group[1:] != group[:-1]) | (member[1:] != member[:-1])
+    group, member = group[distinct], member[distinct]
+    same = group[1:] == group[:-1]
+    pairs = np.stack([member[:-1][same], member[1:][same]], axis=1)
+    return np.unique(pairs, axis=0) if pairs.size else pairs.reshape(0, 2)
+
+
+class PartShingleStore:
+    """The part shingles of some records, flat: ``values`` holds every record's prompt, context and
+    answer hashes one after another; ``bounds[row_of[p]]`` the four offsets of the record at survivor
+    position ``p``."""
+
+    def __init__(self, values: np.ndarray, bounds: np.ndarray, row_of: np.ndarray):
+        self.values, self.bounds, self.row_of = values, bounds, row_of
+
+    @classmethod
+    def build(cls, table: PlanTable, positions: np.ndarray, near: NearDedupConfig,
+              batch_rows: int = 20_000) -> PartShingleStore:
+        """Reads the texts of the records at ``positions`` from the shards, a batch at a time."""
+        tokenizer = make_tokenizer(near.tokens)
+        key_of = np.empty(len(table.record_ids), dtype=np.uint64)
+        key_of[table.key_positions] = table.task_keys
+        keys = key_of[positions]
+        con = duckdb.connect()
+        con.register("wanted", {"pos": positions, "rank": keys >> np.uint64(32),
+                                "doc_idx": keys & np.uint64(0xFFFFFFFF)})
+        reader = con.sql(
+            f"""SELECT w.pos, r.instruction, r.input, r.output, r.messages
+                FROM read_parquet({json.dumps(table.shards)}, filename=true, file_row_number=true) r
+                JOIN wanted w ON CAST(regexp_extract(r.filename, '(\\d+)\\.parquet$', 1) AS UBIGINT) = w.rank
+                             AND CAST(r.file_row_number AS UBIGINT) = w.doc_idx""").to_arrow_reader(batch_rows)
+        values, lengths, fetched = [], [], []
+        for batch in reader:
+            columns = batch.to_pydict()
+            fetched += columns["pos"]
+            parts = [RecordParts.of(*row) for row in zip(columns["instruction"], columns["input"], columns["output"],
+                                                         columns["messages"])]
+            texts = [t for p in parts for t in (p.prompt, p.context, p.answer)]
+            if isinstance(tokenizer, CharTokenizer):
+                hashed = char_shingle_batch(texts, near.n_grams)
+            else:
+                hashed = [shingle_hashes(t, tokenizer, near.n_grams) for t in texts]
+            values.append(np.concatenate(hashed) if hashed else np.zeros(0, dtype=np.uint32))
+            lengths += [a.size for a in hashed]
+        ends = np.cumsum(np.asarray(lengths, dtype=np.int64)).reshape(-1, 3)
+        starts = np.concatenate([[0], ends[:-1, 2]]).astype(np.int64)
+        row_of = np.full(len(table.record_ids), -1, dtype=np.int64)
+        row_of[np.asarray(fetched, dtype=np.int64)] = np.arange(len(fetched))
+        flat = np.concatenate(values) if values else np.zeros(0, dtype=np.uint32)
+        return cls(flat, np.column_stack([starts, ends]), row_of)
+
+    def parts(self, position: int) -> PartShingles:
+        a, b, c, d = self.bounds[self.row_of[position]].tolist()
+        v = self.values
+        return PartShingles(v[a:b], v[b:c], v[c:d])
+
+
+@dataclass
+class NearClusters:
+    """Near-duplicate groups of verified candidate pairs; ``checked``/``rejected`` count the pairs
+    compared (a pair whose records are already joined is not compared)."""
+
+    near: NearDedupConfig
+    checked: int = 0
+    rejected: int = 0
+
+    def plan(self, table: PlanTable, pairs: np.ndarray) -> dict[str, PlanEntry]:
+        if not len(pairs):
+            return {}
+        store = PartShingleStore.build(table, np.unique(pairs), self.near)
+        parent = list(range(len(table.record_ids)))
+
+        def find(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for a, b in pairs.tolist():
+            ra, rb = find(a), find(b)
+            if ra == rb:
+                continue
+            self.checked += 1
+            if near_duplicate_similarity(store.parts(a), store.parts(b), self.near.min_jaccard,
+                                         self.near.same_prompt_different_answer) is not None:
+                parent[max(ra, rb)] = min(ra, rb)
+            else:
+                self.rejected += 1
+        ids = table.record_ids
+        plan = {}
+        for p in np.unique(pairs).tolist():
+            root = find(p)
+            if root != p:
+                plan[ids[p]] = PlanEntry("near_dedup", ids[root], ids[root])
+        return plan
+
+
+def merge_plans(exact: dict[str, PlanEntry], near: dict[str, PlanEntry]) -> dict[str, PlanEntry]:
+    """Exact duplicates of a near-dropped record join the near survivor's group."""
+    plan = {**exact, **near}
+    for rid, entry in exact.items():
+        if entry.duplicate_of in near:
+            plan[rid] = PlanEntry(entry.stage, entry.duplicate_of, near[entry.duplicate_of].cluster_id)
+    return plan
+
+
+def write_plan(plan: dict[str, PlanEntry], path: str | Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "record_id": list(plan),
+            "stage": [v.stage for v in plan.values()],
+            "duplicate_of": [v.duplicate_of for v in plan.values()],
+            "cluster_id": [v.cluster_id for v in plan.values()],
+        },
+        schema=pa.schema([("record_id", pa.string()), ("stage", pa.string()),
+                          ("duplicate_of", pa.string()), ("cluster_id", pa.string())]),
+    )
+    pq.write_table(table, path)
+
+
+def decide(records_folder: str | Path, buckets_folder: str | Path | None, exact: bool,
+           near: NearDedupConfig | None) -> tuple[dict[str, PlanEntry], NearClusters | None]:
+    """The whole plan: exact duplicates, then near-duplicate groups (exact duplicates standing for
+    their survivors), merged."""
+    table = PlanTable.load(records_folder, exact=exact)
+    exact_plan = table.exact_plan() if exact else {}
+    if near is None or not buckets_folder:
+        return exact_plan, None
+    clusters = NearClusters(near)
+    near_plan = clusters.plan(table, candidate_pairs(table, *read_band_groups(buckets_folder)))
+    return merge_plans(exact_plan, near_plan), clusters
+
+
+class DedupPlan(PipelineStep):
+    """Single task: decide every duplicate group and its survivor; writes ``plan.parquet``."""
+
+    name = "🧮 dedup plan"
+
+    def __init__(self, records_folder: str, buckets_folder: str | None, plan_path: str,
+                 exact: bool, near: NearDedupConfig | None):
+        super().__init__()
+        self.records_folder = records_folder
+        self.buckets_folder = buckets_folder
+        self.plan_path = plan_path
+        self.exact = exact
+        self.near = near
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if world_size != 1:
+            raise ValueError("DedupPlan runs as a single task")
+        Path(self.plan_path).parent.mkdir(parents=True, exist_ok=True)
+        with self.track_time():
+            plan, clusters = decide(self.records_folder, self.buckets_folder, self.exact, self.near)
+            self.stat_update("exact_duplicates", value=sum(e.stage == "exact_dedup" for e in plan.values()))
+            if clusters is not None:
+                self.stat_update("near_pairs_checked", value=clusters.checked)
+                self.stat_update("near_pairs_rejected", value=clusters.rejected)
+                logger.info(f"near-dup: {clusters.checked} candidate pairs checked, {clusters.rejected} below "
+                            f"Jaccard {self.near.min_jaccard} (prompt, context and answer)")
+            write_plan(plan, self.plan_path)
+        yield from ()  # a pipeline step is a generator; this one only writes the plan
