@@ -19,14 +19,17 @@ from datatrove.utils.lid import FastTextLID
 from curate.config import LanguageConfig, QualityConfig
 from curate.japanese import ends_mid_sentence, repetition
 
-KANA = re.compile(r"[\u3041-\u309f\u30a0-\u30ff\u31f0-\u31ff]")
-HIRAGANA = re.compile(r"[\u3041-\u309f]")
-HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KANA = r"\u3041-\u309f\u30a0-\u30ff\u31f0-\u31ff"
+_HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# runs, not single characters: counting the characters of a few runs allocates less than one match each
+KANA_RUNS = re.compile(f"[{_KANA}]+")
+HAN_RUNS = re.compile(f"[{_HAN}]+")
 CODE_BLOCK = re.compile(r"```.*?(```|$)", re.S)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
 URL = re.compile(r"https?://\S+")
-# letters of any script, digits, whitespace and the punctuation prose uses
-_PROSE = re.compile(r"[\w\s、。，．・「」『』（）()【】〈〉《》〔〕［］\[\]！？!?,.:;：；ー〜~…‥\-\"'“”‘’%％/]")
+# letters of any script, digits, whitespace and the punctuation prose uses; and runs of anything else
+_PROSE_CHARS = r"\w\s、。，．・「」『』（）()【】〈〉《》〔〕［］\[\]！？!?,.:;：；ー〜~…‥\-\"'“”‘’%％/"
+_SYMBOL_RUNS = re.compile(f"[^{_PROSE_CHARS}]+")
 
 
 def without_code(text: str) -> str:
@@ -110,7 +113,7 @@ class JapaneseQualityFilter(BaseFilter):
                 return _drop(doc, "repetitive_text", round(ratio, 3))
         prose = without_code(doc.text)
         if prose.strip():
-            symbols = len(_PROSE.sub("", prose)) / len(prose)
+            symbols = symbol_count(prose) / len(prose)
             meta["symbol_ratio"] = round(symbols, 3)
             if symbols > c.max_symbol_ratio:
                 return _drop(doc, "too_many_symbols", round(symbols, 3))
@@ -161,7 +164,21 @@ class LocalFastTextLID(FastTextLID):
 
 
 def kana_counts(text: str) -> tuple[int, int]:
-    return len(KANA.findall(text)), len(HAN.findall(text))
+    """(kana, kanji) characters in the text.
+
+    >>> kana_counts("東京タワーは高い。"), kana_counts("")
+    ((5, 3), (0, 0))
+    """
+    return sum(map(len, KANA_RUNS.findall(text))), sum(map(len, HAN_RUNS.findall(text)))
+
+
+def symbol_count(text: str) -> int:
+    """Characters that are not letters, digits, whitespace or prose punctuation (``_PROSE_CHARS``).
+
+    >>> symbol_count("価格は★★★ $5 です→"), len(re.sub(f"[{_PROSE_CHARS}]", "", "価格は★★★ $5 です→"))
+    (5, 5)
+    """
+    return sum(map(len, _SYMBOL_RUNS.findall(text)))
 
 
 class JapaneseLanguageFilter(LanguageFilter):

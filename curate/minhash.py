@@ -156,8 +156,9 @@ class OnePermutationMinhashSignature(MinhashDedupSignature):
                 f.close()
             for path in paths:  # datatrove's bucket stage reads each file in sorted order
                 with self.output_folder.open(path, mode="rb") as f:
-                    records = np.frombuffer(f.read(), dtype=dtype).copy()
-                records.sort(order=dtype.names)
+                    records = np.frombuffer(f.read(), dtype=dtype)
+                # the order of records.sort(order=dtype.names), which compares structured rows 30x slower
+                order = np.lexsort([records[name] for name in reversed(dtype.names)])
                 with self.output_folder.open(path, mode="wb") as f:
-                    f.write(records.tobytes())
+                    f.write(records[order].tobytes())
         yield from ()  # a pipeline step is a generator; this one only writes signatures

@@ -32,7 +32,7 @@ def normalise_text(text: str) -> str:
     """
     text = unicodedata.normalize("NFKC", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    lines = [line.strip() for line in _SPACES.sub(" ", text).split("\n")]  # _SPACES never spans a newline
     return _MANY_NEWLINES.sub("\n\n", "\n".join(lines)).strip()
 
 

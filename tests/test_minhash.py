@@ -114,6 +114,7 @@ def test_bucket_files_feed_datatrove_s_bucket_stage(tmp_path):
         data = (tmp_path / f"sigs/bucket_{bi:03d}/{0:05d}.minhash.sig").read_bytes()
         records = np.frombuffer(data, dtype=s._record_dtype())
         assert records.size == 2 and records[0].tolist() <= records[1].tolist()  # both of task 0, sorted
+        assert records.tobytes() == np.sort(records.copy(), order=records.dtype.names).tobytes()
     buckets = MinhashDedupBuckets(str(tmp_path / "sigs"), str(tmp_path / "buckets"), config=minhash_config(near))
     for bucket in range(near.num_buckets):
         buckets.run(rank=bucket, world_size=near.num_buckets)
@@ -122,3 +123,14 @@ def test_bucket_files_feed_datatrove_s_bucket_stage(tmp_path):
         raw = np.frombuffer(dups.read_bytes(), dtype="<u4").reshape(-1, 4)
         pairs |= {tuple(map(int, row)) for row in raw}
     assert pairs == {(0, 0, 1, 1)}  # task 0 doc 0 ("a") with task 1 doc 1 ("d"): "c" had no n-grams
+
+
+def test_bucket_files_are_in_datatrove_s_sort_order(tmp_path):
+    s = step(tmp_path)
+    texts = real_texts(400) + [real_texts(400)[7]] * 3  # equal signatures too: ties broken by index
+    list(s.run(iter([Document(text=t, id=str(i)) for i, t in enumerate(texts)])))
+    for bi in range(s.config.num_buckets):
+        records = np.frombuffer((tmp_path / f"sigs/bucket_{bi:03d}/00000.minhash.sig").read_bytes(),
+                                dtype=s._record_dtype())
+        assert records.size == sum(len(simplified_chars(t)) >= 5 for t in texts)
+        assert records.tobytes() == np.sort(records.copy(), order=records.dtype.names).tobytes()
