@@ -92,14 +92,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(db: str, port: int, *extra: str, timeout: float = 120.0, log=None):
-    """Start ``jcurate serve`` in a child process and wait until /healthz answers; the Popen."""
+def start_server(db: str, port: int, *extra: str, timeout: float = 120.0, log=None, tree: str | None = None):
+    """Start ``jcurate serve`` in a child process and wait until /healthz answers; the Popen.
+    ``tree``: run the code of another checkout (an older commit, as a baseline) instead of this one."""
+    import os
     import subprocess
     import sys
     import urllib.request
 
+    env = {**os.environ, "PYTHONPATH": tree} if tree else None
     proc = subprocess.Popen([sys.executable, "-m", "jcurate.cli", "serve", "--db", str(db), "--port", str(port),
-                             "--log-level", "warning", *extra],
+                             "--log-level", "warning", *extra], cwd=tree, env=env,
                             stdout=log or subprocess.DEVNULL, stderr=log or subprocess.STDOUT)
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:

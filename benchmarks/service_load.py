@@ -6,6 +6,10 @@ Baseline: the classifier alone on the same records, in process (what ``jcurate c
 score`` does per record). The table shows the whole in-process scoring path (normalise,
 quality, language, duplicate lookups, classifier) and the service over HTTP as fractions of
 that baseline: the service's overhead as a ratio.
+
+``--compare-with DIR`` also load-tests a server running the code of another checkout (e.g.
+``git worktree add /tmp/before <commit>``) on the same store and records, one worker each, and
+prints this tree's /v1/score records/s as a multiple of that one's.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="server processes, one load test each")
     parser.add_argument("--db", default=None, help="an existing store (default: jcurate run on data/ into a temp dir)")
+    parser.add_argument("--compare-with", default=None, metavar="DIR",
+                        help="another checkout whose server is the baseline for /v1/score records/s per worker")
     args = parser.parse_args()
 
     from benchmarks.loadtest import free_port, run_load, start_server
@@ -80,6 +86,17 @@ def main() -> None:
     for workers, load in loads.items():
         label = f"POST /v1/score, {workers} worker(s), {args.clients} clients x {args.batch} records"
         print(f"{label:<66} {load['records']:>8} {load['records_per_s']:>10.0f} {load['records_per_s'] / clf_rate:>10.2f}")
+    if args.compare_with:
+        port = free_port()
+        proc = start_server(db, port, "--workers", "1", tree=args.compare_with)
+        try:
+            before = run_load(f"http://127.0.0.1:{port}", batches, requests=args.requests, clients=args.clients)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        now = loads.get(1) or next(iter(loads.values()))
+        print(f"\nPOST /v1/score, 1 worker: this tree {now['records_per_s']:.0f} records/s, {args.compare_with} "
+              f"(baseline) {before['records_per_s']:.0f} records/s: {now['records_per_s'] / before['records_per_s']:.2f}x")
     print(f"\n{'provenance endpoint (median of 30)':<40} {'HTTP ms':>9} {'in process ms (baseline)':>25} {'ratio':>7}")
     for name, http_ms, inproc_ms in provenance_rows:
         print(f"{name:<40} {http_ms:>9.1f} {inproc_ms:>25.1f} {http_ms / inproc_ms:>7.2f}")

@@ -30,11 +30,14 @@ class KeptRecord:
     messages: list | None
 
 
-def kept_records(con, run_id: str) -> list[KeptRecord]:
+def kept_records(con, run_id: str, batch: int = 5000, after: str = "") -> list[KeptRecord]:
+    """Up to ``batch`` kept records of the run with ids after ``after``, in id order (a page: the
+    caller inserts between pages, which a pending DuckDB result would not survive)."""
     rows = con.execute(
         """SELECT r.record_id, r.content_hash, r.text, r.instruction, r.input, r.output, r.messages
            FROM record_fate f JOIN records r USING (record_id)
-           WHERE f.run_id = ? AND f.kept ORDER BY r.record_id""", [run_id]).fetchall()
+           WHERE f.run_id = ? AND f.kept AND r.record_id > ? ORDER BY r.record_id LIMIT ?""",
+        [run_id, after, batch]).fetchall()
     return [KeptRecord(*row[:6], json.loads(row[6]) if row[6] else None) for row in rows]
 
 
@@ -42,18 +45,17 @@ def store_kept_scores(con, run_id: str, scorer: str, model: str, score: Callable
                       batch: int = 5000) -> tuple[int, float]:
     """Scores every kept record of ``run_id`` and replaces that model's scores of them.
     Returns (records scored, seconds spent scoring)."""
-    records = kept_records(con, run_id)
     now = datetime.now(timezone.utc)
-    spent = 0.0
+    spent, scored, after = 0.0, 0, ""
     with transaction(con):
         con.execute("DELETE FROM scores WHERE scorer = ? AND model = ? AND record_id IN "
                     "(SELECT record_id FROM record_fate WHERE run_id = ? AND kept)", [scorer, model, run_id])
-        for i in range(0, len(records), batch):
-            chunk = records[i:i + batch]
+        while chunk := kept_records(con, run_id, batch, after):  # a page at a time: memory does not grow with the run
             start = time.perf_counter()
             values = score(chunk)
             spent += time.perf_counter() - start
             insert_rows(con, "scores", [
                 dict(record_id=r.record_id, content_hash=r.content_hash, scorer=scorer, model=model,
                      score=float(v), run_id=run_id, created_at=now) for r, v in zip(chunk, values)])
-    return len(records), spent
+            scored, after = scored + len(chunk), chunk[-1].record_id
+    return scored, spent

@@ -121,3 +121,26 @@ def test_top_k_works_out_of_the_box_on_a_source_without_labels(tmp_path):
         con.close()
     assert criteria["score"] == "shipped"
     assert [round(p["score"], 6) for p in picked] == [round(b, 6) for b in best]
+
+
+def test_scoring_a_page_at_a_time_scores_each_kept_record_once(default_run, tmp_path):
+    """Kept records are read in pages (memory does not grow with the run): small pages give the run's scores."""
+    import shutil
+
+    from curate.kept_scores import store_kept_scores
+
+    _, db = default_run
+    shutil.copy(db, tmp_path / "copy.duckdb")
+    con = connect(tmp_path / "copy.duckdb")
+    try:
+        run_id = con.execute("SELECT max(run_id) FROM runs").fetchone()[0]
+        query = "SELECT record_id, score FROM scores WHERE scorer = 'shipped' AND run_id = ? ORDER BY record_id"
+        before = con.execute(query, [run_id]).fetchall()
+        scorer = ShippedScorer()
+        n, _ = store_kept_scores(con, run_id, "shipped", scorer.model_id, scorer.score_kept, batch=7)
+        after = con.execute(query, [run_id]).fetchall()
+    finally:
+        con.close()
+    assert n == len(before) == len(after) > 500
+    assert [r for r, _ in after] == [r for r, _ in before]
+    assert np.allclose([s for _, s in after], [s for _, s in before])
