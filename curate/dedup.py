@@ -158,7 +158,7 @@ class PartShingles:
     def of(cls, parts: RecordParts, tokenizer, n: int) -> PartShingles:
         texts = (parts.prompt, parts.context, parts.answer)
         if isinstance(tokenizer, CharTokenizer):
-            return cls(*(char_shingle_hashes(t, n) for t in texts))
+            return cls(*char_shingle_batch(list(texts), n))
         return cls(*(shingle_hashes(t, tokenizer, n) for t in texts))
 
 

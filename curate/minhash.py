@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from itertools import islice
 
 import numpy as np
@@ -65,10 +66,15 @@ def mix64(h: np.ndarray) -> np.ndarray:
     return h
 
 
+@lru_cache(maxsize=8)
+def _coefficients(seed: int, n: int) -> np.ndarray:
+    return coefficients(seed, n)  # a fresh generator costs more than signing one short text
+
+
 def char_ngram_hashes(texts: list[str], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The hash of every character n-gram of every text (after ``simplified_chars``), concatenated,
     and the number of n-grams per text (0 below n characters, as datatrove's ``ngrams`` gives none)."""
-    hashes, counts = text_windows([simplified_chars(t) for t in texts], n, coefficients(seed, n))
+    hashes, counts = text_windows([simplified_chars(t) for t in texts], n, _coefficients(seed, n))
     return mix64(hashes), counts
 
 

@@ -114,7 +114,17 @@ class RecordScorer:
     def score(self, records: list[dict], judge: bool = False, near_limit: int = 10) -> list[dict]:
         """One result per input record, in order; a record that cannot be parsed is dropped at ``read``."""
         with self._lock:
-            results = [self._one(i, r, near_limit) for i, r in enumerate(records)]
+            parsed_docs = [self._parse(i, r) for i, r in enumerate(records)]
+            docs = [doc for _, doc in parsed_docs if doc is not None]
+            near = iter(self.index.near_hits_batch([
+                (d.text, RecordParts.of(d.metadata["instruction"], d.metadata["input"], d.metadata["output"],
+                                        d.metadata["messages"]), d.metadata["content_hash"]) for d in docs],
+                max(near_limit, 1)))  # at least one hit is looked for: near_duplicates=0 hides the list, not the decision
+            results = []
+            for result, doc in parsed_docs:
+                if doc is not None:
+                    self._decide(result, doc, near_limit, next(near))
+                results.append(result)
             parsed = [r for r in results if r["decisions"][0]["kept"]]
             if parsed:
                 scores = self.shipped.score([r["normalised"] for r in parsed])
@@ -129,7 +139,8 @@ class RecordScorer:
                 self._judge_batch(parsed)
         return results
 
-    def _one(self, index: int, raw: dict, near_limit: int) -> dict:
+    def _parse(self, index: int, raw: dict):
+        """(result, document): the document None where the record cannot be read (decided at ``read``)."""
         record_id = raw.get("id") or f"request:{index}"
         result = {"index": index, "id": record_id, "normalised": None, "decisions": [], "verdict": None,
                   "shipped": None, "classifier": None, "duplicates": {"exact": [], "near": []}, "judge": None}
@@ -142,8 +153,11 @@ class RecordScorer:
             result["decisions"].append({"stage": "read", "kept": False, "reason": "malformed_record",
                                         "value": f"records[{index}]: {e}"})
             result["verdict"] = {"kept": False, "dropped_at": "read", "reason": "malformed_record"}
-            return result
-        doc = make_document(record_id=record_id, source_id="request", **fields)
+            return result, None
+        return result, make_document(record_id=record_id, source_id="request", **fields)
+
+    def _decide(self, result: dict, doc, near_limit: int, near_hits: list) -> None:
+        """Every stage's decision on a read record (``near_hits``: its verified near duplicates in the store)."""
         meta = doc.metadata
         result["normalised"] = {"instruction": meta["instruction"], "input": meta["input"], "output": meta["output"],
                                 "messages": meta["messages"], "text": doc.text, "content_hash": meta["content_hash"]}
@@ -153,10 +167,7 @@ class RecordScorer:
         signals = {k: meta[k] for k in ("compression_ratio", "symbol_ratio", "kana_ratio", "lid_ja", "language")
                    if k in meta}
         exact = [_hit(rec) for rec in self.index.exact(meta["content_hash"])]
-        # at least one hit is looked for, so near_duplicates=0 hides the list but not the decision
-        near = [_hit(rec, sim) for rec, sim in self.index.near_hits(
-            doc.text, RecordParts.of(meta["instruction"], meta["input"], meta["output"], meta["messages"]),
-            meta["content_hash"], max(near_limit, 1))]
+        near = [_hit(rec, sim) for rec, sim in near_hits]
         decisions.append({"stage": "exact_dedup", "kept": not exact, "reason": "duplicate_of_stored" if exact else None,
                           "value": exact[0]["record_id"] if exact else None})
         decisions.append({"stage": "near_dedup", "kept": not near, "reason": "near_duplicate_of_stored" if near else None,
@@ -167,7 +178,6 @@ class RecordScorer:
         result.update(decisions=decisions, signals=signals, duplicates={"exact": exact, "near": near[:near_limit]},
                       verdict={"kept": first_drop is None, "dropped_at": first_drop and first_drop["stage"],
                                "reason": first_drop and first_drop["reason"]})
-        return result
 
     def _judge_batch(self, results: list[dict]) -> None:
         from curate.judge import PROMPT_VERSION, build_prompt, make_judge
