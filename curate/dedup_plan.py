@@ -14,9 +14,11 @@ How, so that the single task stays fast and its memory does not hold the corpus:
   and each pair is kept once.
 * ``PartShingleStore``: the part shingles (32-bit hashes) of the records that are in a pair, computed
   from their texts read in batches and dropped: about 4 bytes per character of the candidates.
-* ``cluster``: pairs verified one by one (skipping pairs already joined) and joined with a
-  union-find over survivor positions; the smallest position of a group is its survivor. The
+* ``NearClusters.roots``: pairs verified one by one (skipping pairs already joined) and joined with
+  a union-find over survivor positions; the smallest position of a group is its survivor. The
   groups do not depend on the order the pairs are checked in.
+* ``Plan``: the dropped records, their stage, the record each duplicates and its group, as arrays
+  of positions, written to Parquet by Arrow (no dict of a million entries).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
@@ -53,7 +56,7 @@ def _shards(records_folder: str | Path) -> list[str]:
 class PlanTable:
     """Every filtered record in survivor order (position 0 survives everything it duplicates)."""
 
-    record_ids: list[str]
+    record_ids: pa.Array  # of strings, by position (Arrow: a million ids cost ~30 MB, not ~100 MB of str)
     task_keys: np.ndarray  # sorted (rank << 32 | index in the task) of every record
     key_positions: np.ndarray  # the survivor position of each sorted task key
     exact_of: np.ndarray  # per position: the position of the first record with its content hash
@@ -64,8 +67,8 @@ class PlanTable:
         shards = _shards(records_folder)
         if not shards:
             empty = np.zeros(0, dtype=np.int64)
-            return cls([], empty.astype(np.uint64), empty, empty, [])
-        columns = duckdb.connect().execute(
+            return cls(pa.array([], pa.string()), empty.astype(np.uint64), empty, empty, [])
+        columns = duckdb.connect().sql(
             f"""WITH r AS (
                   SELECT record_id, content_hash, source_order, file, row,
                          CAST(regexp_extract(filename, '(\\d+)\\.parquet$', 1) AS UBIGINT) AS rank,
@@ -75,12 +78,15 @@ class PlanTable:
                 SELECT record_id, (rank << 32) | CAST(doc_idx AS UBIGINT) AS task_key,
                        min(pos) OVER (PARTITION BY content_hash) AS exact_of
                 FROM o ORDER BY pos"""
-        ).fetchnumpy()
-        keys = columns["task_key"].astype(np.uint64)
+        ).to_arrow_table()
+        keys = columns["task_key"].to_numpy().astype(np.uint64)
         order = np.argsort(keys, kind="stable")
         positions = np.arange(keys.size, dtype=np.int64)
-        exact_of = columns["exact_of"].astype(np.int64) if exact else positions
-        return cls(columns["record_id"].tolist(), keys[order], order.astype(np.int64), exact_of, shards)
+        exact_of = columns["exact_of"].to_numpy().astype(np.int64) if exact else positions
+        return cls(columns["record_id"].combine_chunks(), keys[order], order.astype(np.int64), exact_of, shards)
+
+    def __len__(self) -> int:
+        return len(self.record_ids)
 
     def positions(self, rank: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
         """Survivor positions of (task, index in task) pairs; -1 where no filtered record is there."""
@@ -88,11 +94,6 @@ class PlanTable:
         found = np.searchsorted(self.task_keys, keys).clip(max=max(self.task_keys.size - 1, 0))
         hit = self.task_keys[found] == keys if self.task_keys.size else np.zeros(keys.size, dtype=bool)
         return np.where(hit, self.key_positions[found] if self.task_keys.size else -1, -1)
-
-    def exact_plan(self) -> dict[str, PlanEntry]:
-        ids = self.record_ids
-        return {ids[p]: PlanEntry("exact_dedup", ids[s], ids[s])
-                for p, s in enumerate(self.exact_of.tolist()) if s != p}
 
 
 def read_band_groups(buckets_folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,7 +150,7 @@ class PartShingleStore:
               batch_rows: int = 20_000) -> PartShingleStore:
         """Reads the texts of the records at ``positions`` from the shards, a batch at a time."""
         tokenizer = make_tokenizer(near.tokens)
-        key_of = np.empty(len(table.record_ids), dtype=np.uint64)
+        key_of = np.empty(len(table), dtype=np.uint64)
         key_of[table.key_positions] = table.task_keys
         keys = key_of[positions]
         con = duckdb.connect()
@@ -175,7 +176,7 @@ class PartShingleStore:
             lengths += [a.size for a in hashed]
         ends = np.cumsum(np.asarray(lengths, dtype=np.int64)).reshape(-1, 3)
         starts = np.concatenate([[0], ends[:-1, 2]]).astype(np.int64)
-        row_of = np.full(len(table.record_ids), -1, dtype=np.int64)
+        row_of = np.full(len(table), -1, dtype=np.int64)
         row_of[np.asarray(fetched, dtype=np.int64)] = np.arange(len(fetched))
         flat = np.concatenate(values) if values else np.zeros(0, dtype=np.uint32)
         return cls(flat, np.column_stack([starts, ends]), row_of)
@@ -195,11 +196,9 @@ class NearClusters:
     checked: int = 0
     rejected: int = 0
 
-    def plan(self, table: PlanTable, pairs: np.ndarray) -> dict[str, PlanEntry]:
-        if not len(pairs):
-            return {}
-        store = PartShingleStore.build(table, np.unique(pairs), self.near)
-        parent = list(range(len(table.record_ids)))
+    def roots(self, table: PlanTable, pairs: np.ndarray) -> np.ndarray:
+        """Per survivor position, the position of its group's survivor (itself where it is not a near duplicate)."""
+        parent = list(range(len(table)))
 
         def find(x: int) -> int:
             while parent[x] != x:
@@ -207,62 +206,71 @@ class NearClusters:
                 x = parent[x]
             return x
 
-        for a, b in pairs.tolist():
-            ra, rb = find(a), find(b)
-            if ra == rb:
-                continue
-            self.checked += 1
-            if near_duplicate_similarity(store.parts(a), store.parts(b), self.near.min_jaccard,
-                                         self.near.same_prompt_different_answer) is not None:
-                parent[max(ra, rb)] = min(ra, rb)
-            else:
-                self.rejected += 1
-        ids = table.record_ids
-        plan = {}
-        for p in np.unique(pairs).tolist():
-            root = find(p)
-            if root != p:
-                plan[ids[p]] = PlanEntry("near_dedup", ids[root], ids[root])
-        return plan
+        if len(pairs):
+            store = PartShingleStore.build(table, np.unique(pairs), self.near)
+            for a, b in pairs.tolist():
+                ra, rb = find(a), find(b)
+                if ra == rb:
+                    continue
+                self.checked += 1
+                if near_duplicate_similarity(store.parts(a), store.parts(b), self.near.min_jaccard,
+                                             self.near.same_prompt_different_answer) is not None:
+                    parent[max(ra, rb)] = min(ra, rb)
+                else:
+                    self.rejected += 1
+        return np.fromiter((find(p) for p in range(len(parent))), dtype=np.int64, count=len(parent))
 
 
-def merge_plans(exact: dict[str, PlanEntry], near: dict[str, PlanEntry]) -> dict[str, PlanEntry]:
-    """Exact duplicates of a near-dropped record join the near survivor's group."""
-    plan = {**exact, **near}
-    for rid, entry in exact.items():
-        if entry.duplicate_of in near:
-            plan[rid] = PlanEntry(entry.stage, entry.duplicate_of, near[entry.duplicate_of].cluster_id)
-    return plan
+@dataclass
+class Plan:
+    """What the plan drops, as arrays of survivor positions: ``dropped[i]`` at ``stages[i]`` (exact or
+    near), a duplicate of ``duplicate_of[i]``, in the group of ``cluster[i]`` (its survivor)."""
 
+    record_ids: pa.Array
+    dropped: np.ndarray
+    exact: np.ndarray  # bool per dropped record: exact_dedup, else near_dedup
+    duplicate_of: np.ndarray
+    cluster: np.ndarray
 
-def write_plan(plan: dict[str, PlanEntry], path: str | Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    @classmethod
+    def of(cls, table: PlanTable, near_root: np.ndarray | None = None) -> Plan:
+        """Exact duplicates point at their content-hash survivor; near duplicates at their group's survivor;
+        an exact duplicate of a near-dropped record joins that record's group."""
+        positions = np.arange(len(table), dtype=np.int64)
+        root = positions if near_root is None else near_root
+        exact = table.exact_of != positions  # near roots only join exact survivors, so never both
+        dropped = exact | (root != positions)
+        return cls(table.record_ids, positions[dropped], exact[dropped],
+                   np.where(exact, table.exact_of, root)[dropped], root[table.exact_of][dropped])
 
-    table = pa.table(
-        {
-            "record_id": list(plan),
-            "stage": [v.stage for v in plan.values()],
-            "duplicate_of": [v.duplicate_of for v in plan.values()],
-            "cluster_id": [v.cluster_id for v in plan.values()],
-        },
-        schema=pa.schema([("record_id", pa.string()), ("stage", pa.string()),
-                          ("duplicate_of", pa.string()), ("cluster_id", pa.string())]),
-    )
-    pq.write_table(table, path)
+    def to_table(self) -> pa.Table:
+        take = self.record_ids.take
+        return pa.table({"record_id": take(pa.array(self.dropped)),
+                         "stage": pa.array(np.where(self.exact, "exact_dedup", "near_dedup")).cast(pa.string()),
+                         "duplicate_of": take(pa.array(self.duplicate_of)),
+                         "cluster_id": take(pa.array(self.cluster))})
+
+    def entries(self) -> dict[str, PlanEntry]:
+        """The plan as {record_id: PlanEntry} (for reading and tests; the step writes the arrays)."""
+        return {r["record_id"]: PlanEntry(r["stage"], r["duplicate_of"], r["cluster_id"])
+                for r in self.to_table().to_pylist()}
+
+    def write(self, path: str | Path) -> None:
+        import pyarrow.parquet as pq
+
+        pq.write_table(self.to_table(), path)
 
 
 def decide(records_folder: str | Path, buckets_folder: str | Path | None, exact: bool,
-           near: NearDedupConfig | None) -> tuple[dict[str, PlanEntry], NearClusters | None]:
+           near: NearDedupConfig | None) -> tuple[Plan, NearClusters | None]:
     """The whole plan: exact duplicates, then near-duplicate groups (exact duplicates standing for
-    their survivors), merged."""
+    their survivors)."""
     table = PlanTable.load(records_folder, exact=exact)
-    exact_plan = table.exact_plan() if exact else {}
     if near is None or not buckets_folder:
-        return exact_plan, None
+        return Plan.of(table), None
     clusters = NearClusters(near)
-    near_plan = clusters.plan(table, candidate_pairs(table, *read_band_groups(buckets_folder)))
-    return merge_plans(exact_plan, near_plan), clusters
+    roots = clusters.roots(table, candidate_pairs(table, *read_band_groups(buckets_folder)))
+    return Plan.of(table, roots), clusters
 
 
 class DedupPlan(PipelineStep):
@@ -285,11 +293,11 @@ class DedupPlan(PipelineStep):
         Path(self.plan_path).parent.mkdir(parents=True, exist_ok=True)
         with self.track_time():
             plan, clusters = decide(self.records_folder, self.buckets_folder, self.exact, self.near)
-            self.stat_update("exact_duplicates", value=sum(e.stage == "exact_dedup" for e in plan.values()))
+            self.stat_update("exact_duplicates", value=int(plan.exact.sum()))
             if clusters is not None:
                 self.stat_update("near_pairs_checked", value=clusters.checked)
                 self.stat_update("near_pairs_rejected", value=clusters.rejected)
                 logger.info(f"near-dup: {clusters.checked} candidate pairs checked, {clusters.rejected} below "
                             f"Jaccard {self.near.min_jaccard} (prompt, context and answer)")
-            write_plan(plan, self.plan_path)
+            plan.write(self.plan_path)
         yield from ()  # a pipeline step is a generator; this one only writes the plan

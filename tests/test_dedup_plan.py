@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.config import NearDedupConfig
-from curate.dedup_plan import PlanEntry, PlanTable, decide, merge_plans, read_band_groups, write_plan
+from curate.dedup_plan import Plan, PlanEntry, PlanTable, decide, read_band_groups
 
 TEXT = "東京は日本の首都であり、政治と経済の中心地として多くの人々が暮らしています。"
 
@@ -44,13 +44,15 @@ def buckets(tmp_path, *chains: list[tuple[int, int, int, int]]):
 
 
 def plan_of(tmp_path, tasks, *chains, near=None, exact=True):
+    """({record_id: PlanEntry}, the near clustering's counts) of the plan over these shards and chains."""
     folder = shards(tmp_path, *tasks)
-    return decide(folder, buckets(tmp_path, *chains), exact, near or NearDedupConfig())
+    plan, clusters = decide(folder, buckets(tmp_path, *chains), exact, near or NearDedupConfig())
+    return plan.entries(), clusters
 
 
 def test_exact_duplicates_keep_the_first_source_then_the_lowest_row(tmp_path):
     records = [rec("b:5", "h1", 1, 5), rec("a:9", "h1", 0, 9), rec("a:2", "h1", 0, 2), rec("c:1", "h2", 2, 1)]
-    plan = PlanTable.load(shards(tmp_path, records)).exact_plan()
+    plan = Plan.of(PlanTable.load(shards(tmp_path, records))).entries()
     assert plan == {"b:5": PlanEntry("exact_dedup", "a:2", "a:2"), "a:9": PlanEntry("exact_dedup", "a:2", "a:2")}
 
 
@@ -66,23 +68,19 @@ def test_near_clustering_verifies_pairs_and_joins_them_transitively(tmp_path):
 
 
 def test_an_exact_duplicate_stands_for_its_survivor_and_joins_the_near_group(tmp_path):
-    exact = {"b:0": PlanEntry("exact_dedup", "a:1", "a:1")}
-    near = {"a:1": PlanEntry("near_dedup", "a:0", "a:0")}
-    merged = merge_plans(exact, near)
-    assert merged["b:0"] == PlanEntry("exact_dedup", "a:1", "a:0")
-    assert merged["a:1"] == near["a:1"]
-    # the same through the plan: b:0 (an exact copy of a:1) is the LSH candidate of a:0, in another task
+    """b:0 (an exact copy of a:1) is the LSH candidate of a:0, in another task: a:1 stands for it, is
+    a near duplicate of a:0, and b:0 joins a:0's group as an exact duplicate of a:1."""
     near_text = TEXT.replace("多くの", "たくさんの")
     tasks = [[rec("a:0", "h0", 0, 0), rec("a:1", "h1", 0, 1, near_text)], [rec("b:0", "h1", 1, 0, near_text)]]
     plan, _ = plan_of(tmp_path, tasks, [(0, 0, 1, 0)])
     assert plan == {"a:1": PlanEntry("near_dedup", "a:0", "a:0"), "b:0": PlanEntry("exact_dedup", "a:1", "a:0")}
 
 
-def test_write_plan_round_trips(tmp_path):
-    path = tmp_path / "plan.parquet"
-    write_plan({"x:1": PlanEntry("near_dedup", "x:0", "x:0")}, path)
-    assert pq.read_table(path).to_pylist() == [
-        {"record_id": "x:1", "stage": "near_dedup", "duplicate_of": "x:0", "cluster_id": "x:0"}]
+def test_the_plan_file_round_trips(tmp_path):
+    plan, _ = decide(shards(tmp_path, [rec("x:0", "h0", 0, 0), rec("x:1", "h0", 0, 1)]), None, True, None)
+    plan.write(tmp_path / "plan.parquet")
+    assert pq.read_table(tmp_path / "plan.parquet").to_pylist() == [
+        {"record_id": "x:1", "stage": "exact_dedup", "duplicate_of": "x:0", "cluster_id": "x:0"}]
 
 
 PASSAGE = ("マグネシウムは原子番号12の元素で、元素記号はMgである。アルカリ土類金属の一つで、地殻に多く含まれ、"
@@ -129,6 +127,6 @@ def test_candidate_groups_are_rebuilt_from_datatrove_s_chains_and_paired_in_surv
 def test_records_in_no_bucket_and_runs_without_near_dedup(tmp_path):
     records = [rec("a:0", "h0", 0, 0), rec("a:1", "h0", 0, 1)]
     plan, clusters = decide(shards(tmp_path, records), None, True, None)
-    assert plan == {"a:1": PlanEntry("exact_dedup", "a:0", "a:0")} and clusters is None
-    assert decide(tmp_path / "filtered", None, False, None) == ({}, None)
-    assert decide(tmp_path / "nothing", None, True, None) == ({}, None)
+    assert plan.entries() == {"a:1": PlanEntry("exact_dedup", "a:0", "a:0")} and clusters is None
+    assert decide(tmp_path / "filtered", None, False, None)[0].entries() == {}
+    assert decide(tmp_path / "nothing", None, True, None)[0].entries() == {}
