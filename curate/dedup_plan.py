@@ -133,8 +133,9 @@ def candidate_pairs(table: PlanTable, group: np.ndarray, rank: np.ndarray, doc_i
     distinct[1:] = (group[1:] != group[:-1]) | (member[1:] != member[:-1])
     group, member = group[distinct], member[distinct]
     same = group[1:] == group[:-1]
-    pairs = np.stack([member[:-1][same], member[1:][same]], axis=1)
-    return np.unique(pairs, axis=0) if pairs.size else pairs.reshape(0, 2)
+    # each pair once: one int64 key per pair (np.unique on rows was a fifth of the plan's time)
+    keys = np.unique(member[:-1][same] * len(table) + member[1:][same])
+    return np.stack([keys // len(table), keys % len(table)], axis=1)
 
 
 class PartShingleStore:

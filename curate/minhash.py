@@ -30,7 +30,7 @@ from itertools import islice
 
 import numpy as np
 from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupSignature
 from datatrove.utils.text import PUNCTUATION
 from datatrove.utils.typeshelper import StatHints
 
@@ -168,3 +168,41 @@ class OnePermutationMinhashSignature(MinhashDedupSignature):
                 with self.output_folder.open(path, mode="wb") as f:
                     f.write(records[order].tobytes())
         yield from ()  # a pipeline step is a generator; this one only writes signatures
+
+
+class SortedMinhashBuckets(MinhashDedupBuckets):
+    """datatrove's second MinHash stage (same task split, same ``.dups`` files, byte for byte) with the
+    signature files of a bucket merged by one numpy sort instead of a Python heap, record by record
+    (3 s of 60,000 records' 20 buckets were the heap). Index folders and several tasks per bucket,
+    which jcurate does not use, go to datatrove's own code."""
+
+    name = "🎯 MinHash buckets (sorted)"
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1):
+        if self.index_folder is not None or world_size != self.config.num_buckets:
+            yield from super().run(data, rank, world_size) or ()  # datatrove's run is a plain function
+            return
+        per_bucket = self.config.hashes_per_bucket
+        fmt = self.config.hash_config.struct_format
+        dtype = np.dtype([(f"field{i + 1}", f"<{fmt}") for i in range(per_bucket)] + [(f"field{per_bucket + 1}", "<I")])
+        with self.track_time():
+            sig_files = self.input_folder.list_files(subdirectory=f"bucket_{rank:03d}")
+            parts, tasks = [], []
+            for path in sig_files:  # datatrove orders equal signatures by the file's place in this list
+                with self.input_folder.open(path, mode="rb") as f:
+                    parts.append(np.frombuffer(f.read(), dtype=dtype))
+                tasks.append(int(path.rsplit("/", 1)[-1].removesuffix(".minhash.sig")))
+            records = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+            file_index = np.repeat(np.arange(len(parts)), [p.size for p in parts])
+            hashes = [records[f"field{i + 1}"] for i in range(per_bucket)]
+            doc = records[f"field{per_bucket + 1}"]
+            order = np.lexsort([doc, file_index, *reversed(hashes)])
+            hashes = [h[order] for h in hashes]
+            same = np.ones(max(order.size - 1, 0), dtype=bool)
+            for h in hashes:
+                same &= h[1:] == h[:-1]
+            task, doc = np.asarray(tasks, dtype=np.uint32)[file_index[order]], doc[order]
+            pairs = np.stack([task[:-1][same], doc[:-1][same], task[1:][same], doc[1:][same]], axis=1)
+            with self.output_folder.open(f"{rank:05d}_00.dups", mode="wb") as out:
+                out.write(pairs.astype("<u4").tobytes())
+            self.stat_update("total_matches", value=len(pairs))

@@ -4,7 +4,7 @@ Stages (each a datatrove executor; ``depends`` chains them):
 
 1. ``filter``: read every source -> read errors -> quality -> Japanese -> write the
    survivors (intermediate Parquet) -> MinHash signatures.
-2. ``minhash-buckets``: datatrove's LSH bucket matching.
+2. ``minhash-buckets``: LSH bucket matching (datatrove's stage, its merge done by one sort).
 3. ``dedup-plan``: one task decides duplicate groups and their survivors.
 4. ``dedup-decont``: re-read the survivors -> exact dedup -> near dedup -> decontamination
    -> write the kept records.
@@ -34,8 +34,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
-
 from core.errors import JcurateError
 from curate.config import PipelineConfig
 from curate.decont import InstructionDecontFilter, build_decont_index
@@ -43,7 +41,7 @@ from curate.dedup import DedupFilter, minhash_config
 from curate.dedup_plan import DedupPlan
 from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
 from curate.manifest import Source
-from curate.minhash import OnePermutationMinhashSignature
+from curate.minhash import OnePermutationMinhashSignature, SortedMinhashBuckets
 from curate.outputs import RecordWriter, dropped_writer, intermediate_reader
 from curate.progress import ProgressCounter, count_input_rows, parquet_rows
 from curate.readers import SourceReader, check_field_mappings, check_readable
@@ -119,7 +117,7 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
     if near:
         stages.append((
             "minhash-buckets",
-            [MinhashDedupBuckets(str(work / "minhash/sigs"), str(work / "minhash/buckets"), config=minhash_config(near))],
+            [SortedMinhashBuckets(str(work / "minhash/sigs"), str(work / "minhash/buckets"), config=minhash_config(near))],
             near.num_buckets,
         ))
     plan = str(work / "dedup_plan.parquet")
