@@ -37,6 +37,7 @@ from rapidfuzz.distance import Levenshtein
 from core.errors import JcurateError
 from core.jsonl import read_json_lines
 from curate.dedup import NORM
+from curate.filters import FILTER_BATCH
 from curate.tokenizers import FugashiTokenizer
 
 
@@ -147,6 +148,7 @@ class InstructionDecontFilter(NGramsDecontFilter):
                  min_prompt_chars: int = 8, near_edits: int = 2, near_edit_ratio: float = 0.1):
         super().__init__(index_folder, config=decont_config(n_grams), exclusion_writer=exclusion_writer,
                          language=FugashiTokenizer())
+        self.batch_size = FILTER_BATCH
         self.prompts_folder = str(index_folder)
         self.matcher_args = (min_prompt_chars, near_edits, near_edit_ratio)
         self._matcher: PromptMatcher | None = None

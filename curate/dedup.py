@@ -35,6 +35,7 @@ from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
 
 from curate.char_ngrams import coefficients, text_windows
 from curate.config import NearDedupConfig
+from curate.filters import FILTER_BATCH
 from curate.minhash import simplified_chars
 from curate.tokenizers import CharTokenizer
 
@@ -196,6 +197,7 @@ class DedupFilter(BaseFilter):
 
     def __init__(self, plan_path: str, stage: str, exclusion_writer: DiskWriter | None = None):
         super().__init__(exclusion_writer)
+        self.batch_size = FILTER_BATCH
         self.plan_path = plan_path
         self.stage = stage
         self._drop: dict[str, str] | None = None

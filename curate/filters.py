@@ -39,6 +39,11 @@ def without_code(text: str) -> str:
     return URL.sub(" ", text) if "http" in text else text
 
 
+# documents per filter_batch call: datatrove times each call (a timer per record was ~5% of the filter
+# stage); every record is still filtered on its own, in order
+FILTER_BATCH = 256
+
+
 def _drop(doc: Document, reason: str, value) -> tuple[bool, str]:
     doc.metadata["drop_value"] = value if isinstance(value, str) else f"{value}"
     return False, reason
@@ -48,6 +53,10 @@ class ReadErrorFilter(BaseFilter):
     """Drops rows the reader could not turn into a record (bad JSON, missing field, wrong type, bad UTF-8)."""
 
     name = "🧱 read errors"
+
+    def __init__(self, exclusion_writer: DiskWriter | None = None):
+        super().__init__(exclusion_writer)
+        self.batch_size = FILTER_BATCH
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         error = doc.metadata.get("read_error")
@@ -66,6 +75,7 @@ class JapaneseQualityFilter(BaseFilter):
 
     def __init__(self, config: QualityConfig, exclusion_writer: DiskWriter | None = None):
         super().__init__(exclusion_writer)
+        self.batch_size = FILTER_BATCH
         self.config = config
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
@@ -201,6 +211,7 @@ class JapaneseLanguageFilter(LanguageFilter):
 
     def __init__(self, config: LanguageConfig, exclusion_writer: DiskWriter | None = None):
         super().__init__(languages=["ja"], language_threshold=config.min_ja_score, exclusion_writer=exclusion_writer)
+        self.batch_size = FILTER_BATCH
         self.config = config
         self.model = LocalFastTextLID(config.lid_model, languages=None, k=5)
 
