@@ -36,7 +36,7 @@ from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
 from curate.char_ngrams import coefficients, text_windows
 from curate.config import NearDedupConfig
 from curate.filters import FILTER_BATCH
-from curate.minhash import simplified_chars
+from curate.minhash import simplified_batch
 from curate.tokenizers import CharTokenizer
 
 # datatrove's default strips diacritics (ダイヤモンド -> タイヤモント) and maps every number
@@ -99,6 +99,7 @@ def char_shingle_batch(texts: list[str], n: int, chunk: int = 4096) -> list[np.n
     >>> [len(a) for a in out], bool(out[2] == out[4]), out[0].dtype
     ([6, 1, 1, 5, 1, 5], True, dtype('uint32'))
     >>> from curate.char_ngrams import char_codes, window_hashes
+    >>> from curate.minhash import simplified_chars
     >>> def one_by_one(t):  # the definition, one text at a time
     ...     return np.unique(window_hashes(char_codes(simplified_chars(t)), 5, _COEFFS) >> np.uint64(32)).astype(np.uint32)
     >>> all(np.array_equal(a, one_by_one(t)) for a, t in zip(out, texts) if len(t) >= 5)
@@ -106,7 +107,7 @@ def char_shingle_batch(texts: list[str], n: int, chunk: int = 4096) -> list[np.n
     """
     out: list[np.ndarray] = []
     for start in range(0, len(texts), chunk):
-        chars = [simplified_chars(t) for t in texts[start:start + chunk]]
+        chars = simplified_batch(texts[start:start + chunk])
         hashes, counts = text_windows(chars, n, _COEFFS)
         owners = np.repeat(np.arange(len(chars), dtype=np.uint64), counts)
         short = [i for i, c in enumerate(chars) if len(c) < n]

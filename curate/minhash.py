@@ -55,6 +55,22 @@ def simplified_chars(text: str) -> str:
     return _DROP.sub("", text.lower())
 
 
+_SEPARATOR = "\U0010fffe"  # a noncharacter: not punctuation, not a space, unchanged by lower()
+
+
+def simplified_batch(texts: list[str]) -> list[str]:
+    """``simplified_chars`` of many texts with one regex pass over them all (per-text calls were a
+    third of the shingling time); per text where a text holds the separator itself.
+
+    >>> simplified_batch(["Ａ B、c", "", "ダイヤ！"]) == [simplified_chars(t) for t in ["Ａ B、c", "", "ダイヤ！"]]
+    True
+    """
+    joined = _SEPARATOR.join(texts)
+    if joined.count(_SEPARATOR) != max(len(texts) - 1, 0):
+        return [simplified_chars(t) for t in texts]
+    return _DROP.sub("", joined.lower()).split(_SEPARATOR) if texts else []
+
+
 def mix64(h: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser, in place: every output bit depends on every input bit."""
     with np.errstate(over="ignore"):
@@ -74,7 +90,7 @@ def _coefficients(seed: int, n: int) -> np.ndarray:
 def char_ngram_hashes(texts: list[str], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The hash of every character n-gram of every text (after ``simplified_chars``), concatenated,
     and the number of n-grams per text (0 below n characters, as datatrove's ``ngrams`` gives none)."""
-    hashes, counts = text_windows([simplified_chars(t) for t in texts], n, _coefficients(seed, n))
+    hashes, counts = text_windows(simplified_batch(texts), n, _coefficients(seed, n))
     return mix64(hashes), counts
 
 

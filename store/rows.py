@@ -12,6 +12,10 @@ def _as_mapping(row) -> Mapping:
     return dataclasses.asdict(row) if dataclasses.is_dataclass(row) else row
 
 
+# from this many rows on, one Arrow table and one INSERT ... SELECT (executemany took 0.7 s for 6,000 scores)
+ARROW_ROWS = 64
+
+
 def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Iterable, *, replace: bool = False) -> int:
     """Insert mappings (or dataclasses) whose keys are column names; columns left out get NULL.
 
@@ -24,6 +28,10 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Iterable, *, r
     2
     >>> con.execute("SELECT * FROM t ORDER BY a").fetchall()
     [(1, 'x', None), (2, 'y', None)]
+    >>> insert_rows(con, "t", [{"a": i, "b": None, "c": i / 2} for i in range(3, 103)])  # the Arrow path
+    100
+    >>> con.execute("SELECT count(*), sum(c), count(b) FROM t").fetchall()
+    [(102, 2625.0, 2)]
     """
     rows = [_as_mapping(r) for r in rows]
     if not rows:
@@ -34,6 +42,20 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Iterable, *, r
             raise ValueError(f"insert_rows({table}): row {i} has columns {list(r)}, expected {columns}")
     names = ", ".join(f'"{c}"' for c in columns)
     verb = "INSERT OR REPLACE" if replace else "INSERT"
+    if len(rows) >= ARROW_ROWS:
+        import pyarrow as pa
+
+        try:
+            batch = pa.table({c: [r[c] for r in rows] for c in columns})
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column of mixed Python types: row by row below
+            batch = None
+        if batch is not None:
+            con.register("_insert_rows_batch", batch)
+            try:
+                con.execute(f"{verb} INTO {table} ({names}) SELECT {names} FROM _insert_rows_batch")
+            finally:
+                con.unregister("_insert_rows_batch")
+            return len(rows)
     con.executemany(f"{verb} INTO {table} ({names}) VALUES ({', '.join('?' for _ in columns)})",
                     [[r[c] for c in columns] for r in rows])
     return len(rows)
