@@ -24,6 +24,7 @@ How, so that the single task stays fast and its memory does not hold the corpus:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,55 +97,53 @@ class PlanTable:
         return np.where(hit, self.key_positions[found] if self.task_keys.size else -1, -1)
 
 
-def read_band_groups(buckets_folder: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every record in every band-signature group, as (group, task, index in task) arrays.
+def read_band_groups(buckets_folder: str | Path) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per bucket file (band), every record in every band-signature group, as (group, task, index in
+    task) arrays. One band at a time: at a million records all bands at once were ~0.5 GB of arrays.
 
     datatrove writes such a group as a chain of pairs in its sort order (signature, task, index in
     the task): (a, b), (b, c), ... So which pairs it writes depends on how the records were split
     over tasks; the group does not."""
-    groups, ranks, docs = [], [], []
-    next_group = 0
     for dups in sorted(Path(buckets_folder).glob("*.dups")):
         raw = np.fromfile(dups, dtype="<u4").reshape(-1, 4).astype(np.int64)
         if not raw.size:
             continue
         starts = np.ones(len(raw), dtype=bool)  # a row starts a group unless it continues the chain
         starts[1:] = (raw[1:, 0] != raw[:-1, 2]) | (raw[1:, 1] != raw[:-1, 3])
-        group = np.cumsum(starts) - 1 + next_group
-        next_group = int(group[-1]) + 1
-        groups += [group[starts], group]
-        ranks += [raw[starts, 0], raw[:, 2]]
-        docs += [raw[starts, 1], raw[:, 3]]
-    if not groups:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    return np.concatenate(groups), np.concatenate(ranks), np.concatenate(docs)
+        group = np.cumsum(starts) - 1
+        yield (np.concatenate([group[starts], group]), np.concatenate([raw[starts, 0], raw[:, 2]]),
+               np.concatenate([raw[starts, 1], raw[:, 3]]))
 
 
-def candidate_pairs(table: PlanTable, group: np.ndarray, rank: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
-    """(P, 2) survivor positions, first < second, each pair once: in every group, its records (an
-    exact duplicate standing for its survivor) in survivor order, each paired with the next."""
-    positions = table.positions(rank, doc_idx)
-    known = positions >= 0
-    group, member = group[known], table.exact_of[positions[known]]
-    order = np.lexsort((member, group))
-    group, member = group[order], member[order]
-    distinct = np.ones(group.size, dtype=bool)
-    distinct[1:] = (group[1:] != group[:-1]) | (member[1:] != member[:-1])
-    group, member = group[distinct], member[distinct]
-    same = group[1:] == group[:-1]
-    # each pair once: one int64 key per pair (np.unique on rows was a fifth of the plan's time)
-    keys = np.unique(member[:-1][same] * len(table) + member[1:][same])
-    return np.stack([keys // len(table), keys % len(table)], axis=1)
+def candidate_pairs(table: PlanTable, bands: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(P, 2) survivor positions, first < second, each pair once: in every group of every band, its
+    records (an exact duplicate standing for its survivor) in survivor order, each paired with the next."""
+    n = len(table)
+    keys = []
+    for group, rank, doc_idx in bands:
+        positions = table.positions(rank, doc_idx)
+        known = positions >= 0
+        group, member = group[known], table.exact_of[positions[known]]
+        order = np.lexsort((member, group))
+        group, member = group[order], member[order]
+        distinct = np.ones(group.size, dtype=bool)
+        distinct[1:] = (group[1:] != group[:-1]) | (member[1:] != member[:-1])
+        group, member = group[distinct], member[distinct]
+        same = group[1:] == group[:-1]
+        # each pair once: one int64 key per pair (np.unique on rows was a fifth of the plan's time)
+        keys.append(np.unique(member[:-1][same] * n + member[1:][same]))
+    unique = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+    return np.stack([unique // max(n, 1), unique % max(n, 1)], axis=1)
 
 
 class PartShingleStore:
-    """The part shingles of some records, flat: ``values`` holds every record's prompt, context and
-    answer hashes one after another; ``bounds[row_of[p]]`` the four offsets of the record at survivor
+    """The part shingles of some records, in chunks (one per batch read; never concatenated, which
+    would need twice the memory for a moment): ``bounds[row]`` the four offsets of a record's prompt,
+    context and answer hashes inside ``chunks[chunk_of[row]]``; ``row_of[p]`` the row of survivor
     position ``p``."""
 
-    def __init__(self, values: np.ndarray, bounds: np.ndarray, row_of: np.ndarray):
-        self.values, self.bounds, self.row_of = values, bounds, row_of
+    def __init__(self, chunks: list[np.ndarray], chunk_of: np.ndarray, bounds: np.ndarray, row_of: np.ndarray):
+        self.chunks, self.chunk_of, self.bounds, self.row_of = chunks, chunk_of, bounds, row_of
 
     @classmethod
     def build(cls, table: PlanTable, positions: np.ndarray, near: NearDedupConfig,
@@ -162,10 +161,10 @@ class PartShingleStore:
                 FROM read_parquet({json.dumps(table.shards)}, filename=true, file_row_number=true) r
                 JOIN wanted w ON CAST(regexp_extract(r.filename, '(\\d+)\\.parquet$', 1) AS UBIGINT) = w.rank
                              AND CAST(r.file_row_number AS UBIGINT) = w.doc_idx""").to_arrow_reader(batch_rows)
-        values, lengths, fetched = [], [], []
+        chunks, bounds, fetched = [], [], []
         for batch in reader:
             columns = batch.to_pydict()
-            fetched += columns["pos"]
+            fetched.append(np.asarray(columns["pos"], dtype=np.int64))
             parts = [RecordParts.of(*row) for row in zip(columns["instruction"], columns["input"], columns["output"],
                                                          columns["messages"])]
             texts = [t for p in parts for t in (p.prompt, p.context, p.answer)]
@@ -173,18 +172,19 @@ class PartShingleStore:
                 hashed = char_shingle_batch(texts, near.n_grams)
             else:
                 hashed = [shingle_hashes(t, tokenizer, near.n_grams) for t in texts]
-            values.append(np.concatenate(hashed) if hashed else np.zeros(0, dtype=np.uint32))
-            lengths += [a.size for a in hashed]
-        ends = np.cumsum(np.asarray(lengths, dtype=np.int64)).reshape(-1, 3)
-        starts = np.concatenate([[0], ends[:-1, 2]]).astype(np.int64)
+            ends = np.cumsum(np.fromiter((a.size for a in hashed), dtype=np.int64, count=len(hashed))).reshape(-1, 3)
+            bounds.append(np.column_stack([np.concatenate([[0], ends[:-1, 2]]), ends]))
+            chunks.append(np.concatenate(hashed))
+        fetched_all = np.concatenate(fetched) if fetched else np.zeros(0, dtype=np.int64)
         row_of = np.full(len(table), -1, dtype=np.int64)
-        row_of[np.asarray(fetched, dtype=np.int64)] = np.arange(len(fetched))
-        flat = np.concatenate(values) if values else np.zeros(0, dtype=np.uint32)
-        return cls(flat, np.column_stack([starts, ends]), row_of)
+        row_of[fetched_all] = np.arange(fetched_all.size)
+        chunk_of = np.repeat(np.arange(len(chunks)), [len(f) for f in fetched])
+        return cls(chunks, chunk_of, np.concatenate(bounds) if bounds else np.zeros((0, 4), dtype=np.int64), row_of)
 
     def parts(self, position: int) -> PartShingles:
-        a, b, c, d = self.bounds[self.row_of[position]].tolist()
-        v = self.values
+        row = self.row_of[position]
+        a, b, c, d = self.bounds[row].tolist()
+        v = self.chunks[self.chunk_of[row]]
         return PartShingles(v[a:b], v[b:c], v[c:d])
 
 
@@ -270,7 +270,7 @@ def decide(records_folder: str | Path, buckets_folder: str | Path | None, exact:
     if near is None or not buckets_folder:
         return Plan.of(table), None
     clusters = NearClusters(near)
-    roots = clusters.roots(table, candidate_pairs(table, *read_band_groups(buckets_folder)))
+    roots = clusters.roots(table, candidate_pairs(table, read_band_groups(buckets_folder)))
     return Plan.of(table, roots), clusters
 
 

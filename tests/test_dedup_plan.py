@@ -108,7 +108,7 @@ def test_candidate_groups_are_rebuilt_from_datatrove_s_chains_and_paired_in_surv
     """The same band-signature group, written by datatrove in two task splits' orders, gives the same
     clusters: the records are paired in survivor order, not in the order the tasks wrote them."""
     folder = buckets(tmp_path, [(0, 0, 0, 2), (0, 2, 0, 1), (1, 5, 1, 7)])  # a chain of three, then a pair
-    group, rank, doc = read_band_groups(folder)
+    (group, rank, doc), = read_band_groups(folder)  # one band
     members = {}
     for g, r, d in zip(group.tolist(), rank.tolist(), doc.tolist()):
         members.setdefault(g, []).append((r, d))
