@@ -79,6 +79,13 @@ class RecordWriter(ParquetWriter):
     def _to_row(self, document: Document) -> dict:
         return document_to_row(document, self.stage)
 
+    def _get_output_filename(self, document: Document, rank: int | str = 0, **kwargs) -> str:
+        """``${rank}.parquet`` names the file by the task only: substituting the template with every
+        record's metadata, as datatrove does, was ~4% of the filter stage."""
+        if kwargs:
+            return super()._get_output_filename(document, rank, **kwargs)
+        return f"{str(rank).zfill(5)}.parquet"
+
 
 def dropped_writer(out_dir: str, stage: str) -> RecordWriter:
     return RecordWriter(f"{out_dir}/dropped/{stage}", stage=stage)
