@@ -14,9 +14,10 @@ How, so that the single task stays fast and its memory does not hold the corpus:
   and each pair is kept once.
 * ``PartShingleStore``: the part shingles (32-bit hashes) of the records that are in a pair, computed
   from their texts read in batches and dropped: about 4 bytes per character of the candidates.
-* ``NearClusters.roots``: pairs verified one by one (skipping pairs already joined) and joined with
-  a union-find over survivor positions; the smallest position of a group is its survivor. The
-  groups do not depend on the order the pairs are checked in.
+* ``NearClusters.roots``: pairs verified a batch at a time, many pairs per numpy call
+  (``verify_pairs``; skipping pairs that earlier batches already joined), and grouped as connected
+  components over survivor positions; the smallest position of a group is its survivor. The groups
+  do not depend on the order the pairs are checked in.
 * ``Plan``: the dropped records, their stage, the record each duplicates and its group, as arrays
   of positions, written to Parquet by Arrow (no dict of a million entries).
 """
@@ -36,7 +37,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 from curate.config import NearDedupConfig
-from curate.dedup import PartShingles, RecordParts, char_shingle_batch, near_duplicate_similarity, shingle_hashes
+from curate.dedup import PartShingles, RecordParts, char_shingle_batch, shingle_hashes
 from curate.tokenizers import CharTokenizer, make_tokenizer
 
 
@@ -187,39 +188,122 @@ class PartShingleStore:
         v = self.chunks[self.chunk_of[row]]
         return PartShingles(v[a:b], v[b:c], v[c:d])
 
+    def part_sizes(self, positions: np.ndarray, part: int) -> np.ndarray:
+        """Shingle counts of part ``part`` (0 prompt, 1 context, 2 answer) of the records at ``positions``."""
+        bounds = self.bounds[self.row_of[positions]]
+        return bounds[:, part + 1] - bounds[:, part]
+
+    def tagged_part(self, positions: np.ndarray, part: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every shingle of part ``part`` of the records at ``positions``, as (index in ``positions``,
+        hash) arrays: many records' sets in two flat arrays, gathered chunk by chunk."""
+        rows = self.row_of[positions]
+        starts, ends = self.bounds[rows, part], self.bounds[rows, part + 1]
+        lengths = ends - starts
+        total = int(lengths.sum())
+        owner = np.repeat(np.arange(len(positions), dtype=np.int64), lengths)
+        values = np.empty(total, dtype=self.chunks[0].dtype if self.chunks else np.uint32)
+        # a running count restarted at each range's start: the index within its record's range
+        within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        source = np.repeat(starts, lengths) + within
+        row_chunks = self.chunk_of[rows]
+        chunks = np.unique(row_chunks)
+        if chunks.size == 1:
+            values[:] = self.chunks[chunks[0]][source]
+        else:
+            chunk_of = np.repeat(row_chunks, lengths)
+            for chunk in chunks:
+                at = chunk_of == chunk
+                values[at] = self.chunks[chunk][source[at]]
+        return owner, values
+
+
+def part_jaccard_reaches(store: PartShingleStore, pairs: np.ndarray, part: int, floor: float) -> np.ndarray:
+    """Per pair, whether the Jaccard of part ``part`` reaches ``floor``: ``jaccard_reaching`` of many
+    pairs at once. Both records' shingles, tagged with the pair's index, sorted together: a pair's
+    shared shingles are the equal neighbours (each record's shingles are unique)."""
+    size_a, size_b = store.part_sizes(pairs[:, 0], part), store.part_sizes(pairs[:, 1], part)
+    reaches = np.zeros(len(pairs), dtype=bool)
+    # the size bound of jaccard_reaching; two empty parts are equal (Jaccard 1)
+    idx = np.flatnonzero(np.minimum(size_a, size_b) >= floor * np.maximum(size_a, size_b))
+    if not idx.size:
+        return reaches
+    owner_a, values_a = store.tagged_part(pairs[idx, 0], part)
+    owner_b, values_b = store.tagged_part(pairs[idx, 1], part)
+    owner, values = np.concatenate([owner_a, owner_b]), np.concatenate([values_a, values_b])
+    if values.dtype == np.uint32:  # one sort of 64-bit (pair, hash) keys
+        keys = (owner.astype(np.uint64) << np.uint64(32)) | values
+        keys.sort(kind="stable")  # two sorted runs (a's keys, b's keys): merged in linear time
+        shared = (keys[1:][keys[1:] == keys[:-1]] >> np.uint64(32)).astype(np.int64)
+    else:  # 64-bit word n-gram hashes: sorted by (pair, hash)
+        order = np.lexsort((values, owner))
+        owner, values = owner[order], values[order]
+        shared = owner[1:][(owner[1:] == owner[:-1]) & (values[1:] == values[:-1])]
+    inter = np.bincount(shared, minlength=idx.size)
+    union = size_a[idx] + size_b[idx] - inter
+    jac = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    reaches[idx] = jac >= floor
+    return reaches
+
+
+def verify_pairs(store: PartShingleStore, pairs: np.ndarray, near: NearDedupConfig) -> np.ndarray:
+    """Per candidate pair, whether ``near_duplicate_similarity`` finds the two records near duplicates
+    (same rule, many pairs at once: per pair numpy calls were most of the plan's time). A part is
+    compared only for the pairs whose earlier parts reached ``min_jaccard``."""
+    ok = np.ones(len(pairs), dtype=bool)
+    parts = (0, 1, 2) if near.same_prompt_different_answer != "drop" else (0, 1)
+    for part in parts:
+        idx = np.flatnonzero(ok)
+        ok[idx] = part_jaccard_reaches(store, pairs[idx], part, near.min_jaccard)
+    return ok
+
+
+def components(n: int, edges: np.ndarray) -> np.ndarray:
+    """Per node 0..n-1, the smallest node of its connected component over ``edges`` (E, 2)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if not len(edges):
+        return np.arange(n, dtype=np.int64)
+    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    smallest = np.full(labels.max() + 1, n, dtype=np.int64)
+    np.minimum.at(smallest, labels, np.arange(n, dtype=np.int64))
+    return smallest[labels]
+
 
 @dataclass
 class NearClusters:
     """Near-duplicate groups of verified candidate pairs; ``checked``/``rejected`` count the pairs
-    compared (a pair whose records are already joined is not compared)."""
+    compared (a pair whose records an earlier batch already joined is not compared)."""
 
     near: NearDedupConfig
     checked: int = 0
     rejected: int = 0
+    batch_pairs: int = 20_000
 
     def roots(self, table: PlanTable, pairs: np.ndarray) -> np.ndarray:
-        """Per survivor position, the position of its group's survivor (itself where it is not a near duplicate)."""
-        parent = list(range(len(table)))
+        """Per survivor position, the position of its group's survivor (itself where it is not a near
+        duplicate): the smallest position of its connected component over the verified pairs.
 
-        def find(x: int) -> int:
-            while parent[x] != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
-        if len(pairs):
-            store = PartShingleStore.build(table, np.unique(pairs), self.near)
-            for a, b in pairs.tolist():
-                ra, rb = find(a), find(b)
-                if ra == rb:
-                    continue
-                self.checked += 1
-                if near_duplicate_similarity(store.parts(a), store.parts(b), self.near.min_jaccard,
-                                             self.near.same_prompt_different_answer) is not None:
-                    parent[max(ra, rb)] = min(ra, rb)
-                else:
-                    self.rejected += 1
-        return np.fromiter((find(p) for p in range(len(parent))), dtype=np.int64, count=len(parent))
+        Pairs are verified a batch at a time, and a pair whose records the verified pairs of earlier
+        batches already join is skipped: it could not change a group. So the groups do not depend
+        on the batches, only the counts of pairs checked do."""
+        n = len(table)
+        root = np.arange(n, dtype=np.int64)
+        if not len(pairs):
+            return root
+        store = PartShingleStore.build(table, np.unique(pairs), self.near)
+        joined: list[np.ndarray] = []
+        for start in range(0, len(pairs), self.batch_pairs):
+            batch = pairs[start:start + self.batch_pairs]
+            batch = batch[root[batch[:, 0]] != root[batch[:, 1]]]
+            ok = verify_pairs(store, batch, self.near)
+            self.checked += len(batch)
+            self.rejected += int((~ok).sum())
+            if ok.any():
+                joined.append(batch[ok])
+                root = components(n, np.concatenate(joined))
+        return root
 
 
 @dataclass

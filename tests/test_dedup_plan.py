@@ -130,3 +130,48 @@ def test_records_in_no_bucket_and_runs_without_near_dedup(tmp_path):
     assert plan.entries() == {"a:1": PlanEntry("exact_dedup", "a:0", "a:0")} and clusters is None
     assert decide(tmp_path / "filtered", None, False, None)[0].entries() == {}
     assert decide(tmp_path / "nothing", None, True, None)[0].entries() == {}
+
+
+def _perturbed(records: list[dict]) -> list[dict]:
+    """Each record, then copies with a word or a sentence changed in one part, or a part emptied."""
+    out = []
+    for i, r in enumerate(records):
+        out.append(r)
+        for j, (field, edit) in enumerate([("output", lambda t: t.replace("。", "です。", 1)),
+                                           ("instruction", lambda t: t[: len(t) // 2]),
+                                           ("output", lambda t: t + "さらに詳しく説明すると、" + t[::-1]),
+                                           ("input", lambda t: ""), ("output", lambda t: t[:3])]):
+            copy = dict(r, record_id=f"{r['record_id']}~{j}", content_hash=f"{r['content_hash']}~{j}")
+            copy[field] = edit(copy[field] or "")
+            out.append(copy)
+    return out
+
+
+def test_batched_pair_verification_decides_as_the_per_pair_rule(tmp_path):
+    """``verify_pairs`` (many pairs per numpy call) against ``near_duplicate_similarity`` pair by pair,
+    on the handwritten records and perturbed copies: both tokenizers, both answer rules, empty parts."""
+    import itertools
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from curate.dedup import near_duplicate_similarity
+    from curate.dedup_plan import NearClusters, PartShingleStore, verify_pairs
+
+    rows = [json.loads(line) for line in Path("data/handwritten/qa_knowledge.jsonl").read_text(encoding="utf-8").splitlines()]
+    base = [rec(f"h:{i}", f"h{i}", 0, i, output=r["output"], instruction=r["instruction"], input_=r.get("input") or "")
+            for i, r in enumerate(rows[:12])]
+    records = [dict(r, row=k) for k, r in enumerate(_perturbed(base))]
+    table = PlanTable.load(shards(tmp_path, records))
+    pairs = np.array([(a, b) for a, b in itertools.combinations(range(len(table)), 2) if a // 6 == b // 6 or (a + b) % 7 == 0])
+    for near in (NearDedupConfig(), NearDedupConfig(same_prompt_different_answer="drop"),
+                 NearDedupConfig(tokens="fugashi", n_grams=3)):
+        store = PartShingleStore.build(table, np.unique(pairs), near, batch_rows=17)  # several chunks
+        one_by_one = [near_duplicate_similarity(store.parts(a), store.parts(b), near.min_jaccard,
+                                                near.same_prompt_different_answer) is not None for a, b in pairs]
+        assert verify_pairs(store, pairs, near).tolist() == one_by_one
+        assert 0 < sum(one_by_one) < len(pairs), "some pairs verify and some do not"
+        # groups: the same whatever the batches (a pair already joined is skipped)
+        roots = [NearClusters(near, batch_pairs=size).roots(table, pairs) for size in (1, 7, len(pairs))]
+        assert all(np.array_equal(roots[0], r) for r in roots[1:])
