@@ -21,6 +21,51 @@ ROLES = ("system", "user", "assistant")
 ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
 
 
+def _compatibility_forms() -> tuple[re.Pattern, dict[str, str]]:
+    """The characters below U+3400 and in U+F900-U+FFFF whose NFKC is their compatibility
+    decomposition (full-width ！？（）：, U+3000, …, ①, ℃, half-width katakana letters), and that form."""
+    forms = {}
+    for cp in (*range(0x80, 0x3400), *range(0xF900, 0x10000)):
+        ch = chr(cp)
+        decomposed = unicodedata.normalize("NFKD", ch)
+        if decomposed != ch and unicodedata.normalize("NFKC", ch) == decomposed:
+            forms[ch] = decomposed
+    return re.compile("[" + "".join(map(re.escape, sorted(forms))) + "]"), forms
+
+
+_COMPAT, _COMPAT_FORMS = _compatibility_forms()
+
+
+def nfkc(text: str) -> str:
+    """``unicodedata.normalize("NFKC", text)``, 6x faster on instruction data.
+
+    Half of real records are not NFKC only because of a few full-width forms (（）：？！), and
+    ``normalize`` then decomposes and recomposes the whole text. Replacing each such character by
+    its compatibility decomposition leaves the text's NFKD, hence its NFKC, unchanged; when the
+    result is then already normalised (the quick check), it is the NFKC. Otherwise ``normalize``.
+
+    >>> all(nfkc(t) == unicodedata.normalize("NFKC", t) for t in ["（株）ｶﾞｽ①℃　…", "ガ", "e\u0301", ""])
+    True
+    """
+    if unicodedata.is_normalized("NFKC", text):
+        return text
+    replaced = _COMPAT.sub(lambda m: _COMPAT_FORMS[m.group()], text)
+    return replaced if unicodedata.is_normalized("NFKC", replaced) else unicodedata.normalize("NFKC", replaced)
+
+
+# whitespace other than space and newline (after NFKC: tab, CR, VT, FF, U+001C-U+001F, U+0085, U+1680,
+# U+2028, U+2029): rare, so a text holding one takes the slow path
+_OTHER_SPACE = re.compile(r"[^\S \n]")
+
+
+def _spacing_unchanged(text: str) -> bool:
+    """True when the steps after NFKC would leave ``text`` as it is: no other whitespace than single
+    spaces inside lines and at most two newlines in a row, none at a line's or the text's edge.
+    (Substring tests: one regex with these alternatives cost as much as the NFKC.)"""
+    return not (text and (text[0].isspace() or text[-1].isspace()) or "  " in text or " \n" in text
+                or "\n " in text or "\n\n\n" in text or _OTHER_SPACE.search(text))
+
+
 def normalise_text(text: str) -> str:
     """NFKC, one newline convention, runs of spaces folded, blank-line runs capped at one.
 
@@ -30,7 +75,9 @@ def normalise_text(text: str) -> str:
     >>> normalise_text("ＡＩは　すごい。\\r\\n\\r\\n\\r\\nｶﾀｶﾅ  です ")
     'AIは すごい。\\n\\nカタカナ です'
     """
-    text = unicodedata.normalize("NFKC", text)
+    text = nfkc(text)
+    if _spacing_unchanged(text):
+        return text  # most fields: nothing below would change them
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = [line.strip() for line in _SPACES.sub(" ", text).split("\n")]  # _SPACES never spans a newline
     return _MANY_NEWLINES.sub("\n\n", "\n".join(lines)).strip()

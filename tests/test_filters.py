@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from curate.config import LanguageConfig, QualityConfig
@@ -82,6 +84,34 @@ def test_normalisation_keeps_dakuten_and_folds_width():
     a = doc(output="ＡＩは　便利です。")
     b = doc(output="AIは 便利です。")
     assert a.metadata["content_hash"] == b.metadata["content_hash"] == content_hash(a.text)
+
+
+def _normalise_reference(text: str) -> str:
+    """normalise_text as defined, step by step (the fast paths must agree with it)."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n")
+    lines = [line.strip() for line in re.sub(r"[ \t\u00a0\u3000]+", " ", text).split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def test_normalisation_fast_paths_agree_with_the_definition():
+    """Random texts over the characters that NFKC or the spacing rules touch: full-width and
+    half-width forms, combining marks (decomposed dakuten, accents), every kind of space and line end."""
+    import random
+    import unicodedata
+
+    from curate.records import nfkc
+
+    pool = list("東京タワーはあいうガパ。、abcAZ09") + list("（）：？！Ａｚ１ｶｷﾞﾟ･｡①㈱℃…㍻ﬁ½²") + [
+        "\u3099", "\u309a", "\u0301", "\u0308", "\u00e9", "\u212b", "\uf900", "\U0001d400", "\U00020000"] + list(
+        " \t\n\r\u00a0\u3000\u2028\x0b\x0c\x1c\u2003")
+    rng = random.Random(0)
+    texts = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 40))) for _ in range(20_000)]
+    texts += ["カ\u3099", "\u3099カ", "  東京\n\n\n\n京都  ", "a\r\nb", "\u3000"]
+    for text in texts:
+        assert nfkc(text) == unicodedata.normalize("NFKC", text), repr(text)
+        assert normalise_text(text) == _normalise_reference(text), repr(text)
 
 
 class _AlwaysLid(JapaneseLanguageFilter):
