@@ -36,6 +36,7 @@ from rapidfuzz.distance import Levenshtein
 
 from core.errors import JcurateError
 from core.jsonl import read_json_lines
+from curate.batch_stats import BatchStatsFilter
 from curate.dedup import NORM
 from curate.filters import FILTER_BATCH
 from curate.tokenizers import FugashiTokenizer
@@ -139,7 +140,7 @@ class PromptMatcher:
         return None
 
 
-class InstructionDecontFilter(NGramsDecontFilter):
+class InstructionDecontFilter(BatchStatsFilter, NGramsDecontFilter):
     """Drops a record whose instruction side copies an eval prompt (whole, near, or by a shared n-gram)."""
 
     name = "🦠 decontamination (eval prompts)"

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 from datatrove.data import Document
 from datatrove.pipeline.dedup.minhash import MinhashConfig
-from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.hashing import HashConfig, create_hash_func
 from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
 
+from curate.batch_stats import BatchStatsFilter
 from curate.char_ngrams import coefficients, text_windows
 from curate.config import NearDedupConfig
 from curate.filters import FILTER_BATCH
@@ -191,7 +191,7 @@ def near_duplicate_similarity(a: PartShingles, b: PartShingles, min_jaccard: flo
     return min(prompt, context, answer) if answer >= min_jaccard else min(prompt, context)
 
 
-class DedupFilter(BaseFilter):
+class DedupFilter(BatchStatsFilter):
     """Drops the records the dedup plan assigns to this filter's stage (exact or near)."""
 
     name = "🫂 dedup (plan)"

@@ -11,11 +11,11 @@ import re
 import zlib
 
 from datatrove.data import Document
-from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.filters.language_filter import LanguageFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.lid import FastTextLID
 
+from curate.batch_stats import BatchStatsFilter
 from curate.config import LanguageConfig, QualityConfig
 from curate.japanese import ends_mid_sentence, repetition
 
@@ -49,7 +49,7 @@ def _drop(doc: Document, reason: str, value) -> tuple[bool, str]:
     return False, reason
 
 
-class ReadErrorFilter(BaseFilter):
+class ReadErrorFilter(BatchStatsFilter):
     """Drops rows the reader could not turn into a record (bad JSON, missing field, wrong type, bad UTF-8)."""
 
     name = "🧱 read errors"
@@ -65,7 +65,7 @@ class ReadErrorFilter(BaseFilter):
         return True
 
 
-class JapaneseQualityFilter(BaseFilter):
+class JapaneseQualityFilter(BatchStatsFilter):
     """Heuristics for Japanese instruction records: empty, truncated, too long, repetitive, symbol-heavy.
 
     No English defaults: nothing here counts words or stop words.
@@ -77,6 +77,14 @@ class JapaneseQualityFilter(BaseFilter):
         super().__init__(exclusion_writer)
         self.batch_size = FILTER_BATCH
         self.config = config
+        # a run of max_char_run or more, found by one search (measuring the longest run of every
+        # answer went through every doubled character in Python)
+        self._long_run = re.compile(_RUN_CHAR + f"\\1{{{max(config.max_char_run, 2) - 1},}}")
+
+    def _reaches_char_run(self, text: str) -> bool:
+        if self.config.max_char_run < 2:  # any character is a run of one
+            return _longest_char_run(text) >= self.config.max_char_run
+        return self._long_run.search(text) is not None
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         c = self.config
@@ -101,9 +109,8 @@ class JapaneseQualityFilter(BaseFilter):
         if why:
             return _drop(doc, "truncated_output", f"…{answers[-1].rstrip()[-20:]} ({why})")
         # answers only: a prompt may hold a placeholder such as xxxx or ____ that the task is about
-        run = max(_longest_char_run(a) for a in answers)
-        if run >= c.max_char_run:
-            return _drop(doc, "repeated_characters", run)
+        if any(self._reaches_char_run(a) for a in answers):  # then the drop value: the longest run
+            return _drop(doc, "repeated_characters", max(_longest_char_run(a) for a in answers))
         for answer in answers:
             # a sentence the prompt itself holds may be repeated on request (「こんにちは」を10回表示して)
             rep = repetition(without_code(answer), c.repeated_ngram_chars, c.repeated_ngram_min_chars,
@@ -131,7 +138,8 @@ class JapaneseQualityFilter(BaseFilter):
 
 
 # the same character again and again; whitespace and rule characters (---, ===, ───) may run
-_RUN = re.compile(r"([^\s\-=_*#─━])\1+")
+_RUN_CHAR = r"([^\s\-=_*#─━])"
+_RUN = re.compile(_RUN_CHAR + r"\1+")
 
 
 def _longest_char_run(text: str) -> int:
@@ -191,7 +199,7 @@ def symbol_count(text: str) -> int:
     return sum(map(len, _SYMBOL_RUNS.findall(text)))
 
 
-class JapaneseLanguageFilter(LanguageFilter):
+class JapaneseLanguageFilter(BatchStatsFilter, LanguageFilter):
     """Keeps Japanese: a kana test (Chinese is kanji with no kana) and fastText lid.176 on the prose.
 
     A record passes when fastText gives ``ja`` at least ``min_ja_score`` on the text without
