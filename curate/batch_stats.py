@@ -63,7 +63,7 @@ class BatchStatsFilter(BaseFilter):
                     self.stat_update("batches")
                 with self.track_time("batch" if self.batch_size > 1 else None):
                     results = self.filter_batch(batch)
-                kept, reasons = [], {}
+                kept, dropped, reasons = [], [], {}
                 for doc, result in zip(batch, results):
                     keep, reason = get_filter_result(result)
                     if keep:
@@ -71,10 +71,14 @@ class BatchStatsFilter(BaseFilter):
                         continue
                     if reason:
                         reasons[reason] = reasons.get(reason, 0) + 1
-                    if self.exclusion_writer:
-                        if reason:
-                            doc.metadata["filter_reason"] = reason
-                        writer.write(doc, rank)
+                        doc.metadata["filter_reason"] = reason
+                    dropped.append(doc)
+                if writer is not None and dropped:
+                    if hasattr(writer, "write_documents"):  # curate.outputs.RecordWriter: the batch at once
+                        writer.write_documents(dropped, rank)
+                    else:
+                        for doc in dropped:
+                            writer.write(doc, rank)
                 count(self, StatHints.total, len(batch))
                 count(self, StatHints.forwarded, len(kept))
                 count(self, StatHints.dropped, len(batch) - len(kept))

@@ -51,3 +51,23 @@ def test_filter_and_writer_statistics_match_datatrove_s_per_document_updates(tmp
     import pyarrow.parquet as pq
 
     assert pq.read_table(tmp_path / "a/00000.parquet").equals(pq.read_table(tmp_path / "b/00000.parquet"))
+
+
+def test_intermediate_reader_gives_back_the_documents_datatrove_s_reader_gives(tmp_path):
+    from datatrove.pipeline.readers.parquet import ParquetReader
+
+    from curate.outputs import intermediate_reader, row_to_document
+
+    docs = _docs()
+    for i, d in enumerate(docs):
+        d.metadata.update(kana_ratio=i / 600, label=None if i % 2 else 3.0)
+        if i % 5 == 0:
+            d.metadata["messages"] = [{"role": "user", "content": "質問"}, {"role": "assistant", "content": f"答え{i}"}]
+    list(RecordWriter(str(tmp_path / "shards")).run(iter(docs)))
+    ours = list(intermediate_reader(str(tmp_path / "shards")).run())
+    reader = ParquetReader(str(tmp_path / "shards"), adapter=row_to_document, read_metadata=True,
+                           glob_pattern="*.parquet")
+    reader.add_file_path = False
+    theirs = list(reader.run())
+    assert [(d.id, d.text, d.metadata) for d in ours] == [(d.id, d.text, d.metadata) for d in theirs]
+    assert len(ours) == 600 and ours[5].metadata["messages"][1]["content"] == "答え5"
