@@ -135,7 +135,7 @@ def test_records_in_no_bucket_and_runs_without_near_dedup(tmp_path):
 def _perturbed(records: list[dict]) -> list[dict]:
     """Each record, then copies with a word or a sentence changed in one part, or a part emptied."""
     out = []
-    for i, r in enumerate(records):
+    for r in records:
         out.append(r)
         for j, (field, edit) in enumerate([("output", lambda t: t.replace("。", "です。", 1)),
                                            ("instruction", lambda t: t[: len(t) // 2]),
