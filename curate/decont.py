@@ -186,3 +186,16 @@ class InstructionDecontFilter(BatchStatsFilter, NGramsDecontFilter):
             return True
         meta["drop_value"] = f"{probe.metadata['contaminated_task']}: {probe.metadata['contaminated_ngram']}"
         return result
+
+
+def loaded_decont_filter(eval_files: list[str], c) -> InstructionDecontFilter:
+    """A filter for one process (the service, an eval check): its index built in a temporary folder,
+    loaded into memory, and the folder removed (it was left behind in /tmp by every service start)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="jcurate-decont-") as folder:
+        build_decont_index(eval_files, folder, c.n_grams)
+        filt = InstructionDecontFilter.from_config(folder, c)
+        filt.load_index_hashes()
+        _ = filt.matcher
+    return filt

@@ -79,14 +79,11 @@ def _resolve_model(con, cfg: EvalConfig) -> tuple[str, str | None, str | None]:
 
 def decontamination_overlap(con, subset: str, eval_files: list[str], n_grams: int = 13) -> int:
     """Training records of the subset whose instruction side shares an n-gram with an eval prompt."""
-    import tempfile
-
-    from curate.decont import InstructionDecontFilter, build_decont_index
+    from curate.config import DecontaminationConfig
+    from curate.decont import loaded_decont_filter
     from curate.records import make_document
 
-    folder = tempfile.mkdtemp(prefix="jcurate-decont-")
-    build_decont_index(eval_files, folder, n_grams)
-    filt = InstructionDecontFilter(folder, n_grams)
+    filt = loaded_decont_filter(eval_files, DecontaminationConfig(eval_files=list(eval_files), n_grams=n_grams))
     rows = con.execute("""SELECT r.record_id, r.source_id, r.instruction, r.input, r.output, r.messages
                           FROM subset_members m JOIN records r USING (record_id) WHERE m.subset = ?""",
                        [subset]).fetchall()

@@ -81,18 +81,14 @@ class RecordScorer:
         return QualityClassifier(row[1]), row[0], None
 
     def _decont_filter(self):
-        """The run's decontamination filter, its index rebuilt from the eval files (in a temp folder)."""
+        """The run's decontamination filter, its index rebuilt from the eval files in a temporary folder (removed once loaded)."""
         c = self.config.decontamination
         if not c.enabled:
             self.decont_note = self.decont_note or "decontamination is off in the config"
             return None
-        import tempfile
+        from curate.decont import loaded_decont_filter
 
-        from curate.decont import InstructionDecontFilter, build_decont_index
-
-        folder = tempfile.mkdtemp(prefix="jcurate-serve-decont-")
-        build_decont_index(c.eval_files, folder, c.n_grams)
-        return InstructionDecontFilter.from_config(folder, c)
+        return loaded_decont_filter(c.eval_files, c)
 
     @property
     def judge_configured(self) -> bool:
