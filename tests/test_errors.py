@@ -80,3 +80,18 @@ def test_missing_config_file_is_one_line(tmp_path, capsys):
 
 def test_config_example_documents_the_defaults():
     assert load_config(ROOT / "config.example.yaml") == load_config(None)
+
+
+def test_run_notes_when_no_process_can_cache_bytecode(monkeypatch, tmp_path):
+    import importlib.util
+
+    from jcurate.cli import bytecode_note
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    assert bytecode_note() is None  # Python writes __pycache__ itself
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    compiled = tmp_path / "datatrove.cpython.pyc"
+    monkeypatch.setattr(importlib.util, "cache_from_source", lambda path: str(compiled))
+    assert "uv sync --compile-bytecode" in bytecode_note()  # nothing compiled and nothing will be
+    compiled.write_bytes(b"")
+    assert bytecode_note() is None  # installed with bytecode
