@@ -46,6 +46,7 @@ from curate.outputs import RecordWriter, dropped_writer, intermediate_reader
 from curate.progress import ProgressCounter, count_input_rows, parquet_rows
 from curate.readers import SourceReader, check_field_mappings, check_readable
 from curate.tokenizers import make_tokenizer
+from curate.worker_server import start_worker_server
 
 STAGES = ("read", "quality", "language", "exact_dedup", "near_dedup", "decontamination")
 EXECUTORS = ("local", "ray", "slurm")
@@ -167,21 +168,6 @@ def make_executor(kind: str, steps: list, tasks: int, workers: int, logging_dir:
     raise JcurateError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
 
 
-# what every worker of every stage imports (datatrove, pyarrow, numpy, fugashi, our steps): ~1.2 s a process
-WORKER_MODULES = ["__main__", "curate.pipeline"]
-
-
-def preload_worker_modules() -> None:
-    """Has the forkserver that datatrove's local executor starts its workers from import the pipeline's
-    modules once, so that each worker of each stage starts with them (forked) instead of importing
-    them again: a stage's pool started in ~1.5 s, longer than a small stage's work. Only the modules
-    are loaded: models and taggers are created lazily, in the workers. Must run before the first
-    pool (the forkserver starts once per process); later calls change nothing."""
-    import multiprocess
-
-    multiprocess.get_context("forkserver").set_forkserver_preload(WORKER_MODULES)
-
-
 PROGRESS_MARKS = ("Reading input file", "tasks completed", "reading source")
 
 
@@ -299,7 +285,7 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
         previous.run()  # submits the whole chain
         return timings
     if options.kind == "local" and options.workers > 1:
-        preload_worker_modules()
+        start_worker_server()
     if options.kind == "ray":
         import ray
 

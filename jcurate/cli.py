@@ -32,6 +32,10 @@ def bytecode_note() -> str | None:
 
 
 def cmd_run(args) -> int:
+    if args.executor == "local" and args.workers > 1:
+        from curate.worker_server import start_worker_server
+
+        start_worker_server()  # first: it imports the pipeline's modules while this process does
     from curate.config import load_config
     from curate.ingest import ingest_run
     from curate.manifest import load_manifest
