@@ -26,3 +26,70 @@ def test_loaded_filter_catches_a_shared_ngram_and_leaves_no_folder(tmp_path, mon
     assert verdict == (False, "contaminated")
     assert leak.metadata["drop_value"].startswith("elyza_style: ")
     assert filt.filter(clean) is True
+
+
+def test_mecab_tokens_are_the_text_without_whitespace_for_every_character():
+    """What NgramWindows rests on: fugashi's tokens, joined, are the text's characters in order with
+    only whitespace left out (a NUL ends MeCab's input), for every code point of the BMP."""
+    from curate.tokenizers import FugashiTokenizer
+
+    tokenizer = FugashiTokenizer()
+    differ = []
+    for code in range(1, 0x10000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        text = "東" + chr(code) + "b" + chr(code) + "京"
+        if "".join(tokenizer.word_tokenize(text)) != "".join(text.split()):
+            differ.append(hex(code))
+    assert differ == []
+    assert tokenizer.word_tokenize("東京\x00大阪") == ["東京"]
+
+
+def _decisions(filt, docs):
+    out = []
+    for doc in docs:
+        verdict = filt.filter(doc)
+        out.append((doc.id, verdict, doc.metadata.get("drop_value") if verdict is not True else None))
+    return out
+
+
+def test_ngram_windows_change_no_decision_on_real_records_and_leaks(tmp_path):
+    """Records of public datasets (the audit and label samples) and leaks of every eval prompt cut
+    around the window length, with spaces put in, decided with and without the window test."""
+    import random
+
+    from curate.decont import InstructionDecontFilter, build_decont_index, eval_prompts
+    from curate.records import make_document
+    from tests.conftest import ROOT
+
+    eval_files = [str(ROOT / "data/eval" / f) for f in ("elyza_tasks_100.jsonl", "elyza_style.jsonl",
+                                                          "mt_bench_style.jsonl")]
+    build_decont_index(eval_files, tmp_path, 13)
+    with_windows = InstructionDecontFilter(str(tmp_path), 13)
+    without = InstructionDecontFilter(str(tmp_path), 13)
+    without._windows = None
+    windows = with_windows.ngram_windows
+    assert windows is not None and windows.chars >= 13 and windows.windows
+
+    docs = []
+    for name in ("data/audit/records.jsonl", "data/labels/real_records.jsonl"):
+        for line in (ROOT / name).read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            docs.append(make_document(record_id=f"{name}:{r['id']}", source_id=r["source_id"],
+                                      instruction=r.get("instruction") or "", input_=r.get("input") or "",
+                                      output=r.get("output") or ""))
+    rng = random.Random(0)
+    prompts = [p for f in eval_files for p in eval_prompts(f) if len(p) > 40]
+    for i, prompt in enumerate(prompts):
+        length = windows.chars + rng.randint(-4, 40)
+        start = rng.randint(0, max(len(prompt) - length, 0))
+        piece = list(prompt[start:start + length])
+        for _ in range(rng.randint(0, 3)):  # whitespace inside the copy: MeCab leaves it out
+            piece.insert(rng.randint(0, len(piece)), rng.choice([" ", "\u3000", "\n"]))
+        docs.append(make_document(record_id=f"leak{i}", source_id="t", output="はい。",
+                                  instruction="以下について説明してください。" + "".join(piece) + "よろしくお願いします。"))
+    assert len(docs) > 2000
+    first, second = _decisions(with_windows, docs), _decisions(without, docs)
+    assert first == second
+    dropped = [d for d in first if d[1] is not True]
+    assert any(d[0].startswith("leak") and "contaminated" in str(d[1]) and ": " in d[2] for d in dropped)
