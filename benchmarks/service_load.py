@@ -9,7 +9,9 @@ that baseline: the service's overhead as a ratio.
 
 ``--compare-with DIR`` also load-tests a server running the code of another checkout (e.g.
 ``git worktree add /tmp/before <commit>``) on the same store and records, one worker each, and
-prints this tree's /v1/score records/s as a multiple of that one's.
+prints this tree's /v1/score records/s as a multiple of that one's. ``--compare-db`` gives that
+server the store its own tree built (``jcurate run`` there), where an older tree cannot read this
+one's store (its config has keys the old code does not know).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def main() -> None:
     parser.add_argument("--db", default=None, help="an existing store (default: jcurate run on data/ into a temp dir)")
     parser.add_argument("--compare-with", default=None, metavar="DIR",
                         help="another checkout whose server is the baseline for /v1/score records/s per worker")
+    parser.add_argument("--compare-db", default=None, metavar="DB",
+                        help="the baseline server's store (built by that checkout); default: the same store")
     args = parser.parse_args()
 
     from benchmarks.loadtest import free_port, run_load, start_server
@@ -88,7 +92,7 @@ def main() -> None:
         print(f"{label:<66} {load['records']:>8} {load['records_per_s']:>10.0f} {load['records_per_s'] / clf_rate:>10.2f}")
     if args.compare_with:
         port = free_port()
-        proc = start_server(db, port, "--workers", "1", tree=args.compare_with)
+        proc = start_server(args.compare_db or db, port, "--workers", "1", tree=args.compare_with)
         try:
             before = run_load(f"http://127.0.0.1:{port}", batches, requests=args.requests, clients=args.clients)
         finally:
