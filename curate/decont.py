@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,7 @@ class NgramWindows:
     filter's time, on records that almost never share one).
 
     MeCab's tokens are the characters of their text in order, whitespace left out (checked for
-    every code point; a NUL ends its input), so the tokens of a shared n-gram are one run of
+    every code point; the tests re-check the BMP; a NUL ends its input), so the tokens of a shared n-gram are one run of
     the record's non-whitespace characters, at least ``chars`` long (the shortest eval n-gram),
     that also occurs in an eval prompt's token characters. A record without any ``chars``-long
     window from an eval prompt cannot share an n-gram: the filter keeps it as it would have;
@@ -185,7 +186,6 @@ class InstructionDecontFilter(BatchStatsFilter, NGramsDecontFilter):
         self.prompts_folder = str(index_folder)
         self.matcher_args = (min_prompt_chars, near_edits, near_edit_ratio)
         self._matcher: PromptMatcher | None = None
-        self._windows: NgramWindows | None | bool = False  # False: not read yet
 
     @classmethod
     def from_config(cls, index_folder: str, c, exclusion_writer: DiskWriter | None = None):
@@ -201,18 +201,16 @@ class InstructionDecontFilter(BatchStatsFilter, NGramsDecontFilter):
             self._matcher = PromptMatcher(prompts, *self.matcher_args)
         return self._matcher
 
-    @property
+    @cached_property
     def ngram_windows(self) -> NgramWindows | None:
         """None where the index has no windows file (an index built before it existed): every
-        record then takes the n-gram test."""
-        if self._windows is False:
-            path = Path(self.prompts_folder) / WINDOWS_FILE
-            if not path.is_file():
-                self._windows = None
-            else:  # no eval prompt long enough for an n-gram: no windows, nothing to share
-                data = json.loads(path.read_text(encoding="utf-8"))
-                self._windows = NgramWindows(data["chars"] or 1, data["streams"])
-        return self._windows
+        record then takes the n-gram test. Read on first use, in the worker."""
+        path = Path(self.prompts_folder) / WINDOWS_FILE
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        # no eval prompt long enough for an n-gram: no windows, nothing to share
+        return NgramWindows(data["chars"] or 1, data["streams"])
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         meta = doc.metadata

@@ -67,7 +67,7 @@ def test_ngram_windows_change_no_decision_on_real_records_and_leaks(tmp_path):
     build_decont_index(eval_files, tmp_path, 13)
     with_windows = InstructionDecontFilter(str(tmp_path), 13)
     without = InstructionDecontFilter(str(tmp_path), 13)
-    without._windows = None
+    without.ngram_windows = None  # every record through the n-gram test
     windows = with_windows.ngram_windows
     assert windows is not None and windows.chars >= 13 and windows.windows
 
