@@ -38,8 +38,12 @@ def text_windows(texts: list[str], n: int, coeffs: np.ndarray) -> tuple[np.ndarr
     numpy pass over their concatenation (no window straddles two texts), and the number of windows
     per text (0 below ``n`` characters)."""
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    return code_windows(char_codes("".join(texts)), lengths, n, coeffs)
+
+
+def code_windows(codes: np.ndarray, lengths: np.ndarray, n: int, coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``text_windows`` of texts given as their concatenated code points (uint64) and their lengths."""
     counts = np.maximum(lengths - n + 1, 0)
-    codes = char_codes("".join(texts))
     width = codes.size - n + 1
     if width <= 0 or not counts.any():
         return np.zeros(0, dtype=np.uint64), counts

@@ -33,10 +33,10 @@ from datatrove.utils.hashing import HashConfig, create_hash_func
 from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
 
 from curate.batch_stats import BatchStatsFilter
-from curate.char_ngrams import coefficients, text_windows
+from curate.char_ngrams import code_windows, coefficients
 from curate.config import NearDedupConfig
 from curate.filters import FILTER_BATCH
-from curate.minhash import simplified_batch
+from curate.minhash import simplified_codes
 from curate.tokenizers import CharTokenizer
 
 # datatrove's default strips diacritics (ダイヤモンド -> タイヤモント) and maps every number
@@ -105,25 +105,37 @@ def char_shingle_batch(texts: list[str], n: int, chunk: int = 4096) -> list[np.n
     >>> all(np.array_equal(a, one_by_one(t)) for a, t in zip(out, texts) if len(t) >= 5)
     True
     """
-    out: list[np.ndarray] = []
+    values, counts = char_shingle_flat(texts, n, chunk)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    return [values[bounds[i]:bounds[i + 1]] for i in range(len(texts))]
+
+
+def char_shingle_flat(texts: list[str], n: int, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """``char_shingle_batch`` as one array of every text's shingles, text after text, and the number
+    per text (no array per text: what the filter stage writes to disk)."""
+    values, counts = [], []
     for start in range(0, len(texts), chunk):
-        chars = simplified_batch(texts[start:start + chunk])
-        hashes, counts = text_windows(chars, n, _COEFFS)
-        owners = np.repeat(np.arange(len(chars), dtype=np.uint64), counts)
-        short = [i for i, c in enumerate(chars) if len(c) < n]
-        if short:  # one shingle each: the hash of all its characters (zero-padded to n), plus its length
-            padded = np.array([[ord(ch) for ch in chars[i]] + [0] * (n - len(chars[i])) for i in short], dtype=np.uint64)
+        codes, lengths = simplified_codes(texts[start:start + chunk])
+        hashes, windows = code_windows(codes, lengths, n, _COEFFS)
+        owners = np.repeat(np.arange(lengths.size, dtype=np.uint64), windows)
+        short = np.flatnonzero(lengths < n)
+        if short.size:  # one shingle each: the hash of all its characters (zero-padded to n), plus its length
+            starts = np.cumsum(lengths) - lengths
+            padded = np.zeros((short.size, n), dtype=np.uint64)
+            for row, i in enumerate(short.tolist()):
+                padded[row, :lengths[i]] = codes[starts[i]:starts[i] + lengths[i]]
             with np.errstate(over="ignore"):
-                whole = (padded * _COEFFS[:n]).sum(axis=1) + np.array([len(chars[i]) for i in short], dtype=np.uint64)
-            owners = np.concatenate([owners, np.array(short, dtype=np.uint64)])
+                whole = (padded * _COEFFS[:n]).sum(axis=1) + lengths[short].astype(np.uint64)
+            owners = np.concatenate([owners, short.astype(np.uint64)])
             hashes = np.concatenate([hashes, whole])
         keys = (owners << np.uint64(32)) | (hashes >> np.uint64(32))
         keys.sort()  # then unique: np.unique's hash table was slower than a sort here
         keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if keys.size else keys
-        bounds = np.searchsorted(keys >> np.uint64(32), np.arange(len(chars) + 1, dtype=np.uint64))
-        values = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-        out.extend(values[bounds[i]:bounds[i + 1]] for i in range(len(chars)))
-    return out
+        values.append((keys & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+        counts.append(np.bincount((keys >> np.uint64(32)).astype(np.int64), minlength=lengths.size))
+    if not values:
+        return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64)
+    return np.concatenate(values), np.concatenate(counts).astype(np.int64)
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:

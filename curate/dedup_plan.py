@@ -12,8 +12,9 @@ How, so that the single task stays fast and its memory does not hold the corpus:
   as arrays; each group's records, an exact duplicate standing for its survivor, are paired with
   the next in survivor order (so the pairs do not depend on how the records were split over tasks),
   and each pair is kept once.
-* ``PartShingleStore``: the part shingles (32-bit hashes) of the records that are in a pair, computed
-  from their texts read in batches and dropped: about 4 bytes per character of the candidates.
+* ``PartShingleStore``: the part shingles (32-bit hashes) of the records that are in a pair, mapped
+  from the files the filter tasks wrote (``curate.part_shingles``; shingling there runs on every
+  worker, here on one core), or without them computed from the candidates' texts read in batches.
 * ``NearClusters.roots``: pairs verified a batch at a time, many pairs per numpy call
   (``verify_pairs``; skipping pairs that earlier batches already joined), and grouped as connected
   components over survivor positions; the smallest position of a group is its survivor. The groups
@@ -36,8 +37,10 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
+from core.errors import JcurateError
 from curate.config import NearDedupConfig
 from curate.dedup import PartShingles, RecordParts, char_shingle_batch, shingle_hashes
+from curate.part_shingles import COUNTS_DTYPE, shingle_dtype, shingle_paths
 from curate.tokenizers import CharTokenizer, make_tokenizer
 
 
@@ -182,6 +185,44 @@ class PartShingleStore:
         chunk_of = np.repeat(np.arange(len(chunks)), [len(f) for f in fetched])
         return cls(chunks, chunk_of, np.concatenate(bounds) if bounds else np.zeros((0, 4), dtype=np.int64), row_of)
 
+    @classmethod
+    def from_files(cls, table: PlanTable, positions: np.ndarray, folder: str | Path,
+                   near: NearDedupConfig) -> PartShingleStore:
+        """The shingles of the records at ``positions`` from the files the filter tasks wrote
+        (``curate.part_shingles``): each task's values mapped, not read, so only the candidates'
+        pages are touched; its counts (12 bytes a record) read whole."""
+        dtype = shingle_dtype(near)
+        key_of = np.empty(len(table), dtype=np.uint64)
+        key_of[table.key_positions] = table.task_keys
+        keys = key_of[positions]
+        ranks, doc_idx = (keys >> np.uint64(32)).astype(np.int64), (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        chunks: list[np.ndarray] = []
+        chunk_of = np.zeros(len(positions), dtype=np.int64)
+        bounds = np.zeros((len(positions), 4), dtype=np.int64)
+        for rank in np.unique(ranks).tolist():
+            values_path, counts_path = shingle_paths(folder, rank)
+            try:
+                counts = np.fromfile(counts_path, dtype=COUNTS_DTYPE).reshape(-1, 3).astype(np.int64)
+                size = values_path.stat().st_size
+            except (OSError, ValueError) as e:
+                raise JcurateError(f"dedup plan: the part shingles of filter task {rank} are unreadable "
+                                   f"({e}); run again with --fresh") from None
+            ends = np.cumsum(counts.ravel()).reshape(-1, 3)
+            if ends.size and ends[-1, 2] * dtype.itemsize != size or size and not ends.size:
+                raise JcurateError(f"dedup plan: {values_path} holds {size} bytes, its counts name "
+                                   f"{int(ends[-1, 2]) * dtype.itemsize if ends.size else 0}; run again with --fresh")
+            at = np.flatnonzero(ranks == rank)
+            if doc_idx[at].max() >= len(counts):
+                raise JcurateError(f"dedup plan: {counts_path} has {len(counts)} records, the shard has more; "
+                                   "run again with --fresh")
+            offsets = np.column_stack([np.concatenate([[0], ends[:-1, 2]]), ends])
+            bounds[at] = offsets[doc_idx[at]]
+            chunk_of[at] = len(chunks)
+            chunks.append(np.memmap(values_path, dtype=dtype, mode="r") if size else np.zeros(0, dtype=dtype))
+        row_of = np.full(len(table), -1, dtype=np.int64)
+        row_of[positions] = np.arange(len(positions))
+        return cls(chunks, chunk_of, bounds, row_of)
+
     def parts(self, position: int) -> PartShingles:
         row = self.row_of[position]
         a, b, c, d = self.bounds[row].tolist()
@@ -280,6 +321,7 @@ class NearClusters:
     checked: int = 0
     rejected: int = 0
     batch_pairs: int = 20_000
+    shingles_folder: str | Path | None = None  # the filter stage's part shingles; None: shingle the texts here
 
     def roots(self, table: PlanTable, pairs: np.ndarray) -> np.ndarray:
         """Per survivor position, the position of its group's survivor (itself where it is not a near
@@ -292,7 +334,11 @@ class NearClusters:
         root = np.arange(n, dtype=np.int64)
         if not len(pairs):
             return root
-        store = PartShingleStore.build(table, np.unique(pairs), self.near)
+        positions = np.unique(pairs)
+        if self.shingles_folder is not None:
+            store = PartShingleStore.from_files(table, positions, self.shingles_folder, self.near)
+        else:
+            store = PartShingleStore.build(table, positions, self.near)
         joined: list[np.ndarray] = []
         for start in range(0, len(pairs), self.batch_pairs):
             batch = pairs[start:start + self.batch_pairs]
@@ -347,13 +393,14 @@ class Plan:
 
 
 def decide(records_folder: str | Path, buckets_folder: str | Path | None, exact: bool,
-           near: NearDedupConfig | None) -> tuple[Plan, NearClusters | None]:
+           near: NearDedupConfig | None, shingles_folder: str | Path | None = None) -> tuple[Plan, NearClusters | None]:
     """The whole plan: exact duplicates, then near-duplicate groups (exact duplicates standing for
-    their survivors)."""
+    their survivors). ``shingles_folder``: the part shingles the filter stage wrote; without it the
+    candidates' texts are read from the shards and shingled here (the same shingles)."""
     table = PlanTable.load(records_folder, exact=exact)
     if near is None or not buckets_folder:
         return Plan.of(table), None
-    clusters = NearClusters(near)
+    clusters = NearClusters(near, shingles_folder=shingles_folder)
     roots = clusters.roots(table, candidate_pairs(table, read_band_groups(buckets_folder)))
     return Plan.of(table, roots), clusters
 
@@ -364,10 +411,11 @@ class DedupPlan(PipelineStep):
     name = "🧮 dedup plan"
 
     def __init__(self, records_folder: str, buckets_folder: str | None, plan_path: str,
-                 exact: bool, near: NearDedupConfig | None):
+                 exact: bool, near: NearDedupConfig | None, shingles_folder: str | None = None):
         super().__init__()
         self.records_folder = records_folder
         self.buckets_folder = buckets_folder
+        self.shingles_folder = shingles_folder
         self.plan_path = plan_path
         self.exact = exact
         self.near = near
@@ -377,7 +425,8 @@ class DedupPlan(PipelineStep):
             raise ValueError("DedupPlan runs as a single task")
         Path(self.plan_path).parent.mkdir(parents=True, exist_ok=True)
         with self.track_time():
-            plan, clusters = decide(self.records_folder, self.buckets_folder, self.exact, self.near)
+            plan, clusters = decide(self.records_folder, self.buckets_folder, self.exact, self.near,
+                                   self.shingles_folder)
             self.stat_update("exact_duplicates", value=int(plan.exact.sum()))
             if clusters is not None:
                 self.stat_update("near_pairs_checked", value=clusters.checked)

@@ -3,8 +3,10 @@
 Stages (each a datatrove executor; ``depends`` chains them):
 
 1. ``filter``: read every source -> read errors -> quality -> Japanese -> write the
-   survivors (intermediate Parquet) -> MinHash signatures.
-2. ``minhash-buckets``: LSH bucket matching (datatrove's stage, its merge done by one sort).
+   survivors (intermediate Parquet) -> their part shingles (for verifying near-duplicate
+   candidates) -> MinHash signatures.
+2. ``minhash-buckets``: LSH bucket matching (datatrove's stage, its merge done by one sort; one
+   task per worker, each merging several buckets).
 3. ``dedup-plan``: one task decides duplicate groups and their survivors.
 4. ``dedup-decont``: re-read the survivors -> exact dedup -> near dedup -> decontamination
    -> write the kept records.
@@ -43,6 +45,7 @@ from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadEr
 from curate.manifest import Source
 from curate.minhash import OnePermutationMinhashSignature, SortedMinhashBuckets
 from curate.outputs import RecordWriter, dropped_writer, intermediate_reader
+from curate.part_shingles import PartShingleWriter
 from curate.progress import ProgressCounter, count_input_rows, parquet_rows
 from curate.readers import SourceReader, check_field_mappings, check_readable
 from curate.tokenizers import make_tokenizer
@@ -110,6 +113,7 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
         RecordWriter(str(work / "filtered")),
     ]
     if near:
+        filter_stage.append(PartShingleWriter(str(work / "part_shingles"), near))
         filter_stage.append(
             OnePermutationMinhashSignature(str(work / "minhash/sigs"), config=minhash_config(near),
                                            language=make_tokenizer(near.tokens))
@@ -119,13 +123,14 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
         stages.append((
             "minhash-buckets",
             [SortedMinhashBuckets(str(work / "minhash/sigs"), str(work / "minhash/buckets"), config=minhash_config(near))],
-            near.num_buckets,
+            min(workers, near.num_buckets),  # a task per bucket cost more in start-up than in work
         ))
     plan = str(work / "dedup_plan.parquet")
     stages.append((
         "dedup-plan",
         [DedupPlan(str(work / "filtered"), str(work / "minhash/buckets") if near else None, plan,
-                   exact=config.exact_dedup.enabled, near=near)],
+                   exact=config.exact_dedup.enabled, near=near,
+                   shingles_folder=str(work / "part_shingles") if near else None)],
         1,
     ))
     final = [intermediate_reader(str(work / "filtered")), ProgressCounter(str(work / "progress/dedup-decont"))]

@@ -175,3 +175,79 @@ def test_batched_pair_verification_decides_as_the_per_pair_rule(tmp_path):
         # groups: the same whatever the batches (a pair already joined is skipped)
         roots = [NearClusters(near, batch_pairs=size).roots(table, pairs) for size in (1, 7, len(pairs))]
         assert all(np.array_equal(roots[0], r) for r in roots[1:])
+
+
+def _write_part_shingles(folder, tasks: list[list[dict]], near: NearDedupConfig) -> None:
+    """What the filter stage's ``PartShingleWriter`` writes for these tasks (messages as the reader
+    leaves them: a list, not JSON)."""
+    import json
+
+    from datatrove.data import Document
+
+    from curate.part_shingles import PartShingleWriter
+
+    writer = PartShingleWriter(str(folder), near)
+    for rank, records in enumerate(tasks):
+        docs = [Document(text="", id=r["record_id"],
+                         metadata={**r, "messages": json.loads(r["messages"]) if r["messages"] else None})
+                for r in records]
+        assert [d.id for d in writer.run(iter(docs), rank=rank, world_size=len(tasks))] == [r["record_id"] for r in records]
+
+
+def test_part_shingles_written_by_the_filter_stage_equal_those_of_the_shards_texts(tmp_path):
+    """The plan's shingles mapped from the files the filter tasks wrote against those it computes from
+    the shards' texts: the same per record (two tasks, a chat record, empty parts), the same pair
+    decisions and groups, for both tokenizers."""
+    import itertools
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from curate.dedup_plan import NearClusters, PartShingleStore, verify_pairs
+
+    rows = [json.loads(line) for line in Path("data/handwritten/qa_knowledge.jsonl").read_text(encoding="utf-8").splitlines()]
+    base = [rec(f"h:{i}", f"h{i}", 0, i, output=r["output"], instruction=r["instruction"], input_=r.get("input") or "")
+            for i, r in enumerate(rows[:8])]
+    records = [dict(r, row=k) for k, r in enumerate(_perturbed(base))]
+    chat = json.dumps([{"role": "user", "content": "東京の人口は?"}, {"role": "assistant", "content": TEXT}],
+                      ensure_ascii=False)
+    records.append(rec("c:0", "c0", 1, 0, output="", instruction="") | {"messages": chat})
+    tasks = [records[::2], records[1::2]]
+    table = PlanTable.load(shards(tmp_path, *tasks))
+    pairs = np.array([(a, b) for a, b in itertools.combinations(range(len(table)), 2) if a // 6 == b // 6 or (a + b) % 5 == 0])
+    positions = np.unique(pairs)
+    for near in (NearDedupConfig(), NearDedupConfig(tokens="fugashi", n_grams=3)):
+        folder = tmp_path / f"shingles-{near.tokens}"
+        _write_part_shingles(folder, tasks, near)
+        mapped = PartShingleStore.from_files(table, positions, folder, near)
+        computed = PartShingleStore.build(table, positions, near, batch_rows=13)
+        for p in positions.tolist():
+            a, b = mapped.parts(p), computed.parts(p)
+            for part in ("prompt", "context", "answer"):
+                assert np.array_equal(getattr(a, part), getattr(b, part)), (p, part)
+                assert getattr(a, part).dtype == getattr(b, part).dtype
+        assert verify_pairs(mapped, pairs, near).tolist() == verify_pairs(computed, pairs, near).tolist()
+        roots = NearClusters(near, shingles_folder=folder).roots(table, pairs)
+        assert np.array_equal(roots, NearClusters(near).roots(table, pairs))
+        assert (roots != np.arange(len(table))).any(), "some records join a group"
+
+
+def test_a_cut_part_shingle_file_is_a_clear_error(tmp_path):
+    import numpy as np
+    import pytest
+
+    from core.errors import JcurateError
+    from curate.dedup_plan import PartShingleStore
+
+    records = [rec("a:0", "h0", 0, 0), rec("a:1", "h1", 0, 1, TEXT + "です")]
+    table = PlanTable.load(shards(tmp_path, records))
+    near = NearDedupConfig()
+    _write_part_shingles(tmp_path / "sh", [records], near)
+    values = tmp_path / "sh/00000.shingles"
+    values.write_bytes(values.read_bytes()[:-8])  # a task killed while writing
+    with pytest.raises(JcurateError, match="00000.shingles holds .* --fresh"):
+        PartShingleStore.from_files(table, np.array([0, 1]), tmp_path / "sh", near)
+    (tmp_path / "sh/00000.counts").unlink()
+    with pytest.raises(JcurateError, match="filter task 0 are unreadable"):
+        PartShingleStore.from_files(table, np.array([0, 1]), tmp_path / "sh", near)

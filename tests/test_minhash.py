@@ -66,6 +66,22 @@ def test_normalisation_is_datatrove_s_with_spaces_dropped():
         assert simplified_chars(text) == expected, text
 
 
+def test_simplified_codes_equal_simplified_chars_of_each_text():
+    """The lookup-table normalisation of many texts at once against the regex, text by text: real
+    texts, the edge cases, a text holding the batch separator, and every code point of the BMP and
+    beyond in runs of 97 (lower() of one character may be two, İ -> i̇)."""
+    import sys
+
+    from curate.minhash import _SEPARATOR, simplified_codes
+
+    everything = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
+    runs = [everything[i:i + 97] for i in range(0, len(everything), 97)]
+    for texts in (real_texts() + EDGE, runs, ["a" + _SEPARATOR + "b", "ΟΔΟΣ ΟΔΟΣ"], [], [""]):
+        codes, lengths = simplified_codes(texts)
+        assert lengths.tolist() == [len(simplified_chars(t)) for t in texts]
+        assert "".join(map(chr, codes.tolist())) == "".join(simplified_chars(t) for t in texts)
+
+
 def test_batched_signatures_equal_the_definition(tmp_path):
     s = step(tmp_path)
     texts = real_texts(150) + EDGE
@@ -159,3 +175,28 @@ def test_sorted_buckets_write_datatrove_s_dups_files_byte_for_byte(tmp_path):
         assert a == (tmp_path / f"ours/{bucket:05d}_00.dups").read_bytes(), bucket
         written += len(a) // 16
     assert written >= 13 * near.num_buckets  # every exact copy pairs in every band
+
+
+def test_sorted_buckets_with_fewer_tasks_than_buckets_write_the_same_files(tmp_path):
+    """Two tasks for 20 buckets (as `jcurate run --workers 2` runs the stage): task r merges buckets
+    r, r + 2, ...; every bucket's file is the one a task per bucket writes."""
+    from curate.minhash import SortedMinhashBuckets
+
+    near = NearDedupConfig()
+    s = step(tmp_path, near)
+    texts = real_texts(200)
+    for rank, task in enumerate([texts[:110] + texts[:10], texts[110:] + texts[50:60]]):
+        list(s.run(iter([Document(text=t, id=f"{rank}-{i}") for i, t in enumerate(task)]), rank=rank, world_size=2))
+    config = minhash_config(near)
+    per_bucket = SortedMinhashBuckets(str(tmp_path / "sigs"), str(tmp_path / "one"), config=config)
+    for bucket in range(near.num_buckets):
+        list(per_bucket.run(rank=bucket, world_size=near.num_buckets))
+    shared = SortedMinhashBuckets(str(tmp_path / "sigs"), str(tmp_path / "two"), config=config)
+    for rank in range(2):
+        list(shared.run(rank=rank, world_size=2))
+    files = sorted(p.name for p in (tmp_path / "one").glob("*.dups"))
+    assert len(files) == near.num_buckets
+    assert files == sorted(p.name for p in (tmp_path / "two").glob("*.dups"))
+    assert sum((tmp_path / "one" / f).stat().st_size for f in files) > 0
+    for f in files:
+        assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes(), f
