@@ -24,7 +24,9 @@ INGEST_MEMORY_LIMIT = "1GB"
 def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, config: dict, report: dict,
                sources_file: str, executor: str = "local", workers: int = 1, started_at: datetime | None = None,
                stages: tuple[str, ...] = ()) -> str:
-    """Loads one finished run (``out/kept``, ``out/dropped``, the dedup plan) in one transaction."""
+    """Loads one finished run (``out/kept``, ``out/dropped``, the dedup plan, the shipped scores the
+    workers gave the kept records) in one transaction. Where the kept shards carry shipped scores,
+    ``report["scoring"]["shipped"]`` says how many were stored (and the stored report holds it)."""
     kept = sorted(out.glob("kept/*.parquet"))
     dropped = sorted(out.glob("dropped/*/*.parquet"))
     files = [str(p) for p in kept + dropped]
@@ -47,11 +49,6 @@ def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, conf
                     f"record ids are not unique (e.g. {', '.join(d[0] for d in dups)}): check the sources' id_field")
             sync_licenses(con, catalogue)
             now = datetime.now(timezone.utc)
-            insert_row(con, "runs", dict(
-                run_id=run_id, started_at=started_at or now, finished_at=now, out_dir=str(out),
-                sources_file=sources_file, executor=executor, workers=workers, config=json.dumps(config),
-                versions=json.dumps(package_versions()), git_commit=git_commit(), n_read=report["read"],
-                n_kept=report["kept"], report=json.dumps(report)))
             insert_rows(con, "sources", [dict(
                 run_id=run_id, source_id=s.id, name=s.name, path=s.path, format=s.format, url=s.url, license_id=s.license,
                 generated_by_model=s.generated_by.model if s.generated_by else None,
@@ -101,8 +98,36 @@ def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, conf
                         SELECT DISTINCT $run, cluster_id, cluster_id, 'survivor', true FROM read_parquet('{plan}')""",
                     {"run": run_id},
                 )
+            shipped = store_shipped_scores(con, run_id, now)
+            if shipped:
+                report.setdefault("scoring", {})["shipped"] = shipped
+            insert_row(con, "runs", dict(
+                run_id=run_id, started_at=started_at or now, finished_at=now, out_dir=str(out),
+                sources_file=sources_file, executor=executor, workers=workers, config=json.dumps(config),
+                versions=json.dumps(package_versions()), git_commit=git_commit(), n_read=report["read"],
+                n_kept=report["kept"], report=json.dumps(report)))
             con.execute("DROP VIEW shard")
             con.execute("DROP TABLE stage_list")
     finally:
         con.close()
     return run_id
+
+
+def store_shipped_scores(con, run_id: str, now: datetime) -> dict | None:
+    """The shipped scores ``curate.shipped_scorer.ShippedScoreStep`` wrote with the kept records, as
+    scores of scorer ``shipped`` (replacing that model's earlier scores of the same records, as
+    ``curate.kept_scores.store_kept_scores`` does). None where the shards carry none (the step was off)."""
+    if "shipped_score" not in {row[0] for row in con.execute("DESCRIBE shard").fetchall()}:
+        return None
+    scored = "FROM shard WHERE stage IS NULL AND shipped_score IS NOT NULL"
+    models = [row[0] for row in con.execute(f"SELECT DISTINCT shipped_model {scored} ORDER BY 1").fetchall()]
+    if not models:
+        return None
+    con.execute(f"DELETE FROM scores WHERE scorer = 'shipped' AND model IN (SELECT DISTINCT shipped_model {scored}) "
+                f"AND record_id IN (SELECT record_id {scored})")
+    con.execute(
+        f"""INSERT INTO scores (record_id, content_hash, scorer, model, prompt_version, score, raw, run_id, created_at)
+            SELECT record_id, content_hash, 'shipped', shipped_model, NULL, shipped_score, NULL, $run, $now {scored}""",
+        {"run": run_id, "now": now})
+    n = con.execute(f"SELECT count(*) {scored}").fetchone()[0]
+    return {"scorer": "shipped", "model": models[0] if len(models) == 1 else models, "scored": n}

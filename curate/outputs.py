@@ -35,6 +35,8 @@ RECORD_COLUMNS = {
     "reason": pa.string(),
     "value": pa.string(),
     "signals": pa.string(),  # JSON: kana_ratio, lid_ja, ...
+    "shipped_score": pa.float64(),  # kept records: the shipped scorer's score (null where it is off)
+    "shipped_model": pa.string(),  # and its model id
 }
 RECORD_SCHEMA = pa.schema(list(RECORD_COLUMNS.items()))
 _FIXED = set(RECORD_COLUMNS) - {"record_id", "text", "stage", "reason", "value", "signals"}

@@ -9,7 +9,7 @@ Stages (each a datatrove executor; ``depends`` chains them):
    task per worker, each merging several buckets).
 3. ``dedup-plan``: one task decides duplicate groups and their survivors.
 4. ``dedup-decont``: re-read the survivors -> exact dedup -> near dedup -> decontamination
-   -> write the kept records.
+   -> the shipped scorer's score -> write the kept records.
 
 Every filter has an exclusion writer, so each dropped record lands in
 ``OUT/dropped/<stage>/`` with its reason and value. Workers never touch DuckDB; the
@@ -48,6 +48,7 @@ from curate.outputs import RecordWriter, dropped_writer, intermediate_reader
 from curate.part_shingles import PartShingleWriter
 from curate.progress import ProgressCounter, count_input_rows, parquet_rows
 from curate.readers import SourceReader, check_field_mappings, check_readable
+from curate.shipped_scorer import ShippedScoreStep
 from curate.tokenizers import make_tokenizer
 from curate.worker_server import start_worker_server
 
@@ -141,6 +142,8 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
     if config.decontamination.enabled:
         final.append(InstructionDecontFilter.from_config(str(work / "decont_index"), config.decontamination,
                                                          exclusion_writer=dropped_writer(str(out), "decontamination")))
+    if config.scoring.shipped:
+        final.append(ShippedScoreStep())
     final.append(RecordWriter(str(out / "kept")))
     stages.append(("dedup-decont", final, workers))
     return stages

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from datatrove.pipeline.base import PipelineStep
 
 from core.errors import JcurateError, first_line
 from curate.char_ngrams import coefficients, text_windows
@@ -203,3 +204,32 @@ def score_run(db: str | Path, run_id: str | None = None, scorer: ShippedScorer |
         con.close()
     log(f"shipped scorer {scorer.model_id} scored {n} kept records of {run_id} ({n / max(secs, 1e-9):.0f} records/s)")
     return {"scorer": SCORER, "model": scorer.model_id, "scored": n}
+
+
+class ShippedScoreStep(PipelineStep):
+    """The dedup-decont stage's scorer: every kept record's shipped score, computed in the workers and
+    written with the record (``shipped_score``, ``shipped_model`` columns of ``OUT/kept``);
+    ``curate.ingest`` stores them as scores of scorer ``shipped``. Scoring after the store was filled
+    was a second pass in the main process, on one core, and a second DuckDB commit."""
+
+    name = "⭐ shipped scorer"
+    type = "📊 - SCORE"
+    batch_size = 1024
+
+    def __init__(self, name: str = DEFAULT_MODEL, folder: Path | None = None):
+        super().__init__()
+        self.model_name, self.folder = name, folder
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        from curate.minhash import batched
+
+        scorer = ShippedScorer(self.model_name, self.folder)
+        for docs in batched(data, self.batch_size):
+            with self.track_time("batch"):
+                views = [RecordView.of(m.get("instruction"), m.get("input"), m.get("output"), m.get("messages"))
+                         for m in (d.metadata for d in docs)]
+                for doc, score in zip(docs, scorer.score_views(views).tolist()):
+                    doc.metadata["shipped_score"] = score
+                    doc.metadata["shipped_model"] = scorer.model_id
+            self.stat_update("scored", value=len(docs))
+            yield from docs

@@ -7,8 +7,9 @@ imports its own, instead of after it.
 
 from __future__ import annotations
 
-# what every worker of every stage imports (datatrove, pyarrow, numpy, fugashi, our steps): ~1.5 s a process
-WORKER_MODULES = ["__main__", "curate.pipeline"]
+# what every worker of every stage imports (datatrove, pyarrow, numpy, fugashi, our steps; scipy.sparse for the
+# shipped scorer, which imports it lazily): ~1.5 s a process
+WORKER_MODULES = ["__main__", "curate.pipeline", "scipy.sparse"]
 
 
 def start_worker_server() -> None:

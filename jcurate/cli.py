@@ -72,7 +72,8 @@ def cmd_run(args) -> int:
                         sources_file=str(args.sources), executor=args.executor, workers=args.workers,
                         started_at=started, stages=STAGES)
     report["run_id"] = run_id
-    report["scoring"] = score_after_run(args.db, out / "models", config.scoring, run_id)
+    report["scoring"] = score_after_run(args.db, out / "models", config.scoring, run_id,
+                                        shipped=(report.get("scoring") or {}).get("shipped"))
     path = write_report(out, report)
     mark_finished(out)
     print(format_report(report))
@@ -80,15 +81,21 @@ def cmd_run(args) -> int:
     return 0
 
 
-def score_after_run(db: str, model_dir: Path, scoring, run_id: str) -> dict:
-    """Scores the run's kept records with the shipped scorer, then trains the classifier on the labels
-    in the store (where there are enough) and scores them with it too."""
+def score_after_run(db: str, model_dir: Path, scoring, run_id: str, shipped: dict | None = None) -> dict:
+    """Scores the run's kept records with the shipped scorer (unless ``shipped``: the workers did and
+    the ingest stored them), then trains the classifier on the labels in the store (where there are
+    enough) and scores them with it too."""
     from curate import shipped_scorer
     from curate.classifier import score_run, train_classifier
 
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    result: dict = {"shipped": shipped_scorer.score_run(db, run_id, log=log) if scoring.shipped
-                    else "disabled (scoring.shipped: false)"}
+    if not scoring.shipped:
+        shipped = "disabled (scoring.shipped: false)"
+    elif shipped:
+        log(f"shipped scorer {shipped['model']} scored {shipped['scored']} kept records of {run_id} (in the workers)")
+    else:
+        shipped = shipped_scorer.score_run(db, run_id, log=log)
+    result: dict = {"shipped": shipped}
     if not scoring.classifier:
         return {**result, "classifier": "disabled (scoring.classifier: false)"}
     try:

@@ -94,6 +94,71 @@ def test_run_scores_every_kept_record_with_the_shipped_scorer(default_run):
     assert kept > 500 and scored == kept and models == ["jquality@v1"]
 
 
+def test_the_workers_scores_travel_in_the_kept_shards_and_the_ingest_stores_them(default_run, tmp_path):
+    """The dedup-decont stage's scorer writes each kept record's score into OUT/kept; the store holds
+    exactly those (the run's report says how many, also as stored in `runs`), equal to the scorer's
+    score of the stored record; `jcurate ingest` of the same shards (the Slurm path) stores them too."""
+    import duckdb
+
+    from curate.ingest import ingest_run
+    from curate.manifest import load_manifest
+    from curate.pipeline import STAGES
+    from licenses.catalogue import load_catalogue
+
+    out, db = default_run
+    shards = duckdb.connect().sql(
+        f"SELECT record_id, shipped_score, shipped_model FROM read_parquet('{out}/kept/*.parquet') ORDER BY 1").fetchall()
+    con = connect(db, read_only=True)
+    try:
+        run_id, report = con.execute("SELECT run_id, report FROM runs ORDER BY run_id DESC LIMIT 1").fetchone()
+        stored = con.execute("SELECT record_id, score, model FROM scores WHERE scorer = 'shipped' AND run_id = ? "
+                             "ORDER BY 1", [run_id]).fetchall()
+        records = con.execute("SELECT instruction, input, output, messages FROM records WHERE record_id IN "
+                              "(SELECT record_id FROM scores WHERE run_id = ? AND scorer = 'shipped') ORDER BY record_id",
+                              [run_id]).fetchall()
+    finally:
+        con.close()
+    assert len(shards) > 500 and stored == shards
+    assert json.loads(report)["scoring"]["shipped"] == {"scorer": "shipped", "model": "jquality@v1", "scored": len(shards)}
+    rescored = ShippedScorer().score([dict(zip(("instruction", "input", "output", "messages"), r)) for r in records])
+    assert np.allclose(rescored, [s for _, s, _ in stored], rtol=0, atol=1e-12)
+    report = {"read": 0, "kept": 0}
+    sources = load_manifest(ROOT / "data/sources.yaml", load_catalogue())
+    again = ingest_run(tmp_path / "slurm.duckdb", out, sources, load_catalogue(), config={}, report=report,
+                       sources_file="data/sources.yaml", executor="slurm", stages=STAGES)
+    assert report["scoring"]["shipped"]["scored"] == len(shards)
+    con = connect(tmp_path / "slurm.duckdb", read_only=True)
+    try:
+        assert con.execute("SELECT record_id, score, model FROM scores WHERE scorer = 'shipped' AND run_id = ? "
+                           "ORDER BY 1", [again]).fetchall() == shards
+    finally:
+        con.close()
+
+
+def test_scoring_off_leaves_the_shards_without_scores(tmp_path):
+    from jcurate.cli import main
+
+    rows = (ROOT / "data/labels/real_records.jsonl").read_text(encoding="utf-8").splitlines()[:40]
+    (tmp_path / "mine.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (tmp_path / "sources.yaml").write_text(
+        "sources:\n  - id: mine\n    path: mine.jsonl\n    format: jsonl\n    license: Apache-2.0\n    id_field: id\n"
+        "    fields: {instruction: instruction, input: input, output: output}\n", encoding="utf-8")
+    (tmp_path / "config.yaml").write_text("scoring: {shipped: false}\n", encoding="utf-8")
+    out, db = tmp_path / "out", tmp_path / "store.duckdb"
+    assert main(["run", "--sources", str(tmp_path / "sources.yaml"), "--out", str(out), "--db", str(db),
+                 "--config", str(tmp_path / "config.yaml"), "--workers", "1"]) == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["kept"] > 10 and report["scoring"]["shipped"] == "disabled (scoring.shipped: false)"
+    import duckdb
+
+    assert duckdb.connect().execute(f"SELECT count(shipped_score) FROM read_parquet('{out}/kept/*.parquet')").fetchone() == (0,)
+    con = connect(db, read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM scores WHERE scorer = 'shipped'").fetchone() == (0,)
+    finally:
+        con.close()
+
+
 def test_top_k_works_out_of_the_box_on_a_source_without_labels(tmp_path):
     """A user's own data, no labels, no judge: the run scores it, --top-k ranks by the shipped scorer."""
     from jcurate.cli import main
