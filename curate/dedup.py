@@ -16,7 +16,8 @@ stated rule instead and verifies each LSH candidate pair by its true Jaccard sim
 * survivor of a group: the record of the source listed first in the manifest, then the
   lowest row number (list your preferred sources first).
 
-The plan is one Parquet file (``curate.dedup_plan``); ``DedupFilter`` drops what it names, per stage.
+The plan is one Parquet file (``curate.dedup_plan``); the plan step also writes the records it drops to
+``OUT/dropped/exact_dedup`` and ``OUT/dropped/near_dedup``, and the last stage reads only the rest.
 This module holds the rules: shingles, Jaccard, what makes two records near duplicates.
 """
 
@@ -26,16 +27,12 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-from datatrove.data import Document
 from datatrove.pipeline.dedup.minhash import MinhashConfig
-from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.hashing import HashConfig, create_hash_func
 from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
 
-from curate.batch_stats import BatchStatsFilter
 from curate.char_ngrams import code_windows, coefficients
 from curate.config import NearDedupConfig
-from curate.filters import FILTER_BATCH
 from curate.minhash import simplified_codes
 from curate.tokenizers import CharTokenizer
 
@@ -201,32 +198,3 @@ def near_duplicate_similarity(a: PartShingles, b: PartShingles, min_jaccard: flo
     if answer < min_jaccard and same_prompt_different_answer != "drop":
         return None
     return min(prompt, context, answer) if answer >= min_jaccard else min(prompt, context)
-
-
-class DedupFilter(BatchStatsFilter):
-    """Drops the records the dedup plan assigns to this filter's stage (exact or near)."""
-
-    name = "🫂 dedup (plan)"
-
-    def __init__(self, plan_path: str, stage: str, exclusion_writer: DiskWriter | None = None):
-        super().__init__(exclusion_writer)
-        self.batch_size = FILTER_BATCH
-        self.plan_path = plan_path
-        self.stage = stage
-        self._drop: dict[str, str] | None = None
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        if self._drop is None:
-            import pyarrow.parquet as pq
-
-            t = pq.read_table(self.plan_path).to_pydict()
-            self._drop = {
-                rid: of for rid, stage, of in zip(t["record_id"], t["stage"], t["duplicate_of"]) if stage == self.stage
-            }
-        survivor = self._drop.get(doc.id)
-        if survivor is None:
-            return True
-        doc.metadata["drop_value"] = survivor
-        return False, "exact_duplicate" if self.stage == "exact_dedup" else "near_duplicate"
-
-

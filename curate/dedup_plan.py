@@ -405,14 +405,56 @@ def decide(records_folder: str | Path, buckets_folder: str | Path | None, exact:
     return Plan.of(table, roots), clusters
 
 
+DUPLICATE_REASONS = {"exact_dedup": "exact_duplicate", "near_dedup": "near_duplicate"}
+
+
+def write_duplicate_drops(records_folder: str | Path, plan_path: str | Path, dropped_folder: str | Path) -> dict[str, int]:
+    """The records the plan drops, written by DuckDB straight from the filtered shards to
+    ``dropped/<stage>/RANK.parquet`` (one per filter task, in its row order): each row as the filter
+    stage wrote it, with stage, reason (``exact_duplicate``/``near_duplicate``) and value (the record
+    it duplicates). The dedup-decont stage then reads only the records the plan keeps: turning every
+    duplicate into a document there, only to drop it and write it back, was most of that stage's time
+    where most records are duplicates. Returns the rows written per stage."""
+    from curate.outputs import RECORD_COLUMNS
+
+    select = {"stage": "p.stage", "value": "p.duplicate_of", "reason": "CASE p.stage " + " ".join(
+        f"WHEN '{stage}' THEN '{reason}'" for stage, reason in DUPLICATE_REASONS.items()) + " END",
+              "shipped_score": "CAST(NULL AS DOUBLE)", "shipped_model": "CAST(NULL AS VARCHAR)"}
+    columns = ", ".join(f'{select.get(name, f"r.{chr(34)}{name}{chr(34)}")} AS "{name}"' for name in RECORD_COLUMNS)
+    con = duckdb.connect()
+    con.execute("SET memory_limit = '1GB'")  # a million records' duplicates spill to disk, not to RAM
+    con.execute(f"CREATE TEMP TABLE plan AS SELECT record_id, stage, duplicate_of FROM read_parquet('{plan_path}')")
+    written = dict.fromkeys(DUPLICATE_REASONS, 0)
+    for shard in _shards(records_folder):
+        for stage in DUPLICATE_REASONS:
+            target = Path(dropped_folder) / stage / Path(shard).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            n = con.execute(
+                f"""COPY (SELECT {columns} FROM read_parquet('{shard}', file_row_number=true) r
+                          JOIN plan p USING (record_id) WHERE p.stage = '{stage}' ORDER BY r.file_row_number)
+                    TO '{target}' (FORMAT parquet)""").fetchone()[0]
+            written[stage] += n
+            if not n:
+                target.unlink()  # as the exclusion writers did: no file for a task without drops
+    con.close()
+    for stage in DUPLICATE_REASONS:  # nor a folder for a stage without any
+        folder = Path(dropped_folder) / stage
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return written
+
+
 class DedupPlan(PipelineStep):
-    """Single task: decide every duplicate group and its survivor; writes ``plan.parquet``."""
+    """Single task: decide every duplicate group and its survivor; writes ``plan.parquet`` and, with
+    ``dropped_folder``, the shards of the records it drops (``write_duplicate_drops``)."""
 
     name = "🧮 dedup plan"
 
     def __init__(self, records_folder: str, buckets_folder: str | None, plan_path: str,
-                 exact: bool, near: NearDedupConfig | None, shingles_folder: str | None = None):
+                 exact: bool, near: NearDedupConfig | None, shingles_folder: str | None = None,
+                 dropped_folder: str | None = None):
         super().__init__()
+        self.dropped_folder = dropped_folder
         self.records_folder = records_folder
         self.buckets_folder = buckets_folder
         self.shingles_folder = shingles_folder
@@ -434,4 +476,7 @@ class DedupPlan(PipelineStep):
                 logger.info(f"near-dup: {clusters.checked} candidate pairs checked, {clusters.rejected} below "
                             f"Jaccard {self.near.min_jaccard} (prompt, context and answer)")
             plan.write(self.plan_path)
+            if self.dropped_folder:
+                for stage, n in write_duplicate_drops(self.records_folder, self.plan_path, self.dropped_folder).items():
+                    self.stat_update(f"dropped_{stage}", value=n)
         yield from ()  # a pipeline step is a generator; this one only writes the plan

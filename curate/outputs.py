@@ -166,16 +166,28 @@ class IntermediateReader(ParquetReader):
 
     name = "📒 Parquet (jcurate records)"
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, skip_plan: str | None = None):
         super().__init__(folder, adapter=row_to_document, read_metadata=True, glob_pattern="*.parquet")
         self.add_file_path = False  # no ``file_path`` per document: nothing reads it
+        self.skip_plan = skip_plan  # a dedup plan: its records (written to dropped/ by the plan) are not read
 
-    def read_file(self, filepath: str):
+    def _skipped_ids(self) -> pa.Array | None:
         import pyarrow.parquet as pq
 
+        if not self.skip_plan:
+            return None
+        return pq.read_table(self.skip_plan, columns=["record_id"]).column("record_id").combine_chunks()
+
+    def read_file(self, filepath: str):
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        skipped = self._skipped_ids()
         with self.data_folder.open(filepath, "rb") as f, pq.ParquetFile(f) as pqf:
             for batch in pqf.iter_batches(batch_size=self.batch_size):
                 with self.track_time("batch"):
+                    if skipped is not None and len(skipped):
+                        batch = batch.filter(pc.invert(pc.is_in(batch.column("record_id"), value_set=skipped)))
                     columns = batch.to_pydict()
                     fixed = {key: columns[key] for key in _FIXED if key != "messages"}
                     docs = []
@@ -199,5 +211,5 @@ def dropped_writer(out_dir: str, stage: str) -> RecordWriter:
     return RecordWriter(f"{out_dir}/dropped/{stage}", stage=stage)
 
 
-def intermediate_reader(folder: str) -> IntermediateReader:
-    return IntermediateReader(folder)
+def intermediate_reader(folder: str, skip_plan: str | None = None) -> IntermediateReader:
+    return IntermediateReader(folder, skip_plan)

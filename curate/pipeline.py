@@ -7,12 +7,13 @@ Stages (each a datatrove executor; ``depends`` chains them):
    candidates) -> MinHash signatures.
 2. ``minhash-buckets``: LSH bucket matching (datatrove's stage, its merge done by one sort; one
    task per worker, each merging several buckets).
-3. ``dedup-plan``: one task decides duplicate groups and their survivors.
-4. ``dedup-decont``: re-read the survivors -> exact dedup -> near dedup -> decontamination
-   -> the shipped scorer's score -> write the kept records.
+3. ``dedup-plan``: one task decides duplicate groups and their survivors, and writes the
+   duplicates to ``OUT/dropped/exact_dedup`` and ``OUT/dropped/near_dedup`` (DuckDB, in bulk).
+4. ``dedup-decont``: re-read the records the plan keeps -> decontamination -> the shipped
+   scorer's score -> write the kept records.
 
-Every filter has an exclusion writer, so each dropped record lands in
-``OUT/dropped/<stage>/`` with its reason and value. Workers never touch DuckDB; the
+Every filter has an exclusion writer, and the plan writes the duplicates, so each dropped
+record lands in ``OUT/dropped/<stage>/`` with its reason and value. Workers never touch DuckDB; the
 report and the store are built from the Parquet shards afterwards.
 
 Resuming: ``OUT/work/run.json`` holds a fingerprint of the run's inputs (sources and their
@@ -39,7 +40,7 @@ from pathlib import Path
 from core.errors import JcurateError
 from curate.config import PipelineConfig
 from curate.decont import InstructionDecontFilter, build_decont_index
-from curate.dedup import DedupFilter, minhash_config
+from curate.dedup import minhash_config
 from curate.dedup_plan import DedupPlan
 from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
 from curate.manifest import Source
@@ -131,14 +132,12 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
         "dedup-plan",
         [DedupPlan(str(work / "filtered"), str(work / "minhash/buckets") if near else None, plan,
                    exact=config.exact_dedup.enabled, near=near,
-                   shingles_folder=str(work / "part_shingles") if near else None)],
+                   shingles_folder=str(work / "part_shingles") if near else None, dropped_folder=str(out / "dropped"))],
         1,
     ))
-    final = [intermediate_reader(str(work / "filtered")), ProgressCounter(str(work / "progress/dedup-decont"))]
-    if config.exact_dedup.enabled:
-        final.append(DedupFilter(plan, "exact_dedup", exclusion_writer=dropped_writer(str(out), "exact_dedup")))
-    if near:
-        final.append(DedupFilter(plan, "near_dedup", exclusion_writer=dropped_writer(str(out), "near_dedup")))
+    # the plan wrote the duplicates to dropped/exact_dedup and dropped/near_dedup: only the rest is read
+    final = [intermediate_reader(str(work / "filtered"), skip_plan=plan),
+             ProgressCounter(str(work / "progress/dedup-decont"))]
     if config.decontamination.enabled:
         final.append(InstructionDecontFilter.from_config(str(work / "decont_index"), config.decontamination,
                                                          exclusion_writer=dropped_writer(str(out), "decontamination")))
@@ -261,6 +260,40 @@ def stage_output_to(path: Path, label: str, enabled: bool = True, every: float =
         logger.add(sys.stderr, level="WARNING")
 
 
+# what the dedup plan, a single task in this process, imports: pandas (through pyarrow) and scipy's graph
+# components, ~0.6 s
+PLAN_MODULES = ("pandas", "scipy.sparse.csgraph")
+
+
+def preload_in_background(modules: tuple[str, ...]) -> threading.Thread:
+    """Imports ``modules`` in a thread while this process only waits on the filter stage's workers
+    (with one worker the stage runs in this process, so the caller does not preload). A module that
+    fails to import is left for the step that needs it to report."""
+    import importlib
+
+    def load() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - reported where it is used
+                pass
+
+    thread = threading.Thread(target=load, name="jcurate-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def unplanned_rows(work: Path) -> int | None:
+    """What the dedup-decont stage reads: the filtered records the dedup plan does not drop."""
+    filtered = parquet_rows(work / "filtered")
+    plan = work / "dedup_plan.parquet"
+    if filtered is None or not plan.is_file():
+        return filtered
+    import pyarrow.parquet as pq
+
+    return filtered - pq.ParquetFile(plan).metadata.num_rows
+
+
 def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options: ExecutorOptions,
                log=print) -> dict[str, float]:
     """Runs (or, on Slurm, submits) every stage; returns wall seconds per stage. Resumes an
@@ -292,8 +325,10 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
     if options.kind == "slurm":
         previous.run()  # submits the whole chain
         return timings
+    preloading = None
     if options.kind == "local" and options.workers > 1:
         start_worker_server()
+        preloading = preload_in_background(PLAN_MODULES)
     if options.kind == "ray":
         import ray
 
@@ -305,11 +340,13 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
         log(f"[{i}/{len(executors)}] {name} ..." + ("" if options.verbose else f" (datatrove's log: {stage_log})"))
         start = time.perf_counter()
         executor.depends = None  # run in order here; depends only matters for Slurm submission
+        if name == "dedup-plan" and preloading is not None:
+            preloading.join()  # no import in two threads at once
         try:
             progress, total = None, None
             if name in ("filter", "dedup-decont"):  # the stages that take the time, record by record
                 progress = out / "work/progress" / name
-                total = count_input_rows(sources) if name == "filter" else parquet_rows(out / "work/filtered")
+                total = count_input_rows(sources) if name == "filter" else unplanned_rows(out / "work")
             with stage_output_to(stage_log, name, enabled=not options.verbose, progress=progress, total=total):
                 executor.run()
         except Exception:

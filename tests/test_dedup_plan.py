@@ -251,3 +251,46 @@ def test_a_cut_part_shingle_file_is_a_clear_error(tmp_path):
     (tmp_path / "sh/00000.counts").unlink()
     with pytest.raises(JcurateError, match="filter task 0 are unreadable"):
         PartShingleStore.from_files(table, np.array([0, 1]), tmp_path / "sh", near)
+
+
+def test_the_plan_writes_its_duplicates_as_dropped_shards_and_the_last_stage_skips_them(tmp_path):
+    """``write_duplicate_drops``: each dropped record's row as the filter stage wrote it (every column),
+    with stage, reason and the record it duplicates, a shard per filter task in row order, no file or
+    folder for a stage without drops; the intermediate reader then yields only the records kept."""
+    import pyarrow.parquet as pq
+
+    from curate.dedup_plan import write_duplicate_drops
+    from curate.outputs import RECORD_COLUMNS, RECORD_SCHEMA, IntermediateReader
+
+    def full(r: dict) -> dict:
+        row = dict.fromkeys(RECORD_COLUMNS) | {k: v for k, v in r.items() if k in RECORD_COLUMNS}
+        return row | {"text": f"{r['instruction']}\n{r['output']}", "signals": '{"kana_ratio": 0.5}', "label": 3.0}
+
+    tasks = [[full(rec("a:0", "h0", 0, 0)), full(rec("a:1", "h1", 0, 1, TEXT.replace("多くの", "たくさんの"))),
+              full(rec("a:2", "h0", 0, 2))],
+             [full(rec("a:3", "h3", 0, 3, "富士山は静岡県と山梨県にまたがる日本一高い山です。")), full(rec("a:4", "h0", 0, 4))]]
+    folder = tmp_path / "filtered"
+    folder.mkdir()
+    for rank, rows in enumerate(tasks):
+        pq.write_table(pa.Table.from_pylist(rows, schema=RECORD_SCHEMA), folder / f"{rank:05d}.parquet")
+    plan, _ = decide(folder, buckets(tmp_path, [(0, 0, 0, 1)]), True, NearDedupConfig())
+    plan.write(tmp_path / "plan.parquet")
+    assert plan.entries() == {"a:2": PlanEntry("exact_dedup", "a:0", "a:0"), "a:4": PlanEntry("exact_dedup", "a:0", "a:0"),
+                              "a:1": PlanEntry("near_dedup", "a:0", "a:0")}
+    assert write_duplicate_drops(folder, tmp_path / "plan.parquet", tmp_path / "dropped") == {
+        "exact_dedup": 2, "near_dedup": 1}
+    assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "dropped").rglob("*.parquet")) == [
+        "dropped/exact_dedup/00000.parquet", "dropped/exact_dedup/00001.parquet", "dropped/near_dedup/00000.parquet"]
+    exact0 = pq.read_table(tmp_path / "dropped/exact_dedup/00000.parquet")
+    assert [(f.name, f.type) for f in exact0.schema] == [(f.name, f.type) for f in RECORD_SCHEMA]
+    assert exact0.to_pylist() == [tasks[0][2] | {"stage": "exact_dedup", "reason": "exact_duplicate", "value": "a:0"}]
+    near0 = pq.read_table(tmp_path / "dropped/near_dedup/00000.parquet").to_pylist()
+    assert near0 == [tasks[0][1] | {"stage": "near_dedup", "reason": "near_duplicate", "value": "a:0"}]
+    kept = [d.id for d in IntermediateReader(str(folder), skip_plan=str(tmp_path / "plan.parquet")).run()]
+    assert kept == ["a:0", "a:3"]
+    assert len(list(IntermediateReader(str(folder)).run())) == 5
+    # a plan with no near duplicates: no near_dedup folder
+    only_exact, _ = decide(folder, None, True, None)
+    only_exact.write(tmp_path / "plan2.parquet")
+    write_duplicate_drops(folder, tmp_path / "plan2.parquet", tmp_path / "dropped2")
+    assert sorted(p.name for p in (tmp_path / "dropped2").iterdir()) == ["exact_dedup"]
