@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.parquet import ParquetReader
@@ -166,28 +167,33 @@ class IntermediateReader(ParquetReader):
 
     name = "📒 Parquet (jcurate records)"
 
-    def __init__(self, folder: str, skip_plan: str | None = None):
+    def __init__(self, folder: str, skip_folder: str | None = None):
         super().__init__(folder, adapter=row_to_document, read_metadata=True, glob_pattern="*.parquet")
         self.add_file_path = False  # no ``file_path`` per document: nothing reads it
-        self.skip_plan = skip_plan  # a dedup plan: its records (written to dropped/ by the plan) are not read
+        # the dedup plan's row numbers per shard (``curate.dedup_plan.skip_path``): those records are
+        # in dropped/ already (the plan wrote them) and are not read
+        self.skip_folder = skip_folder
 
-    def _skipped_ids(self) -> pa.Array | None:
-        import pyarrow.parquet as pq
+    def _skipped_rows(self, filepath: str) -> np.ndarray:
+        if not self.skip_folder:
+            return np.zeros(0, dtype=np.int64)
+        from curate.dedup_plan import skip_path
 
-        if not self.skip_plan:
-            return None
-        return pq.read_table(self.skip_plan, columns=["record_id"]).column("record_id").combine_chunks()
+        return np.load(skip_path(self.skip_folder, filepath))
 
     def read_file(self, filepath: str):
-        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        skipped = self._skipped_ids()
+        skipped, offset = self._skipped_rows(filepath), 0
         with self.data_folder.open(filepath, "rb") as f, pq.ParquetFile(f) as pqf:
             for batch in pqf.iter_batches(batch_size=self.batch_size):
                 with self.track_time("batch"):
-                    if skipped is not None and len(skipped):
-                        batch = batch.filter(pc.invert(pc.is_in(batch.column("record_id"), value_set=skipped)))
+                    a, b = np.searchsorted(skipped, [offset, offset + batch.num_rows])
+                    offset += batch.num_rows
+                    if a < b:
+                        keep = np.ones(batch.num_rows, dtype=bool)
+                        keep[skipped[a:b] - (offset - batch.num_rows)] = False
+                        batch = batch.filter(pa.array(keep))
                     columns = batch.to_pydict()
                     fixed = {key: columns[key] for key in _FIXED if key != "messages"}
                     docs = []
@@ -211,5 +217,5 @@ def dropped_writer(out_dir: str, stage: str) -> RecordWriter:
     return RecordWriter(f"{out_dir}/dropped/{stage}", stage=stage)
 
 
-def intermediate_reader(folder: str, skip_plan: str | None = None) -> IntermediateReader:
-    return IntermediateReader(folder, skip_plan)
+def intermediate_reader(folder: str, skip_folder: str | None = None) -> IntermediateReader:
+    return IntermediateReader(folder, skip_folder)

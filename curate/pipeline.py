@@ -8,7 +8,7 @@ Stages (each a datatrove executor; ``depends`` chains them):
 2. ``minhash-buckets``: LSH bucket matching (datatrove's stage, its merge done by one sort; one
    task per worker, each merging several buckets).
 3. ``dedup-plan``: one task decides duplicate groups and their survivors, and writes the
-   duplicates to ``OUT/dropped/exact_dedup`` and ``OUT/dropped/near_dedup`` (DuckDB, in bulk).
+   duplicates to ``OUT/dropped/exact_dedup`` and ``OUT/dropped/near_dedup`` (Arrow, in bulk).
 4. ``dedup-decont``: re-read the records the plan keeps -> decontamination -> the shipped
    scorer's score -> write the kept records.
 
@@ -132,11 +132,12 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
         "dedup-plan",
         [DedupPlan(str(work / "filtered"), str(work / "minhash/buckets") if near else None, plan,
                    exact=config.exact_dedup.enabled, near=near,
-                   shingles_folder=str(work / "part_shingles") if near else None, dropped_folder=str(out / "dropped"))],
+                   shingles_folder=str(work / "part_shingles") if near else None, dropped_folder=str(out / "dropped"),
+                   skip_folder=str(work / "dedup_skip"))],
         1,
     ))
     # the plan wrote the duplicates to dropped/exact_dedup and dropped/near_dedup: only the rest is read
-    final = [intermediate_reader(str(work / "filtered"), skip_plan=plan),
+    final = [intermediate_reader(str(work / "filtered"), skip_folder=str(work / "dedup_skip")),
              ProgressCounter(str(work / "progress/dedup-decont"))]
     if config.decontamination.enabled:
         final.append(InstructionDecontFilter.from_config(str(work / "decont_index"), config.decontamination,

@@ -259,38 +259,49 @@ def test_the_plan_writes_its_duplicates_as_dropped_shards_and_the_last_stage_ski
     folder for a stage without drops; the intermediate reader then yields only the records kept."""
     import pyarrow.parquet as pq
 
-    from curate.dedup_plan import write_duplicate_drops
+    from curate.dedup_plan import decide_with_table, write_duplicate_drops
     from curate.outputs import RECORD_COLUMNS, RECORD_SCHEMA, IntermediateReader
 
     def full(r: dict) -> dict:
         row = dict.fromkeys(RECORD_COLUMNS) | {k: v for k, v in r.items() if k in RECORD_COLUMNS}
         return row | {"text": f"{r['instruction']}\n{r['output']}", "signals": '{"kana_ratio": 0.5}', "label": 3.0}
 
-    tasks = [[full(rec("a:0", "h0", 0, 0)), full(rec("a:1", "h1", 0, 1, TEXT.replace("多くの", "たくさんの"))),
-              full(rec("a:2", "h0", 0, 2))],
-             [full(rec("a:3", "h3", 0, 3, "富士山は静岡県と山梨県にまたがる日本一高い山です。")), full(rec("a:4", "h0", 0, 4))]]
+    near_copy = TEXT.replace("多くの", "たくさんの")
+    first = [full(rec("a:0", "h0", 0, 0)), full(rec("a:1", "h1", 0, 1, near_copy)), full(rec("a:2", "h0", 0, 2))]
+    # more rows than one read batch: the dropped rows sit on both sides of a batch boundary
+    first += [full(rec(f"b:{i}", f"hb{i}", 1, i, f"{i}番目の答えです。" * 3)) for i in range(1500)]
+    first += [full(rec("a:5", "h0", 2, 0))]
+    second = [full(rec("a:3", "h3", 0, 3, "富士山は静岡県と山梨県にまたがる日本一高い山です。")), full(rec("a:4", "h0", 0, 4))]
     folder = tmp_path / "filtered"
     folder.mkdir()
-    for rank, rows in enumerate(tasks):
+    for rank, rows in enumerate([first, second]):
         pq.write_table(pa.Table.from_pylist(rows, schema=RECORD_SCHEMA), folder / f"{rank:05d}.parquet")
-    plan, _ = decide(folder, buckets(tmp_path, [(0, 0, 0, 1)]), True, NearDedupConfig())
-    plan.write(tmp_path / "plan.parquet")
+    plan, _, table = decide_with_table(folder, buckets(tmp_path, [(0, 0, 0, 1)]), True, NearDedupConfig())
     assert plan.entries() == {"a:2": PlanEntry("exact_dedup", "a:0", "a:0"), "a:4": PlanEntry("exact_dedup", "a:0", "a:0"),
-                              "a:1": PlanEntry("near_dedup", "a:0", "a:0")}
-    assert write_duplicate_drops(folder, tmp_path / "plan.parquet", tmp_path / "dropped") == {
-        "exact_dedup": 2, "near_dedup": 1}
+                              "a:5": PlanEntry("exact_dedup", "a:0", "a:0"), "a:1": PlanEntry("near_dedup", "a:0", "a:0")}
+    assert write_duplicate_drops(table, plan, tmp_path / "dropped", tmp_path / "skip") == {
+        "exact_dedup": 3, "near_dedup": 1}
     assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "dropped").rglob("*.parquet")) == [
         "dropped/exact_dedup/00000.parquet", "dropped/exact_dedup/00001.parquet", "dropped/near_dedup/00000.parquet"]
     exact0 = pq.read_table(tmp_path / "dropped/exact_dedup/00000.parquet")
-    assert [(f.name, f.type) for f in exact0.schema] == [(f.name, f.type) for f in RECORD_SCHEMA]
-    assert exact0.to_pylist() == [tasks[0][2] | {"stage": "exact_dedup", "reason": "exact_duplicate", "value": "a:0"}]
+    assert exact0.schema.equals(RECORD_SCHEMA)
+    dropped = {"stage": "exact_dedup", "reason": "exact_duplicate", "value": "a:0"}
+    assert exact0.to_pylist() == [first[2] | dropped, first[-1] | dropped]
     near0 = pq.read_table(tmp_path / "dropped/near_dedup/00000.parquet").to_pylist()
-    assert near0 == [tasks[0][1] | {"stage": "near_dedup", "reason": "near_duplicate", "value": "a:0"}]
-    kept = [d.id for d in IntermediateReader(str(folder), skip_plan=str(tmp_path / "plan.parquet")).run()]
-    assert kept == ["a:0", "a:3"]
-    assert len(list(IntermediateReader(str(folder)).run())) == 5
-    # a plan with no near duplicates: no near_dedup folder
-    only_exact, _ = decide(folder, None, True, None)
-    only_exact.write(tmp_path / "plan2.parquet")
-    write_duplicate_drops(folder, tmp_path / "plan2.parquet", tmp_path / "dropped2")
-    assert sorted(p.name for p in (tmp_path / "dropped2").iterdir()) == ["exact_dedup"]
+    assert near0 == [first[1] | {"stage": "near_dedup", "reason": "near_duplicate", "value": "a:0"}]
+    kept = [d.id for d in IntermediateReader(str(folder), skip_folder=str(tmp_path / "skip")).run()]
+    assert kept == ["a:0"] + [f"b:{i}" for i in range(1500)] + ["a:3"]
+    assert len(list(IntermediateReader(str(folder)).run())) == len(first) + len(second)
+
+
+def test_table_positions_look_up_each_task_s_rows_and_refuse_what_is_not_there(tmp_path):
+    import numpy as np
+
+    table = PlanTable.load(shards(tmp_path, [rec("b:0", "h0", 1, 0), rec("b:1", "h1", 1, 1)],
+                                  [rec("a:0", "h2", 0, 0), rec("a:1", "h3", 0, 1), rec("a:2", "h4", 0, 2)]))
+    # survivor order: source 0 (task 1's rows) first, then source 1 (task 0's rows)
+    rank = np.array([1, 1, 1, 0, 0, 0, 2, 1])
+    doc = np.array([0, 1, 2, 0, 1, 2, 0, 7])
+    assert table.positions(rank, doc).tolist() == [0, 1, 2, 3, 4, -1, -1, -1]
+    assert [table.record_ids[int(p)].as_py() for p in table.positions(rank[:5], doc[:5])] == ["a:0", "a:1", "a:2",
+                                                                                             "b:0", "b:1"]
