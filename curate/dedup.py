@@ -16,8 +16,8 @@ stated rule instead and verifies each LSH candidate pair by its true Jaccard sim
 * survivor of a group: the record of the source listed first in the manifest, then the
   lowest row number (list your preferred sources first).
 
-The plan is one Parquet file (``curate.dedup_plan``); the plan step also writes the records it drops to
-``OUT/dropped/exact_dedup`` and ``OUT/dropped/near_dedup``, and the last stage reads only the rest.
+The plan is one Parquet file (``curate.dedup_plan``), with each filtered shard's duplicates listed; the
+last stage's reader copies those rows to ``OUT/dropped/exact_dedup`` and ``OUT/dropped/near_dedup``.
 This module holds the rules: shingles, Jaccard, what makes two records near duplicates.
 """
 

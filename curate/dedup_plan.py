@@ -444,22 +444,17 @@ DUPLICATE_REASONS = {"exact_dedup": "exact_duplicate", "near_dedup": "near_dupli
 
 
 def skip_path(skip_folder: str | Path, shard: str | Path) -> Path:
-    """The sorted row numbers of a filtered shard that the plan drops (``RANK.npy``)."""
-    return Path(skip_folder) / (Path(shard).name.removesuffix(".parquet") + ".npy")
+    """The plan's duplicates in one filtered shard (``RANK.parquet``): see ``write_duplicate_lists``."""
+    return Path(skip_folder) / Path(shard).name
 
 
-def write_duplicate_drops(table: PlanTable, plan: Plan, dropped_folder: str | Path,
-                          skip_folder: str | Path) -> dict[str, int]:
-    """The records the plan drops, copied from the filtered shards to ``dropped/<stage>/RANK.parquet``
-    (one per filter task, in its row order, a batch of rows at a time: memory does not grow with the
-    corpus): each row as the filter stage wrote it, with stage, reason (``exact_duplicate`` /
-    ``near_duplicate``) and value (the record it duplicates). And per shard the sorted row numbers it
-    drops (``skip_path``), so the dedup-decont stage reads only the records the plan keeps: turning
-    every duplicate into a document there, only to drop it and write it back, was most of that stage's
-    time where most records are duplicates. Returns the rows written per stage."""
+def write_duplicate_lists(table: PlanTable, plan: Plan, skip_folder: str | Path) -> dict[str, int]:
+    """Per filtered shard, the rows the plan drops, sorted: ``row`` (in the shard), ``stage``
+    (``exact_dedup``/``near_dedup``) and ``value`` (the record it duplicates). The dedup-decont
+    stage's reader (``curate.outputs.IntermediateReader``) copies those rows to ``OUT/dropped`` in bulk
+    and turns only the others into documents: a document per duplicate, only to drop it and write it
+    back, was most of that stage's time where most records are duplicates. Returns the rows per stage."""
     import pyarrow.parquet as pq
-
-    from curate.outputs import RECORD_SCHEMA
 
     key_of = np.empty(len(table), dtype=np.uint64)
     key_of[table.key_positions] = table.task_keys
@@ -468,51 +463,28 @@ def write_duplicate_drops(table: PlanTable, plan: Plan, dropped_folder: str | Pa
     keys, exact, duplicate_of = keys[order], plan.exact[order], plan.duplicate_of[order]
     ranks, rows = (keys >> np.uint64(32)).astype(np.int64), (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
     Path(skip_folder).mkdir(parents=True, exist_ok=True)
-    written = dict.fromkeys(DUPLICATE_REASONS, 0)
+    stages = np.where(exact, "exact_dedup", "near_dedup")
     for shard in table.shards:
         rank = int(Path(shard).name.removesuffix(".parquet"))
         lo, hi = np.searchsorted(ranks, [rank, rank + 1])
-        np.save(skip_path(skip_folder, shard), rows[lo:hi])
-        writers: dict[str, pq.ParquetWriter] = {}
-        offset = 0
-        with pq.ParquetFile(shard) as f:
-            for batch in f.iter_batches(batch_size=8192):  # row groups of 8,192 rows
-                a, b = lo + np.searchsorted(rows[lo:hi], [offset, offset + batch.num_rows])
-                if a < b:
-                    picked = batch.take(pa.array(rows[a:b] - offset))
-                    for stage, reason in DUPLICATE_REASONS.items():
-                        mine = exact[a:b] == (stage == "exact_dedup")
-                        if not mine.any():
-                            continue
-                        part = picked.filter(pa.array(mine))
-                        columns = {name: part.column(name) for name in RECORD_SCHEMA.names}
-                        columns.update(stage=pa.array([stage] * len(part), pa.string()),
-                                       reason=pa.array([reason] * len(part), pa.string()),
-                                       value=table.record_ids.take(pa.array(duplicate_of[a:b][mine])))
-                        if stage not in writers:
-                            target = Path(dropped_folder) / stage / Path(shard).name
-                            target.parent.mkdir(parents=True, exist_ok=True)
-                            writers[stage] = pq.ParquetWriter(target, RECORD_SCHEMA, compression="snappy")
-                        writers[stage].write_batch(pa.RecordBatch.from_pydict(columns, schema=RECORD_SCHEMA))
-                        written[stage] += len(part)
-                offset += batch.num_rows
-        for writer in writers.values():
-            writer.close()
-    return written
+        pq.write_table(pa.table({"row": pa.array(rows[lo:hi], pa.int64()),
+                                 "stage": pa.array(stages[lo:hi], pa.string()),
+                                 "value": table.record_ids.take(pa.array(duplicate_of[lo:hi]))}),
+                       skip_path(skip_folder, shard))
+    return {"exact_dedup": int(exact.sum()), "near_dedup": int((~exact).sum())}
 
 
 class DedupPlan(PipelineStep):
     """Single task: decide every duplicate group and its survivor; writes ``plan.parquet`` and, with
-    ``dropped_folder`` and ``skip_folder``, the shards of the records it drops and the rows the last
-    stage skips (``write_duplicate_drops``)."""
+    ``skip_folder``, each filtered shard's duplicates (``write_duplicate_lists``)."""
 
     name = "🧮 dedup plan"
 
     def __init__(self, records_folder: str, buckets_folder: str | None, plan_path: str,
                  exact: bool, near: NearDedupConfig | None, shingles_folder: str | None = None,
-                 dropped_folder: str | None = None, skip_folder: str | None = None):
+                 skip_folder: str | None = None):
         super().__init__()
-        self.dropped_folder, self.skip_folder = dropped_folder, skip_folder
+        self.skip_folder = skip_folder
         self.records_folder = records_folder
         self.buckets_folder = buckets_folder
         self.shingles_folder = shingles_folder
@@ -534,7 +506,7 @@ class DedupPlan(PipelineStep):
                 logger.info(f"near-dup: {clusters.checked} candidate pairs checked, {clusters.rejected} below "
                             f"Jaccard {self.near.min_jaccard} (prompt, context and answer)")
             plan.write(self.plan_path)
-            if self.dropped_folder and self.skip_folder:
-                for stage, n in write_duplicate_drops(table, plan, self.dropped_folder, self.skip_folder).items():
+            if self.skip_folder:
+                for stage, n in write_duplicate_lists(table, plan, self.skip_folder).items():
                     self.stat_update(f"dropped_{stage}", value=n)
         yield from ()  # a pipeline step is a generator; this one only writes the plan

@@ -7,6 +7,7 @@ Measurements the filters leave in ``doc.metadata`` go to the ``signals`` JSON co
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -167,47 +168,83 @@ class IntermediateReader(ParquetReader):
 
     name = "📒 Parquet (jcurate records)"
 
-    def __init__(self, folder: str, skip_folder: str | None = None):
+    def __init__(self, folder: str, skip_folder: str | None = None, dropped_folder: str | None = None):
         super().__init__(folder, adapter=row_to_document, read_metadata=True, glob_pattern="*.parquet")
         self.add_file_path = False  # no ``file_path`` per document: nothing reads it
-        # the dedup plan's row numbers per shard (``curate.dedup_plan.skip_path``): those records are
-        # in dropped/ already (the plan wrote them) and are not read
-        self.skip_folder = skip_folder
+        # the dedup plan's duplicates per shard (``curate.dedup_plan.write_duplicate_lists``): copied to
+        # ``dropped_folder/<stage>/`` as rows, in bulk, and not turned into documents
+        self.skip_folder, self.dropped_folder = skip_folder, dropped_folder
 
-    def _skipped_rows(self, filepath: str) -> np.ndarray:
+    def _duplicates(self, filepath: str) -> tuple[np.ndarray, pa.Table | None]:
         if not self.skip_folder:
-            return np.zeros(0, dtype=np.int64)
+            return np.zeros(0, dtype=np.int64), None
+        import pyarrow.parquet as pq
+
         from curate.dedup_plan import skip_path
 
-        return np.load(skip_path(self.skip_folder, filepath))
+        listed = pq.read_table(skip_path(self.skip_folder, filepath))
+        return listed.column("row").to_numpy(), listed
+
+    def _copy_duplicates(self, batch: pa.RecordBatch, rows: np.ndarray, listed: pa.Table, writers: dict,
+                         filepath: str) -> None:
+        """The batch's rows at ``rows`` to ``dropped/<stage>/``, with the plan's stage, reason and value."""
+        import pyarrow.parquet as pq
+
+        from curate.dedup_plan import DUPLICATE_REASONS
+
+        picked = batch.take(pa.array(rows))
+        stages = listed.column("stage").to_numpy(zero_copy_only=False)
+        for stage, reason in DUPLICATE_REASONS.items():
+            mine = stages == stage
+            if not mine.any():
+                continue
+            part = picked.filter(pa.array(mine))
+            columns = {name: part.column(name) for name in RECORD_SCHEMA.names}
+            columns.update(stage=pa.array([stage] * len(part), pa.string()),
+                           reason=pa.array([reason] * len(part), pa.string()),
+                           value=listed.column("value").filter(pa.array(mine)).combine_chunks())
+            if stage not in writers:
+                target = f"{self.dropped_folder}/{stage}/{filepath.rsplit('/', 1)[-1]}"
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                writers[stage] = pq.ParquetWriter(target, RECORD_SCHEMA, compression="snappy")
+            writers[stage].write_batch(pa.RecordBatch.from_pydict(columns, schema=RECORD_SCHEMA))
+            self.stat_update(f"dropped_{stage}", value=len(part))
 
     def read_file(self, filepath: str):
         import pyarrow.parquet as pq
 
-        skipped, offset = self._skipped_rows(filepath), 0
-        with self.data_folder.open(filepath, "rb") as f, pq.ParquetFile(f) as pqf:
-            for batch in pqf.iter_batches(batch_size=self.batch_size):
-                with self.track_time("batch"):
-                    a, b = np.searchsorted(skipped, [offset, offset + batch.num_rows])
-                    offset += batch.num_rows
-                    if a < b:
-                        keep = np.ones(batch.num_rows, dtype=bool)
-                        keep[skipped[a:b] - (offset - batch.num_rows)] = False
-                        batch = batch.filter(pa.array(keep))
-                    columns = batch.to_pydict()
-                    fixed = {key: columns[key] for key in _FIXED if key != "messages"}
-                    docs = []
-                    for i, (text, rid, messages, signals) in enumerate(
-                            zip(columns["text"], columns["record_id"], columns["messages"], columns["signals"])):
-                        if not text:
-                            continue  # as datatrove's reader: a row without text is no document
-                        metadata = {key: values[i] for key, values in fixed.items()}
-                        metadata["messages"] = json.loads(messages) if messages else None
-                        if signals:
-                            metadata.update(json.loads(signals))
-                        docs.append(Document(text=text, id=rid, metadata=metadata))
-                    record_doc_stats(self, docs)
-                yield from docs
+        duplicates, listed = self._duplicates(filepath)
+        writers: dict = {}
+        offset = 0
+        try:
+            with self.data_folder.open(filepath, "rb") as f, pq.ParquetFile(f) as pqf:
+                for batch in pqf.iter_batches(batch_size=self.batch_size):
+                    with self.track_time("batch"):
+                        start, offset = offset, offset + batch.num_rows
+                        a, b = np.searchsorted(duplicates, [start, offset])
+                        if a < b:
+                            rows = duplicates[a:b] - start
+                            self._copy_duplicates(batch, rows, listed.slice(a, b - a), writers, filepath)
+                            keep = np.ones(batch.num_rows, dtype=bool)
+                            keep[rows] = False
+                            batch = batch.filter(pa.array(keep))
+                        columns = batch.to_pydict()
+                        fixed = {key: columns[key] for key in _FIXED if key != "messages"}
+                        docs = []
+                        for i, (text, rid, messages, signals) in enumerate(
+                                zip(columns["text"], columns["record_id"], columns["messages"], columns["signals"])):
+                            if not text:
+                                continue  # as datatrove's reader: a row without text is no document
+                            metadata = {key: values[i] for key, values in fixed.items()}
+                            metadata["messages"] = json.loads(messages) if messages else None
+                            if signals:
+                                metadata.update(json.loads(signals))
+                            docs.append(Document(text=text, id=rid, metadata=metadata))
+                        record_doc_stats(self, docs)
+                    yield from docs
+        finally:
+            for writer in writers.values():
+                writer.close()
 
     def update_doc_stats(self, document: Document) -> None:
         """Recorded per batch in ``read_file``."""
@@ -217,5 +254,6 @@ def dropped_writer(out_dir: str, stage: str) -> RecordWriter:
     return RecordWriter(f"{out_dir}/dropped/{stage}", stage=stage)
 
 
-def intermediate_reader(folder: str, skip_folder: str | None = None) -> IntermediateReader:
-    return IntermediateReader(folder, skip_folder)
+def intermediate_reader(folder: str, skip_folder: str | None = None, dropped_folder: str | None = None
+                        ) -> IntermediateReader:
+    return IntermediateReader(folder, skip_folder, dropped_folder)

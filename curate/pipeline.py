@@ -7,12 +7,13 @@ Stages (each a datatrove executor; ``depends`` chains them):
    candidates) -> MinHash signatures.
 2. ``minhash-buckets``: LSH bucket matching (datatrove's stage, its merge done by one sort; one
    task per worker, each merging several buckets).
-3. ``dedup-plan``: one task decides duplicate groups and their survivors, and writes the
-   duplicates to ``OUT/dropped/exact_dedup`` and ``OUT/dropped/near_dedup`` (Arrow, in bulk).
-4. ``dedup-decont``: re-read the records the plan keeps -> decontamination -> the shipped
-   scorer's score -> write the kept records.
+3. ``dedup-plan``: one task decides duplicate groups and their survivors, and lists each
+   filtered shard's duplicates.
+4. ``dedup-decont``: re-read the filtered shards: the listed duplicates are copied to
+   ``OUT/dropped/exact_dedup`` and ``OUT/dropped/near_dedup`` in bulk (Arrow), the rest ->
+   decontamination -> the shipped scorer's score -> write the kept records.
 
-Every filter has an exclusion writer, and the plan writes the duplicates, so each dropped
+Every filter has an exclusion writer, and the last stage's reader writes the duplicates, so each dropped
 record lands in ``OUT/dropped/<stage>/`` with its reason and value. Workers never touch DuckDB; the
 report and the store are built from the Parquet shards afterwards.
 
@@ -132,12 +133,13 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
         "dedup-plan",
         [DedupPlan(str(work / "filtered"), str(work / "minhash/buckets") if near else None, plan,
                    exact=config.exact_dedup.enabled, near=near,
-                   shingles_folder=str(work / "part_shingles") if near else None, dropped_folder=str(out / "dropped"),
-                   skip_folder=str(work / "dedup_skip"))],
+                   shingles_folder=str(work / "part_shingles") if near else None,
+                   skip_folder=str(work / "duplicates"))],
         1,
     ))
-    # the plan wrote the duplicates to dropped/exact_dedup and dropped/near_dedup: only the rest is read
-    final = [intermediate_reader(str(work / "filtered"), skip_folder=str(work / "dedup_skip")),
+    # the plan's duplicates go to dropped/exact_dedup and dropped/near_dedup as rows: only the rest are documents
+    final = [intermediate_reader(str(work / "filtered"), skip_folder=str(work / "duplicates"),
+                                 dropped_folder=str(out / "dropped")),
              ProgressCounter(str(work / "progress/dedup-decont"))]
     if config.decontamination.enabled:
         final.append(InstructionDecontFilter.from_config(str(work / "decont_index"), config.decontamination,

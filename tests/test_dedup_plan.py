@@ -253,13 +253,14 @@ def test_a_cut_part_shingle_file_is_a_clear_error(tmp_path):
         PartShingleStore.from_files(table, np.array([0, 1]), tmp_path / "sh", near)
 
 
-def test_the_plan_writes_its_duplicates_as_dropped_shards_and_the_last_stage_skips_them(tmp_path):
-    """``write_duplicate_drops``: each dropped record's row as the filter stage wrote it (every column),
-    with stage, reason and the record it duplicates, a shard per filter task in row order, no file or
-    folder for a stage without drops; the intermediate reader then yields only the records kept."""
+def test_the_plan_lists_its_duplicates_and_the_last_stage_copies_them_as_dropped_rows(tmp_path):
+    """``write_duplicate_lists`` then the intermediate reader: each dropped record's row as the filter
+    stage wrote it (every column), with stage, reason and the record it duplicates, a shard per filter
+    task in row order (across read batches), no file for a task without drops; only the records kept
+    become documents."""
     import pyarrow.parquet as pq
 
-    from curate.dedup_plan import decide_with_table, write_duplicate_drops
+    from curate.dedup_plan import decide_with_table, write_duplicate_lists
     from curate.outputs import RECORD_COLUMNS, RECORD_SCHEMA, IntermediateReader
 
     def full(r: dict) -> dict:
@@ -279,8 +280,13 @@ def test_the_plan_writes_its_duplicates_as_dropped_shards_and_the_last_stage_ski
     plan, _, table = decide_with_table(folder, buckets(tmp_path, [(0, 0, 0, 1)]), True, NearDedupConfig())
     assert plan.entries() == {"a:2": PlanEntry("exact_dedup", "a:0", "a:0"), "a:4": PlanEntry("exact_dedup", "a:0", "a:0"),
                               "a:5": PlanEntry("exact_dedup", "a:0", "a:0"), "a:1": PlanEntry("near_dedup", "a:0", "a:0")}
-    assert write_duplicate_drops(table, plan, tmp_path / "dropped", tmp_path / "skip") == {
-        "exact_dedup": 3, "near_dedup": 1}
+    assert write_duplicate_lists(table, plan, tmp_path / "lists") == {"exact_dedup": 3, "near_dedup": 1}
+    assert pq.read_table(tmp_path / "lists/00000.parquet").to_pylist() == [
+        {"row": 1, "stage": "near_dedup", "value": "a:0"}, {"row": 2, "stage": "exact_dedup", "value": "a:0"},
+        {"row": 1503, "stage": "exact_dedup", "value": "a:0"}]
+    reader = IntermediateReader(str(folder), skip_folder=str(tmp_path / "lists"), dropped_folder=str(tmp_path / "dropped"))
+    kept = [d.id for d in reader.run()]
+    assert kept == ["a:0"] + [f"b:{i}" for i in range(1500)] + ["a:3"]
     assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "dropped").rglob("*.parquet")) == [
         "dropped/exact_dedup/00000.parquet", "dropped/exact_dedup/00001.parquet", "dropped/near_dedup/00000.parquet"]
     exact0 = pq.read_table(tmp_path / "dropped/exact_dedup/00000.parquet")
@@ -289,8 +295,6 @@ def test_the_plan_writes_its_duplicates_as_dropped_shards_and_the_last_stage_ski
     assert exact0.to_pylist() == [first[2] | dropped, first[-1] | dropped]
     near0 = pq.read_table(tmp_path / "dropped/near_dedup/00000.parquet").to_pylist()
     assert near0 == [first[1] | {"stage": "near_dedup", "reason": "near_duplicate", "value": "a:0"}]
-    kept = [d.id for d in IntermediateReader(str(folder), skip_folder=str(tmp_path / "skip")).run()]
-    assert kept == ["a:0"] + [f"b:{i}" for i in range(1500)] + ["a:3"]
     assert len(list(IntermediateReader(str(folder)).run())) == len(first) + len(second)
 
 
