@@ -40,9 +40,9 @@ from curate.tokenizers import CharTokenizer
 # what datatrove's simplify_text (lower case, punctuation to spaces, our NORM: numbers and
 # diacritics kept) followed by the character tokenizer (spaces dropped) leaves: lower case, with
 # punctuation and every whitespace character deleted. ``simplified_chars`` is tested equal to it.
-_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
                "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")  # every character str.isspace() accepts
-_DROP = re.compile("[" + re.escape(PUNCTUATION + _WHITESPACE) + "]+")
+_DROP = re.compile("[" + re.escape(PUNCTUATION + WHITESPACE) + "]+")
 
 EMPTY = np.uint64(1 << 63)  # a bin no n-gram fell into (values are < 2**32 before densification)
 _STEP = np.uint64(1 << 32)  # what densification adds per bin it moves
@@ -72,7 +72,7 @@ def simplified_batch(texts: list[str]) -> list[str]:
 
 
 _DROPPED_CODES = np.zeros(0x110000, dtype=bool)  # per code point: whether simplified_chars deletes it
-_DROPPED_CODES[[ord(c) for c in PUNCTUATION + _WHITESPACE]] = True
+_DROPPED_CODES[[ord(c) for c in PUNCTUATION + WHITESPACE]] = True
 _SEPARATOR_CODE = ord(_SEPARATOR)
 
 

@@ -148,3 +148,25 @@ def test_skipping_fasttext_where_the_script_decides_changes_no_decision():
         assert fast.filter(a) == full.filter(b), (i, a.text[:80])
         skipped += "lid_ja" not in a.metadata
     assert len(rows) > 2500 and skipped > 0.9 * len(rows), "most records never reach fastText"
+
+
+def test_the_character_run_test_is_the_regex_it_replaced():
+    """``reaches_char_run`` against the backreference regex: its table of characters that may run is
+    the regex's class for every code point; runs one short, with a break, at the start, middle and
+    end, of run and free characters; and the real answers of the audit sample."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from curate.filters import _RUN_CHAR, _RUN_FREE, reaches_char_run
+
+    run_char = re.compile(_RUN_CHAR)
+    assert [run_char.fullmatch(chr(c)) is None for c in range(sys.maxunicode + 1)] == _RUN_FREE.tolist()
+    rows = Path("data/audit/records.jsonl").read_text(encoding="utf-8").splitlines()
+    answers = [json.loads(r).get("output") or "" for r in rows]
+    for n in (2, 3, 16):
+        regex = re.compile(_RUN_CHAR + f"\\1{{{n - 1},}}")
+        texts = [c * k + tail for c in ("あ", "！", "a", "ー", "-", " ", "\u3000", "#", "😀") for k in (n - 1, n, n + 2)
+                 for tail in ("", "い", "-" * n)]
+        texts += ["あ" * (n - 1) + "い" + "あ", "x" + "！" * n, "ab" + "ー" * n + "cd", "", "a"] + answers
+        assert [reaches_char_run(t, n) for t in texts] == [regex.search(t) is not None for t in texts]

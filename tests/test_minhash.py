@@ -58,9 +58,9 @@ def step(tmp_path, near=None, tokens="chars") -> OnePermutationMinhashSignature:
 def test_normalisation_is_datatrove_s_with_spaces_dropped():
     import sys
 
-    from curate.minhash import _WHITESPACE
+    from curate.minhash import WHITESPACE
 
-    assert _WHITESPACE == "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+    assert WHITESPACE == "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
     for text in real_texts() + EDGE:
         expected = "".join(c for c in simplify_text(text, NORM) if not c.isspace())
         assert simplified_chars(text) == expected, text
