@@ -39,9 +39,9 @@ from datatrove.utils.logging import logger
 
 from core.errors import JcurateError
 from curate.config import NearDedupConfig
-from curate.dedup import PartShingles, RecordParts, char_shingle_batch, shingle_hashes
-from curate.part_shingles import COUNTS_DTYPE, shingle_dtype, shingle_paths
-from curate.tokenizers import CharTokenizer, make_tokenizer
+from curate.dedup import PartShingles, RecordParts
+from curate.part_shingles import COUNTS_DTYPE, part_offsets, part_shingles, shingle_dtype, shingle_paths
+from curate.tokenizers import make_tokenizer
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,13 @@ class PlanTable:
 
     def __len__(self) -> int:
         return len(self.record_ids)
+
+    def task_rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(filter task, row in its shard) of the records at survivor ``positions``, as int64 arrays."""
+        key_of = np.empty(len(self), dtype=np.uint64)
+        key_of[self.key_positions] = self.task_keys
+        keys = key_of[positions]
+        return (keys >> np.uint64(32)).astype(np.int64), (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
     def positions(self, rank: np.ndarray, doc_idx: np.ndarray) -> np.ndarray:
         """Survivor positions of (task, index in task) pairs; -1 where no filtered record is there.
@@ -175,12 +182,9 @@ class PartShingleStore:
               batch_rows: int = 20_000) -> PartShingleStore:
         """Reads the texts of the records at ``positions`` from the shards, a batch at a time."""
         tokenizer = make_tokenizer(near.tokens)
-        key_of = np.empty(len(table), dtype=np.uint64)
-        key_of[table.key_positions] = table.task_keys
-        keys = key_of[positions]
+        ranks, doc_idx = table.task_rows(positions)
         con = duckdb.connect()
-        con.register("wanted", {"pos": positions, "rank": keys >> np.uint64(32),
-                                "doc_idx": keys & np.uint64(0xFFFFFFFF)})
+        con.register("wanted", {"pos": positions, "rank": ranks.astype(np.uint64), "doc_idx": doc_idx.astype(np.uint64)})
         reader = con.sql(
             f"""SELECT w.pos, r.instruction, r.input, r.output, r.messages
                 FROM read_parquet({json.dumps(table.shards)}, filename=true, file_row_number=true) r
@@ -192,14 +196,9 @@ class PartShingleStore:
             fetched.append(np.asarray(columns["pos"], dtype=np.int64))
             parts = [RecordParts.of(*row) for row in zip(columns["instruction"], columns["input"], columns["output"],
                                                          columns["messages"])]
-            texts = [t for p in parts for t in (p.prompt, p.context, p.answer)]
-            if isinstance(tokenizer, CharTokenizer):
-                hashed = char_shingle_batch(texts, near.n_grams)
-            else:
-                hashed = [shingle_hashes(t, tokenizer, near.n_grams) for t in texts]
-            ends = np.cumsum(np.fromiter((a.size for a in hashed), dtype=np.int64, count=len(hashed))).reshape(-1, 3)
-            bounds.append(np.column_stack([np.concatenate([[0], ends[:-1, 2]]), ends]))
-            chunks.append(np.concatenate(hashed))
+            values, counts = part_shingles(parts, near, tokenizer)  # what the filter tasks write
+            bounds.append(part_offsets(counts))
+            chunks.append(values)
         fetched_all = np.concatenate(fetched) if fetched else np.zeros(0, dtype=np.int64)
         row_of = np.full(len(table), -1, dtype=np.int64)
         row_of[fetched_all] = np.arange(fetched_all.size)
@@ -213,10 +212,7 @@ class PartShingleStore:
         (``curate.part_shingles``): each task's values mapped, not read, so only the candidates'
         pages are touched; its counts (12 bytes a record) read whole."""
         dtype = shingle_dtype(near)
-        key_of = np.empty(len(table), dtype=np.uint64)
-        key_of[table.key_positions] = table.task_keys
-        keys = key_of[positions]
-        ranks, doc_idx = (keys >> np.uint64(32)).astype(np.int64), (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        ranks, doc_idx = table.task_rows(positions)
         chunks: list[np.ndarray] = []
         chunk_of = np.zeros(len(positions), dtype=np.int64)
         bounds = np.zeros((len(positions), 4), dtype=np.int64)
@@ -228,15 +224,15 @@ class PartShingleStore:
             except (OSError, ValueError) as e:
                 raise JcurateError(f"dedup plan: the part shingles of filter task {rank} are unreadable "
                                    f"({e}); run again with --fresh") from None
-            ends = np.cumsum(counts.ravel()).reshape(-1, 3)
-            if ends.size and ends[-1, 2] * dtype.itemsize != size or size and not ends.size:
-                raise JcurateError(f"dedup plan: {values_path} holds {size} bytes, its counts name "
-                                   f"{int(ends[-1, 2]) * dtype.itemsize if ends.size else 0}; run again with --fresh")
+            offsets = part_offsets(counts)
+            named = int(offsets[-1, 3]) * dtype.itemsize if len(offsets) else 0
+            if named != size:
+                raise JcurateError(f"dedup plan: {values_path} holds {size} bytes, its counts name {named}; "
+                                   "run again with --fresh")
             at = np.flatnonzero(ranks == rank)
             if doc_idx[at].max() >= len(counts):
                 raise JcurateError(f"dedup plan: {counts_path} has {len(counts)} records, the shard has more; "
                                    "run again with --fresh")
-            offsets = np.column_stack([np.concatenate([[0], ends[:-1, 2]]), ends])
             bounds[at] = offsets[doc_idx[at]]
             chunk_of[at] = len(chunks)
             chunks.append(np.memmap(values_path, dtype=dtype, mode="r") if size else np.zeros(0, dtype=dtype))
@@ -443,12 +439,12 @@ def decide_with_table(records_folder: str | Path, buckets_folder: str | Path | N
 DUPLICATE_REASONS = {"exact_dedup": "exact_duplicate", "near_dedup": "near_duplicate"}
 
 
-def skip_path(skip_folder: str | Path, shard: str | Path) -> Path:
+def duplicates_path(duplicates_folder: str | Path, shard: str | Path) -> Path:
     """The plan's duplicates in one filtered shard (``RANK.parquet``): see ``write_duplicate_lists``."""
-    return Path(skip_folder) / Path(shard).name
+    return Path(duplicates_folder) / Path(shard).name
 
 
-def write_duplicate_lists(table: PlanTable, plan: Plan, skip_folder: str | Path) -> dict[str, int]:
+def write_duplicate_lists(table: PlanTable, plan: Plan, duplicates_folder: str | Path) -> dict[str, int]:
     """Per filtered shard, the rows the plan drops, sorted: ``row`` (in the shard), ``stage``
     (``exact_dedup``/``near_dedup``) and ``value`` (the record it duplicates). The dedup-decont
     stage's reader (``curate.outputs.IntermediateReader``) copies those rows to ``OUT/dropped`` in bulk
@@ -456,13 +452,10 @@ def write_duplicate_lists(table: PlanTable, plan: Plan, skip_folder: str | Path)
     back, was most of that stage's time where most records are duplicates. Returns the rows per stage."""
     import pyarrow.parquet as pq
 
-    key_of = np.empty(len(table), dtype=np.uint64)
-    key_of[table.key_positions] = table.task_keys
-    keys = key_of[plan.dropped]
-    order = np.argsort(keys, kind="stable")  # by (task, row)
-    keys, exact, duplicate_of = keys[order], plan.exact[order], plan.duplicate_of[order]
-    ranks, rows = (keys >> np.uint64(32)).astype(np.int64), (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    Path(skip_folder).mkdir(parents=True, exist_ok=True)
+    ranks, rows = table.task_rows(plan.dropped)
+    order = np.lexsort((rows, ranks))  # by (task, row)
+    ranks, rows, exact, duplicate_of = ranks[order], rows[order], plan.exact[order], plan.duplicate_of[order]
+    Path(duplicates_folder).mkdir(parents=True, exist_ok=True)
     stages = np.where(exact, "exact_dedup", "near_dedup")
     for shard in table.shards:
         rank = int(Path(shard).name.removesuffix(".parquet"))
@@ -470,21 +463,21 @@ def write_duplicate_lists(table: PlanTable, plan: Plan, skip_folder: str | Path)
         pq.write_table(pa.table({"row": pa.array(rows[lo:hi], pa.int64()),
                                  "stage": pa.array(stages[lo:hi], pa.string()),
                                  "value": table.record_ids.take(pa.array(duplicate_of[lo:hi]))}),
-                       skip_path(skip_folder, shard))
+                       duplicates_path(duplicates_folder, shard))
     return {"exact_dedup": int(exact.sum()), "near_dedup": int((~exact).sum())}
 
 
 class DedupPlan(PipelineStep):
     """Single task: decide every duplicate group and its survivor; writes ``plan.parquet`` and, with
-    ``skip_folder``, each filtered shard's duplicates (``write_duplicate_lists``)."""
+    ``duplicates_folder``, each filtered shard's duplicates (``write_duplicate_lists``)."""
 
     name = "🧮 dedup plan"
 
     def __init__(self, records_folder: str, buckets_folder: str | None, plan_path: str,
                  exact: bool, near: NearDedupConfig | None, shingles_folder: str | None = None,
-                 skip_folder: str | None = None):
+                 duplicates_folder: str | None = None):
         super().__init__()
-        self.skip_folder = skip_folder
+        self.duplicates_folder = duplicates_folder
         self.records_folder = records_folder
         self.buckets_folder = buckets_folder
         self.shingles_folder = shingles_folder
@@ -506,7 +499,7 @@ class DedupPlan(PipelineStep):
                 logger.info(f"near-dup: {clusters.checked} candidate pairs checked, {clusters.rejected} below "
                             f"Jaccard {self.near.min_jaccard} (prompt, context and answer)")
             plan.write(self.plan_path)
-            if self.skip_folder:
-                for stage, n in write_duplicate_lists(table, plan, self.skip_folder).items():
+            if self.duplicates_folder:
+                for stage, n in write_duplicate_lists(table, plan, self.duplicates_folder).items():
                     self.stat_update(f"dropped_{stage}", value=n)
         yield from ()  # a pipeline step is a generator; this one only writes the plan

@@ -56,21 +56,6 @@ def simplified_chars(text: str) -> str:
 
 
 _SEPARATOR = "\U0010fffe"  # a noncharacter: not punctuation, not a space, unchanged by lower()
-
-
-def simplified_batch(texts: list[str]) -> list[str]:
-    """``simplified_chars`` of many texts with one regex pass over them all (per-text calls were a
-    third of the shingling time); per text where a text holds the separator itself.
-
-    >>> simplified_batch(["Ａ B、c", "", "ダイヤ！"]) == [simplified_chars(t) for t in ["Ａ B、c", "", "ダイヤ！"]]
-    True
-    """
-    joined = _SEPARATOR.join(texts)
-    if joined.count(_SEPARATOR) != max(len(texts) - 1, 0):
-        return [simplified_chars(t) for t in texts]
-    return _DROP.sub("", joined.lower()).split(_SEPARATOR) if texts else []
-
-
 _DROPPED_CODES = np.zeros(0x110000, dtype=bool)  # per code point: whether simplified_chars deletes it
 _DROPPED_CODES[[ord(c) for c in PUNCTUATION + WHITESPACE]] = True
 _SEPARATOR_CODE = ord(_SEPARATOR)
@@ -83,7 +68,7 @@ def simplified_codes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
     >>> texts = ["Ａ B、c", "", "ダイヤ！", "ΟΔΟΣ x"]
     >>> codes, lengths = simplified_codes(texts)
-    >>> "".join(map(chr, codes)) == "".join(simplified_batch(texts)), lengths.tolist()
+    >>> "".join(map(chr, codes)) == "".join(simplified_chars(t) for t in texts), lengths.tolist()
     (True, [3, 0, 3, 5])
     """
     joined = _SEPARATOR.join(texts)

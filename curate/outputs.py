@@ -168,21 +168,21 @@ class IntermediateReader(ParquetReader):
 
     name = "📒 Parquet (jcurate records)"
 
-    def __init__(self, folder: str, skip_folder: str | None = None, dropped_folder: str | None = None):
+    def __init__(self, folder: str, duplicates_folder: str | None = None, dropped_folder: str | None = None):
         super().__init__(folder, adapter=row_to_document, read_metadata=True, glob_pattern="*.parquet")
         self.add_file_path = False  # no ``file_path`` per document: nothing reads it
         # the dedup plan's duplicates per shard (``curate.dedup_plan.write_duplicate_lists``): copied to
         # ``dropped_folder/<stage>/`` as rows, in bulk, and not turned into documents
-        self.skip_folder, self.dropped_folder = skip_folder, dropped_folder
+        self.duplicates_folder, self.dropped_folder = duplicates_folder, dropped_folder
 
     def _duplicates(self, filepath: str) -> tuple[np.ndarray, pa.Table | None]:
-        if not self.skip_folder:
+        if not self.duplicates_folder:
             return np.zeros(0, dtype=np.int64), None
         import pyarrow.parquet as pq
 
-        from curate.dedup_plan import skip_path
+        from curate.dedup_plan import duplicates_path
 
-        listed = pq.read_table(skip_path(self.skip_folder, filepath))
+        listed = pq.read_table(duplicates_path(self.duplicates_folder, filepath))
         return listed.column("row").to_numpy(), listed
 
     def _copy_duplicates(self, batch: pa.RecordBatch, rows: np.ndarray, listed: pa.Table, writers: dict,
@@ -254,6 +254,6 @@ def dropped_writer(out_dir: str, stage: str) -> RecordWriter:
     return RecordWriter(f"{out_dir}/dropped/{stage}", stage=stage)
 
 
-def intermediate_reader(folder: str, skip_folder: str | None = None, dropped_folder: str | None = None
+def intermediate_reader(folder: str, duplicates_folder: str | None = None, dropped_folder: str | None = None
                         ) -> IntermediateReader:
-    return IntermediateReader(folder, skip_folder, dropped_folder)
+    return IntermediateReader(folder, duplicates_folder, dropped_folder)

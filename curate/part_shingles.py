@@ -51,6 +51,14 @@ def part_shingles(parts: list[RecordParts], near: NearDedupConfig, tokenizer=Non
     return values.astype(shingle_dtype(near), copy=False), counts.reshape(-1, 3)
 
 
+def part_offsets(counts: np.ndarray) -> np.ndarray:
+    """(records, 4): where each record's prompt, context and answer shingles start, and where its answer
+    ends, in the values ``part_shingles`` gives for those ``counts``."""
+    counts = counts.reshape(-1, 3).astype(np.int64)
+    ends = np.cumsum(counts.ravel()).reshape(-1, 3)
+    return np.column_stack([ends[:, 2] - counts.sum(axis=1), ends])
+
+
 class PartShingleWriter(PipelineStep):
     """Filter stage: writes the part shingles of every record passing through (after the record
     writer, so its rows are the shard's rows) and passes the records on."""

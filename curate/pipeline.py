@@ -134,11 +134,11 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
         [DedupPlan(str(work / "filtered"), str(work / "minhash/buckets") if near else None, plan,
                    exact=config.exact_dedup.enabled, near=near,
                    shingles_folder=str(work / "part_shingles") if near else None,
-                   skip_folder=str(work / "duplicates"))],
+                   duplicates_folder=str(work / "duplicates"))],
         1,
     ))
     # the plan's duplicates go to dropped/exact_dedup and dropped/near_dedup as rows: only the rest are documents
-    final = [intermediate_reader(str(work / "filtered"), skip_folder=str(work / "duplicates"),
+    final = [intermediate_reader(str(work / "filtered"), duplicates_folder=str(work / "duplicates"),
                                  dropped_folder=str(out / "dropped")),
              ProgressCounter(str(work / "progress/dedup-decont"))]
     if config.decontamination.enabled:

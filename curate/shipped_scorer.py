@@ -226,9 +226,7 @@ class ShippedScoreStep(PipelineStep):
         scorer = ShippedScorer(self.model_name, self.folder)
         for docs in batched(data, self.batch_size):
             with self.track_time("batch"):
-                views = [RecordView.of(m.get("instruction"), m.get("input"), m.get("output"), m.get("messages"))
-                         for m in (d.metadata for d in docs)]
-                for doc, score in zip(docs, scorer.score_views(views).tolist()):
+                for doc, score in zip(docs, scorer.score([d.metadata for d in docs]).tolist()):
                     doc.metadata["shipped_score"] = score
                     doc.metadata["shipped_model"] = scorer.model_id
             self.stat_update("scored", value=len(docs))

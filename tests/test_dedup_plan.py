@@ -284,7 +284,7 @@ def test_the_plan_lists_its_duplicates_and_the_last_stage_copies_them_as_dropped
     assert pq.read_table(tmp_path / "lists/00000.parquet").to_pylist() == [
         {"row": 1, "stage": "near_dedup", "value": "a:0"}, {"row": 2, "stage": "exact_dedup", "value": "a:0"},
         {"row": 1503, "stage": "exact_dedup", "value": "a:0"}]
-    reader = IntermediateReader(str(folder), skip_folder=str(tmp_path / "lists"), dropped_folder=str(tmp_path / "dropped"))
+    reader = IntermediateReader(str(folder), duplicates_folder=str(tmp_path / "lists"), dropped_folder=str(tmp_path / "dropped"))
     kept = [d.id for d in reader.run()]
     assert kept == ["a:0"] + [f"b:{i}" for i in range(1500)] + ["a:3"]
     assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "dropped").rglob("*.parquet")) == [
