@@ -26,8 +26,11 @@ How, so that the single task stays fast and its memory does not hold the corpus:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -315,6 +318,32 @@ def verify_pairs(store: PartShingleStore, pairs: np.ndarray, near: NearDedupConf
     return ok
 
 
+# pairs per thread below which a batch is verified on the calling thread (a thread's hand-off costs more)
+MIN_PAIRS_PER_THREAD = 2_000
+
+
+def verify_threads() -> int:
+    """Threads to verify pairs on: the cores this process may use, at most 4 (the sorts, gathers and
+    ufuncs of ``part_jaccard_reaches`` release the GIL; its Python between them does not)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+def verify_pairs_in_threads(store: PartShingleStore, pairs: np.ndarray, near: NearDedupConfig,
+                            pool: Executor | None, threads: int) -> np.ndarray:
+    """``verify_pairs``, the pairs cut into ``threads`` slices verified at once on ``pool``: a pair's
+    answer depends on its two records only, so the answers are the same. The plan is a single task:
+    without this, all but one of a machine's cores wait during its longest part."""
+    if pool is None or threads < 2 or len(pairs) < 2 * MIN_PAIRS_PER_THREAD:
+        return verify_pairs(store, pairs, near)
+    bounds = np.linspace(0, len(pairs), min(threads, len(pairs) // MIN_PAIRS_PER_THREAD) + 1).astype(np.int64)
+    futures = [pool.submit(verify_pairs, store, pairs[a:b], near) for a, b in zip(bounds[:-1], bounds[1:])]
+    return np.concatenate([f.result() for f in futures])
+
+
 def components(n: int, edges: np.ndarray) -> np.ndarray:
     """Per node 0..n-1, the smallest node of its connected component over ``edges`` (E, 2)."""
     from scipy.sparse import coo_matrix
@@ -339,6 +368,7 @@ class NearClusters:
     rejected: int = 0
     batch_pairs: int = 20_000
     shingles_folder: str | Path | None = None  # the filter stage's part shingles; None: shingle the texts here
+    threads: int = field(default_factory=verify_threads)  # a batch's pairs are verified on this many threads
 
     def roots(self, table: PlanTable, pairs: np.ndarray) -> np.ndarray:
         """Per survivor position, the position of its group's survivor (itself where it is not a near
@@ -359,19 +389,25 @@ class NearClusters:
         else:
             store = PartShingleStore.build(table, positions, self.near)
         relabel = np.arange(n, dtype=np.int64)  # the identity, but for the survivors a batch merges
-        for start in range(0, len(pairs), self.batch_pairs):
-            batch = pairs[start:start + self.batch_pairs]
-            batch = batch[root[batch[:, 0]] != root[batch[:, 1]]]
-            ok = verify_pairs(store, batch, self.near)
-            self.checked += len(batch)
-            self.rejected += int((~ok).sum())
-            if ok.any():
-                edges = root[batch[ok]]  # between the groups' survivors
-                merged = sorted_unique(edges)
-                # merged is sorted: the smallest index of a component is its smallest survivor
-                relabel[merged] = merged[components(len(merged), np.searchsorted(merged, edges))]
-                root = relabel[root]
-                relabel[merged] = merged
+        with ThreadPoolExecutor(self.threads) if self.threads > 1 else nullcontext() as pool:
+            for start in range(0, len(pairs), self.batch_pairs):
+                root = self._merge_batch(store, pairs[start:start + self.batch_pairs], root, relabel, pool)
+        return root
+
+    def _merge_batch(self, store: PartShingleStore, batch: np.ndarray, root: np.ndarray, relabel: np.ndarray,
+                     pool: Executor | None) -> np.ndarray:
+        """``root`` after verifying ``batch`` (its pairs not already joined) and merging the groups it joins."""
+        batch = batch[root[batch[:, 0]] != root[batch[:, 1]]]
+        ok = verify_pairs_in_threads(store, batch, self.near, pool, self.threads)
+        self.checked += len(batch)
+        self.rejected += int((~ok).sum())
+        if ok.any():
+            edges = root[batch[ok]]  # between the groups' survivors
+            merged = sorted_unique(edges)
+            # merged is sorted: the smallest index of a component is its smallest survivor
+            relabel[merged] = merged[components(len(merged), np.searchsorted(merged, edges))]
+            root = relabel[root]
+            relabel[merged] = merged
         return root
 
 

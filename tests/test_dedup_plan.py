@@ -147,17 +147,22 @@ def _perturbed(records: list[dict]) -> list[dict]:
     return out
 
 
-def test_batched_pair_verification_decides_as_the_per_pair_rule(tmp_path):
+def test_batched_pair_verification_decides_as_the_per_pair_rule(tmp_path, monkeypatch):
     """``verify_pairs`` (many pairs per numpy call) against ``near_duplicate_similarity`` pair by pair,
-    on the handwritten records and perturbed copies: both tokenizers, both answer rules, empty parts."""
+    on the handwritten records and perturbed copies: both tokenizers, both answer rules, empty parts;
+    and the same answers and groups with the pairs cut into slices verified on threads."""
     import itertools
     import json
+    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
     import numpy as np
 
+    from curate import dedup_plan
     from curate.dedup import near_duplicate_similarity
-    from curate.dedup_plan import NearClusters, PartShingleStore, verify_pairs
+    from curate.dedup_plan import NearClusters, PartShingleStore, verify_pairs, verify_pairs_in_threads
+
+    monkeypatch.setattr(dedup_plan, "MIN_PAIRS_PER_THREAD", 10)  # so that these few hundred pairs are cut
 
     rows = [json.loads(line) for line in Path("data/handwritten/qa_knowledge.jsonl").read_text(encoding="utf-8").splitlines()]
     base = [rec(f"h:{i}", f"h{i}", 0, i, output=r["output"], instruction=r["instruction"], input_=r.get("input") or "")
@@ -172,8 +177,11 @@ def test_batched_pair_verification_decides_as_the_per_pair_rule(tmp_path):
                                                 near.same_prompt_different_answer) is not None for a, b in pairs]
         assert verify_pairs(store, pairs, near).tolist() == one_by_one
         assert 0 < sum(one_by_one) < len(pairs), "some pairs verify and some do not"
-        # groups: the same whatever the batches (a pair already joined is skipped)
-        roots = [NearClusters(near, batch_pairs=size).roots(table, pairs) for size in (1, 7, len(pairs))]
+        with ThreadPoolExecutor(3) as pool:
+            assert verify_pairs_in_threads(store, pairs, near, pool, 3).tolist() == one_by_one
+        # groups: the same whatever the batches (a pair already joined is skipped) and threads
+        roots = [NearClusters(near, batch_pairs=size, threads=threads).roots(table, pairs)
+                 for size, threads in ((1, 1), (7, 1), (len(pairs), 1), (len(pairs), 3), (50, 2))]
         assert all(np.array_equal(roots[0], r) for r in roots[1:])
 
 
