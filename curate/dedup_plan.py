@@ -461,13 +461,15 @@ def decide(records_folder: str | Path, buckets_folder: str | Path | None, exact:
 
 
 def decide_with_table(records_folder: str | Path, buckets_folder: str | Path | None, exact: bool,
-                      near: NearDedupConfig | None, shingles_folder: str | Path | None = None
-                      ) -> tuple[Plan, NearClusters | None, PlanTable]:
-    """``decide``, and the table it decided over (where each record sits in the shards)."""
+                      near: NearDedupConfig | None, shingles_folder: str | Path | None = None,
+                      threads: int | None = None) -> tuple[Plan, NearClusters | None, PlanTable]:
+    """``decide``, and the table it decided over (where each record sits in the shards). ``threads``:
+    at most this many threads verify pairs (None: one per core this process may use, at most 4)."""
     table = PlanTable.load(records_folder, exact=exact)
     if near is None or not buckets_folder:
         return Plan.of(table), None, table
-    clusters = NearClusters(near, shingles_folder=shingles_folder)
+    clusters = NearClusters(near, shingles_folder=shingles_folder,
+                            threads=min(threads, verify_threads()) if threads else verify_threads())
     roots = clusters.roots(table, candidate_pairs(table, read_band_groups(buckets_folder)))
     return Plan.of(table, roots), clusters, table
 
@@ -511,9 +513,10 @@ class DedupPlan(PipelineStep):
 
     def __init__(self, records_folder: str, buckets_folder: str | None, plan_path: str,
                  exact: bool, near: NearDedupConfig | None, shingles_folder: str | None = None,
-                 duplicates_folder: str | None = None):
+                 duplicates_folder: str | None = None, threads: int | None = None):
         super().__init__()
         self.duplicates_folder = duplicates_folder
+        self.threads = threads  # the run's --workers: the plan uses no more cores than the user gave the run
         self.records_folder = records_folder
         self.buckets_folder = buckets_folder
         self.shingles_folder = shingles_folder
@@ -527,7 +530,7 @@ class DedupPlan(PipelineStep):
         Path(self.plan_path).parent.mkdir(parents=True, exist_ok=True)
         with self.track_time():
             plan, clusters, table = decide_with_table(self.records_folder, self.buckets_folder, self.exact,
-                                                      self.near, self.shingles_folder)
+                                                      self.near, self.shingles_folder, self.threads)
             self.stat_update("exact_duplicates", value=int(plan.exact.sum()))
             if clusters is not None:
                 self.stat_update("near_pairs_checked", value=clusters.checked)

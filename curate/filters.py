@@ -21,8 +21,16 @@ from curate.config import LanguageConfig, QualityConfig
 from curate.japanese import ends_mid_sentence, repetition
 from curate.minhash import WHITESPACE
 
-_KANA = r"\u3041-\u309f\u30a0-\u30ff\u31f0-\u31ff"
-_HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_KANA_RANGES = ((0x3041, 0x309F), (0x30A0, 0x30FF), (0x31F0, 0x31FF))
+_HAN_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF))
+_KANA = "".join(f"\\u{lo:04x}-\\u{hi:04x}" for lo, hi in _KANA_RANGES)
+_HAN = "".join(f"\\u{lo:04x}-\\u{hi:04x}" for lo, hi in _HAN_RANGES)
+# per code point: 1 kana, 2 kanji (the classes of KANA_RUNS and HAN_RUNS), for many texts at once
+_SCRIPT = np.zeros(0x110000, dtype=np.uint8)
+for _lo, _hi in _KANA_RANGES:
+    _SCRIPT[_lo:_hi + 1] = 1
+for _lo, _hi in _HAN_RANGES:
+    _SCRIPT[_lo:_hi + 1] = 2
 # runs, not single characters: counting the characters of a few runs allocates less than one match each
 KANA_RUNS = re.compile(f"[{_KANA}]+")
 HAN_RUNS = re.compile(f"[{_HAN}]+")
@@ -85,12 +93,29 @@ class JapaneseQualityFilter(BatchStatsFilter):
             return _longest_char_run(text) >= self.config.max_char_run
         return reaches_char_run(text, self.config.max_char_run)
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+    @staticmethod
+    def answers(doc: Document) -> list[str]:
+        """The answers a record gives: its assistant turns, or its output."""
+        turns = doc.metadata.get("messages") or []
+        return [t["content"] for t in turns if t["role"] == "assistant"] or [doc.metadata["output"]]
+
+    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+        """``filter`` of each document, the character-run test of the batch's answers in one numpy pass."""
+        if self.config.max_char_run < 2:
+            return [self.filter(doc) for doc in batch]
+        answers = [self.answers(doc) for doc in batch]
+        reached = reaches_char_run_many([a for doc_answers in answers for a in doc_answers], self.config.max_char_run)
+        ends = np.cumsum([len(a) for a in answers])
+        return [self.filter(doc, bool(reached[end - len(a):end].any()), a)
+                for doc, a, end in zip(batch, answers, ends.tolist())]
+
+    def filter(self, doc: Document, run_reached: bool | None = None,
+               answers: list[str] | None = None) -> bool | tuple[bool, str]:
+        """``run_reached``: whether an answer reaches ``max_char_run`` where known (``filter_batch``)."""
         c = self.config
         meta = doc.metadata
-        instruction, output = meta["instruction"], meta["output"]
-        turns = meta.get("messages") or []
-        answers = [t["content"] for t in turns if t["role"] == "assistant"] or [output]
+        instruction = meta["instruction"]
+        answers = answers or self.answers(doc)
         if len(instruction.strip()) < c.min_instruction_chars:
             return _drop(doc, "empty_instruction", len(instruction.strip()))
         shortest = min(len(a.strip()) for a in answers)
@@ -103,12 +128,14 @@ class JapaneseQualityFilter(BatchStatsFilter):
         # only the last answer: a cut-off record is cut at its end. The last turn of a conversation is
         # judged only when long: people end chat turns on particles (…いいかも, …待って) that would be
         # a cut in a written answer
-        min_chars = c.truncation_min_chars_chat if len(turns) > 2 else c.truncation_min_chars
+        min_chars = c.truncation_min_chars_chat if len(meta.get("messages") or []) > 2 else c.truncation_min_chars
         why = ends_mid_sentence(answers[-1], min_chars) if c.drop_truncated else None
         if why:
             return _drop(doc, "truncated_output", f"…{answers[-1].rstrip()[-20:]} ({why})")
         # answers only: a prompt may hold a placeholder such as xxxx or ____ that the task is about
-        if any(self._reaches_char_run(a) for a in answers):  # then the drop value: the longest run
+        if run_reached is None:
+            run_reached = any(self._reaches_char_run(a) for a in answers)
+        if run_reached:  # then the drop value: the longest run
             return _drop(doc, "repeated_characters", max(_longest_char_run(a) for a in answers))
         for answer in answers:
             # a sentence the prompt itself holds may be repeated on request (「こんにちは」を10回表示して)
@@ -164,6 +191,35 @@ def reaches_char_run(text: str, n: int) -> bool:
     return bool((~_RUN_FREE[codes[starts]]).any())
 
 
+def _code_points(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The code points of many texts in one array, and where each text starts and ends in it."""
+    codes = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+    return codes, ends - np.diff(ends, prepend=0), ends
+
+
+def reaches_char_run_many(texts: list[str], n: int) -> np.ndarray:
+    """``reaches_char_run`` of each text (``n`` >= 2), the texts in one numpy pass.
+
+    >>> reaches_char_run_many(["すごい" + "！" * 16, "-" * 40, "ああ", "", "あ" * 8, "あ" * 8], 16).tolist()
+    [True, False, False, False, False, False]
+    """
+    codes, starts, ends = _code_points(texts)
+    reached = np.zeros(len(texts), dtype=bool)
+    if len(codes) < n:
+        return reached
+    equal = np.empty(len(codes), dtype=bool)  # the same character as the one before, in the same text
+    equal[0] = False
+    np.equal(codes[1:], codes[:-1], out=equal[1:])
+    equal[starts[starts < len(codes)]] = False
+    before = np.concatenate([[0], np.cumsum(equal)])  # equal neighbours before each position
+    # n equal characters from position j: the n - 1 after it each equal to the one before
+    at = np.flatnonzero(before[n:] - before[1:len(before) - n + 1] == n - 1)
+    at = at[~_RUN_FREE[codes[at]]]
+    reached[np.searchsorted(ends, at, side="right")] = True
+    return reached
+
+
 def _longest_char_run(text: str) -> int:
     """Length of the longest run of one repeated character (a regex, not a loop over characters).
 
@@ -212,6 +268,19 @@ def kana_counts(text: str) -> tuple[int, int]:
     return sum(map(len, KANA_RUNS.findall(text))), sum(map(len, HAN_RUNS.findall(text)))
 
 
+def kana_counts_many(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``kana_counts`` of each text, as two arrays (kana, kanji), the texts in one numpy pass.
+
+    >>> [a.tolist() for a in kana_counts_many(["東京タワーは高い。", "", "漢字"])]
+    [[5, 0, 0], [3, 0, 2]]
+    """
+    codes, starts, ends = _code_points(texts)
+    script = _SCRIPT[codes]
+    kana = np.concatenate([[0], np.cumsum(script == 1)])
+    han = np.concatenate([[0], np.cumsum(script == 2)])
+    return kana[ends] - kana[starts], han[ends] - han[starts]
+
+
 def symbol_count(text: str) -> int:
     """Characters that are not letters, digits, whitespace or prose punctuation (``_PROSE_CHARS``).
 
@@ -254,10 +323,19 @@ class JapaneseLanguageFilter(BatchStatsFilter, LanguageFilter):
             return False  # fails the first test (it needs kana) and then the script test
         return None
 
+    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+        """``filter`` of each document, the kana and kanji of the batch counted in one numpy pass."""
+        proses = [without_code(doc.text) for doc in batch]
+        kana, han = kana_counts_many(proses)
+        return [self.judge(doc, prose, k, h) for doc, prose, k, h in zip(batch, proses, kana.tolist(), han.tolist())]
+
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        c = self.config
         prose = without_code(doc.text)
-        kana, han = kana_counts(prose)
+        return self.judge(doc, prose, *kana_counts(prose))
+
+    def judge(self, doc: Document, prose: str, kana: int, han: int) -> bool | tuple[bool, str]:
+        """The decision for a record whose prose (text without code) holds ``kana`` kana and ``han`` kanji."""
+        c = self.config
         ratio = kana / (kana + han) if kana + han else 0.0
         decided = self.script_decision(kana, ratio)
         if decided is not None:

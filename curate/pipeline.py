@@ -134,7 +134,7 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
         [DedupPlan(str(work / "filtered"), str(work / "minhash/buckets") if near else None, plan,
                    exact=config.exact_dedup.enabled, near=near,
                    shingles_folder=str(work / "part_shingles") if near else None,
-                   duplicates_folder=str(work / "duplicates"))],
+                   duplicates_folder=str(work / "duplicates"), threads=workers)],
         1,
     ))
     # the plan's duplicates go to dropped/exact_dedup and dropped/near_dedup as rows: only the rest are documents

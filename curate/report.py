@@ -16,26 +16,33 @@ def shard_glob(out: Path, kind: str) -> str | None:
 
 
 def build_report(out: Path, timings: dict[str, float] | None = None) -> dict:
+    """Counts of the run's shards: read, kept, dropped per stage and reason, per source (sources in the
+    order their first record appears, kept shards first). Counted by DuckDB in groups of (source, stage,
+    reason), not row by row in Python (a quarter of a second per 60k records)."""
     con = duckdb.connect()
     kept_glob, dropped_glob = shard_glob(out, "kept"), shard_glob(out, "dropped")
     parts = []
-    if kept_glob:
-        parts.append(f"SELECT source_id, NULL AS stage, NULL AS reason FROM read_parquet('{kept_glob}')")
-    if dropped_glob:
-        parts.append(f"SELECT source_id, stage, reason FROM read_parquet('{dropped_glob}')")
-    rows = con.execute(" UNION ALL ".join(parts)).fetchall() if parts else []
-    report = {"read": len(rows), "kept": 0, "dropped": {s: 0 for s in STAGES}, "reasons": {}, "per_source": {}}
-    for source_id, stage, reason in rows:
+    for part, (glob, columns) in enumerate(((kept_glob, "NULL AS stage, NULL AS reason"),
+                                            (dropped_glob, "stage, reason"))):
+        if glob:
+            parts.append(f"SELECT source_id, {columns}, {part} AS part, filename, file_row_number "
+                         f"FROM read_parquet('{glob}', filename = true, file_row_number = true)")
+    groups = con.execute(
+        f"SELECT source_id, stage, reason, count(*) FROM ({' UNION ALL '.join(parts)}) "
+        "GROUP BY ALL ORDER BY min((part, filename, file_row_number))").fetchall() if parts else []
+    report = {"read": 0, "kept": 0, "dropped": {s: 0 for s in STAGES}, "reasons": {}, "per_source": {}}
+    for source_id, stage, reason, n in groups:
         src = report["per_source"].setdefault(source_id, {"read": 0, "kept": 0, "dropped": {}})
-        src["read"] += 1
+        report["read"] += n
+        src["read"] += n
         if stage is None:
-            report["kept"] += 1
-            src["kept"] += 1
+            report["kept"] += n
+            src["kept"] += n
         else:
-            report["dropped"][stage] = report["dropped"].get(stage, 0) + 1
-            src["dropped"][stage] = src["dropped"].get(stage, 0) + 1
+            report["dropped"][stage] = report["dropped"].get(stage, 0) + n
+            src["dropped"][stage] = src["dropped"].get(stage, 0) + n
             key = f"{stage}/{reason}"
-            report["reasons"][key] = report["reasons"].get(key, 0) + 1
+            report["reasons"][key] = report["reasons"].get(key, 0) + n
     report["reasons"] = dict(sorted(report["reasons"].items()))
     if timings:
         report["seconds"] = timings

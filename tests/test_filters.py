@@ -158,7 +158,7 @@ def test_the_character_run_test_is_the_regex_it_replaced():
     import sys
     from pathlib import Path
 
-    from curate.filters import _RUN_CHAR, _RUN_FREE, reaches_char_run
+    from curate.filters import _RUN_CHAR, _RUN_FREE, reaches_char_run, reaches_char_run_many
 
     run_char = re.compile(_RUN_CHAR)
     assert [run_char.fullmatch(chr(c)) is None for c in range(sys.maxunicode + 1)] == _RUN_FREE.tolist()
@@ -170,3 +170,51 @@ def test_the_character_run_test_is_the_regex_it_replaced():
                  for tail in ("", "い", "-" * n)]
         texts += ["あ" * (n - 1) + "い" + "あ", "x" + "！" * n, "ab" + "ー" * n + "cd", "", "a"] + answers
         assert [reaches_char_run(t, n) for t in texts] == [regex.search(t) is not None for t in texts]
+        # many texts in one pass: a run never spans two texts (each text ends where the next one's run starts)
+        split = ["あ" * (n - 1), "あ", "", "！" * (n // 2), "！" * (n - n // 2), "-" * n]
+        for many in (texts, split, split[::-1], texts[::3] + split):
+            assert reaches_char_run_many(many, n).tolist() == [reaches_char_run(t, n) for t in many]
+
+
+def test_batched_filters_decide_as_one_record_at_a_time():
+    """``filter_batch`` of the quality and language filters (kana, kanji and character runs counted for
+    the whole batch in one numpy pass) against ``filter`` record by record: the same results and the same
+    measurements, on every record of the audit, the labels and the hand-written sources, chats included;
+    and ``kana_counts_many`` against the regex count, kana and kanji of every block boundary."""
+    import json
+    from pathlib import Path
+
+    from curate.filters import kana_counts, kana_counts_many
+
+    root = Path(__file__).resolve().parents[1]
+    rows = []
+    for path in [root / "data/audit/records.jsonl", root / "data/labels/real_records.jsonl",
+                 *sorted((root / "data/handwritten").glob("*.jsonl")), root / "data/sources/chat_ja.jsonl"]:
+        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def documents():
+        docs = []
+        for i, r in enumerate(rows):
+            messages = r.get("messages")
+            if isinstance(messages, str):
+                messages = json.loads(messages)
+            kwargs = {"messages": messages} if messages else {
+                "instruction": r.get("instruction") or "", "input_": r.get("input") or "", "output": r.get("output") or ""}
+            docs.append(make_document(record_id=f"r{i}", source_id="s", **kwargs))
+        return docs
+
+    assert any(d.metadata["messages"] for d in documents()), "chats are among them"
+    for filt in (JapaneseQualityFilter(QualityConfig()), JapaneseQualityFilter(QualityConfig(max_char_run=1)),
+                 JapaneseLanguageFilter(LanguageConfig())):
+        one, many = documents(), documents()
+        expected = [filt.filter(d) for d in one]
+        got = [r for start in range(0, len(many), 97) for r in filt.filter_batch(many[start:start + 97])]
+        assert got == expected, type(filt).__name__
+        assert [d.metadata for d in many] == [d.metadata for d in one]
+        kept = sum(r is True for r in expected)
+        assert 0 < kept < len(expected) or filt.config.max_char_run == 1, "both kept and dropped records"
+    edges = [chr(c) for lo, hi in ((0x3040, 0x3100), (0x31EF, 0x3200), (0x33FF, 0x3401), (0x4DBE, 0x4E01),
+                                   (0x9FFE, 0xA001), (0xF8FF, 0xF901), (0xFAFE, 0xFB01)) for c in range(lo, hi + 1)]
+    texts = [d.text for d in documents()] + edges + ["".join(edges), "", "東京タワーは高い。"]
+    kana, han = kana_counts_many(texts)
+    assert list(zip(kana.tolist(), han.tolist())) == [kana_counts(t) for t in texts]
