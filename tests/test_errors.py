@@ -95,3 +95,27 @@ def test_run_notes_when_no_process_can_cache_bytecode(monkeypatch, tmp_path):
     assert "uv sync --compile-bytecode" in bytecode_note()  # nothing compiled and nothing will be
     compiled.write_bytes(b"")
     assert bytecode_note() is None  # installed with bytecode
+
+
+def test_the_command_ends_with_everything_written(tmp_path):
+    """``python -m jcurate.cli`` (as the ``jcurate`` script) ends without the interpreter's teardown
+    (``entry``): still status 0, the whole report on a pipe, the store committed and datatrove's log
+    complete."""
+    import duckdb
+
+    manifest = _write(tmp_path, "sources.yaml", MANIFEST.format(
+        path="data/sources/alpaca_ja.jsonl", license="CC0-1.0", fields="{instruction: instruction, output: output}"))
+    out, db = tmp_path / "out", tmp_path / "db.duckdb"
+    proc = subprocess.run([sys.executable, "-m", "jcurate.cli", "run", "--sources", str(manifest), "--out", str(out),
+                           "--db", str(db), "--workers", "1"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[-1].startswith(f"report: {out / 'report.json'}")
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+    assert con.execute("SELECT count(*) FROM records").fetchone()[0] > 100
+    con.close()
+    log = (out / "work/logs/datatrove.log").read_text(encoding="utf-8")
+    last_stage = log.split("===== jcurate stage: dedup-decont =====")[-1].rstrip().splitlines()
+    assert len(log.split("===== jcurate stage:")) == 5, "the four stages' logs"
+    assert last_stage[-3].endswith("WRITER: 📒 jcurate records"), last_stage[-3:]
+    assert last_stage[-1].lstrip().startswith("Stats: {XXXXX.parquet:"), "the last writer's statistics, whole"
