@@ -156,7 +156,12 @@ def make_executor(kind: str, steps: list, tasks: int, workers: int, logging_dir:
     if kind == "local":
         from datatrove.executor import LocalPipelineExecutor
 
-        return LocalPipelineExecutor(steps, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
+        # datatrove runs a stage in this process when it has one worker. A single task (the dedup plan) of a
+        # run with several workers runs in a worker process instead (a pool of two, one idle): forked with the
+        # pipeline's modules loaded, so this process never imports pandas and scipy (0.6 s on a core the
+        # filter workers need) and its memory stays small
+        pool = min(workers, tasks) if tasks > 1 or workers == 1 else 2
+        return LocalPipelineExecutor(steps, tasks=tasks, workers=pool, logging_dir=str(logging_dir),
                                      depends=depends, skip_completed=skip_completed)
     if kind == "ray":
         try:
@@ -263,29 +268,6 @@ def stage_output_to(path: Path, label: str, enabled: bool = True, every: float =
         logger.add(sys.stderr, level="WARNING")
 
 
-# what the dedup plan, a single task in this process, imports: pandas (through pyarrow) and scipy's graph
-# components, ~0.6 s
-PLAN_MODULES = ("pandas", "scipy.sparse.csgraph")
-
-
-def preload_in_background(modules: tuple[str, ...]) -> threading.Thread:
-    """Imports ``modules`` in a thread while this process only waits on the filter stage's workers
-    (with one worker the stage runs in this process, so the caller does not preload). A module that
-    fails to import is left for the step that needs it to report."""
-    import importlib
-
-    def load() -> None:
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - reported where it is used
-                pass
-
-    thread = threading.Thread(target=load, name="jcurate-preload", daemon=True)
-    thread.start()
-    return thread
-
-
 def unplanned_rows(work: Path) -> int | None:
     """What the dedup-decont stage reads: the filtered records the dedup plan does not drop."""
     filtered = parquet_rows(work / "filtered")
@@ -328,10 +310,8 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
     if options.kind == "slurm":
         previous.run()  # submits the whole chain
         return timings
-    preloading = None
     if options.kind == "local" and options.workers > 1:
         start_worker_server()
-        preloading = preload_in_background(PLAN_MODULES)
     if options.kind == "ray":
         import ray
 
@@ -343,8 +323,6 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
         log(f"[{i}/{len(executors)}] {name} ..." + ("" if options.verbose else f" (datatrove's log: {stage_log})"))
         start = time.perf_counter()
         executor.depends = None  # run in order here; depends only matters for Slurm submission
-        if name == "dedup-plan" and preloading is not None:
-            preloading.join()  # no import in two threads at once
         try:
             progress, total = None, None
             if name in ("filter", "dedup-decont"):  # the stages that take the time, record by record

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 # what every worker of every stage imports (datatrove, pyarrow, numpy, fugashi, our steps; scipy.sparse for the
 # shipped scorer, which imports it lazily; pandas, which pyarrow imports at a worker's first ``pa.array`` of a
-# Python list, 0.3-0.5 s): ~1.5 s a process
-WORKER_MODULES = ["__main__", "curate.pipeline", "scipy.sparse", "pandas"]
+# Python list, 0.3-0.5 s; scipy's graph components for the dedup plan): ~1.5 s a process
+WORKER_MODULES = ["__main__", "curate.pipeline", "scipy.sparse", "pandas", "scipy.sparse.csgraph"]
 
 
 def start_worker_server() -> None:
