@@ -254,28 +254,28 @@ class PartShingleStore:
         bounds = self.bounds[self.row_of[positions]]
         return bounds[:, part + 1] - bounds[:, part]
 
-    def tagged_part(self, positions: np.ndarray, part: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every shingle of part ``part`` of the records at ``positions``, as (index in ``positions``,
-        hash) arrays: many records' sets in two flat arrays, gathered chunk by chunk."""
+    def tagged_part(self, positions: np.ndarray, part: int, tags: np.ndarray | None = None) -> np.ndarray:
+        """Every shingle of part ``part`` of the records at ``positions``, many records' sets in one flat
+        array gathered chunk by chunk; with ``tags`` (uint64, one per record), each hash or'ed with its
+        record's tag (``tag << 32 | hash`` keys, for 32-bit hashes)."""
         rows = self.row_of[positions]
         starts, ends = self.bounds[rows, part], self.bounds[rows, part + 1]
         lengths = ends - starts
-        total = int(lengths.sum())
-        owner = np.repeat(np.arange(len(positions), dtype=np.int64), lengths)
-        values = np.empty(total, dtype=self.chunks[0].dtype if self.chunks else np.uint32)
-        # a running count restarted at each range's start: the index within its record's range
-        within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        source = np.repeat(starts, lengths) + within
+        # each shingle's place in its chunk: its record's start plus its index among the record's shingles
+        source = np.arange(int(lengths.sum()), dtype=np.int64)
+        source += np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        dtype = self.chunks[0].dtype if self.chunks else np.uint32
+        values = np.zeros(source.size, dtype=dtype) if tags is None else np.repeat(tags, lengths)
         row_chunks = self.chunk_of[rows]
         chunks = np.flatnonzero(np.bincount(row_chunks, minlength=len(self.chunks)))
         if chunks.size == 1:
-            values[:] = self.chunks[chunks[0]][source]
+            values |= self.chunks[chunks[0]][source]
         else:
             chunk_of = np.repeat(row_chunks, lengths)
             for chunk in chunks:
                 at = chunk_of == chunk
-                values[at] = self.chunks[chunk][source[at]]
-        return owner, values
+                values[at] |= self.chunks[chunk][source[at]]
+        return values
 
 
 def part_jaccard_reaches(store: PartShingleStore, pairs: np.ndarray, part: int, floor: float) -> np.ndarray:
@@ -288,17 +288,19 @@ def part_jaccard_reaches(store: PartShingleStore, pairs: np.ndarray, part: int, 
     idx = np.flatnonzero(np.minimum(size_a, size_b) >= floor * np.maximum(size_a, size_b))
     if not idx.size:
         return reaches
-    owner_a, values_a = store.tagged_part(pairs[idx, 0], part)
-    owner_b, values_b = store.tagged_part(pairs[idx, 1], part)
-    owner, values = np.concatenate([owner_a, owner_b]), np.concatenate([values_a, values_b])
-    if values.dtype == np.uint32:  # one sort of 64-bit (pair, hash) keys
-        keys = (owner.astype(np.uint64) << np.uint64(32)) | values
-        keys.sort(kind="stable")  # two sorted runs (a's keys, b's keys): merged in linear time
+    pair = np.arange(idx.size, dtype=np.uint64)
+    if store.chunks and store.chunks[0].dtype == np.uint32:  # one sort of 64-bit (pair << 32 | hash) keys
+        tags = pair << np.uint64(32)
+        keys = np.concatenate([store.tagged_part(pairs[idx, 0], part, tags),
+                               store.tagged_part(pairs[idx, 1], part, tags)])
+        keys.sort(kind="stable")  # two sorted runs (a record's hashes are stored sorted): merged in linear time
         shared = (keys[1:][keys[1:] == keys[:-1]] >> np.uint64(32)).astype(np.int64)
     else:  # 64-bit word n-gram hashes: sorted by (pair, hash)
+        owner = np.concatenate([np.repeat(pair, size_a[idx]), np.repeat(pair, size_b[idx])])
+        values = np.concatenate([store.tagged_part(pairs[idx, 0], part), store.tagged_part(pairs[idx, 1], part)])
         order = np.lexsort((values, owner))
         owner, values = owner[order], values[order]
-        shared = owner[1:][(owner[1:] == owner[:-1]) & (values[1:] == values[:-1])]
+        shared = owner[1:][(owner[1:] == owner[:-1]) & (values[1:] == values[:-1])].astype(np.int64)
     inter = np.bincount(shared, minlength=idx.size)
     union = size_a[idx] + size_b[idx] - inter
     jac = np.where(union > 0, inter / np.maximum(union, 1), 1.0)

@@ -116,11 +116,13 @@ def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
 
 
 def sync_licenses(con, catalogue: Catalogue) -> None:
-    """Write the catalogue into the store's ``licenses`` table (replacing each license's row)."""
+    """Write the catalogue into the store's ``licenses`` table, replacing each license's row (its ids are
+    distinct: one delete and one insert, not a replace per row). Meant for inside a transaction (the ingest's)."""
     rows = []
     for lic in catalogue.licenses.values():
         d = asdict(lic)
         d["license_id"] = d.pop("id")
         d["hub_models"] = list(d["hub_models"])
         rows.append(d)
-    insert_rows(con, "licenses", rows, replace=True)
+    con.execute("DELETE FROM licenses WHERE license_id IN (SELECT unnest($ids))", {"ids": list(catalogue.licenses)})
+    insert_rows(con, "licenses", rows)
