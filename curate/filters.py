@@ -194,12 +194,14 @@ def reaches_char_run(text: str, n: int) -> bool:
 def _code_points(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The code points of many texts in one array, and where each text starts and ends in it."""
     codes = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
-    return codes, ends - np.diff(ends, prepend=0), ends
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    ends = np.cumsum(lengths)
+    return codes, ends - lengths, ends
 
 
 def reaches_char_run_many(texts: list[str], n: int) -> np.ndarray:
-    """``reaches_char_run`` of each text (``n`` >= 2), the texts in one numpy pass.
+    """``reaches_char_run`` of each text (``n`` >= 2), the texts in one numpy pass (for one text,
+    ``reaches_char_run`` is 4x faster: the service's per-record path keeps it).
 
     >>> reaches_char_run_many(["すごい" + "！" * 16, "-" * 40, "ああ", "", "あ" * 8, "あ" * 8], 16).tolist()
     [True, False, False, False, False, False]
@@ -269,7 +271,8 @@ def kana_counts(text: str) -> tuple[int, int]:
 
 
 def kana_counts_many(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``kana_counts`` of each text, as two arrays (kana, kanji), the texts in one numpy pass.
+    """``kana_counts`` of each text, as two arrays (kana, kanji), the texts in one numpy pass (for one
+    text, the regex of ``kana_counts`` is 2x faster: the service's per-record path keeps it).
 
     >>> [a.tolist() for a in kana_counts_many(["東京タワーは高い。", "", "漢字"])]
     [[5, 0, 0], [3, 0, 2]]

@@ -24,13 +24,12 @@ n-grams (``tokens: fugashi``) are hashed per n-gram string by datatrove's own fu
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from functools import lru_cache
-from itertools import islice
 
 import numpy as np
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupSignature
+from datatrove.utils.batching import batched
 from datatrove.utils.text import PUNCTUATION
 from datatrove.utils.typeshelper import StatHints
 
@@ -41,7 +40,7 @@ from curate.tokenizers import CharTokenizer
 # diacritics kept) followed by the character tokenizer (spaces dropped) leaves: lower case, with
 # punctuation and every whitespace character deleted. ``simplified_chars`` is tested equal to it.
 WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-               "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")  # every character str.isspace() accepts
+              "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")  # every character str.isspace() accepts
 _DROP = re.compile("[" + re.escape(PUNCTUATION + WHITESPACE) + "]+")
 
 EMPTY = np.uint64(1 << 63)  # a bin no n-gram fell into (values are < 2**32 before densification)
@@ -141,12 +140,6 @@ def one_permutation_signatures(hashes: np.ndarray, counts: np.ndarray, num_hashe
         moved = np.take_along_axis(signatures, nearest % num_hashes, axis=1) + steps * _STEP
         signatures = np.where(empty, moved, signatures)
     return signatures
-
-
-def batched(items: Iterable, size: int) -> Iterable[list]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 class OnePermutationMinhashSignature(MinhashDedupSignature):

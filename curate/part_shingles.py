@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.batching import batched
 
 from curate.config import NearDedupConfig
 from curate.dedup import RecordParts, char_shingle_flat, shingle_hashes
-from curate.minhash import batched
 from curate.tokenizers import CharTokenizer, make_tokenizer
 
 COUNTS_DTYPE = np.dtype("<i4")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.batching import batched
 
 from core.errors import JcurateError, first_line
 from curate.char_ngrams import coefficients, text_windows
@@ -221,8 +222,6 @@ class ShippedScoreStep(PipelineStep):
         self.model_name, self.folder = name, folder
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        from curate.minhash import batched
-
         scorer = ShippedScorer(self.model_name, self.folder)
         for docs in batched(data, self.batch_size):
             with self.track_time("batch"):

@@ -539,20 +539,14 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The ``jcurate`` command: ``main``, then the process ends without the interpreter's teardown of
     the ~1,400 modules a run imports (datatrove, pyarrow, pandas, scipy: 0.4 s after every run, 3% of a
-    60k-record one). Everything is written before: the store is closed, the exit handlers run (a local
-    Ray instance is shut down, multiprocessing cleans up), datatrove's log sinks are closed and the output
-    streams flushed here. Worker processes of multiprocessing end the same way (``os._exit``)."""
+    60k-record one). Everything is written before: the store is closed, the exit handlers run (they close
+    loguru's sinks, datatrove's log, and logging's handlers, shut a local Ray instance down, let
+    multiprocessing clean up) and the output streams are flushed here. Worker processes of multiprocessing
+    end the same way (``os._exit``)."""
     import atexit
 
     code = main()
-    try:
-        from loguru import logger  # datatrove's log: its file sinks, closed (and flushed)
-
-        logger.remove()
-    except ImportError:  # pragma: no cover - loguru comes with datatrove
-        pass
-    atexit._run_exitfuncs()  # what the interpreter would run before its teardown (ray.shutdown, ...)
-    logging.shutdown()
+    atexit._run_exitfuncs()  # what the interpreter would run before its teardown
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -121,30 +121,42 @@ class _AlwaysLid(JapaneseLanguageFilter):
         return None
 
 
-def test_skipping_fasttext_where_the_script_decides_changes_no_decision():
-    """Every record of the audit, the labels and the hand-written sources, plus the edge cases of the
-    script test: the same keep/drop and reason with and without the shortcut."""
+def _real_rows(*extra: str) -> list[dict]:
+    """Every record of the audit, the labels and the hand-written sources (and the ``extra`` files)."""
     import json
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     rows = []
     for path in [root / "data/audit/records.jsonl", root / "data/labels/real_records.jsonl",
-                 *sorted((root / "data/handwritten").glob("*.jsonl"))]:
+                 *sorted((root / "data/handwritten").glob("*.jsonl")), *(root / e for e in extra)]:
         rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return rows
+
+
+def _row_document(i: int, r: dict):
+    """Row ``r`` as the reader makes it a record: its messages (a JSON string or a list), else its fields."""
+    import json
+
+    messages = r.get("messages")
+    if isinstance(messages, str):
+        messages = json.loads(messages)
+    kwargs = {"messages": messages} if messages else {
+        "instruction": r.get("instruction") or "", "input_": r.get("input") or "", "output": r.get("output") or ""}
+    return make_document(record_id=f"r{i}", source_id="s", **kwargs)
+
+
+def test_skipping_fasttext_where_the_script_decides_changes_no_decision():
+    """Every record of the audit, the labels and the hand-written sources, plus the edge cases of the
+    script test: the same keep/drop and reason with and without the shortcut."""
+    rows = _real_rows()
     edge = ["漢字だけ", "東京", "北京是中国的首都。", "これ", "Pythonで`print('a')`と書きます", "a" * 50 + "です",
             "日本の首都は東京都千代田区霞が関周辺です", "ok"]
     rows += [{"instruction": "質問", "output": text} for text in edge]
     fast, full = JapaneseLanguageFilter(LanguageConfig()), _AlwaysLid(LanguageConfig())
     skipped = 0
     for i, r in enumerate(rows):
-        messages = r.get("messages")
-        if isinstance(messages, str):
-            messages = json.loads(messages)
-        kwargs = {"messages": messages} if messages else {
-            "instruction": r.get("instruction") or "", "input_": r.get("input") or "", "output": r.get("output") or ""}
-        a, b = make_document(record_id=f"r{i}", source_id="s", **kwargs), make_document(record_id=f"r{i}", source_id="s",
-                                                                                       **kwargs)
+        a, b = _row_document(i, r), _row_document(i, r)
         assert fast.filter(a) == full.filter(b), (i, a.text[:80])
         skipped += "lid_ja" not in a.metadata
     assert len(rows) > 2500 and skipped > 0.9 * len(rows), "most records never reach fastText"
@@ -181,27 +193,12 @@ def test_batched_filters_decide_as_one_record_at_a_time():
     the whole batch in one numpy pass) against ``filter`` record by record: the same results and the same
     measurements, on every record of the audit, the labels and the hand-written sources, chats included;
     and ``kana_counts_many`` against the regex count, kana and kanji of every block boundary."""
-    import json
-    from pathlib import Path
-
     from curate.filters import kana_counts, kana_counts_many
 
-    root = Path(__file__).resolve().parents[1]
-    rows = []
-    for path in [root / "data/audit/records.jsonl", root / "data/labels/real_records.jsonl",
-                 *sorted((root / "data/handwritten").glob("*.jsonl")), root / "data/sources/chat_ja.jsonl"]:
-        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = _real_rows("data/sources/chat_ja.jsonl")
 
     def documents():
-        docs = []
-        for i, r in enumerate(rows):
-            messages = r.get("messages")
-            if isinstance(messages, str):
-                messages = json.loads(messages)
-            kwargs = {"messages": messages} if messages else {
-                "instruction": r.get("instruction") or "", "input_": r.get("input") or "", "output": r.get("output") or ""}
-            docs.append(make_document(record_id=f"r{i}", source_id="s", **kwargs))
-        return docs
+        return [_row_document(i, r) for i, r in enumerate(rows)]
 
     assert any(d.metadata["messages"] for d in documents()), "chats are among them"
     for filt in (JapaneseQualityFilter(QualityConfig()), JapaneseQualityFilter(QualityConfig(max_char_run=1)),

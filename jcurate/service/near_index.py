@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from datatrove.utils.batching import batched
 from datatrove.utils.logging import logger
 
 from curate.config import NearDedupConfig
@@ -28,7 +29,7 @@ from curate.dedup import (
     minhash_config,
     near_duplicate_similarity,
 )
-from curate.minhash import OnePermutationMinhashSignature, batched
+from curate.minhash import OnePermutationMinhashSignature
 from curate.tokenizers import CharTokenizer, make_tokenizer
 
 # odd 64-bit multiplier folding a band's hashes into one key (wraps modulo 2**64)
