@@ -56,19 +56,15 @@ def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, conf
                 attribution=s.attribution, fields=json.dumps(s.fields), hub_id=s.hub_id,
                 hub_revision=s.hub_revision) for s in sources])
             insert_records(con, run_id)
-            # one row per stage a record went through: kept=true up to the stage that dropped it
-            con.execute("CREATE TEMP TABLE stage_list (stage VARCHAR, stage_order INTEGER)")
-            con.executemany("INSERT INTO stage_list VALUES (?, ?)", [(s, i) for i, s in enumerate(stages)])
-            con.execute(
-                """INSERT INTO decisions (run_id, record_id, stage, stage_order, kept, reason, value)
-                   SELECT $run, s.record_id, l.stage, l.stage_order,
-                          s.stage IS NULL OR l.stage <> s.stage AS kept,
-                          CASE WHEN l.stage = s.stage THEN s.reason ELSE 'passed' END,
-                          CASE WHEN l.stage = s.stage THEN s.value END
-                   FROM shard s JOIN stage_list l
-                     ON s.stage IS NULL OR l.stage_order <= (SELECT stage_order FROM stage_list WHERE stage = s.stage)""",
-                {"run": run_id},
-            )
+            # what became of each record (the decisions view: a row per stage it went through); no stages, no decisions
+            insert_rows(con, "run_stages", [dict(run_id=run_id, stage=s, stage_order=i) for i, s in enumerate(stages)])
+            if stages:
+                con.execute(
+                    """INSERT INTO record_outcomes (run_id, record_id, dropped_at, dropped_order, reason, value)
+                       SELECT $run, s.record_id, s.stage, l.stage_order, s.reason, s.value
+                       FROM shard s LEFT JOIN run_stages l ON l.run_id = $run AND l.stage = s.stage""",
+                    {"run": run_id},
+                )
             # quality labels a source ships are scores like any other (scorer 'label'), latest run wins
             con.execute("DELETE FROM scores WHERE scorer = 'label' AND record_id IN (SELECT record_id FROM shard)")
             con.execute(
@@ -96,7 +92,6 @@ def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, conf
                 versions=json.dumps(package_versions()), git_commit=git_commit(), n_read=report["read"],
                 n_kept=report["kept"], report=json.dumps(report)))
             con.execute("DROP VIEW shard")
-            con.execute("DROP TABLE stage_list")
     finally:
         con.close()
     return run_id

@@ -375,7 +375,7 @@ def cmd_serve(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from store.connection import DEFAULT_DB
+    from store import DEFAULT_DB
 
     parser = argparse.ArgumentParser(prog="jcurate", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)

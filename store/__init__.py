@@ -3,3 +3,7 @@
 Everything above (licenses, curate, train, eval, the app shell) reads and writes the store
 through this package; it imports nothing of the project but ``core``.
 """
+
+# here, not in ``store.connection``: the command line's parser names it, and importing DuckDB there (0.1 s)
+# delayed the start of a run's worker server
+DEFAULT_DB = "jcurate.duckdb"

@@ -5,7 +5,16 @@ rows are always written by column name (``store.rows``), so adding a column neve
 breaks a writer.
 """
 
-SCHEMA = """
+# a record's decisions: one row per stage it went through in a run, kept up to the stage that dropped it
+# ('passed' where kept)
+DECISIONS_OF_OUTCOMES = """SELECT o.run_id, o.record_id, s.stage, s.stage_order,
+           o.dropped_at IS NULL OR s.stage <> o.dropped_at AS kept,
+           CASE WHEN s.stage = o.dropped_at THEN o.reason ELSE 'passed' END AS reason,
+           CASE WHEN s.stage = o.dropped_at THEN o.value END AS value
+    FROM record_outcomes o JOIN run_stages s
+      ON s.run_id = o.run_id AND (o.dropped_at IS NULL OR s.stage_order <= o.dropped_order)"""
+
+TABLES = """
 CREATE TABLE IF NOT EXISTS licenses (
     license_id VARCHAR PRIMARY KEY, name VARCHAR, url VARCHAR, kind VARCHAR, use VARCHAR,
     attribution BOOLEAN, share_alike BOOLEAN, no_derivatives BOOLEAN, notice_required BOOLEAN,
@@ -27,9 +36,12 @@ CREATE TABLE IF NOT EXISTS records (
     output VARCHAR USING COMPRESSION zstd, messages JSON USING COMPRESSION zstd, text VARCHAR USING COMPRESSION zstd,
     content_hash VARCHAR, generated_by VARCHAR, label DOUBLE, signals JSON USING COMPRESSION zstd,
     first_run_id VARCHAR, last_run_id VARCHAR);
-CREATE TABLE IF NOT EXISTS decisions (
-    run_id VARCHAR, record_id VARCHAR, stage VARCHAR, stage_order INTEGER, kept BOOLEAN, reason VARCHAR,
-    value VARCHAR);
+-- what became of each record in a run, one row per record and run (dropped_at NULL: kept), and the stages each
+-- run had, in order: the ``decisions`` view below makes them a row per stage a record went through (stored,
+-- those rows were five times as many, most of a run's store rows and a quarter of its store time)
+CREATE TABLE IF NOT EXISTS run_stages (run_id VARCHAR, stage VARCHAR, stage_order INTEGER);
+CREATE TABLE IF NOT EXISTS record_outcomes (
+    run_id VARCHAR, record_id VARCHAR, dropped_at VARCHAR, dropped_order INTEGER, reason VARCHAR, value VARCHAR);
 CREATE TABLE IF NOT EXISTS dup_clusters (
     run_id VARCHAR, cluster_id VARCHAR, record_id VARCHAR, stage VARCHAR, is_survivor BOOLEAN);
 CREATE TABLE IF NOT EXISTS scores (
@@ -64,6 +76,9 @@ CREATE TABLE IF NOT EXISTS subsets (
     name VARCHAR PRIMARY KEY, run_id VARCHAR, created_at TIMESTAMPTZ, criteria JSON, n_records BIGINT,
     export_path VARCHAR);
 CREATE TABLE IF NOT EXISTS subset_members (subset VARCHAR, record_id VARCHAR, rank INTEGER, score DOUBLE);
+"""
+
+VIEWS = """
 -- the SQL twin of licenses.rules.restrictiveness / effective_license
 CREATE OR REPLACE VIEW license_rank AS
     SELECT license_id, use,
@@ -86,11 +101,43 @@ CREATE OR REPLACE VIEW record_license AS
     LEFT JOIN license_rank lm ON lm.license_id = s.generated_by_license;
 CREATE OR REPLACE VIEW latest_run AS
     SELECT * FROM runs ORDER BY finished_at DESC LIMIT 1;
+CREATE OR REPLACE VIEW decisions AS DECISIONS_OF_OUTCOMES;
+-- each record's final fate in a run (a record dropped at a stage its run did not have has no decisions, no fate)
 CREATE OR REPLACE VIEW record_fate AS
-    SELECT run_id, record_id,
-           bool_and(kept) AS kept,
-           max(stage) FILTER (WHERE NOT kept) AS dropped_at,
-           max(reason) FILTER (WHERE NOT kept) AS reason,
-           max(value) FILTER (WHERE NOT kept) AS value
+    SELECT run_id, record_id, dropped_at IS NULL AS kept, dropped_at, reason, value
+    FROM record_outcomes WHERE dropped_at IS NULL OR dropped_order IS NOT NULL;
+""".replace("DECISIONS_OF_OUTCOMES", DECISIONS_OF_OUTCOMES)
+
+SCHEMA = TABLES + VIEWS
+
+
+# an older store's per-stage decisions table, as the outcomes and stages above
+_OUTCOMES_OF_DECISIONS = """
+INSERT INTO run_stages SELECT DISTINCT run_id, stage, stage_order FROM decisions;
+INSERT INTO record_outcomes
+    SELECT run_id, record_id, max(stage) FILTER (WHERE NOT kept), max(stage_order) FILTER (WHERE NOT kept),
+           max(reason) FILTER (WHERE NOT kept), max(value) FILTER (WHERE NOT kept)
     FROM decisions GROUP BY run_id, record_id;
 """
+_STORED = "SELECT run_id, record_id, stage, stage_order, kept, reason, value FROM decisions"
+
+
+def migrate_decisions(con) -> str | None:
+    """An older store keeps a row per stage in a ``decisions`` table: its rows become ``run_stages`` and
+    ``record_outcomes`` (``TABLES`` created them), so that ``decisions`` can be the view; in the caller's
+    transaction. The table is dropped only where the view gives back exactly its rows; otherwise it is
+    kept, renamed ``decisions_legacy``. Returns what was done; None for a store without that table (new,
+    or migrated already)."""
+    kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'decisions' "
+                       "AND table_schema = 'main' AND table_catalog = current_database()").fetchone()
+    if not kind or kind[0] != "BASE TABLE":
+        return None
+    con.execute("DROP VIEW IF EXISTS record_fate")  # it reads the table
+    con.execute(_OUTCOMES_OF_DECISIONS)
+    differ = con.execute(f"SELECT count(*) FROM (({_STORED}) EXCEPT ALL ({DECISIONS_OF_OUTCOMES})) UNION ALL "
+                         f"SELECT count(*) FROM (({DECISIONS_OF_OUTCOMES}) EXCEPT ALL ({_STORED}))").fetchall()
+    if any(n for (n,) in differ):
+        con.execute("ALTER TABLE decisions RENAME TO decisions_legacy")
+        return "renamed: its rows are not all rows of the view (kept as decisions_legacy)"
+    con.execute("DROP TABLE decisions")
+    return "migrated"
