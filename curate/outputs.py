@@ -91,10 +91,11 @@ class RecordWriter(ParquetWriter):
 
     name = "📒 jcurate records"
 
-    def __init__(self, output_folder: str, stage: str | None = None):
+    def __init__(self, output_folder: str, stage: str | None = None, compression: str = "snappy"):
         super().__init__(
             output_folder,
             output_filename="${rank}.parquet",
+            compression=compression,
             schema=RECORD_SCHEMA,
             max_file_size=-1,
             use_content_defined_chunking=False,

@@ -113,7 +113,9 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
         ReadErrorFilter(exclusion_writer=dropped_writer(str(out), "read")),
         JapaneseQualityFilter(config.quality, exclusion_writer=dropped_writer(str(out), "quality")),
         JapaneseLanguageFilter(config.language, exclusion_writer=dropped_writer(str(out), "language")),
-        RecordWriter(str(work / "filtered")),
+        # the filtered records, read back by the plan and the last stage only: LZ4 reads in half the time of
+        # Snappy (0.04 vs 0.08 s per 30k records), the same size; kept and dropped records stay Snappy
+        RecordWriter(str(work / "filtered"), compression="lz4"),
     ]
     if near:
         filter_stage.append(PartShingleWriter(str(work / "part_shingles"), near))
