@@ -17,9 +17,11 @@ from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseReader
+from datatrove.utils.batching import batched
 from datatrove.utils.logging import logger
 
 from core.errors import JcurateError, first_line
+from curate.batch_stats import count, record_doc_stats
 from curate.manifest import ROLE_FIELDS_NOTE, Source
 from curate.records import ROLE_ALIASES, ROLES, content_hash, make_document
 
@@ -50,6 +52,7 @@ def open_binary(path: str):
 
 # what a compressed stream raises when it is truncated or corrupt
 DECOMPRESSION_ERRORS = (EOFError, OSError, ValueError)
+READ_BATCH = 1000  # rows turned into records at a time (``SourceReader.run``)
 
 
 def _read_prefix(path: str, limit: int) -> bytes:
@@ -365,12 +368,14 @@ class SourceReader(BaseReader):
             self.stat_update("input_files")
             logger.info(f"reading source '{source.id}' ({source.format}), file {i + 1} of {len(work)}: {file}"
                         + (f" (rows r % {world_size} == {rank})" if by_rows else ""))
-            for row, obj, raw, error in read_rows(source, file, keep):
-                with self.track_time():
-                    doc = row_to_document(source, file, row, obj, raw, error)
-                self.stat_update("documents")
-                self.update_doc_stats(doc)
-                yield doc
+            # a batch of rows at a time, their statistics recorded at once (``curate.batch_stats``): a timer
+            # and three statistics per record were a tenth of the reader's time
+            for rows in batched(read_rows(source, file, keep), READ_BATCH):
+                with self.track_time("batch"):
+                    docs = [row_to_document(source, file, *row) for row in rows]
+                count(self, "documents", len(docs))
+                record_doc_stats(self, docs)
+                yield from docs
 
 
 def _first_columns(source: Source, file: str, sample: int = 50) -> set[str] | None:
