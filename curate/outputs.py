@@ -43,19 +43,22 @@ RECORD_COLUMNS = {
 RECORD_SCHEMA = pa.schema(list(RECORD_COLUMNS.items()))
 _FIXED = set(RECORD_COLUMNS) - {"record_id", "text", "stage", "reason", "value", "signals"}
 _NOT_SIGNALS = _FIXED | {"read_error", "drop_value", "filter_reason", "file_path"}
+# json.dumps(x, ensure_ascii=False[, default=str]) without building an encoder per call (a quarter of its time)
+_messages_json = json.JSONEncoder(ensure_ascii=False).encode
+_signals_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def document_to_row(doc: Document, stage: str | None = None) -> dict:
     meta = doc.metadata
     row = {key: meta.get(key) for key in _FIXED}
-    row["messages"] = json.dumps(meta["messages"], ensure_ascii=False) if meta.get("messages") else None
+    row["messages"] = _messages_json(meta["messages"]) if meta.get("messages") else None
     row["record_id"] = doc.id
     row["text"] = doc.text
     row["stage"] = stage
     row["reason"] = meta.get("filter_reason") if stage else None
     row["value"] = meta.get("drop_value") if stage else None
     signals = {k: v for k, v in meta.items() if k not in _NOT_SIGNALS}
-    row["signals"] = json.dumps(signals, ensure_ascii=False, default=str) if signals else None
+    row["signals"] = _signals_json(signals) if signals else None
     return row
 
 
@@ -63,7 +66,7 @@ def documents_to_columns(docs: list[Document], stage: str | None = None) -> dict
     """``document_to_row`` of many documents, as columns (one Arrow batch, no dict per row)."""
     metas = [d.metadata for d in docs]
     columns = {key: [m.get(key) for m in metas] for key in _FIXED}
-    columns["messages"] = [json.dumps(m["messages"], ensure_ascii=False) if m.get("messages") else None for m in metas]
+    columns["messages"] = [_messages_json(m["messages"]) if m.get("messages") else None for m in metas]
     columns["record_id"] = [d.id for d in docs]
     columns["text"] = [d.text for d in docs]
     columns["stage"] = [stage] * len(docs)
@@ -72,7 +75,7 @@ def documents_to_columns(docs: list[Document], stage: str | None = None) -> dict
     signals = []
     for m in metas:
         found = {k: v for k, v in m.items() if k not in _NOT_SIGNALS}
-        signals.append(json.dumps(found, ensure_ascii=False, default=str) if found else None)
+        signals.append(_signals_json(found) if found else None)
     columns["signals"] = signals
     return columns
 
