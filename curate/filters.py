@@ -18,7 +18,7 @@ from datatrove.utils.lid import FastTextLID
 
 from curate.batch_stats import BatchStatsFilter
 from curate.config import LanguageConfig, QualityConfig
-from curate.japanese import ends_mid_sentence, repetition
+from curate.japanese import ends_mid_sentence, may_repeat, repetition
 from curate.minhash import WHITESPACE
 
 _KANA_RANGES = ((0x3041, 0x309F), (0x30A0, 0x30FF), (0x31F0, 0x31FF))
@@ -138,8 +138,11 @@ class JapaneseQualityFilter(BatchStatsFilter):
         if run_reached:  # then the drop value: the longest run
             return _drop(doc, "repeated_characters", max(_longest_char_run(a) for a in answers))
         for answer in answers:
+            prose = without_code(answer)
+            if not may_repeat(prose, c.min_sentences_for_repetition, c.repeated_ngram_min_chars):
+                continue  # too few sentences and too short: neither measure can reach its limit
             # a sentence the prompt itself holds may be repeated on request (「こんにちは」を10回表示して)
-            rep = repetition(without_code(answer), c.repeated_ngram_chars, c.repeated_ngram_min_chars,
+            rep = repetition(prose, c.repeated_ngram_chars, c.repeated_ngram_min_chars,
                              requested=instruction + "\n" + (meta.get("input") or ""))
             if rep.sentences >= c.min_sentences_for_repetition and (
                     rep.duplicate_sentence_fraction > c.max_duplicate_sentence_fraction

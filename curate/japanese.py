@@ -199,6 +199,20 @@ class Repetition:
     repeated_ngram_char_fraction: float  # characters covered by a character n-gram seen twice or more
 
 
+def may_repeat(text: str, min_sentences: int, ngram_min_chars: int) -> bool:
+    """False where ``repetition(text)`` cannot reach a limit: fewer than ``min_sentences`` sentences
+    (each split needs a line break or one of 。！？!?, so they bound the count) and too short for the
+    n-gram measure. A few ``str.count`` calls instead of a sentence split per answer.
+
+    >>> may_repeat("はい。そうです。", 4, 200), may_repeat("はい。" * 4, 4, 200), may_repeat("あ" * 200, 4, 200)
+    (False, True, True)
+    """
+    if len(text) >= ngram_min_chars:
+        return True
+    splits = text.count("\n") + sum(text.count(end) for end in "。！？!?")
+    return splits + 1 >= min_sentences
+
+
 def repetition(text: str, n: int = 20, ngram_min_chars: int = 200, requested: str = "") -> Repetition:
     """Repetition measures of ``text`` (sentences split after 。！？ and at line breaks).
 
