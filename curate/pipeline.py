@@ -52,7 +52,7 @@ from curate.progress import ProgressCounter, count_input_rows, parquet_rows
 from curate.readers import SourceReader, check_field_mappings, check_readable
 from curate.shipped_scorer import ShippedScoreStep
 from curate.tokenizers import make_tokenizer
-from curate.worker_server import start_worker_server
+from curate.worker_server import drain_worker_output, start_worker_server
 
 STAGES = ("read", "quality", "language", "exact_dedup", "near_dedup", "decontamination")
 EXECUTORS = ("local", "ray", "slurm")
@@ -261,6 +261,7 @@ def stage_output_to(path: Path, label: str, enabled: bool = True, every: float =
             sys.stderr.close()
             sys.stderr = python_stderr
         sys.stderr.flush()
+        drain_worker_output()  # the stage's last worker lines to its log, not to the terminal
         os.dup2(saved, 2)
         os.close(saved)
         # datatrove re-adds its default handler on the file just closed: point it back here

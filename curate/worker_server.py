@@ -3,14 +3,80 @@
 Kept apart from ``curate.pipeline`` (1.5 s of imports) so that the command line can start it
 first: the server then imports the pipeline's modules on the other core while the main process
 imports its own, instead of after it.
+
+The server and every worker it forks keep the standard streams the server started with, for its
+whole life. So it starts with stdout on /dev/null and stderr on a pipe that a thread of this
+process copies to whatever this process's stderr is at the time: the stage's log file while
+``curate.pipeline.stage_output_to`` has it, the terminal otherwise (``--verbose``). Started with
+this process's streams, the workers wrote datatrove's log to the terminal, between the progress
+lines, and a command whose output went to a pipe ended 0.4 s late: the pipe stayed open until the
+server's own exit.
 """
 
 from __future__ import annotations
+
+import os
+import threading
 
 # what every worker of every stage imports (datatrove, pyarrow, numpy, fugashi, our steps; scipy.sparse for the
 # shipped scorer, which imports it lazily; pandas, which pyarrow imports at a worker's first ``pa.array`` of a
 # Python list, 0.3-0.5 s; scipy's graph components for the dedup plan): ~1.5 s a process
 WORKER_MODULES = ["__main__", "curate.pipeline", "scipy.sparse", "pandas", "scipy.sparse.csgraph"]
+
+
+class _StderrCopier:
+    """Copies what the server and its workers write to their stderr (the read end ``fd`` of a pipe)
+    to this process's file descriptor 2, a chunk at a time, on a daemon thread."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.lock = threading.Lock()  # held while a chunk is read and written: ``drain`` waits on it
+        os.set_blocking(fd, False)
+        self.thread = threading.Thread(target=self._run, name="worker-stderr", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import select
+
+        while True:
+            select.select([self.fd], [], [])
+            with self.lock:
+                try:
+                    data = os.read(self.fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not data:  # every writer closed: the server and its workers exited
+                    return
+                _write_all(2, data)
+
+    def pending(self) -> int:
+        import fcntl
+        import termios
+
+        return int.from_bytes(fcntl.ioctl(self.fd, termios.FIONREAD, bytes(4)), "little")
+
+    def drain(self, timeout: float = 2.0) -> None:
+        """Returns once everything written to the pipe so far is copied (or after ``timeout``)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.thread.is_alive() and time.monotonic() < deadline:
+            with self.lock:  # not in the middle of a chunk: an empty pipe means all of it is copied
+                if not self.pending():
+                    return
+            time.sleep(0.005)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except OSError:  # this process's stderr is gone: nothing to copy to
+            return
+
+
+_COPIER: _StderrCopier | None = None
 
 
 def start_worker_server() -> None:
@@ -19,8 +85,35 @@ def start_worker_server() -> None:
     started in ~1.5 s, longer than a small stage's work. Only modules are loaded: models and taggers
     are created lazily, in the workers. Returns at once: the server imports in the background, and
     a pool waits for it. Later calls change nothing while the server runs."""
+    global _COPIER
     import multiprocess
     from multiprocess import forkserver
 
     multiprocess.get_context("forkserver").set_forkserver_preload(WORKER_MODULES)
-    forkserver.ensure_running()
+    if _COPIER is not None:
+        forkserver.ensure_running()
+        return
+    import sys
+
+    sys.stdout.flush()  # nothing of this process's may land on the server's streams
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(1), os.dup(2)
+    try:
+        os.dup2(devnull, 1)  # the server (spawned now) takes this process's fds 1 and 2 as its own
+        os.dup2(write_end, 2)
+        forkserver.ensure_running()
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull, write_end):
+            os.close(fd)
+    _COPIER = _StderrCopier(read_end)
+
+
+def drain_worker_output() -> None:
+    """Waits until what the workers wrote to stderr so far has reached this process's stderr (before
+    a stage hands fd 2 back)."""
+    if _COPIER is not None:
+        _COPIER.drain()

@@ -119,3 +119,25 @@ def test_the_command_ends_with_everything_written(tmp_path):
     assert len(log.split("===== jcurate stage:")) == 5, "the four stages' logs"
     assert last_stage[-3].endswith("WRITER: 📒 jcurate records"), last_stage[-3:]
     assert last_stage[-1].lstrip().startswith("Stats: {XXXXX.parquet:"), "the last writer's statistics, whole"
+
+
+def test_the_workers_log_goes_to_the_log_file_not_the_terminal(tmp_path):
+    """With several workers (forked from the worker server) datatrove's per-task log reaches
+    ``work/logs/datatrove.log``, each stage's under its heading, and not the command's stderr, where
+    the progress lines are; the command's output on a pipe ends with it."""
+    manifest = _write(tmp_path, "sources.yaml", MANIFEST.format(
+        path="data/sources/alpaca_ja.jsonl", license="CC0-1.0", fields="{instruction: instruction, output: output}"))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "jcurate.cli", "run", "--sources", str(manifest), "--out", str(out),
+                           "--db", str(tmp_path / "db.duckdb"), "--workers", "2"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Launching pipeline" not in proc.stderr and "Stats: {" not in proc.stderr, proc.stderr[-2000:]
+    assert "[4/4] dedup-decont done" in proc.stderr
+    log = (out / "work/logs/datatrove.log").read_text(encoding="utf-8")
+    stages = log.split("===== jcurate stage: ")[1:]
+    assert [s.split(" =====")[0] for s in stages] == ["filter", "minhash-buckets", "dedup-plan", "dedup-decont"]
+    for stage in stages:
+        assert "Launching pipeline for rank=" in stage and "tasks completed" in stage, stage[:300]
+    assert stages[-1].rstrip().splitlines()[-1].endswith("2/2 tasks completed."), "the last task's lines, whole"
+
