@@ -51,6 +51,7 @@ from curate.part_shingles import PartShingleWriter
 from curate.progress import ProgressCounter, count_input_rows, parquet_rows
 from curate.readers import SourceReader, check_field_mappings, check_readable
 from curate.shipped_scorer import ShippedScoreStep
+from curate.stage_pool import StagePool, run_on_pool
 from curate.tokenizers import make_tokenizer
 from curate.worker_server import drain_worker_output, start_worker_server
 
@@ -322,6 +323,19 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
             ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else options.workers,
                      include_dashboard=False, log_to_driver=False)
     stage_log = out / "work/logs/datatrove.log"
+    # the stages of a local run with several workers share one pool of them (curate.stage_pool)
+    stage_pool = StagePool(options.workers) if options.kind == "local" and options.workers > 1 else None
+    try:
+        _run_in_order(executors, stage_pool, sources, out, options, stage_log, timings, log)
+    finally:
+        if stage_pool is not None:
+            stage_pool.close()
+    (out / "work/timings.json").write_text(json.dumps(timings))
+    return timings
+
+
+def _run_in_order(executors, stage_pool: StagePool | None, sources: list[Source], out: Path, options: ExecutorOptions,
+                  stage_log: Path, timings: dict[str, float], log) -> None:
     for i, (name, executor) in enumerate(executors, start=1):
         log(f"[{i}/{len(executors)}] {name} ..." + ("" if options.verbose else f" (datatrove's log: {stage_log})"))
         start = time.perf_counter()
@@ -332,7 +346,10 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
                 progress = out / "work/progress" / name
                 total = count_input_rows(sources) if name == "filter" else unplanned_rows(out / "work")
             with stage_output_to(stage_log, name, enabled=not options.verbose, progress=progress, total=total):
-                executor.run()
+                if stage_pool is not None:
+                    run_on_pool(executor, stage_pool)
+                else:
+                    executor.run()
         except Exception:
             log(f"stage {name} failed: see {stage_log}")
             raise
@@ -343,5 +360,3 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
             # (datatrove's readers stop on an empty folder); the drops are written, the run goes on
             log("every record was dropped before dedup: the remaining stages have nothing to do")
             break
-    (out / "work/timings.json").write_text(json.dumps(timings))
-    return timings
