@@ -159,12 +159,11 @@ def make_executor(kind: str, steps: list, tasks: int, workers: int, logging_dir:
     if kind == "local":
         from datatrove.executor import LocalPipelineExecutor
 
-        # datatrove runs a stage in this process when it has one worker. A single task (the dedup plan) of a
-        # run with several workers runs in a worker process instead (a pool of two, one idle): forked with the
-        # pipeline's modules loaded, so this process never imports pandas and scipy (0.6 s on a core the
-        # filter workers need) and its memory stays small
-        pool = min(workers, tasks) if tasks > 1 or workers == 1 else 2
-        return LocalPipelineExecutor(steps, tasks=tasks, workers=pool, logging_dir=str(logging_dir),
+        # with one worker datatrove runs the stage in this process; with several, run_stages runs every stage
+        # on the run's shared pool (curate.stage_pool), a single task (the dedup plan) included: in a worker
+        # forked with the pipeline's modules loaded, so this process never imports pandas and scipy (0.6 s
+        # on a core the filter workers need) and its memory stays small
+        return LocalPipelineExecutor(steps, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
                                      depends=depends, skip_completed=skip_completed)
     if kind == "ray":
         try:

@@ -50,8 +50,8 @@ class StagePool:
 
 def run_on_pool(executor, stage_pool: StagePool) -> PipelineStats | None:
     """``LocalPipelineExecutor.run`` of ``executor`` (no ``depends``: stages run in order here) with the
-    workers and manager of ``stage_pool``; at most ``executor.workers`` of its tasks run at once only as
-    far as the pool has that many workers (the run's ``--workers``)."""
+    workers and manager of ``stage_pool``. ``executor.workers`` local ranks are handed out, so at most
+    that many of its tasks run at once (and at most the pool's size)."""
     executor._launched = True
     local = range(executor.local_rank_offset, executor.local_rank_offset + executor.local_tasks)
     if all(map(executor.is_rank_completed, local)):
