@@ -18,7 +18,7 @@ from datatrove.utils.lid import FastTextLID
 
 from curate.batch_stats import BatchStatsFilter
 from curate.config import LanguageConfig, QualityConfig
-from curate.japanese import ends_mid_sentence, may_repeat, repetition
+from curate.japanese import ends_mid_sentence, has_equal_sentences, may_repeat, repeated_ngram_fraction, repetition
 from curate.minhash import WHITESPACE
 
 _KANA_RANGES = ((0x3041, 0x309F), (0x30A0, 0x30FF), (0x31F0, 0x31FF))
@@ -106,12 +106,15 @@ class JapaneseQualityFilter(BatchStatsFilter):
         answers = [self.answers(doc) for doc in batch]
         reached = reaches_char_run_many([a for doc_answers in answers for a in doc_answers], self.config.max_char_run)
         ends = np.cumsum([len(a) for a in answers])
-        return [self.filter(doc, bool(reached[end - len(a):end].any()), a)
-                for doc, a, end in zip(batch, answers, ends.tolist())]
+        proses = [without_code(doc.text) for doc in batch]
+        symbols = symbol_counts_many(proses).tolist()
+        return [self.filter(doc, bool(reached[end - len(a):end].any()), a, (prose, n))
+                for doc, a, end, prose, n in zip(batch, answers, ends.tolist(), proses, symbols)]
 
-    def filter(self, doc: Document, run_reached: bool | None = None,
-               answers: list[str] | None = None) -> bool | tuple[bool, str]:
-        """``run_reached``: whether an answer reaches ``max_char_run`` where known (``filter_batch``)."""
+    def filter(self, doc: Document, run_reached: bool | None = None, answers: list[str] | None = None,
+               prose_symbols: tuple[str, int] | None = None) -> bool | tuple[bool, str]:
+        """``run_reached``: whether an answer reaches ``max_char_run``, and ``prose_symbols``: the text
+        without code and its ``symbol_count``, where known (``filter_batch``)."""
         c = self.config
         meta = doc.metadata
         instruction = meta["instruction"]
@@ -141,25 +144,30 @@ class JapaneseQualityFilter(BatchStatsFilter):
             prose = without_code(answer)
             if not may_repeat(prose, c.min_sentences_for_repetition, c.repeated_ngram_min_chars):
                 continue  # too few sentences and too short: neither measure can reach its limit
-            # a sentence the prompt itself holds may be repeated on request (「こんにちは」を10回表示して)
-            rep = repetition(prose, c.repeated_ngram_chars, c.repeated_ngram_min_chars,
-                             requested=instruction + "\n" + (meta.get("input") or ""))
-            if rep.sentences >= c.min_sentences_for_repetition and (
-                    rep.duplicate_sentence_fraction > c.max_duplicate_sentence_fraction
-                    or rep.duplicate_sentence_char_fraction > c.max_duplicate_sentence_char_fraction):
-                return _drop(doc, "repeated_sentences", f"duplicate sentences {rep.duplicate_sentence_fraction:.2f}, "
-                                                        f"their characters {rep.duplicate_sentence_char_fraction:.2f}")
-            if rep.repeated_ngram_char_fraction > c.max_repeated_ngram_char_fraction:
-                return _drop(doc, "repeated_ngrams", round(rep.repeated_ngram_char_fraction, 3))
+            if has_equal_sentences(prose):
+                # a sentence the prompt itself holds may be repeated on request (「こんにちは」を10回表示して)
+                rep = repetition(prose, c.repeated_ngram_chars, c.repeated_ngram_min_chars,
+                                 requested=instruction + "\n" + (meta.get("input") or ""))
+                if rep.sentences >= c.min_sentences_for_repetition and (
+                        rep.duplicate_sentence_fraction > c.max_duplicate_sentence_fraction
+                        or rep.duplicate_sentence_char_fraction > c.max_duplicate_sentence_char_fraction):
+                    return _drop(doc, "repeated_sentences",
+                                 f"duplicate sentences {rep.duplicate_sentence_fraction:.2f}, "
+                                 f"their characters {rep.duplicate_sentence_char_fraction:.2f}")
+                ngrams = rep.repeated_ngram_char_fraction
+            else:  # no duplicate sentence: both sentence measures are 0, which no limit (0 to 1) is below
+                ngrams = repeated_ngram_fraction(prose, c.repeated_ngram_chars, c.repeated_ngram_min_chars)
+            if ngrams > c.max_repeated_ngram_char_fraction:
+                return _drop(doc, "repeated_ngrams", round(ngrams, 3))
         raw = doc.text.encode("utf-8")
         if len(raw) >= 400:
             ratio = len(zlib.compress(raw)) / len(raw)
             meta["compression_ratio"] = round(ratio, 3)
             if ratio < c.min_compression_ratio:
                 return _drop(doc, "repetitive_text", round(ratio, 3))
-        prose = without_code(doc.text)
+        prose, n_symbols = prose_symbols or (without_code(doc.text), None)
         if prose.strip():
-            symbols = symbol_count(prose) / len(prose)
+            symbols = (symbol_count(prose) if n_symbols is None else n_symbols) / len(prose)
             meta["symbol_ratio"] = round(symbols, 3)
             if symbols > c.max_symbol_ratio:
                 return _drop(doc, "too_many_symbols", round(symbols, 3))
@@ -294,6 +302,35 @@ def symbol_count(text: str) -> int:
     (5, 5)
     """
     return sum(map(len, _SYMBOL_RUNS.findall(text)))
+
+
+_SYMBOL_TABLE: np.ndarray | None = None
+
+
+def _symbol_table() -> np.ndarray:
+    """Per code point: whether ``_SYMBOL_RUNS`` matches it (the regex run once over every code point,
+    ~0.05 s, in each process that counts in batches: not at import, which the workers' server waits for)."""
+    global _SYMBOL_TABLE
+    if _SYMBOL_TABLE is None:
+        every = np.arange(0x110000, dtype=np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
+        edges = np.zeros(0x110001, dtype=np.int8)
+        for m in _SYMBOL_RUNS.finditer(every):
+            edges[m.start()] += 1
+            edges[m.end()] -= 1
+        _SYMBOL_TABLE = np.cumsum(edges[:-1]).astype(bool)
+    return _SYMBOL_TABLE
+
+
+def symbol_counts_many(texts: list[str]) -> np.ndarray:
+    """``symbol_count`` of each text, the texts in one numpy pass (a table lookup per character instead
+    of a regex match per run: a fifth of the time on 30k records).
+
+    >>> symbol_counts_many(["価格は★★★ $5 です→", "", "普通の文です。"]).tolist()
+    [5, 0, 0]
+    """
+    codes, starts, ends = _code_points(texts)
+    symbols = np.concatenate([[0], np.cumsum(_symbol_table()[codes])])
+    return symbols[ends] - symbols[starts]
 
 
 class JapaneseLanguageFilter(BatchStatsFilter, LanguageFilter):

@@ -237,15 +237,40 @@ def repetition(text: str, n: int = 20, ngram_min_chars: int = 200, requested: st
             dup += 1
             dup_chars += len(s)
         seen.add(s)
-    compact = "".join(text.split())
     return Repetition(
         sentences=len(sentences),
         duplicate_sentence_fraction=dup / len(sentences) if sentences else 0.0,
         duplicate_sentence_char_fraction=dup_chars / total_chars if total_chars else 0.0,
-        # short answers repeat a phrase by design (parallel clauses, 「こんにちは」 ten times when asked)
-        repeated_ngram_char_fraction=_repeated_ngram_coverage(compact, n)
-        if len(compact) >= ngram_min_chars and _compresses_well(compact) else 0.0,
+        repeated_ngram_char_fraction=repeated_ngram_fraction(text, n, ngram_min_chars),
     )
+
+
+def repeated_ngram_fraction(text: str, n: int = 20, ngram_min_chars: int = 200) -> float:
+    """``repetition(text).repeated_ngram_char_fraction``: the share of ``text``'s characters (whitespace
+    removed) inside a character n-gram that occurs twice or more; 0 below ``ngram_min_chars``.
+
+    >>> repeated_ngram_fraction("あいうえおかきくけこさしすせそたちつてと。" * 12)
+    1.0
+    """
+    compact = "".join(text.split())
+    # short answers repeat a phrase by design (parallel clauses, 「こんにちは」 ten times when asked)
+    if len(compact) < ngram_min_chars or not _compresses_well(compact):
+        return 0.0
+    return _repeated_ngram_coverage(compact, n)
+
+
+def has_equal_sentences(text: str) -> bool:
+    """Whether two of ``text``'s sentences are equal. False: ``repetition``'s sentence measures are 0
+    (its sentences are these pieces, less those without a letter, and a duplicate must equal an
+    earlier one), so only its n-gram measure is left to compute. A set of pieces instead of the
+    letter test and the counting loop: a third of the time, and almost no answer repeats a sentence
+    (146 of 26,600 in the 60k benchmark input).
+
+    >>> has_equal_sentences("はい。はい。"), has_equal_sentences("はい。\\n\\nいいえ。"), has_equal_sentences("")
+    (True, False, False)
+    """
+    pieces = [s for s in map(str.strip, SENTENCES.split(text)) if s]
+    return len(set(pieces)) < len(pieces)
 
 
 def _compresses_well(text: str, below: float = 0.5) -> bool:
