@@ -56,6 +56,8 @@ from curate.tokenizers import make_tokenizer
 from curate.worker_server import drain_worker_output, start_worker_server
 
 STAGES = ("read", "quality", "language", "exact_dedup", "near_dedup", "decontamination")
+# the stages whose drops the filter stage writes (``OUT/dropped/<stage>``): the later stages only split the rest
+FILTER_STAGE_DROPS = STAGES[:3]
 EXECUTORS = ("local", "ray", "slurm")
 
 
@@ -283,9 +285,10 @@ def unplanned_rows(work: Path) -> int | None:
 
 
 def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options: ExecutorOptions,
-               log=print) -> dict[str, float]:
+               log=print, after_stage=None) -> dict[str, float]:
     """Runs (or, on Slurm, submits) every stage; returns wall seconds per stage. Resumes an
-    interrupted run of the same inputs on the same ``out`` unless ``options.fresh``."""
+    interrupted run of the same inputs on the same ``out`` unless ``options.fresh``. ``after_stage``:
+    called with each stage's name once it has ended (not on Slurm)."""
     check_readable(sources)
     check_field_mappings(sources)
     fingerprint = run_fingerprint(sources, config, options)
@@ -325,7 +328,7 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
     # the stages of a local run with several workers share one pool of them (curate.stage_pool)
     stage_pool = StagePool(options.workers) if options.kind == "local" and options.workers > 1 else None
     try:
-        _run_in_order(executors, stage_pool, sources, out, options, stage_log, timings, log)
+        _run_in_order(executors, stage_pool, sources, out, options, stage_log, timings, log, after_stage)
     finally:
         if stage_pool is not None:
             stage_pool.close()
@@ -334,7 +337,7 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
 
 
 def _run_in_order(executors, stage_pool: StagePool | None, sources: list[Source], out: Path, options: ExecutorOptions,
-                  stage_log: Path, timings: dict[str, float], log) -> None:
+                  stage_log: Path, timings: dict[str, float], log, after_stage=None) -> None:
     for i, (name, executor) in enumerate(executors, start=1):
         log(f"[{i}/{len(executors)}] {name} ..." + ("" if options.verbose else f" (datatrove's log: {stage_log})"))
         start = time.perf_counter()
@@ -354,6 +357,8 @@ def _run_in_order(executors, stage_pool: StagePool | None, sources: list[Source]
             raise
         timings[name] = round(time.perf_counter() - start, 3)
         log(f"[{i}/{len(executors)}] {name} done in {timings[name]:.1f}s")
+        if after_stage is not None:
+            after_stage(name)
         if name == "filter" and not any((out / "work/filtered").glob("*.parquet")):
             # nothing survived the filters: the dedup and decontamination stages have no input
             # (datatrove's readers stop on an empty folder); the drops are written, the run goes on

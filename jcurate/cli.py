@@ -37,9 +37,9 @@ def cmd_run(args) -> int:
 
         start_worker_server()  # first: it imports the pipeline's modules while this process does
     from curate.config import load_config
-    from curate.ingest import ingest_run
+    from curate.ingest import EarlyRecords, ingest_run
     from curate.manifest import load_manifest
-    from curate.pipeline import STAGES, ExecutorOptions, mark_finished, run_stages
+    from curate.pipeline import FILTER_STAGE_DROPS, STAGES, ExecutorOptions, mark_finished, run_stages
     from curate.report import build_report, format_report, write_report
     from licenses.catalogue import load_catalogue
 
@@ -59,18 +59,26 @@ def cmd_run(args) -> int:
                      if s.license_from_card else ""), file=sys.stderr)
     options = ExecutorOptions(kind=args.executor, workers=args.workers, slurm=config.slurm, verbose=args.verbose,
                               fresh=args.fresh)
-    timings = run_stages(sources, config, out, options, log=lambda m: print(m, file=sys.stderr))
-    if args.executor == "slurm":
-        print(f"submitted to Slurm. When the jobs finish: jcurate ingest --out {out} --sources {args.sources} "
-              f"--db {args.db}")
-        return 0
-    report = build_report(out, timings)
-    report["hub_sources"] = {s.id: {"hub": s.hub_id, "revision": s.hub_revision, "license": s.license,
-                                    "license_from": "dataset card" if s.license_from_card else "manifest"}
-                             for s in sources if s.hub_id}
-    run_id = ingest_run(args.db, out, sources, catalogue, config=config.to_dict(), report=report,
-                        sources_file=str(args.sources), executor=args.executor, workers=args.workers,
-                        started_at=started, stages=STAGES)
+    # the records go into the store while the stages after the filter stage run (curate.ingest.EarlyRecords)
+    early = EarlyRecords(args.db, out, FILTER_STAGE_DROPS) if args.executor != "slurm" else None
+    try:
+        timings = run_stages(sources, config, out, options, log=lambda m: print(m, file=sys.stderr),
+                             after_stage=lambda name: early.start() if early and name == "filter" else None)
+        if args.executor == "slurm":
+            print(f"submitted to Slurm. When the jobs finish: jcurate ingest --out {out} --sources {args.sources} "
+                  f"--db {args.db}")
+            return 0
+        report = build_report(out, timings)
+        report["hub_sources"] = {s.id: {"hub": s.hub_id, "revision": s.hub_revision, "license": s.license,
+                                        "license_from": "dataset card" if s.license_from_card else "manifest"}
+                                 for s in sources if s.hub_id}
+        run_id = ingest_run(args.db, out, sources, catalogue, config=config.to_dict(), report=report,
+                            sources_file=str(args.sources), executor=args.executor, workers=args.workers,
+                            started_at=started, stages=STAGES, early=early)
+    except BaseException:
+        if early is not None:
+            early.abort()  # nothing of the run stays in the store
+        raise
     report["run_id"] = run_id
     report["scoring"] = score_after_run(args.db, out / "models", config.scoring, run_id,
                                         shipped=(report.get("scoring") or {}).get("shipped"))

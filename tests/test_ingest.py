@@ -1,10 +1,18 @@
-"""The ingest's record upsert: new records inserted, records an earlier run stored updated in place."""
+"""The ingest: the record upsert (new records inserted, records an earlier run stored updated in place), and
+the records loaded while the later stages run (``EarlyRecords``)."""
 
 from __future__ import annotations
 
-import pyarrow as pa
+import subprocess
+import sys
 
-from curate.ingest import RECORD_FIELDS, insert_records
+import duckdb
+import pyarrow as pa
+import pytest
+
+from core.errors import JcurateError
+from curate.ingest import RECORD_FIELDS, EarlyRecords, ingest_run, insert_records
+from curate.pipeline import FILTER_STAGE_DROPS
 from store.connection import connect
 
 
@@ -27,4 +35,73 @@ def test_a_first_run_inserts_and_a_later_run_updates_stored_records_in_place(tmp
     insert_records(con, "run-2")
     rows = con.execute("SELECT record_id, text, first_run_id, last_run_id FROM records ORDER BY record_id").fetchall()
     assert rows == [("s:a", "一", "run-1", "run-1"), ("s:b", "二です", "run-1", "run-2"), ("s:c", "三", "run-2", "run-2")]
+    con.close()
+
+
+TABLES = {
+    "records": "SELECT * EXCLUDE (first_run_id, last_run_id) FROM records ORDER BY record_id",
+    "decisions": "SELECT record_id, stage, stage_order, kept, reason, value FROM decisions ORDER BY ALL",
+    "record_fate": "SELECT * EXCLUDE (run_id) FROM record_fate ORDER BY record_id",
+    "scores": "SELECT record_id, scorer, model, score FROM scores ORDER BY ALL",
+    "dup_clusters": "SELECT cluster_id, record_id, stage, is_survivor FROM dup_clusters ORDER BY ALL",
+}
+
+
+def _ingest(out, db, early=None) -> str:
+    from curate.config import load_config
+    from curate.manifest import load_manifest
+    from curate.pipeline import STAGES
+    from curate.report import build_report
+    from licenses.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    return ingest_run(db, out, load_manifest("data/sources.yaml", catalogue), catalogue,
+                      config=load_config(None).to_dict(), report=build_report(out, {}), sources_file="data/sources.yaml",
+                      stages=STAGES, early=early)
+
+
+def _tables(db) -> dict[str, list]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {name: con.execute(query).fetchall() for name, query in TABLES.items()}
+    finally:
+        con.close()
+
+
+def test_records_loaded_during_the_later_stages_store_the_same_run(default_run, tmp_path):
+    """The early load reads the filtered shards and the filter stage's drops; the ingest after it the kept
+    and dropped shards: the same records, and the run stored as one."""
+    out, _ = default_run
+    _ingest(out, tmp_path / "whole.duckdb")
+    early = EarlyRecords(tmp_path / "early.duckdb", out, FILTER_STAGE_DROPS)
+    assert len(early.files()) < len(list(out.glob("kept/*.parquet")) + list(out.glob("dropped/*/*.parquet")))
+    early.start()
+    run_id = _ingest(out, tmp_path / "early.duckdb", early)
+    assert run_id == early.run_id
+    whole, loaded = _tables(tmp_path / "whole.duckdb"), _tables(tmp_path / "early.duckdb")
+    assert len(whole["records"]) == 1046 and whole == loaded
+
+
+def test_an_aborted_early_load_leaves_the_store_without_the_run_and_unlocked(default_run, tmp_path):
+    out, _ = default_run
+    db = tmp_path / "store.duckdb"
+    early = EarlyRecords(db, out, FILTER_STAGE_DROPS)
+    early.start()
+    early.abort()  # a later stage failed
+    # another process can open the store: the load's connection is closed, and nothing of it was kept
+    probe = ("import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+             "print(c.execute('SELECT count(*) FROM records').fetchone()[0])")
+    done = subprocess.run([sys.executable, "-c", probe, str(db)], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "0"
+
+
+def test_an_early_load_error_is_raised_by_the_ingest(default_run, tmp_path):
+    out, _ = default_run
+    early = EarlyRecords(tmp_path / "store.duckdb", out, FILTER_STAGE_DROPS)
+    early.files = lambda: [str(p) for p in sorted(out.glob("work/filtered/*.parquet"))] * 2  # every record twice
+    early.start()
+    with pytest.raises(JcurateError, match="record ids are not unique"):
+        _ingest(out, tmp_path / "store.duckdb", early)
+    con = duckdb.connect(str(tmp_path / "store.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM records").fetchone()[0] == 0
     con.close()
