@@ -43,6 +43,7 @@ from datatrove.utils.logging import logger
 from core.errors import JcurateError
 from curate.config import NearDedupConfig
 from curate.dedup import PartShingles, RecordParts
+from curate.outputs import numpy_of
 from curate.part_shingles import COUNTS_DTYPE, part_offsets, part_shingles, shingle_dtype, shingle_paths
 from curate.tokenizers import make_tokenizer
 
@@ -87,10 +88,10 @@ class PlanTable:
                        min(pos) OVER (PARTITION BY content_hash) AS exact_of
                 FROM o ORDER BY pos"""
         ).to_arrow_table()
-        keys = columns["task_key"].to_numpy().astype(np.uint64)
+        keys = numpy_of(columns["task_key"]).astype(np.uint64)  # not to_numpy: it imports pandas (curate.outputs)
         order = np.argsort(keys, kind="stable")
         positions = np.arange(keys.size, dtype=np.int64)
-        exact_of = columns["exact_of"].to_numpy().astype(np.int64) if exact else positions
+        exact_of = numpy_of(columns["exact_of"]).astype(np.int64) if exact else positions
         return cls(columns["record_id"].combine_chunks(), keys[order], order.astype(np.int64), exact_of, shards)
 
     def __len__(self) -> int:

@@ -48,6 +48,91 @@ _messages_json = json.JSONEncoder(ensure_ascii=False).encode
 _signals_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
+def arrow_strings(values: list) -> pa.Array:
+    """``pa.array(values, pa.string())`` built from its buffers. pyarrow's converter of Python lists
+    imports pandas into the process on its first call (0.3-0.5 s; the workers are kept free of it:
+    ``curate.worker_server``). What the buffers cannot hold (a value that is not a str or cannot be
+    UTF-8, 2 GB of text at once) goes to the converter, which then raises or converts as before.
+
+    >>> arrow_strings(["東京", None, ""]).equals(pa.array(["東京", None, ""], pa.string()))
+    True
+    """
+    n = len(values)
+    try:
+        encoded = [b"" if v is None else v.encode("utf-8") for v in values]
+    except (AttributeError, UnicodeEncodeError):
+        return pa.array(values, pa.string())
+    ends = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n))
+    if n and ends[-1] >= 2**31:
+        return pa.array(values, pa.string())
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    offsets[1:] = ends
+    nulls = np.fromiter((v is None for v in values), dtype=bool, count=n)
+    null_count = int(nulls.sum())
+    validity = pa.py_buffer(np.packbits(~nulls, bitorder="little")) if null_count else None
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)), validity,
+                                       null_count)
+
+
+_NUMBERS = {pa.int64(): (np.int64, (int,)), pa.int32(): (np.int32, (int,)), pa.float64(): (np.float64, (float, int))}
+
+
+def arrow_numbers(values: list, type_: pa.DataType) -> pa.Array:
+    """``pa.array(values, type_)`` for int64, int32 and float64 values (or None) from a numpy buffer, as
+    ``arrow_strings``; anything else (a bool, a str, a number out of range) goes to the converter.
+
+    >>> arrow_numbers([1, None, 3], pa.int64()).equals(pa.array([1, None, 3], pa.int64()))
+    True
+    """
+    dtype, kinds = _NUMBERS[type_]
+    if not all(v is None or type(v) in kinds for v in values):
+        return pa.array(values, type_)
+    nulls = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+    try:
+        data = np.array([0 if v is None else v for v in values], dtype=dtype)
+    except OverflowError:
+        return pa.array(values, type_)
+    null_count = int(nulls.sum())
+    validity = pa.py_buffer(np.packbits(~nulls, bitorder="little")) if null_count else None
+    return pa.Array.from_buffers(type_, len(values), [validity, pa.py_buffer(data)], null_count)
+
+
+_NUMPY_OF = {pa.int64(): np.int64, pa.uint64(): np.uint64, pa.int32(): np.int32, pa.float64(): np.float64}
+
+
+def numpy_of(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """``column.to_numpy()`` of a numeric column without nulls, read (not copied) from its data buffer:
+    pyarrow's ``to_numpy`` goes through its pandas conversion, which imports pandas (``arrow_strings``).
+
+    >>> numpy_of(pa.chunked_array([[1, 2], [3]], pa.int64())).tolist()
+    [1, 2, 3]
+    """
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if array.null_count or array.type not in _NUMPY_OF:
+        return array.to_numpy(zero_copy_only=False)
+    return np.frombuffer(array.buffers()[1], dtype=_NUMPY_OF[array.type], count=len(array),
+                         offset=array.offset * array.type.byte_width)
+
+
+def record_batch(columns: dict[str, list], schema: pa.Schema = None) -> pa.RecordBatch:
+    """``pa.RecordBatch.from_pydict(columns, schema)`` (``RECORD_SCHEMA`` by default) for Python lists
+    of strings and numbers, without pyarrow's list converter (``arrow_strings``); Arrow arrays pass as
+    they are."""
+    schema = schema or RECORD_SCHEMA
+    arrays = []
+    for f in schema:
+        values = columns[f.name]
+        if isinstance(values, pa.Array):
+            arrays.append(values)
+        elif f.type == pa.string():
+            arrays.append(arrow_strings(values))
+        elif f.type in _NUMBERS:
+            arrays.append(arrow_numbers(values, f.type))
+        else:
+            arrays.append(pa.array(values, f.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
 def document_to_row(doc: Document, stage: str | None = None) -> dict:
     meta = doc.metadata
     row = {key: meta.get(key) for key in _FIXED}
@@ -145,7 +230,7 @@ class RecordWriter(ParquetWriter):
                 use_content_defined_chunking=self.use_content_defined_chunking, write_page_index=self.write_page_index)
         self._write_batch(filename)  # rows ``write`` collected before, if any, first
         self._writers[filename].write_batch(
-            pa.RecordBatch.from_pydict(documents_to_columns(docs, self.stage), schema=self.schema))
+            record_batch(documents_to_columns(docs, self.stage), self.schema))
 
     def close_file(self, filename: str) -> None:
         self._flush_pending(filename)
@@ -186,8 +271,10 @@ class IntermediateReader(ParquetReader):
 
         from curate.dedup_plan import duplicates_path
 
-        listed = pq.read_table(duplicates_path(self.duplicates_folder, filepath))
-        return listed.column("row").to_numpy(), listed
+        # a ParquetFile, not read_table: that imports pyarrow.dataset, which imports pandas (curate.worker_server)
+        with pq.ParquetFile(duplicates_path(self.duplicates_folder, filepath)) as listed_file:
+            listed = listed_file.read()
+        return numpy_of(listed.column("row")), listed
 
     def _copy_duplicates(self, batch: pa.RecordBatch, rows: np.ndarray, listed: pa.Table, writers: dict,
                          filepath: str) -> None:
@@ -197,21 +284,20 @@ class IntermediateReader(ParquetReader):
         from curate.dedup_plan import DUPLICATE_REASONS
 
         picked = batch.take(pa.array(rows))
-        stages = listed.column("stage").to_numpy(zero_copy_only=False)
+        stages = np.array(listed.column("stage").to_pylist(), dtype=object)
         for stage, reason in DUPLICATE_REASONS.items():
             mine = stages == stage
             if not mine.any():
                 continue
             part = picked.filter(pa.array(mine))
             columns = {name: part.column(name) for name in RECORD_SCHEMA.names}
-            columns.update(stage=pa.array([stage] * len(part), pa.string()),
-                           reason=pa.array([reason] * len(part), pa.string()),
+            columns.update(stage=arrow_strings([stage] * len(part)), reason=arrow_strings([reason] * len(part)),
                            value=listed.column("value").filter(pa.array(mine)).combine_chunks())
             if stage not in writers:
                 target = f"{self.dropped_folder}/{stage}/{filepath.rsplit('/', 1)[-1]}"
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 writers[stage] = pq.ParquetWriter(target, RECORD_SCHEMA, compression="snappy")
-            writers[stage].write_batch(pa.RecordBatch.from_pydict(columns, schema=RECORD_SCHEMA))
+            writers[stage].write_batch(record_batch(columns))
             self.stat_update(f"dropped_{stage}", value=len(part))
 
     def read_file(self, filepath: str):

@@ -326,7 +326,9 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
                      include_dashboard=False, log_to_driver=False)
     stage_log = out / "work/logs/datatrove.log"
     # the stages of a local run with several workers share one pool of them (curate.stage_pool)
-    stage_pool = StagePool(options.workers) if options.kind == "local" and options.workers > 1 else None
+    # datasets (hf-disk sources) hands pandas objects to pyarrow: its workers keep pandas in pyarrow
+    without_pandas = not any(s.format == "hf-disk" for s in sources)
+    stage_pool = StagePool(options.workers, without_pandas) if options.kind == "local" and options.workers > 1 else None
     try:
         _run_in_order(executors, stage_pool, sources, out, options, stage_log, timings, log, after_stage)
     finally:

@@ -18,10 +18,12 @@ from datatrove.utils.stats import PipelineStats
 
 class StagePool:
     """The workers and the manager of one run's stages, started at the first stage that needs them;
-    ended by ``close`` (a context manager)."""
+    ended by ``close`` (a context manager). ``without_pandas``: each worker's pyarrow takes pandas as
+    absent (``curate.worker_server.keep_pandas_out_of_pyarrow``)."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, without_pandas: bool = False):
         self.workers = workers
+        self.without_pandas = without_pandas
         self._pool = None
         self._manager = None
 
@@ -67,7 +69,7 @@ def run_on_pool(executor, stage_pool: StagePool) -> PipelineStats | None:
         logger.info(f"Skipping {skipped} already completed tasks")
     completed_counter = manager.Value("i", skipped)
     completed_lock = manager.Lock()
-    stats = list(pool.imap_unordered(partial(executor._launch_run_for_rank, ranks_q=ranks_q,
+    stats = list(pool.imap_unordered(partial(_run_task, executor, stage_pool.without_pandas, ranks_q=ranks_q,
                                              completed=completed_counter, completed_lock=completed_lock),
                                      ranks_to_run))
     stats = sum(stats, start=PipelineStats())
@@ -75,3 +77,12 @@ def run_on_pool(executor, stage_pool: StagePool) -> PipelineStats | None:
         stats.save_to_disk(statsfile)
     logger.success(stats.get_repr(f"All {executor.local_tasks} tasks"))
     return stats
+
+
+def _run_task(executor, without_pandas: bool, rank: int, **kwargs):
+    """A task in a worker: datatrove's ``_launch_run_for_rank``, pyarrow first kept from pandas where asked."""
+    if without_pandas:
+        from curate.worker_server import keep_pandas_out_of_pyarrow
+
+        keep_pandas_out_of_pyarrow()
+    return executor._launch_run_for_rank(rank, **kwargs)

@@ -19,9 +19,41 @@ import os
 import threading
 
 # what every worker of every stage imports (datatrove, pyarrow, numpy, fugashi, our steps; scipy.sparse for the
-# shipped scorer, which imports it lazily; pandas, which pyarrow imports at a worker's first ``pa.array`` of a
-# Python list, 0.3-0.5 s; scipy's graph components for the dedup plan): ~1.5 s a process
-WORKER_MODULES = ["__main__", "curate.pipeline", "scipy.sparse", "pandas", "scipy.sparse.csgraph"]
+# shipped scorer, which imports it lazily; scipy's graph components for the dedup plan): ~1.1 s a process. Not
+# pandas (0.3-0.5 s more, the longest part of the start of a run with several workers), which the workers do
+# not use: ``keep_pandas_out_of_pyarrow``
+WORKER_MODULES = ["__main__", "curate.pipeline", "scipy.sparse", "scipy.sparse.csgraph"]
+
+
+class _RefusePandas:
+    """An import finder that refuses pandas (for ``keep_pandas_out_of_pyarrow``)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError("pandas is kept out of this worker's pyarrow")
+        return None
+
+
+def keep_pandas_out_of_pyarrow() -> bool:
+    """Makes pyarrow in this process take pandas as absent, unless something imported it already;
+    returns whether it did. pyarrow looks for pandas once, at its first array of any kind, and imports
+    it if installed (0.3-0.5 s, and ~60 MB a process); its pandas-only functions (``to_pandas``) still
+    import it when called. The writers build their Arrow arrays from buffers (``curate.outputs``):
+    pyarrow's converter of Python lists imports pandas on its own. Not for a process that hands pandas
+    objects to pyarrow (a source read with ``datasets``, which imports pandas: then nothing is done)."""
+    import sys
+
+    if "pandas" in sys.modules:
+        return False
+    import pyarrow as pa
+
+    finder = _RefusePandas()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.lib._pandas_api.have_pandas  # its one look, refused  # noqa: B018
+    finally:
+        sys.meta_path.remove(finder)
+    return True
 
 
 class _StderrCopier:

@@ -51,3 +51,40 @@ def test_a_failing_task_fails_the_stage(tmp_path):
         with pytest.raises(RuntimeError, match="task 1 fails"):
             run_on_pool(executor, pool)
     assert not (tmp_path / "x/completions/00001").exists()
+
+
+def write_records_note_pandas(folder: str, data, rank: int = 0, world_size: int = 1):
+    """A pipeline step (``folder`` bound): writes three records with the run's writer, reads their rows
+    back by position, and notes whether pandas is imported in this worker."""
+    import sys
+    from collections import deque
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curate.outputs import RecordWriter, numpy_of
+    from curate.records import make_document
+
+    docs = [make_document(record_id=f"s:{rank}-{i}", source_id="s", instruction="質問です", output="答えです。",
+                          extra={"row": i, "source_order": 0}) for i in range(3)]
+    deque(RecordWriter(f"{folder}/shards").run(iter(docs), rank=rank, world_size=world_size), maxlen=0)
+    with pq.ParquetFile(f"{folder}/shards/{rank:05d}.parquet") as f:
+        table = f.read()
+    # an array of positions, as the dedup plan and the last stage's reader make (pyarrow's first look for pandas)
+    rows = numpy_of(table.take(pa.array(np.arange(3))).column("row")).tolist()
+    (Path(folder) / f"pandas-{rank}").write_text(json.dumps(["pandas" in sys.modules, rows]), encoding="utf-8")
+    yield from ()
+
+
+@pytest.mark.parametrize("without_pandas", [True, False])
+def test_workers_write_and_read_records_without_importing_pandas(tmp_path, without_pandas):
+    """The workers' server does not preload pandas; a pool ``without_pandas`` keeps pyarrow from importing
+    it (the writers build arrays from buffers), an ordinary one lets pyarrow import it at its first array
+    of positions."""
+    step = partial(write_records_note_pandas, str(tmp_path))
+    with StagePool(2, without_pandas=without_pandas) as pool:
+        run_on_pool(LocalPipelineExecutor([step], tasks=2, workers=2, logging_dir=str(tmp_path / "logs")), pool)
+    for rank in (0, 1):
+        imported, rows = json.loads((tmp_path / f"pandas-{rank}").read_text(encoding="utf-8"))
+        assert rows == [0, 1, 2] and imported is (not without_pandas)
