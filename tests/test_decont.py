@@ -93,3 +93,25 @@ def test_ngram_windows_change_no_decision_on_real_records_and_leaks(tmp_path):
     assert first == second
     dropped = [d for d in first if d[1] is not True]
     assert any(d[0].startswith("leak") and "contaminated" in str(d[1]) and ": " in d[2] for d in dropped)
+
+
+def test_the_first_prompt_by_length_then_order_is_named_for_a_near_copy():
+    from curate.decont import PromptMatcher, normalise_prompt
+
+    prompts = {normalise_prompt(p): t for p, t in [("伊勢神宮は何県にありますか", "long"), ("伊勢神宮は何県か", "a"),
+                                                   ("伊勢神社は何県か", "b"), ("出雲大社は何県か", "c")]}
+    m = PromptMatcher(prompts, min_chars=8, near_edits=2)
+    # within two edits of both a and b (same length): a, listed first; not c (three edits); not the long one
+    assert m.match("伊勢神宫は何県か") == "a: near copy (1 edits)"
+    assert m.match("伊勢神社は何県か") == "b: whole prompt"
+    assert m.match("出雲大社はどの県?") is None
+
+
+def test_the_batch_windows_test_answers_as_the_one_text_test():
+    from curate.decont import NgramWindows
+
+    windows = NgramWindows(4, ["東京タワーの高さは何メートル", "富士山に登る方法"])
+    texts = ["東京タワーの高さ", "とうきょう", "富士山に登", "富士 山に登る", "", "abc", "高さは何メ"]
+    assert windows.may_share_many(texts) == [windows.may_share(t) for t in texts] == [
+        True, False, True, True, False, False, True]
+    assert NgramWindows(4, []).may_share_many(texts) == [False] * len(texts)
