@@ -35,22 +35,26 @@ class _RefusePandas:
 
 
 def keep_pandas_out_of_pyarrow() -> bool:
-    """Makes pyarrow in this process take pandas as absent, unless something imported it already;
-    returns whether it did. pyarrow looks for pandas once, at its first array of any kind, and imports
-    it if installed (0.3-0.5 s, and ~60 MB a process); its pandas-only functions (``to_pandas``) still
-    import it when called. The writers build their Arrow arrays from buffers (``curate.outputs``):
-    pyarrow's converter of Python lists imports pandas on its own. Not for a process that hands pandas
-    objects to pyarrow (a source read with ``datasets``, which imports pandas: then nothing is done)."""
+    """Makes pyarrow in this process take pandas as absent; returns whether it did (not where pandas is
+    imported already, nor with a pyarrow whose private ``lib._pandas_api`` is not there). pyarrow looks
+    for pandas once, at its first array of any kind, and imports it if installed (0.3-0.5 s, ~60 MB a
+    process); its pandas-only functions (``to_pandas``) still import it when called. Its C++ converter of
+    Python lists and ``to_numpy`` import pandas themselves, so the workers' Arrow arrays are built from
+    and read through buffers (``curate.outputs``). ``run_stages`` does not ask this of the workers of a run
+    with an hf-disk source: ``datasets`` imports pandas and hands pandas objects to pyarrow."""
     import sys
 
     if "pandas" in sys.modules:
         return False
     import pyarrow as pa
 
+    shim = getattr(pa.lib, "_pandas_api", None)
+    if shim is None:
+        return False
     finder = _RefusePandas()
     sys.meta_path.insert(0, finder)
     try:
-        pa.lib._pandas_api.have_pandas  # its one look, refused  # noqa: B018
+        shim.have_pandas  # its one look, refused  # noqa: B018
     finally:
         sys.meta_path.remove(finder)
     return True
