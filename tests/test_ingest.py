@@ -105,3 +105,19 @@ def test_an_early_load_error_is_raised_by_the_ingest(default_run, tmp_path):
     con = duckdb.connect(str(tmp_path / "store.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM records").fetchone()[0] == 0
     con.close()
+
+
+def test_a_run_whose_later_stage_fails_stores_nothing(tmp_path, monkeypatch):
+    """The records load started after the filter stage is rolled back when the dedup plan fails."""
+    from curate.dedup_plan import DedupPlan
+    from tests.conftest import run_cli
+
+    def fail(self, data=None, rank=0, world_size=1):
+        raise JcurateError("the plan failed on purpose")
+
+    monkeypatch.setattr(DedupPlan, "run", fail)  # one worker: the stages run in this process
+    db = tmp_path / "store.duckdb"
+    assert run_cli("run", "--out", str(tmp_path / "out"), "--db", str(db), "--workers", "1") == 2
+    con = duckdb.connect(str(db), read_only=True)  # not locked: the load's connection is closed
+    assert con.execute("SELECT (SELECT count(*) FROM records), (SELECT count(*) FROM runs)").fetchone() == (0, 0)
+    con.close()
