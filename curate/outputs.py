@@ -58,18 +58,25 @@ def arrow_strings(values: list) -> pa.Array:
     True
     """
     n = len(values)
+    null_count = values.count(None)
+    if null_count == n:  # a column the batch does not use (stage and reason of kept records, …)
+        return pa.nulls(n, pa.string())
     try:
-        encoded = [b"" if v is None else v.encode("utf-8") for v in values]
+        if null_count:
+            encoded = [b"" if v is None else v.encode("utf-8") for v in values]
+        else:
+            encoded = [v.encode("utf-8") for v in values]
     except (AttributeError, UnicodeEncodeError):
         return pa.array(values, pa.string())
     ends = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n))
-    if n and ends[-1] >= 2**31:
+    if ends[-1] >= 2**31:
         return pa.array(values, pa.string())
     offsets = np.zeros(n + 1, dtype=np.int32)
     offsets[1:] = ends
-    nulls = np.fromiter((v is None for v in values), dtype=bool, count=n)
-    null_count = int(nulls.sum())
-    validity = pa.py_buffer(np.packbits(~nulls, bitorder="little")) if null_count else None
+    validity = None
+    if null_count:
+        validity = pa.py_buffer(np.packbits(np.fromiter((v is not None for v in values), dtype=bool, count=n),
+                                            bitorder="little"))
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)), validity,
                                        null_count)
 
@@ -85,15 +92,19 @@ def arrow_numbers(values: list, type_: pa.DataType) -> pa.Array:
     True
     """
     dtype, kinds = _NUMBERS[type_]
+    null_count = values.count(None)
+    if null_count == len(values):
+        return pa.nulls(len(values), type_)
     if not all(v is None or type(v) in kinds for v in values):
         return pa.array(values, type_)
-    nulls = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
     try:
-        data = np.array([0 if v is None else v for v in values], dtype=dtype)
+        data = np.array([0 if v is None else v for v in values] if null_count else values, dtype=dtype)
     except OverflowError:
         return pa.array(values, type_)
-    null_count = int(nulls.sum())
-    validity = pa.py_buffer(np.packbits(~nulls, bitorder="little")) if null_count else None
+    validity = None
+    if null_count:
+        validity = pa.py_buffer(np.packbits(np.fromiter((v is not None for v in values), dtype=bool,
+                                                        count=len(values)), bitorder="little"))
     return pa.Array.from_buffers(type_, len(values), [validity, pa.py_buffer(data)], null_count)
 
 
