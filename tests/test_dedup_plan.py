@@ -241,6 +241,42 @@ def test_part_shingles_written_by_the_filter_stage_equal_those_of_the_shards_tex
         assert (roots != np.arange(len(table))).any(), "some records join a group"
 
 
+def test_shared_counts_by_sparse_rows_and_by_sorting_agree_and_unsorted_rows_fall_back():
+    """``shared_counts``: the sparse-matrix path (32-bit hashes) against the sorted-keys path on the same
+    pairs (two chunks, empty parts, hashes past 2**31), and a row that is not sorted and unique (which
+    the sparse path cannot take) still counted right, by sorting."""
+    import numpy as np
+
+    from curate.dedup_plan import PartShingleStore, shared_counts
+
+    rng = np.random.default_rng(7)
+    sets = [np.unique(rng.choice(np.array([1, 5, 9, 2**31 + 3, 2**32 - 1, 77, 1000], dtype=np.uint32),
+                                 size=rng.integers(0, 7))) for _ in range(30)]
+    chunks, bounds = [], []
+    for part_sets in (sets[:15], sets[15:]):  # two chunks; each record: prompt = its set, context empty, answer = its set
+        values, offsets, at = [], [], 0
+        for s in part_sets:
+            offsets.append([at, at + s.size, at + s.size, at + 2 * s.size])
+            values += [s, s]
+            at += 2 * s.size
+        chunks.append(np.concatenate(values).astype(np.uint32))
+        bounds += offsets
+    store = PartShingleStore(chunks, np.repeat([0, 1], 15), np.array(bounds, dtype=np.int64), np.arange(30))
+    pairs = np.array([(a, b) for a in range(30) for b in range(a + 1, 30)])
+    expected = [len(np.intersect1d(sets[a], sets[b])) for a, b in pairs]
+    assert shared_counts(store, pairs, 0).tolist() == expected
+    assert shared_counts(store, pairs, 1).tolist() == [0] * len(pairs)  # empty contexts
+    wide = PartShingleStore([c.astype(np.uint64) for c in chunks], store.chunk_of, store.bounds, store.row_of)
+    assert shared_counts(wide, pairs, 2).tolist() == expected  # the sorting path (64-bit hashes)
+    assert sum(expected) > 0
+    # a row out of order: the sparse path would allocate a column per hash value; it is counted by sorting
+    first = int(np.flatnonzero([s.size >= 2 for s in sets[:15]])[0])
+    a, b, _, _ = store.bounds[first].tolist()
+    chunks[0][a:b] = chunks[0][a:b][::-1].copy()
+    assert not store.part_rows(np.array([first]), 0).has_canonical_format
+    assert shared_counts(store, pairs, 0).tolist() == expected
+
+
 def test_a_cut_part_shingle_file_is_a_clear_error(tmp_path):
     import numpy as np
     import pytest
