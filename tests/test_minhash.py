@@ -200,3 +200,36 @@ def test_sorted_buckets_with_fewer_tasks_than_buckets_write_the_same_files(tmp_p
     assert sum((tmp_path / "one" / f).stat().st_size for f in files) > 0
     for f in files:
         assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes(), f
+
+
+def test_merged_order_is_the_sort_of_every_key_on_sorted_files_and_falls_back_on_unsorted_ones():
+    """``merged_order`` (a stable sort of the signature as one byte string) against ``np.lexsort`` of
+    (hashes..., file, doc): three files sorted as the signature step writes them, with equal signatures,
+    signatures equal in their first hash only, values past 2**63 and 32-bit hashes; then a file that is
+    not sorted by doc among equal signatures, which the fast path cannot take."""
+    from curate.minhash import merged_order
+
+    rng = np.random.default_rng(3)
+    for dtype in (np.uint64, np.uint32):
+        top = np.iinfo(dtype).max
+        files = []
+        for size in (40, 55, 30):
+            sig = rng.choice(np.array([0, 1, 2, top // 2 + 1, top], dtype=dtype), size=(size, 5))
+            sig[5:10] = sig[0]  # equal signatures in each file
+            doc = rng.permutation(size).astype(np.uint32)
+            order = np.lexsort([doc, *reversed(list(sig.T))])
+            files.append((sig[order], doc[order]))
+        for unsorted in (False, True):
+            if unsorted:
+                sig, doc = files[1]
+                files[1] = (sig, doc[::-1].copy())  # equal signatures no longer in doc order
+            hashes = [np.concatenate([s[:, i] for s, _ in files]) for i in range(5)]
+            doc = np.concatenate([d for _, d in files])
+            file_index = np.repeat(np.arange(3), [len(d) for _, d in files])
+            expected = np.lexsort([doc, file_index, *reversed(hashes)])
+            order, same = merged_order(hashes, file_index, doc)
+            assert order.tolist() == expected.tolist(), (dtype, unsorted)
+            assert same.tolist() == np.all([h[expected][1:] == h[expected][:-1] for h in hashes], axis=0).tolist()
+            assert 0 < same.sum() < same.size
+            by_signature = np.lexsort([*reversed(hashes)])  # stable: the fast path's order
+            assert (by_signature.tolist() == expected.tolist()) is not unsorted  # the unsorted case needs the fallback
