@@ -298,6 +298,19 @@ class PartShingleStore:
         return csr_array((np.ones(indices.size, dtype=np.int8), indices, indptr), shape=(len(positions), 1 << 32))
 
 
+def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct values of an integer array and, in its shape, each value's index among
+    them (``np.unique(..., return_inverse=True)`` by one stable sort)."""
+    flat = values.ravel()
+    order = np.argsort(flat, kind="stable")
+    ordered = flat[order]
+    first = np.ones(ordered.size, dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    inverse = np.empty(flat.size, dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse.reshape(values.shape)
+
+
 def shared_counts(store: PartShingleStore, pairs: np.ndarray, part: int) -> np.ndarray:
     """Per pair, how many shingles of part ``part`` its two records share.
 
@@ -310,9 +323,12 @@ def shared_counts(store: PartShingleStore, pairs: np.ndarray, part: int) -> np.n
     if not len(pairs):
         return np.zeros(0, dtype=np.int64)
     if store.chunks and store.chunks[0].dtype == np.uint32:
-        a, b = store.part_rows(pairs[:, 0], part), store.part_rows(pairs[:, 1], part)
-        if a.has_canonical_format and b.has_canonical_format:
-            return np.diff(a.multiply(b).indptr).astype(np.int64)
+        # each record's shingles gathered once (a record is in about two pairs of a batch: the pairs
+        # chain a group's records), then the pairs' rows selected in compiled code
+        records, inverse = unique_inverse(pairs)
+        rows = store.part_rows(records, part)
+        if rows.has_canonical_format:
+            return np.diff(rows[inverse[:, 0]].multiply(rows[inverse[:, 1]]).indptr).astype(np.int64)
         tags = np.arange(len(pairs), dtype=np.uint64) << np.uint64(32)  # one sort of (pair << 32 | hash) keys
         keys = np.concatenate([store.tagged_part(pairs[:, 0], part, tags), store.tagged_part(pairs[:, 1], part, tags)])
         keys.sort(kind="stable")  # two sorted runs (a record's hashes are stored sorted): merged in linear time
