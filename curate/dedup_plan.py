@@ -15,9 +15,9 @@ How, so that the single task stays fast and its memory does not hold the corpus:
 * ``PartShingleStore``: the part shingles (32-bit hashes) of the records that are in a pair, mapped
   from the files the filter tasks wrote (``curate.part_shingles``; shingling there runs on every
   worker, here on one core), or without them computed from the candidates' texts read in batches.
-* ``NearClusters.roots``: pairs verified a batch at a time, many pairs per numpy call
-  (``verify_pairs``; skipping pairs that earlier batches already joined), and grouped as connected
-  components over survivor positions; the smallest position of a group is its survivor. The groups
+* ``NearClusters.roots``: pairs verified a batch at a time, many pairs per numpy or scipy call
+  (``verify_pairs``, ``shared_counts``; skipping pairs that earlier batches already joined), and
+  grouped as connected components over survivor positions; the smallest position of a group is its survivor. The groups
   do not depend on the order the pairs are checked in.
 * ``Plan``: the dropped records, their stage, the record each duplicates and its group, as arrays
   of positions, written to Parquet by Arrow (no dict of a million entries).
