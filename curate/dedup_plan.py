@@ -17,8 +17,8 @@ How, so that the single task stays fast and its memory does not hold the corpus:
   worker, here on one core), or without them computed from the candidates' texts read in batches.
 * ``NearClusters.roots``: pairs verified a batch at a time, many pairs per numpy or scipy call
   (``verify_pairs``, ``shared_counts``; skipping pairs that earlier batches already joined), and
-  grouped as connected components over survivor positions; the smallest position of a group is its survivor. The groups
-  do not depend on the order the pairs are checked in.
+  grouped as connected components over survivor positions; the smallest position of a group is its
+  survivor. The groups do not depend on the order the pairs are checked in.
 * ``Plan``: the dropped records, their stage, the record each duplicates and its group, as arrays
   of positions, written to Parquet by Arrow (no dict of a million entries).
 """
@@ -295,19 +295,6 @@ class PartShingleStore:
         return csr_array((np.ones(indices.size, dtype=np.int8), indices, indptr), shape=(len(positions), 1 << 32))
 
 
-def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The sorted distinct values of an integer array and, in its shape, each value's index among
-    them (``np.unique(..., return_inverse=True)`` by one stable sort)."""
-    flat = values.ravel()
-    order = np.argsort(flat, kind="stable")
-    ordered = flat[order]
-    first = np.ones(ordered.size, dtype=bool)
-    first[1:] = ordered[1:] != ordered[:-1]
-    inverse = np.empty(flat.size, dtype=np.int64)
-    inverse[order] = np.cumsum(first) - 1
-    return ordered[first], inverse.reshape(values.shape)
-
-
 def shared_counts(store: PartShingleStore, pairs: np.ndarray, part: int) -> np.ndarray:
     """Per pair, how many shingles of part ``part`` its two records share.
 
@@ -322,10 +309,11 @@ def shared_counts(store: PartShingleStore, pairs: np.ndarray, part: int) -> np.n
     if store.chunks and store.chunks[0].dtype == np.uint32:
         # each record's shingles gathered once (a record is in about two pairs of a batch: the pairs
         # chain a group's records), then the pairs' rows selected in compiled code
-        records, inverse = unique_inverse(pairs)
+        records = sorted_unique(pairs)
         rows = store.part_rows(records, part)
         if rows.has_canonical_format:
-            return np.diff(rows[inverse[:, 0]].multiply(rows[inverse[:, 1]]).indptr).astype(np.int64)
+            row_a, row_b = np.searchsorted(records, pairs[:, 0]), np.searchsorted(records, pairs[:, 1])
+            return np.diff(rows[row_a].multiply(rows[row_b]).indptr).astype(np.int64)
         tags = np.arange(len(pairs), dtype=np.uint64) << np.uint64(32)  # one sort of (pair << 32 | hash) keys
         keys = np.concatenate([store.tagged_part(pairs[:, 0], part, tags), store.tagged_part(pairs[:, 1], part, tags)])
         keys.sort(kind="stable")  # two sorted runs (a record's hashes are stored sorted): merged in linear time

@@ -241,19 +241,6 @@ def test_part_shingles_written_by_the_filter_stage_equal_those_of_the_shards_tex
         assert (roots != np.arange(len(table))).any(), "some records join a group"
 
 
-def test_unique_inverse_is_numpy_s():
-    import numpy as np
-
-    from curate.dedup_plan import unique_inverse
-
-    values = np.random.default_rng(1).integers(0, 40, size=(300, 2))
-    distinct, inverse = unique_inverse(values)
-    expected, expected_inverse = np.unique(values, return_inverse=True)
-    assert distinct.tolist() == expected.tolist()
-    assert inverse.tolist() == expected_inverse.reshape(values.shape).tolist()
-    assert distinct[inverse].tolist() == values.tolist()
-
-
 def test_shared_counts_by_sparse_rows_and_by_sorting_agree_and_unsorted_rows_fall_back():
     """``shared_counts``: the sparse-matrix path (32-bit hashes) against the sorted-keys path on the same
     pairs (two chunks, empty parts, hashes past 2**31), and a row that is not sorted and unique (which
