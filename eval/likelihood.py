@@ -8,6 +8,11 @@ the user turn with the generation prompt, the reference's tokens follow it, and 
 apart and their ids joined, so no token straddles the boundary and the mask is exact. No
 end-of-turn token is appended: templates end a turn differently (``<|im_end|>``,
 ``<end_of_turn>``), and only the reference's own tokens are what the metric is about.
+
+Beside it, ``nll_no_end``: the same NLL with the end tokens' probability (end of sequence, end of turn)
+renormalised away at every reference position, ``log p(token) - log(1 - p(end))``. Per-token NLL favours
+models tuned on long answers partly because a model tuned on short answers puts mass on ending early;
+this variant removes that one effect, so that a selection that "wins" only by not ending is seen.
 """
 
 from __future__ import annotations
@@ -22,6 +27,18 @@ class ReferenceNLL:
     item_id: str
     nll: float  # mean over the reference's tokens, in nats
     tokens: int  # reference tokens counted (after truncation to max_tokens)
+    nll_no_end: float | None = None  # with the end tokens' probability renormalised away (module docstring)
+
+
+END_TOKENS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|endoftext|>")
+
+
+def end_token_ids(tokenizer) -> list[int]:
+    """The ids that end an answer: the tokenizer's EOS and the chat templates' end-of-turn tokens it knows."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in END_TOKENS if t in vocab)
+    return sorted(ids)
 
 
 def reference_pairs(items: list[EvalItem]) -> list[tuple[str, str, str]]:
@@ -47,6 +64,7 @@ def reference_nll(lm, tokenizer, pairs: list[tuple[str, str, str]], batch_size: 
         ref_ids = ref_ids[: max_tokens - len(prompt_ids)]
         encoded.append((item_id, prompt_ids, ref_ids))
     pad = next((t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id) if t is not None), 0)
+    ends = end_token_ids(tokenizer)
     results = []
     for i in range(0, len(encoded), batch_size):
         batch = encoded[i:i + batch_size]
@@ -60,15 +78,18 @@ def reference_nll(lm, tokenizer, pairs: list[tuple[str, str, str]], batch_size: 
             mask[row, :len(seq)] = 1
             labels[row, len(p):len(seq)] = torch.tensor(r)
         with torch.no_grad():
-            per_token = _reference_logprobs(lm, ids.to(device), mask.to(device), labels.to(device))
+            per_token = _reference_logprobs(lm, ids.to(device), mask.to(device), labels.to(device), ends)
         for row, (item_id, _, r) in enumerate(batch):
-            values = per_token[row]
-            results.append(ReferenceNLL(item_id, float(-values.sum() / max(len(r), 1)), len(r)))
+            values, not_end = per_token[row]
+            n = max(len(r), 1)
+            results.append(ReferenceNLL(item_id, float(-values.sum() / n), len(r),
+                                        float(-(values - not_end).sum() / n)))
     return results
 
 
-def _reference_logprobs(lm, ids, mask, labels) -> list:
-    """Log-probabilities of the labelled tokens, row by row. The output layer runs only on the
+def _reference_logprobs(lm, ids, mask, labels, ends: list[int]) -> list:
+    """Log-probabilities of the labelled tokens and ``log(1 - p(end))`` at their positions, row by row
+    (pairs of tensors). The output layer runs only on the
     positions that predict a reference token: with a 262k vocabulary (Gemma) the logits of every
     position would cost most of the time and gigabytes of memory."""
     import torch
@@ -80,7 +101,7 @@ def _reference_logprobs(lm, ids, mask, labels) -> list:
         rows = []
         for row in range(ids.shape[0]):
             keep = target[row] != -100
-            rows.append(torch.log_softmax(logits[row][keep], dim=-1).gather(-1, target[row][keep].unsqueeze(-1))[:, 0])
+            rows.append(_token_and_not_end(torch.log_softmax(logits[row][keep], dim=-1), target[row][keep], ends))
         return rows
     hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
     cap = getattr(getattr(lm, "config", None), "final_logit_softcapping", None)
@@ -90,5 +111,16 @@ def _reference_logprobs(lm, ids, mask, labels) -> list:
         logits = head(hidden[row, positions]).float()
         if cap:
             logits = torch.tanh(logits / cap) * cap
-        rows.append(torch.log_softmax(logits, dim=-1).gather(-1, labels[row, positions + 1].unsqueeze(-1))[:, 0])
+        rows.append(_token_and_not_end(torch.log_softmax(logits, dim=-1), labels[row, positions + 1], ends))
     return rows
+
+
+def _token_and_not_end(logprobs, targets, ends: list[int]):
+    """(log p(target), log(1 - p(end))) per position, from one row of log-probabilities."""
+    import torch
+
+    token = logprobs.gather(-1, targets.unsqueeze(-1))[:, 0]
+    if not ends:
+        return token, torch.zeros_like(token)
+    p_end = logprobs[:, ends].exp().sum(-1).clamp(max=1 - 1e-6)
+    return token, torch.log1p(-p_end)

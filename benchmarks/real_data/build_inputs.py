@@ -16,17 +16,18 @@ Each dataset is converted to JSONL with the fields ``id``, ``instruction``, ``in
 deterministically subsampled to at most ``--max-per-dataset`` records (the records whose
 sha256("<dataset id>:<record id>") is smallest, kept in source order), and written to
 ``<out>/<id>.jsonl``. ``<out>/sources.yaml`` is a jcurate sources manifest over those files
-(see /work/shared/DESIGN.md, "Contracts other tools rely on"), and the ELYZA-tasks-100
+(see docs/manifest.md), and the ELYZA-tasks-100
 benchmark goes to ``<out>/eval/elyza_tasks_100.jsonl`` in its own shape (``input``,
 ``output``, ``eval_aspect``).
 
 Provenance, licenses and field mappings: benchmarks/real_data/sources.md.
 
 Usage:
-    python benchmarks/real_data/build_inputs.py [--mirror-root /work/.mirror]
-        [--out /work/realdata] [--max-per-dataset 15000]
+    python benchmarks/real_data/build_inputs.py [--mirror-root DIR] [--out DIR] [--max-per-dataset 15000]
 
-A missing mirror stops the run with the name of the repository and the fetch to run.
+(defaults: $JCURATE_MIRRORS or runs/mirrors; $JCURATE_REALDATA or runs/realdata). A repository missing from
+the mirror folder is cloned from GitHub (``git clone --bare``) unless ``--no-clone``.
+
 Only the standard library and PyYAML are used.
 """
 
@@ -37,6 +38,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -45,6 +47,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+# project-relative and git-ignored (runs/), or where the environment says
+DEFAULT_MIRRORS = Path(os.environ.get("JCURATE_MIRRORS") or ROOT / "runs" / "mirrors")
+DEFAULT_REALDATA = Path(os.environ.get("JCURATE_REALDATA") or ROOT / "runs" / "realdata")
 
 
 class BuildError(Exception):
@@ -62,9 +69,8 @@ def mirror_dir(root: Path, repo: str) -> Path:
 def check_mirror(root: Path, repo: str, commit: str) -> Path:
     """The mirror's git directory; a clear error when it or the pinned commit is absent."""
     git_dir = mirror_dir(root, repo)
-    how = (f"fetch it with the `fetch` tool: fetch github:{repo} (it lands in "
-           f"/work/.mirror/{repo.replace('/', '+')}/repo; give --mirror-root if you keep mirrors elsewhere), "
-           f"then run this script again")
+    how = (f"clone it: git clone --bare https://github.com/{repo} {git_dir} (this script does so unless "
+           f"--no-clone), or give --mirror-root (or $JCURATE_MIRRORS) where you keep such clones")
     if not (git_dir / "HEAD").is_file():
         raise BuildError(f"mirror of {repo} not found at {git_dir}; {how}")
     probe = subprocess.run(["git", f"--git-dir={git_dir}", "cat-file", "-e", f"{commit}^{{commit}}"],
@@ -73,6 +79,24 @@ def check_mirror(root: Path, repo: str, commit: str) -> Path:
         raise BuildError(f"mirror of {repo} at {git_dir} lacks the pinned commit {commit}; "
                          f"the snapshot may be older or newer than the one recorded - {how}, "
                          f"or update the commit in this script and in sources.md")
+    return git_dir
+
+
+def obtain_mirror(root: Path, repo: str, commit: str) -> Path:
+    """The ordinary way: ``git clone --bare https://github.com/<repo>`` into the mirror folder when it is not
+    there yet (files of any size, unlike a snapshot), then make sure the pinned commit is in it."""
+    git_dir = mirror_dir(root, repo)
+    if not (git_dir / "HEAD").is_file():
+        git_dir.parent.mkdir(parents=True, exist_ok=True)
+        print(f"cloning https://github.com/{repo} into {git_dir} ...", flush=True)
+        done = subprocess.run(["git", "clone", "--bare", "--quiet", f"https://github.com/{repo}", str(git_dir)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise BuildError(f"cannot clone https://github.com/{repo} into {git_dir}: {done.stderr.strip()}; "
+                             f"clone it yourself (git clone --bare) or give --mirror-root")
+    probe = subprocess.run(["git", f"--git-dir={git_dir}", "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True)
+    if probe.returncode != 0:  # a branch other than the default (FastChat's jp-stable): fetch the commit itself
+        subprocess.run(["git", f"--git-dir={git_dir}", "fetch", "--quiet", "origin", commit], capture_output=True)
     return git_dir
 
 
@@ -236,6 +260,26 @@ def convert_multialpaca(git_dir: Path, ds: Dataset) -> Iterator[dict]:
                "output": ex["output"] or ""}
 
 
+def _alpaca_seed_tasks(git_dir: Path, ds: Dataset) -> Iterator[dict]:
+    """Alpaca seed-task JSONL (self-instruct's shape): one record per instance; the id is the task's
+    ``id``, with ``#<n>`` for a task's second and later instances."""
+    for path in ds.paths:
+        for line in git_show(git_dir, ds.commit, path).decode("utf-8").splitlines():
+            if not line.strip():
+                continue
+            task = json.loads(line)
+            for n, inst in enumerate(task.get("instances") or []):
+                yield {"id": task["id"] if n == 0 else f"{task['id']}#{n}", "instruction": task["instruction"] or "",
+                       "input": inst.get("input") or "", "output": inst.get("output") or ""}
+
+
+def convert_alpaca_json(git_dir: Path, ds: Dataset) -> Iterator[dict]:
+    """Alpaca JSON (one list, no ids): the 0-based position is the id."""
+    for n, ex in enumerate(json.loads(git_show(git_dir, ds.commit, ds.paths[0]))):
+        yield {"id": f"{n:05d}", "instruction": ex.get("instruction") or "", "input": ex.get("input") or "",
+               "output": ex.get("output") or ""}
+
+
 # CC BY-NC-ND 4.0, and its README forbids redistribution: its records are never copied into the repo
 NO_REDISTRIBUTION = {"japanese-daily-dialogue"}
 
@@ -338,7 +382,82 @@ DATASETS = [
         notes="Alpaca fields as they are; 460 instructions are wrapped in literal double quotes, "
               "5,391 inputs are null (written as '')",
     ),
+    Dataset(
+        id="wanda-alpaca-ja",
+        name="Stanford Alpaca machine-translated into Japanese (alpaca_data_ja.json in if001/wanda)",
+        kind="machine-translated (Alpaca, text-davinci-003 self-instruct, translated)",
+        repo="if001/wanda",
+        commit="d01c30751803c01f3ffe957ca704055c22de8b61",
+        paths=["alpaca_data_ja.json"],
+        license="CC-BY-NC-4.0",
+        url="https://github.com/if001/wanda",
+        license_stated="not stated for the file (the repository's LICENSE is the Wanda code's); the records are "
+                       "Stanford Alpaca's, whose data is CC BY-NC 4.0 (tatsu-lab/stanford_alpaca DATA_LICENSE): "
+                       "recorded as CC-BY-NC-4.0, provenance weak",
+        attribution="Stanford Alpaca by Taori et al. (https://github.com/tatsu-lab/stanford_alpaca, CC BY-NC 4.0), "
+                    "Japanese translation as found in https://github.com/if001/wanda (alpaca_data_ja.json)",
+        convert=convert_alpaca_json,
+        generated_by={"model": "text-davinci-003", "license": "OpenAI-ToU"},
+        notes="Alpaca fields as they are; the 0-based position is the id; translator unknown",
+    ),
+    Dataset(
+        id="alpaca-jp-seeds",
+        name="Stanford Alpaca's 175 seed tasks, DeepL-translated and corrected by hand (Hajime-Y/Alpaca-jp)",
+        kind="machine-translated, post-edited (human-written seed tasks)",
+        repo="Hajime-Y/Alpaca-jp",
+        commit="668ef87b910b1718c18b1db7c33041fd8053cec0",
+        paths=["seed_tasks/seed_tasks_jp_cleaned.jsonl"],
+        license="Apache-2.0",
+        url="https://github.com/Hajime-Y/Alpaca-jp",
+        license_stated="LICENSE.txt (Apache-2.0); README.md 'Seed tasks': Stanford Alpaca's seed_tasks.jsonl "
+                       "(Apache-2.0) translated with DeepL and corrected by hand",
+        attribution="Alpaca-jp seed tasks by Hajime-Y (https://github.com/Hajime-Y/Alpaca-jp, Apache-2.0), "
+                    "from Stanford Alpaca's seed tasks (Taori et al.)",
+        convert=_alpaca_seed_tasks,
+        notes="instruction, instances[].input, instances[].output; id <- the task id (#n for later instances)",
+    ),
+    Dataset(
+        id="amenokaku-code",
+        name="Amenokaku-Code-Instruct seeds: Japanese data-science coding exercises with Python answers",
+        kind="human-written code (exercise collections), instruction form",
+        repo="Hajime-Y/Alpaca-jp",
+        commit="668ef87b910b1718c18b1db7c33041fd8053cec0",
+        paths=["seed_tasks/seed_tasks_amenokaku_mit_python_450.jsonl"],
+        license="MIT",
+        url="https://github.com/Hajime-Y/Alpaca-jp",
+        license_stated="each record's 'liscence' field is MIT (the MIT-licensed part of kunishou/amenokaku-code-"
+                       "instruct: datascience_100_knocks_python and similar); the repository is Apache-2.0",
+        attribution="amenokaku-code-instruct (kunishou), MIT part, as collected in "
+                    "https://github.com/Hajime-Y/Alpaca-jp (seed_tasks_amenokaku_mit_python_450.jsonl)",
+        convert=_alpaca_seed_tasks,
+        notes="instruction, instances[].input, instances[].output (mostly bare pandas / SQL / Python code)",
+    ),
+    Dataset(
+        id="alpaca-jp-reasoning",
+        name="Alpaca-jp math and Python seed tasks: word problems solved with code, and Python tasks",
+        kind="LLM-written reasoning and code (math word problems with <llm-code> solutions; Python tasks)",
+        repo="Hajime-Y/Alpaca-jp",
+        commit="668ef87b910b1718c18b1db7c33041fd8053cec0",
+        paths=["seed_tasks/seed_tasks_jp_math_143.jsonl", "seed_tasks/seed_tasks_jp_python_97.jsonl"],
+        license="Apache-2.0",
+        url="https://github.com/Hajime-Y/Alpaca-jp",
+        license_stated="LICENSE.txt (Apache-2.0); the files' own origin is not stated (the math solutions follow "
+                       "OpenMathInstruct's <llm-code> format)",
+        attribution="Alpaca-jp math and Python seed tasks by Hajime-Y, https://github.com/Hajime-Y/Alpaca-jp, Apache-2.0",
+        convert=_alpaca_seed_tasks,
+        notes="instruction, instances[].input, instances[].output; two files, ids distinct (math_seed_task_*, "
+              "python_seed_task_*)",
+    ),
 ]
+
+# the two pools of the selection benchmark (benchmarks/selection/): instruction data as users bring it,
+# and the earlier mixed pool with chat and span QA
+POOLS = {
+    "instruction": ["multialpaca-ja", "instruction-ja-mt", "instruction-ja-edited", "wanda-alpaca-ja",
+                    "alpaca-jp-seeds", "amenokaku-code", "alpaca-jp-reasoning"],
+    "mixed": ["jsquad-ja", "real-persona-chat", "japanese-daily-dialogue", "instruction-ja-mt",
+              "instruction-ja-edited", "multialpaca-ja"],
+}
 
 
 @dataclass
@@ -359,6 +478,21 @@ BENCHMARK = Benchmark(
     license="CC-BY-SA-4.0",
     url="https://huggingface.co/datasets/elyza/ELYZA-tasks-100",
 )
+
+
+@dataclass
+class MTBench:
+    """Japanese MT-Bench: 80 questions and gpt-4o reference answers (checked by people), the dev set of the
+    selection benchmark (first turns) and, with ELYZA-tasks-100, the gold answers of the audit."""
+    repo: str = "Stability-AI/FastChat"
+    commit: str = "e37eb28ee490480f6f4989274ed47c55f7dfce82"  # branch jp-stable
+    questions: str = "fastchat/llm_judge/data/japanese_mt_bench/question_full.jsonl"
+    references: str = "fastchat/llm_judge/data/japanese_mt_bench/reference_answer/base-gpt4o-with-human-annotation.jsonl"
+    license: str = "Apache-2.0"
+    url: str = "https://github.com/Stability-AI/FastChat/tree/jp-stable/fastchat/llm_judge/data/japanese_mt_bench"
+
+
+MT_BENCH = MTBench()
 
 
 # ---------------------------------------------------------------- building
@@ -435,12 +569,76 @@ def build_benchmark(bm: Benchmark, root: Path, out: Path) -> int:
     return len(rows)
 
 
+def build_mt_bench(bm: MTBench, root: Path, out: Path) -> int:
+    """``eval/japanese_mt_bench.jsonl`` (MT-Bench shape: ``question_id``, ``category``, ``turns``, ``reference``
+    with the first turn's reference answer)."""
+    git_dir = check_mirror(root, bm.repo, bm.commit)
+    refs = {}
+    for line in git_show(git_dir, bm.commit, bm.references).decode("utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            refs[row["question_id"]] = row["choices"][0]["turns"]
+    rows = []
+    for line in git_show(git_dir, bm.commit, bm.questions).decode("utf-8").splitlines():
+        if not line.strip():
+            continue
+        q = json.loads(line)
+        ref = refs.get(q["question_id"])
+        if ref:
+            rows.append({"question_id": q["question_id"], "category": q["category"], "turns": q["turns"][:1],
+                         "reference": ref[:1]})
+    (out / "eval").mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "eval" / "japanese_mt_bench.jsonl", rows)
+    print(f"eval/japanese_mt_bench.jsonl: {len(rows)} first turns with references ({bm.license}, "
+          f"{bm.repo}@{bm.commit[:12]})")
+    return len(rows)
+
+
+def build_gold(out: Path) -> dict:
+    """The gold set of the audit: every reference answer of ELYZA-tasks-100 and of Japanese MT-Bench (first
+    turn) as an SFT record (prompt -> instruction, reference -> output), one source each."""
+    gold = out / "gold"
+    gold.mkdir(parents=True, exist_ok=True)
+    elyza = [json.loads(line) for line in (out / "eval" / f"{BENCHMARK.id}.jsonl").read_text(encoding="utf-8").splitlines()]
+    mtb = [json.loads(line) for line in (out / "eval" / "japanese_mt_bench.jsonl").read_text(encoding="utf-8").splitlines()]
+    write_jsonl(gold / "elyza-tasks-100-gold.jsonl",
+                [{"id": f"{i:03d}", "instruction": r["input"], "input": "", "output": r["output"]} for i, r in enumerate(elyza)])
+    write_jsonl(gold / "japanese-mt-bench-gold.jsonl",
+                [{"id": str(r["question_id"]), "instruction": r["turns"][0], "input": "", "output": r["reference"][0]}
+                 for r in mtb])
+    fields = {"instruction": "instruction", "input": "input", "output": "output"}
+    sources = [
+        {"id": "elyza-tasks-100-gold", "path": "elyza-tasks-100-gold.jsonl", "format": "jsonl", "license": BENCHMARK.license,
+         "url": BENCHMARK.url, "fields": fields, "id_field": "id",
+         "notes": f"ELYZA-tasks-100 reference answers as records ({BENCHMARK.repo}@{BENCHMARK.commit}:{BENCHMARK.path})"},
+        {"id": "japanese-mt-bench-gold", "path": "japanese-mt-bench-gold.jsonl", "format": "jsonl",
+         "license": MT_BENCH.license, "url": MT_BENCH.url, "fields": fields, "id_field": "id",
+         "generated_by": {"model": "gpt-4o", "license": "OpenAI-ToU"},
+         "notes": f"Japanese MT-Bench first-turn gpt-4o references, checked by people "
+                  f"({MT_BENCH.repo}@{MT_BENCH.commit}:{MT_BENCH.references})"},
+    ]
+    write_manifest(gold / "sources.yaml", sources, "the gold set of the audit (reference answers as SFT records)")
+    print(f"gold/: {len(elyza)} ELYZA-tasks-100 and {len(mtb)} Japanese MT-Bench reference answers")
+    return {"elyza": len(elyza), "mt_bench": len(mtb)}
+
+
+def write_manifest(path: Path, entries: list[dict], what: str) -> None:
+    header = ("# jcurate sources manifest over real public Japanese datasets, written by\n"
+              "# benchmarks/real_data/build_inputs.py (provenance: benchmarks/real_data/sources.md).\n"
+              f"# {what}. Paths are relative to this file.\n")
+    path.write_text(header + yaml.safe_dump({"sources": entries}, allow_unicode=True, sort_keys=False, width=100),
+                    encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mirror-root", type=Path, default=Path("/work/.mirror"),
-                        help="folder holding <owner>+<name>/repo git snapshots (default: /work/.mirror)")
-    parser.add_argument("--out", type=Path, default=Path("/work/realdata"),
-                        help="output folder (default: /work/realdata)")
+    parser.add_argument("--mirror-root", type=Path, default=DEFAULT_MIRRORS,
+                        help="folder holding <owner>+<name>/repo bare git repositories (default: $JCURATE_MIRRORS, "
+                             "else runs/mirrors in the project)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_REALDATA,
+                        help="output folder (default: $JCURATE_REALDATA, else runs/realdata in the project)")
+    parser.add_argument("--no-clone", dest="clone", action="store_false",
+                        help="do not git clone a repository missing under --mirror-root (stop with its name instead)")
     parser.add_argument("--max-per-dataset", type=int, default=15000,
                         help="deterministic subsample size per dataset (default: 15000)")
     args = parser.parse_args(argv)
@@ -449,7 +647,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # every mirror is checked first, so that one message lists all that are missing
         problems = []
-        for repo, commit in dict.fromkeys([(d.repo, d.commit) for d in DATASETS] + [(BENCHMARK.repo, BENCHMARK.commit)]):
+        pinned = [(d.repo, d.commit) for d in DATASETS] + [(BENCHMARK.repo, BENCHMARK.commit), (MT_BENCH.repo, MT_BENCH.commit)]
+        for repo, commit in dict.fromkeys(pinned):
+            if args.clone:
+                obtain_mirror(args.mirror_root, repo, commit)
             try:
                 check_mirror(args.mirror_root, repo, commit)
             except BuildError as e:
@@ -459,16 +660,17 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         entries = [build_dataset(ds, args.mirror_root, args.out, args.max_per_dataset) for ds in DATASETS]
         build_benchmark(BENCHMARK, args.mirror_root, args.out)
+        build_mt_bench(MT_BENCH, args.mirror_root, args.out)
+        build_gold(args.out)
     except BuildError as e:
         print(f"build_inputs: error: {e}", file=sys.stderr)
         return 1
-    manifest = {"sources": entries}
-    header = ("# jcurate sources manifest over real public Japanese datasets, written by\n"
-              "# benchmarks/real_data/build_inputs.py (provenance: benchmarks/real_data/sources.md).\n"
-              "# Paths are relative to this file. Eval set: eval/elyza_tasks_100.jsonl.\n")
-    (args.out / "sources.yaml").write_text(
-        header + yaml.safe_dump(manifest, allow_unicode=True, sort_keys=False, width=100), encoding="utf-8")
-    print(f"wrote {args.out}/sources.yaml ({len(entries)} sources)")
+    write_manifest(args.out / "sources.yaml", entries,
+                   "Every dataset. Eval sets: eval/elyza_tasks_100.jsonl (test), eval/japanese_mt_bench.jsonl (dev)")
+    for pool, ids in POOLS.items():
+        write_manifest(args.out / f"pool-{pool}.yaml", [e for e in entries if e["id"] in ids],
+                       f"The selection benchmark's {pool} pool")
+    print(f"wrote {args.out}/sources.yaml ({len(entries)} sources), pool-{{{','.join(POOLS)}}}.yaml")
     return 0
 
 

