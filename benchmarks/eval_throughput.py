@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from curate.judge import TransformersJudge
+    from curate.scoring.judge import TransformersJudge
     from eval.generate import GenerationConfig, TransformersGenerator
     from eval.grade import ELYZA_CHOICES, elyza_prompt
     from eval.tasks import load_tasks

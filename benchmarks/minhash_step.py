@@ -41,9 +41,9 @@ def main() -> None:
     from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 
     from curate.config import NearDedupConfig
-    from curate.dedup import char_shingle_hashes, jaccard, minhash_config
-    from curate.minhash import OnePermutationMinhashSignature
-    from curate.tokenizers import make_tokenizer
+    from curate.dedup.minhash import OnePermutationMinhashSignature
+    from curate.dedup.near_duplicates import char_shingle_hashes, jaccard, minhash_config
+    from curate.text.tokenizers import make_tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20_000)

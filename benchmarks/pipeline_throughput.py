@@ -75,12 +75,12 @@ def step_seconds(stats_file: Path) -> dict[str, float]:
 
 
 def signature_seconds(texts: list[str], near) -> float:
-    """The pipeline's signature step (``curate.minhash``) over the texts, bucket files included."""
+    """The pipeline's signature step (``curate.dedup.minhash``) over the texts, bucket files included."""
     from datatrove.data import Document
 
-    from curate.dedup import minhash_config
-    from curate.minhash import OnePermutationMinhashSignature
-    from curate.tokenizers import make_tokenizer
+    from curate.dedup.minhash import OnePermutationMinhashSignature
+    from curate.dedup.near_duplicates import minhash_config
+    from curate.text.tokenizers import make_tokenizer
 
     step = OnePermutationMinhashSignature(tempfile.mkdtemp(), config=minhash_config(near),
                                           language=make_tokenizer(near.tokens))
@@ -95,8 +95,8 @@ def datasketch_baseline(texts: list[str], n_grams: int, bands: int, rows: int) -
     from datasketch import MinHash, MinHashLSH
     from datatrove.utils.text import simplify_text
 
-    from curate.dedup import NORM
-    from curate.tokenizers import CharTokenizer
+    from curate.dedup.near_duplicates import NORM
+    from curate.text.tokenizers import CharTokenizer
 
     tok = CharTokenizer()
     start = time.perf_counter()
@@ -137,9 +137,9 @@ def main() -> None:
     import duckdb
 
     from curate.config import PipelineConfig
-    from curate.manifest import load_manifest
-    from curate.pipeline import ExecutorOptions, run_stages
-    from curate.report import build_report
+    from curate.reading.manifest import load_manifest
+    from curate.running.pipeline import ExecutorOptions, run_stages
+    from curate.running.report import build_report
 
     tmp = Path(tempfile.mkdtemp(prefix="jcurate-bench-"))
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """The real-data audit benchmark: the current pipeline against records people read and judged.
 
-    uv run python benchmarks/real_data_audit.py [--realdata /work/realdata] [--keep DIR]
+    uv run python benchmarks/real_data_audit.py [--realdata runs/realdata] [--keep DIR]
 
 Re-runs ``jcurate run`` over the audited records of public Japanese datasets
 (``data/audit/records.jsonl``; records of sources that may not be redistributed come from
@@ -29,6 +29,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from benchmarks.real_data.build_inputs import DEFAULT_REALDATA
 from core.jsonl import json_objects
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,7 +191,7 @@ def decontamination(tmp: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--realdata", type=Path, default=Path("/work/realdata"))
+    ap.add_argument("--realdata", type=Path, default=DEFAULT_REALDATA)
     ap.add_argument("--keep", type=Path, help="keep the runs in this folder")
     args = ap.parse_args()
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="jcurate-audit-"))

@@ -1,6 +1,6 @@
 """Choosing the shipped scorer: leave-one-dataset-out agreement with labels made by reading.
 
-    uv run python benchmarks/scorer_selection.py [--realdata /work/realdata] [--embeddings] [--write-model]
+    uv run python benchmarks/scorer_selection.py [--realdata runs/realdata] [--embeddings] [--write-model]
 
 Labels: ``data/labels/real_labels.jsonl`` (1,200 records of six public datasets, 1–5 by the
 ELYZA-tasks-100 criteria of ``data/LABELLING.md``, each by reading) plus the team's own labelled
@@ -12,8 +12,8 @@ For every group left out, each candidate is trained on the other groups and scor
 Spearman against the labels, and the mean label of the top 20% by score against a random 20%
 (with a 95% bootstrap interval). Candidates:
 
-* ``classifier``: today's fastText on fugashi tokens (``curate.classifier``), the baseline;
-* ``features``: ridge regression on the cheap features of ``curate.quality_features``;
+* ``classifier``: today's fastText on fugashi tokens (``curate.scoring.classifier``), the baseline;
+* ``features``: ridge regression on the cheap features of ``curate.scoring.quality_features``;
 * ``char-ngrams``: ridge on hashed character 1–3-grams of prompt and answer (no tokenizer);
 * ``features+char-ngrams``: the feature ridge with the n-gram ridge's prediction as one more
   feature (out-of-fold on the training groups, so the ridge does not learn to trust an overfit);
@@ -22,7 +22,7 @@ Spearman against the labels, and the mean label of the top 20% by score against 
 Then throughput (records/s, features / tokenisation / embedding included) on 3,000 records.
 ``--write-model`` trains the chosen candidate, ``char-ngrams`` (the best mean Spearman and the top
 20% above a random 20% on four of five left-out groups; ``features+char-ngrams`` did worse on
-unseen data), on every group it may train on and writes ``curate/models/jquality-v1/`` (model
+unseen data), on every group it may train on and writes ``curate/scoring/models/jquality-v1/`` (model
 files and the metrics its model card quotes).
 """
 
@@ -40,10 +40,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.real_data.build_inputs import DEFAULT_REALDATA  # noqa: E402
 from core.jsonl import json_objects  # noqa: E402
-from curate.classifier import ClassifierParams, spearman, tokenize  # noqa: E402
-from curate.quality_features import RecordView, feature_matrix  # noqa: E402
-from curate.shipped_scorer import MODELS, NgramRidge, Ridge, save_model  # noqa: E402
+from curate.scoring.classifier import ClassifierParams, spearman, tokenize  # noqa: E402
+from curate.scoring.quality_features import RecordView, feature_matrix  # noqa: E402
+from curate.scoring.shipped_scorer import MODELS, NgramRidge, Ridge, save_model  # noqa: E402
 
 LABELS = ROOT / "data/labels"
 GROUPS = {"multialpaca-ja": "multialpaca-ja", "instruction-ja-mt": "instruction-ja", "instruction-ja-edited":
@@ -87,7 +88,7 @@ def fit_classifier(views, y, groups):
     """Today's classifier: fastText on fugashi tokens of the whole text, its default parameters."""
     import fasttext
 
-    from curate.tokenizers import FugashiTokenizer
+    from curate.text.tokenizers import FugashiTokenizer
 
     p, tok = ClassifierParams(), FugashiTokenizer()
     lines = [f"__label__{int(round(lab))} {tokenize(tok, classifier_text(v))}" for v, lab in zip(views, y)]
@@ -140,7 +141,7 @@ def fit_stacked(views, y, groups):
 
 
 def fit_use(views, y, groups):
-    from curate.embeddings import Embedder
+    from curate.scoring.embeddings import Embedder
 
     emb = Embedder("use")
 
@@ -176,7 +177,7 @@ def throughput(fit, views, y, groups, n: int = 3000) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--realdata", type=Path, default=Path("/work/realdata"))
+    ap.add_argument("--realdata", type=Path, default=DEFAULT_REALDATA)
     ap.add_argument("--embeddings", action="store_true", help="also the USE embedding candidate (slow)")
     ap.add_argument("--write-model", action="store_true")
     ap.add_argument("--with-handwritten", action="store_true",

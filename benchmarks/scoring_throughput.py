@@ -27,9 +27,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from benchmarks.pipeline_throughput import base_records, perturb
-    from curate.classifier import QualityClassifier, train_classifier
-    from curate.embeddings import Embedder
-    from curate.judge import TransformersJudge, build_prompt
+    from curate.scoring.classifier import QualityClassifier, train_classifier
+    from curate.scoring.embeddings import Embedder
+    from curate.scoring.judge import TransformersJudge, build_prompt
     from jcurate.cli import main as jcurate
     from train.tiny import build_tiny_model
 

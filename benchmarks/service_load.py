@@ -42,7 +42,7 @@ def main() -> None:
 
     from benchmarks.loadtest import free_port, run_load, start_server
     from benchmarks.pipeline_throughput import base_records, perturb
-    from curate.classifier import QualityClassifier
+    from curate.scoring.classifier import QualityClassifier
     from jcurate.cli import main as jcurate
     from jcurate.service.scoring import RecordScorer
 

@@ -22,11 +22,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from curate.ingest import ingest_run
-    from curate.manifest import Source
-    from curate.pipeline import STAGES
-    from curate.report import build_report
-    from curate.subsets import SubsetCriteria, create_subset
+    from curate.handover.ingest import ingest_run
+    from curate.handover.subsets import SubsetCriteria, create_subset
+    from curate.reading.manifest import Source
+    from curate.running.pipeline import STAGES
+    from curate.running.report import build_report
     from licenses.catalogue import load_catalogue
     from store.query import run_query
 

@@ -1,6 +1,6 @@
 """Small JSONL files the user names (eval sets, training files): read whole, bad JSON is an error.
 
-Source data goes through ``curate.readers`` instead, where a bad row is a dropped record.
+Source data goes through ``curate.reading.readers`` instead, where a bad row is a dropped record.
 """
 
 from __future__ import annotations

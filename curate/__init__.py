@@ -1,29 +1,14 @@
-"""jcurate: curate.
+"""jcurate: curate. The DataTrove pipeline, one subpackage per stage of the data flow:
 
-One patch to datatrove, applied on import because it must be in place before datatrove unpickles
-our pipeline steps in each worker process: ``check_required_dependencies`` runs in every step's
-``__new__`` (so again in every forkserver worker of every stage) and its distribution check reads
-the metadata of every installed distribution for each name it checks (~0.15 s a name, over half a
-second per worker). ``importlib.metadata.distribution(name)`` answers the same question by name.
+``reading`` (manifest, readers) -> ``filters`` (Japanese rules, language) -> ``dedup`` (exact and near)
+-> ``decont`` -> ``scoring`` (shipped scorer, classifier, judge); ``running`` runs the stages and
+``handover`` loads their shards into the store and builds subsets. ``text`` holds what several stages
+share; ``config``, ``records``, ``columns`` and ``batch_stats`` sit under all of them.
+
+Importing ``curate`` applies ``curate.datatrove_patch`` (a faster dependency check in datatrove), which
+must be in place before datatrove unpickles our steps in a worker.
 """
 
-from functools import lru_cache as _lru_cache
+from curate.datatrove_patch import patch_distribution_check as _patch
 
-
-def _patch_distribution_check() -> None:
-    import importlib.metadata
-
-    from datatrove.utils import _import_utils
-
-    @_lru_cache
-    def _is_distribution_available(distribution_name: str):
-        try:
-            importlib.metadata.distribution(distribution_name)
-        except importlib.metadata.PackageNotFoundError:
-            return None  # what datatrove's check returns when nothing matches
-        return True
-
-    _import_utils._is_distribution_available = _is_distribution_available
-
-
-_patch_distribution_check()
+_patch()

@@ -74,7 +74,7 @@ class BatchStatsFilter(BaseFilter):
                         doc.metadata["filter_reason"] = reason
                     dropped.append(doc)
                 if writer is not None and dropped:
-                    if hasattr(writer, "write_documents"):  # curate.outputs.RecordWriter: the batch at once
+                    if hasattr(writer, "write_documents"):  # curate.running.outputs.RecordWriter: the batch at once
                         writer.write_documents(dropped, rank)
                     else:
                         for doc in dropped:

@@ -46,7 +46,7 @@ class QualityConfig:
     min_output_chars: int = 1
     max_output_chars: int = 8000
     max_text_chars: int = 20000
-    # Gopher-style repetition (curate/japanese.py), per answer; sentences split after 。！？ and at line breaks
+    # Gopher-style repetition (curate/filters/japanese.py), per answer; sentences split after 。！？ and at line breaks
     min_sentences_for_repetition: int = 4  # the sentence measures apply to answers of this many sentences
     max_duplicate_sentence_fraction: float = 0.5  # sentences that repeat an earlier one
     max_duplicate_sentence_char_fraction: float = 0.5  # characters in those sentences
@@ -56,7 +56,7 @@ class QualityConfig:
     max_char_run: int = 16  # the same character this many times in a row
     min_compression_ratio: float = 0.2  # zlib ratio, for texts of 400+ bytes; spam compresses to ~0.05
     max_symbol_ratio: float = 0.35  # symbols / characters, outside code blocks
-    drop_truncated: bool = True  # output ends in the middle of a Japanese sentence (curate/japanese.py)
+    drop_truncated: bool = True  # output ends in the middle of a Japanese sentence (curate/filters/japanese.py)
     truncation_min_chars: int = 40  # shorter answers (span answers, one-liners) are not judged for truncation
     truncation_min_chars_chat: int = 100  # the same for the last turn of a conversation
 

@@ -25,7 +25,7 @@ class ExperimentConfig:
     run: str | None = None  # curation run (default: the latest)
     license_use: str | None = "commercial"
     score: str | None = None  # the scorer top-k ranks by (default: the store's classifier, else shipped)
-    per_source: bool = False  # top-k per source, in proportion to the pool (see curate.subsets.per_source_top)
+    per_source: bool = False  # top-k per source, in proportion to the pool (see curate.handover.subsets.per_source_top)
     k: int = 200
     seed: int = 0
     diversity: float | None = None
@@ -44,7 +44,7 @@ def load_experiment_config(path: str | Path) -> ExperimentConfig:
 
 
 def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
-    from curate.subsets import SubsetCriteria, create_subset
+    from curate.handover.subsets import SubsetCriteria, create_subset
     from eval.compare import compare_scores, load_run_scores, plot, to_markdown
     from eval.runner import load_eval_config, run_eval
     from licenses.catalogue import load_catalogue

@@ -15,7 +15,7 @@ from pathlib import Path
 from core.config import from_dict, load_yaml
 from core.errors import JcurateError
 from curate.config import JudgeConfig
-from curate.judge import make_judge
+from curate.scoring.judge import make_judge
 from eval.generate import GenerationConfig, make_generator
 from eval.grade import (
     ELYZA_CHOICES,
@@ -80,7 +80,7 @@ def _resolve_model(con, cfg: EvalConfig) -> tuple[str, str | None, str | None]:
 def decontamination_overlap(con, subset: str, eval_files: list[str], n_grams: int = 13) -> int:
     """Training records of the subset whose instruction side shares an n-gram with an eval prompt."""
     from curate.config import DecontaminationConfig
-    from curate.decont import loaded_decont_filter
+    from curate.decont.decontaminate import loaded_decont_filter
     from curate.records import make_document
 
     filt = loaded_decont_filter(eval_files, DecontaminationConfig(eval_files=list(eval_files), n_grams=n_grams))

@@ -33,14 +33,14 @@ def bytecode_note() -> str | None:
 
 def cmd_run(args) -> int:
     if args.executor == "local" and args.workers > 1:
-        from curate.worker_server import start_worker_server
+        from curate.running.worker_server import start_worker_server
 
         start_worker_server()  # first: it imports the pipeline's modules while this process does
     from curate.config import load_config
-    from curate.ingest import EarlyRecords, ingest_run
-    from curate.manifest import load_manifest
-    from curate.pipeline import FILTER_STAGE_DROPS, STAGES, ExecutorOptions, mark_finished, run_stages
-    from curate.report import build_report, format_report, write_report
+    from curate.handover.ingest import EarlyRecords, ingest_run
+    from curate.reading.manifest import load_manifest
+    from curate.running.pipeline import FILTER_STAGE_DROPS, STAGES, ExecutorOptions, mark_finished, run_stages
+    from curate.running.report import build_report, format_report, write_report
     from licenses.catalogue import load_catalogue
 
     started = datetime.now(timezone.utc)
@@ -59,7 +59,7 @@ def cmd_run(args) -> int:
                      if s.license_from_card else ""), file=sys.stderr)
     options = ExecutorOptions(kind=args.executor, workers=args.workers, slurm=config.slurm, verbose=args.verbose,
                               fresh=args.fresh)
-    # the records go into the store while the stages after the filter stage run (curate.ingest.EarlyRecords)
+    # the records go into the store while the stages after the filter stage run (curate.handover.ingest.EarlyRecords)
     early = EarlyRecords(args.db, out, FILTER_STAGE_DROPS) if args.executor != "slurm" else None
     try:
         timings = run_stages(sources, config, out, options, log=lambda m: print(m, file=sys.stderr),
@@ -93,8 +93,8 @@ def score_after_run(db: str, model_dir: Path, scoring, run_id: str, shipped: dic
     """Scores the run's kept records with the shipped scorer (unless ``shipped``: the workers did and
     the ingest stored them), then trains the classifier on the labels in the store (where there are
     enough) and scores them with it too."""
-    from curate import shipped_scorer
-    from curate.classifier import score_run, train_classifier
+    from curate.scoring import shipped_scorer
+    from curate.scoring.classifier import score_run, train_classifier
 
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     if not scoring.shipped:
@@ -125,7 +125,7 @@ def score_after_run(db: str, model_dir: Path, scoring, run_id: str, shipped: dic
 
 def cmd_judge(args) -> int:
     from curate.config import load_config
-    from curate.judge import make_judge, run_judge
+    from curate.scoring.judge import make_judge, run_judge
 
     if args.sample is None and not args.all:
         raise JcurateError("say how many records to judge: --sample N (stratified per source) or --all")
@@ -137,7 +137,7 @@ def cmd_judge(args) -> int:
 
 
 def cmd_classifier(args) -> int:
-    from curate.classifier import score_run, train_classifier
+    from curate.scoring.classifier import score_run, train_classifier
 
     if args.classifier_command == "train":
         result = train_classifier(args.db, args.model_dir, label_scorer=args.labels)
@@ -149,10 +149,10 @@ def cmd_classifier(args) -> int:
 
 def cmd_ingest(args) -> int:
     from curate.config import load_config
-    from curate.ingest import ingest_run
-    from curate.manifest import load_manifest
-    from curate.pipeline import STAGES, mark_finished
-    from curate.report import build_report, format_report, write_report
+    from curate.handover.ingest import ingest_run
+    from curate.reading.manifest import load_manifest
+    from curate.running.pipeline import STAGES, mark_finished
+    from curate.running.report import build_report, format_report, write_report
     from licenses.catalogue import load_catalogue
 
     config = load_config(args.config)
@@ -179,7 +179,7 @@ def cmd_sql(args) -> int:
 
 
 def cmd_subset(args) -> int:
-    from curate.subsets import SubsetCriteria, create_subset
+    from curate.handover.subsets import SubsetCriteria, create_subset
     from licenses.catalogue import load_catalogue
 
     if args.top_k is None and args.random is None and args.score:
@@ -203,7 +203,7 @@ def cmd_subset(args) -> int:
 def cmd_licenses_check(args) -> int:
     import json
 
-    from curate.subsets import subset_exists
+    from curate.handover.subsets import subset_exists
     from licenses.catalogue import load_catalogue
     from licenses.models import resolve_model_license
     from licenses.notice import subset_licenses

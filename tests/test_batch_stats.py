@@ -8,9 +8,9 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.parquet import ParquetWriter
 
 from curate.config import QualityConfig
-from curate.filters import JapaneseQualityFilter
-from curate.outputs import RecordWriter
+from curate.filters.record_filters import JapaneseQualityFilter
 from curate.records import make_document
+from curate.running.outputs import RecordWriter
 
 
 def _docs():
@@ -56,7 +56,7 @@ def test_filter_and_writer_statistics_match_datatrove_s_per_document_updates(tmp
 def test_intermediate_reader_gives_back_the_documents_datatrove_s_reader_gives(tmp_path):
     from datatrove.pipeline.readers.parquet import ParquetReader
 
-    from curate.outputs import intermediate_reader, row_to_document
+    from curate.running.outputs import intermediate_reader, row_to_document
 
     docs = _docs()
     for i, d in enumerate(docs):

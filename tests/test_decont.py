@@ -7,7 +7,7 @@ import json
 import tempfile
 
 from curate.config import DecontaminationConfig
-from curate.decont import loaded_decont_filter
+from curate.decont.decontaminate import loaded_decont_filter
 from curate.records import make_document
 
 
@@ -31,7 +31,7 @@ def test_loaded_filter_catches_a_shared_ngram_and_leaves_no_folder(tmp_path, mon
 def test_mecab_tokens_are_the_text_without_whitespace_for_every_character():
     """What NgramWindows rests on: fugashi's tokens, joined, are the text's characters in order with
     only whitespace left out (a NUL ends MeCab's input), for every code point of the BMP."""
-    from curate.tokenizers import FugashiTokenizer
+    from curate.text.tokenizers import FugashiTokenizer
 
     tokenizer = FugashiTokenizer()
     differ = []
@@ -58,7 +58,7 @@ def test_ngram_windows_change_no_decision_on_real_records_and_leaks(tmp_path):
     around the window length, with spaces put in, decided with and without the window test."""
     import random
 
-    from curate.decont import InstructionDecontFilter, build_decont_index, eval_prompts
+    from curate.decont.decontaminate import InstructionDecontFilter, build_decont_index, eval_prompts
     from curate.records import make_document
     from tests.conftest import ROOT
 
@@ -96,7 +96,7 @@ def test_ngram_windows_change_no_decision_on_real_records_and_leaks(tmp_path):
 
 
 def test_the_first_prompt_by_length_then_order_is_named_for_a_near_copy():
-    from curate.decont import PromptMatcher, normalise_prompt
+    from curate.decont.decontaminate import PromptMatcher, normalise_prompt
 
     prompts = {normalise_prompt(p): t for p, t in [("伊勢神宮は何県にありますか", "long"), ("伊勢神宮は何県か", "a"),
                                                    ("伊勢神社は何県か", "b"), ("出雲大社は何県か", "c")]}
@@ -108,7 +108,7 @@ def test_the_first_prompt_by_length_then_order_is_named_for_a_near_copy():
 
 
 def test_the_batch_windows_test_answers_as_the_one_text_test():
-    from curate.decont import NgramWindows
+    from curate.decont.decontaminate import NgramWindows
 
     windows = NgramWindows(4, ["東京タワーの高さは何メートル", "富士山に登る方法"])
     texts = ["東京タワーの高さ", "とうきょう", "富士山に登", "富士 山に登る", "", "abc", "高さは何メ"]

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.config import NearDedupConfig
-from curate.dedup_plan import Plan, PlanEntry, PlanTable, decide, read_band_groups
+from curate.dedup.plan import Plan, PlanEntry, PlanTable, decide, read_band_groups
 
 TEXT = "東京は日本の首都であり、政治と経済の中心地として多くの人々が暮らしています。"
 
@@ -158,11 +158,11 @@ def test_batched_pair_verification_decides_as_the_per_pair_rule(tmp_path, monkey
 
     import numpy as np
 
-    from curate import dedup_plan
-    from curate.dedup import near_duplicate_similarity
-    from curate.dedup_plan import NearClusters, PartShingleStore, verify_pairs, verify_pairs_in_threads
+    from curate.dedup import plan
+    from curate.dedup.near_duplicates import near_duplicate_similarity
+    from curate.dedup.plan import NearClusters, PartShingleStore, verify_pairs, verify_pairs_in_threads
 
-    monkeypatch.setattr(dedup_plan, "MIN_PAIRS_PER_THREAD", 10)  # so that these few hundred pairs are cut
+    monkeypatch.setattr(plan, "MIN_PAIRS_PER_THREAD", 10)  # so that these few hundred pairs are cut
 
     rows = [json.loads(line) for line in Path("data/handwritten/qa_knowledge.jsonl").read_text(encoding="utf-8").splitlines()]
     base = [rec(f"h:{i}", f"h{i}", 0, i, output=r["output"], instruction=r["instruction"], input_=r.get("input") or "")
@@ -192,7 +192,7 @@ def _write_part_shingles(folder, tasks: list[list[dict]], near: NearDedupConfig)
 
     from datatrove.data import Document
 
-    from curate.part_shingles import PartShingleWriter
+    from curate.dedup.part_shingles import PartShingleWriter
 
     writer = PartShingleWriter(str(folder), near)
     for rank, records in enumerate(tasks):
@@ -212,7 +212,7 @@ def test_part_shingles_written_by_the_filter_stage_equal_those_of_the_shards_tex
 
     import numpy as np
 
-    from curate.dedup_plan import NearClusters, PartShingleStore, verify_pairs
+    from curate.dedup.plan import NearClusters, PartShingleStore, verify_pairs
 
     rows = [json.loads(line) for line in Path("data/handwritten/qa_knowledge.jsonl").read_text(encoding="utf-8").splitlines()]
     base = [rec(f"h:{i}", f"h{i}", 0, i, output=r["output"], instruction=r["instruction"], input_=r.get("input") or "")
@@ -247,7 +247,7 @@ def test_shared_counts_by_sparse_rows_and_by_sorting_agree_and_unsorted_rows_fal
     the sparse path cannot take) still counted right, by sorting."""
     import numpy as np
 
-    from curate.dedup_plan import PartShingleStore, shared_counts
+    from curate.dedup.plan import PartShingleStore, shared_counts
 
     rng = np.random.default_rng(7)
     sets = [np.unique(rng.choice(np.array([1, 5, 9, 2**31 + 3, 2**32 - 1, 77, 1000], dtype=np.uint32),
@@ -282,7 +282,7 @@ def test_a_cut_part_shingle_file_is_a_clear_error(tmp_path):
     import pytest
 
     from core.errors import JcurateError
-    from curate.dedup_plan import PartShingleStore
+    from curate.dedup.plan import PartShingleStore
 
     records = [rec("a:0", "h0", 0, 0), rec("a:1", "h1", 0, 1, TEXT + "です")]
     table = PlanTable.load(shards(tmp_path, records))
@@ -304,8 +304,8 @@ def test_the_plan_lists_its_duplicates_and_the_last_stage_copies_them_as_dropped
     become documents."""
     import pyarrow.parquet as pq
 
-    from curate.dedup_plan import decide_with_table, write_duplicate_lists
-    from curate.outputs import RECORD_COLUMNS, RECORD_SCHEMA, IntermediateReader
+    from curate.dedup.plan import decide_with_table, write_duplicate_lists
+    from curate.running.outputs import RECORD_COLUMNS, RECORD_SCHEMA, IntermediateReader
 
     def full(r: dict) -> dict:
         row = dict.fromkeys(RECORD_COLUMNS) | {k: v for k, v in r.items() if k in RECORD_COLUMNS}

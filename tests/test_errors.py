@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import JcurateError
 from curate.config import load_config
-from curate.manifest import load_manifest
+from curate.reading.manifest import load_manifest
 from tests.conftest import ROOT, run_cli
 
 

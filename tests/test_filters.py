@@ -7,7 +7,7 @@ import re
 import pytest
 
 from curate.config import LanguageConfig, QualityConfig
-from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter
+from curate.filters.record_filters import JapaneseLanguageFilter, JapaneseQualityFilter
 from curate.records import content_hash, make_document, normalise_text
 
 
@@ -170,7 +170,7 @@ def test_the_character_run_test_is_the_regex_it_replaced():
     import sys
     from pathlib import Path
 
-    from curate.filters import _RUN_CHAR, _RUN_FREE, reaches_char_run, reaches_char_run_many
+    from curate.filters.record_filters import _RUN_CHAR, _RUN_FREE, reaches_char_run, reaches_char_run_many
 
     run_char = re.compile(_RUN_CHAR)
     assert [run_char.fullmatch(chr(c)) is None for c in range(sys.maxunicode + 1)] == _RUN_FREE.tolist()
@@ -193,7 +193,7 @@ def test_batched_filters_decide_as_one_record_at_a_time():
     the whole batch in one numpy pass) against ``filter`` record by record: the same results and the same
     measurements, on every record of the audit, the labels and the hand-written sources, chats included;
     and ``kana_counts_many`` against the regex count, kana and kanji of every block boundary."""
-    from curate.filters import kana_counts, kana_counts_many
+    from curate.filters.record_filters import kana_counts, kana_counts_many
 
     rows = _real_rows("data/sources/chat_ja.jsonl")
 

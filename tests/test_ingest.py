@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 
 from core.errors import JcurateError
-from curate.ingest import RECORD_FIELDS, EarlyRecords, ingest_run, insert_records
-from curate.pipeline import FILTER_STAGE_DROPS
+from curate.handover.ingest import RECORD_FIELDS, EarlyRecords, ingest_run, insert_records
+from curate.running.pipeline import FILTER_STAGE_DROPS
 from store.connection import connect
 
 
@@ -49,9 +49,9 @@ TABLES = {
 
 def _ingest(out, db, early=None) -> str:
     from curate.config import load_config
-    from curate.manifest import load_manifest
-    from curate.pipeline import STAGES
-    from curate.report import build_report
+    from curate.reading.manifest import load_manifest
+    from curate.running.pipeline import STAGES
+    from curate.running.report import build_report
     from licenses.catalogue import load_catalogue
 
     catalogue = load_catalogue()
@@ -109,7 +109,7 @@ def test_an_early_load_error_is_raised_by_the_ingest(default_run, tmp_path):
 
 def test_a_run_whose_later_stage_fails_stores_nothing(tmp_path, monkeypatch):
     """The records load started after the filter stage is rolled back when the dedup plan fails."""
-    from curate.dedup_plan import DedupPlan
+    from curate.dedup.plan import DedupPlan
     from tests.conftest import run_cli
 
     def fail(self, data=None, rank=0, world_size=1):

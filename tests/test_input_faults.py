@@ -87,7 +87,7 @@ def test_a_folder_source_takes_only_its_format_s_files(tmp_path):
     (folder / "a.jsonl").write_text(line, encoding="utf-8")
     (folder / "a.jsonl.bak").write_text(line, encoding="utf-8")
     (folder / "b.json").write_text("[]", encoding="utf-8")
-    from curate.manifest import load_manifest
+    from curate.reading.manifest import load_manifest
 
     (source,) = load_manifest(manifest(tmp_path, "src", "jsonl"))
     assert [f.split("/")[-1] for f in source.files] == ["a.jsonl"]

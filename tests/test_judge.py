@@ -10,7 +10,7 @@ import shutil
 import duckdb
 import pytest
 
-from curate.judge import PROMPT_VERSION, OpenAIJudge, TransformersJudge, build_prompt, expected_score, run_judge
+from curate.scoring.judge import PROMPT_VERSION, OpenAIJudge, TransformersJudge, build_prompt, expected_score, run_judge
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                 reason="the judge needs the 'judge' extra: uv sync --extra judge")
@@ -98,7 +98,7 @@ def test_transformers_backend_is_deterministic_and_in_range(tiny_model):
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is GPU-only (extra 'vllm'); CI has no GPU")
 def test_vllm_backend(tiny_model):  # pragma: no cover - runs on the GPU machine
-    from curate.judge import VLLMJudge
+    from curate.scoring.judge import VLLMJudge
 
     judge = VLLMJudge(str(tiny_model), gpu_memory_utilization=0.3, max_model_len=2048)
     results = judge.judge([build_prompt("日本の首都は？", "東京です。")])

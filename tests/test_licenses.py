@@ -233,7 +233,7 @@ def test_a_model_card_decides_first_and_a_disagreement_is_said(tmp_path):
 
 
 def test_generated_by_without_a_license_takes_the_model_s(tmp_path):
-    from curate.manifest import load_manifest
+    from curate.reading.manifest import load_manifest
 
     (tmp_path / "a.jsonl").write_text('{"instruction": "質問", "output": "答え"}\n', encoding="utf-8")
     manifest = tmp_path / "sources.yaml"

@@ -13,11 +13,11 @@ from datatrove.data import Document
 from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets
 from datatrove.utils.text import ngrams, simplify_text
 
-from curate.char_ngrams import coefficients
 from curate.config import NearDedupConfig
-from curate.dedup import NORM, char_shingle_hashes, jaccard, minhash_config
-from curate.minhash import OnePermutationMinhashSignature, mix64, simplified_chars
-from curate.tokenizers import make_tokenizer
+from curate.dedup.minhash import OnePermutationMinhashSignature, mix64, simplified_chars
+from curate.dedup.near_duplicates import NORM, char_shingle_hashes, jaccard, minhash_config
+from curate.text.char_ngrams import coefficients
+from curate.text.tokenizers import make_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE = ["", "短い", " a b ", "五文字です", "ＡＢＣＤＥＦ　ｇ", "ダイヤモンド、ダイヤモンド！",
@@ -58,7 +58,7 @@ def step(tmp_path, near=None, tokens="chars") -> OnePermutationMinhashSignature:
 def test_normalisation_is_datatrove_s_with_spaces_dropped():
     import sys
 
-    from curate.minhash import WHITESPACE
+    from curate.dedup.minhash import WHITESPACE
 
     assert WHITESPACE == "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
     for text in real_texts() + EDGE:
@@ -72,7 +72,7 @@ def test_simplified_codes_equal_simplified_chars_of_each_text():
     beyond in runs of 97 (lower() of one character may be two, İ -> i̇)."""
     import sys
 
-    from curate.minhash import _SEPARATOR, simplified_codes
+    from curate.dedup.minhash import _SEPARATOR, simplified_codes
 
     everything = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
     runs = [everything[i:i + 97] for i in range(0, len(everything), 97)]
@@ -155,7 +155,7 @@ def test_bucket_files_are_in_datatrove_s_sort_order(tmp_path):
 def test_sorted_buckets_write_datatrove_s_dups_files_byte_for_byte(tmp_path):
     """Signatures of real records (with exact copies, so groups of three and more) over three tasks:
     the numpy bucket stage writes what datatrove's heap merge writes."""
-    from curate.minhash import SortedMinhashBuckets
+    from curate.dedup.minhash import SortedMinhashBuckets
 
     near = NearDedupConfig()
     s = step(tmp_path, near)
@@ -180,7 +180,7 @@ def test_sorted_buckets_write_datatrove_s_dups_files_byte_for_byte(tmp_path):
 def test_sorted_buckets_with_fewer_tasks_than_buckets_write_the_same_files(tmp_path):
     """Two tasks for 20 buckets (as `jcurate run --workers 2` runs the stage): task r merges buckets
     r, r + 2, ...; every bucket's file is the one a task per bucket writes."""
-    from curate.minhash import SortedMinhashBuckets
+    from curate.dedup.minhash import SortedMinhashBuckets
 
     near = NearDedupConfig()
     s = step(tmp_path, near)
@@ -207,7 +207,7 @@ def test_merged_order_is_the_sort_of_every_key_on_sorted_files_and_falls_back_on
     (hashes..., file, doc): three files sorted as the signature step writes them, with equal signatures,
     signatures equal in their first hash only, values past 2**63 and 32-bit hashes; then a file that is
     not sorted by doc among equal signatures, which the fast path cannot take."""
-    from curate.minhash import merged_order
+    from curate.dedup.minhash import merged_order
 
     rng = np.random.default_rng(3)
     for dtype in (np.uint64, np.uint32):

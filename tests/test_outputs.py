@@ -1,4 +1,4 @@
-"""Arrow columns built from buffers (``curate.outputs``): the same arrays and errors as pyarrow's converter."""
+"""Arrow columns built from buffers (``curate.running.outputs``): the same arrays and errors as pyarrow's converter."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ import sys
 import pyarrow as pa
 import pytest
 
-from curate.outputs import RECORD_SCHEMA, arrow_numbers, arrow_strings, documents_to_columns, numpy_of, record_batch
 from curate.records import make_document
+from curate.running.outputs import (
+    RECORD_SCHEMA,
+    arrow_numbers,
+    arrow_strings,
+    documents_to_columns,
+    numpy_of,
+    record_batch,
+)
 
 
 def test_string_columns_equal_pyarrow_s():
@@ -51,8 +58,8 @@ def test_kept_out_pandas_still_comes_for_pandas_only_functions():
     script = """if True:
         import sys
         import pyarrow as pa
-        from curate.worker_server import keep_pandas_out_of_pyarrow
-        from curate.outputs import arrow_strings, numpy_of
+        from curate.running.worker_server import keep_pandas_out_of_pyarrow
+        from curate.running.outputs import arrow_strings, numpy_of
         assert keep_pandas_out_of_pyarrow()
         table = pa.table({"s": arrow_strings(["a", None]), "n": pa.array([1, 2], pa.int64())})
         assert numpy_of(table.column("n")).tolist() == [1, 2] and "pandas" not in sys.modules

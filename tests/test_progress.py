@@ -10,8 +10,8 @@ import time
 
 from datatrove.data import Document
 
-from curate.pipeline import _heartbeat
-from curate.progress import ProgressCounter, count_input_rows, progress_line, records_done
+from curate.running.pipeline import _heartbeat
+from curate.running.progress import ProgressCounter, count_input_rows, progress_line, records_done
 
 
 def test_a_run_s_progress_counts_are_its_records(default_run):
@@ -22,7 +22,7 @@ def test_a_run_s_progress_counts_are_its_records(default_run):
     read_last = report["read"] - sum(report["dropped"][s] for s in ("read", "quality", "language", "exact_dedup",
                                                                      "near_dedup"))
     assert report["dropped"]["near_dedup"] > 0 and records_done(out / "work/progress/dedup-decont") == read_last
-    from curate.pipeline import unplanned_rows
+    from curate.running.pipeline import unplanned_rows
 
     assert unplanned_rows(out / "work") == read_last
 
@@ -68,7 +68,7 @@ def test_a_bar_redrawn_in_place_on_a_terminal(tmp_path):
 
 
 def test_totals_come_cheap_or_not_at_all(tmp_path):
-    from curate.manifest import load_manifest
+    from curate.reading.manifest import load_manifest
 
     (tmp_path / "a.jsonl").write_text('{"instruction": "q", "output": "a"}\n' * 7, encoding="utf-8")
     (tmp_path / "b.jsonl").write_text('{"instruction": "q", "output": "a"}\n' * 2 + '{"x": 1}', encoding="utf-8")

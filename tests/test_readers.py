@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.errors import JcurateError
-from curate.manifest import load_manifest
-from curate.readers import SourceReader, check_field_mappings
+from curate.reading.manifest import load_manifest
+from curate.reading.readers import SourceReader, check_field_mappings
 
 
 def _read(tmp_path, path, fmt, fields, extra=""):

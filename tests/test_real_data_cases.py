@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from curate.config import LanguageConfig, NearDedupConfig, QualityConfig
-from curate.decont import PromptMatcher, normalise_prompt
-from curate.dedup import PartShingles, RecordParts, near_duplicate_similarity
-from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter
+from curate.decont.decontaminate import PromptMatcher, normalise_prompt
+from curate.dedup.near_duplicates import PartShingles, RecordParts, near_duplicate_similarity
+from curate.filters.record_filters import JapaneseLanguageFilter, JapaneseQualityFilter
 from curate.records import make_document
-from curate.tokenizers import CharTokenizer
+from curate.text.tokenizers import CharTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIT = ROOT / "data/audit"

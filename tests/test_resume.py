@@ -100,8 +100,8 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(inputs, tmp_path,
 
 def test_fresh_and_changed_inputs_do_not_resume(inputs, tmp_path, capsys):
     from curate.config import PipelineConfig
-    from curate.manifest import load_manifest
-    from curate.pipeline import ExecutorOptions, can_resume, run_fingerprint
+    from curate.reading.manifest import load_manifest
+    from curate.running.pipeline import ExecutorOptions, can_resume, run_fingerprint
 
     sources = load_manifest(str(inputs / "sources.yaml"))
     options = ExecutorOptions(workers=2)

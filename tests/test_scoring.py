@@ -7,7 +7,7 @@ import shutil
 
 import duckdb
 
-from curate.classifier import macro_f1, spearman
+from curate.scoring.classifier import macro_f1, spearman
 from tests.conftest import run_cli
 
 

@@ -134,7 +134,7 @@ def test_score_decisions_and_duplicates(client, store):
 
 
 def test_score_classifier_matches_the_cli_classifier(client, store):
-    from curate.classifier import QualityClassifier
+    from curate.scoring.classifier import QualityClassifier
 
     path = _query(store, "SELECT path FROM classifier_models ORDER BY trained_at DESC LIMIT 1")[0][0]
     rows = _query(store, "SELECT instruction, output FROM records WHERE source_id = 'jcurate-labelled' "

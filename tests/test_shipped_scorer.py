@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import JcurateError
-from curate.classifier import spearman
-from curate.quality_features import RecordView, feature_matrix
-from curate.shipped_scorer import DEFAULT_MODEL, MODELS, NgramRidge, Ridge, ShippedScorer, save_model
+from curate.scoring.classifier import spearman
+from curate.scoring.quality_features import RecordView, feature_matrix
+from curate.scoring.shipped_scorer import DEFAULT_MODEL, MODELS, NgramRidge, Ridge, ShippedScorer, save_model
 from store.connection import connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,9 +100,9 @@ def test_the_workers_scores_travel_in_the_kept_shards_and_the_ingest_stores_them
     score of the stored record; `jcurate ingest` of the same shards (the Slurm path) stores them too."""
     import duckdb
 
-    from curate.ingest import ingest_run
-    from curate.manifest import load_manifest
-    from curate.pipeline import STAGES
+    from curate.handover.ingest import ingest_run
+    from curate.reading.manifest import load_manifest
+    from curate.running.pipeline import STAGES
     from licenses.catalogue import load_catalogue
 
     out, db = default_run
@@ -192,7 +192,7 @@ def test_scoring_a_page_at_a_time_scores_each_kept_record_once(default_run, tmp_
     """Kept records are read in pages (memory does not grow with the run): small pages give the run's scores."""
     import shutil
 
-    from curate.kept_scores import store_kept_scores
+    from curate.scoring.kept_scores import store_kept_scores
 
     _, db = default_run
     shutil.copy(db, tmp_path / "copy.duckdb")

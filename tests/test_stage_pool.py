@@ -1,4 +1,4 @@
-"""One pool of worker processes for all the stages of a run (``curate.stage_pool``)."""
+"""One pool of worker processes for all the stages of a run (``curate.running.stage_pool``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from datatrove.executor import LocalPipelineExecutor
 
-from curate.stage_pool import StagePool, run_on_pool
+from curate.running.stage_pool import StagePool, run_on_pool
 
 
 def record_pid(folder: str, data, rank: int = 0, world_size: int = 1):
@@ -63,8 +63,8 @@ def write_records_note_pandas(folder: str, data, rank: int = 0, world_size: int 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from curate.outputs import RecordWriter, numpy_of
     from curate.records import make_document
+    from curate.running.outputs import RecordWriter, numpy_of
 
     docs = [make_document(record_id=f"s:{rank}-{i}", source_id="s", instruction="質問です", output="答えです。",
                           extra={"row": i, "source_order": 0}) for i in range(3)]

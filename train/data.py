@@ -12,7 +12,7 @@ from pathlib import Path
 
 from core.errors import JcurateError
 from core.jsonl import read_json_lines
-from curate.subsets import export_rows
+from curate.handover.subsets import export_rows
 from store.connection import connect
 from train.config import DataConfig
 

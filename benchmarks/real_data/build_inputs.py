@@ -609,10 +609,10 @@ def build_gold(out: Path) -> dict:
     fields = {"instruction": "instruction", "input": "input", "output": "output"}
     sources = [
         {"id": "elyza-tasks-100-gold", "path": "elyza-tasks-100-gold.jsonl", "format": "jsonl", "license": BENCHMARK.license,
-         "url": BENCHMARK.url, "fields": fields, "id_field": "id",
+         "url": BENCHMARK.url, "fields": dict(fields), "id_field": "id",
          "notes": f"ELYZA-tasks-100 reference answers as records ({BENCHMARK.repo}@{BENCHMARK.commit}:{BENCHMARK.path})"},
         {"id": "japanese-mt-bench-gold", "path": "japanese-mt-bench-gold.jsonl", "format": "jsonl",
-         "license": MT_BENCH.license, "url": MT_BENCH.url, "fields": fields, "id_field": "id",
+         "license": MT_BENCH.license, "url": MT_BENCH.url, "fields": dict(fields), "id_field": "id",
          "generated_by": {"model": "gpt-4o", "license": "OpenAI-ToU"},
          "notes": f"Japanese MT-Bench first-turn gpt-4o references, checked by people "
                   f"({MT_BENCH.repo}@{MT_BENCH.commit}:{MT_BENCH.references})"},

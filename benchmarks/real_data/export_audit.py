@@ -1,7 +1,7 @@
 """Merge the audit judgements and export the audited records (and their duplicate partners).
 
-    uv run python benchmarks/real_data/export_audit.py --realdata /work/realdata \
-        --shares /work/audit_work/round1 /work/audit_work/round2
+    uv run python benchmarks/real_data/export_audit.py --realdata runs/realdata \
+        --shares runs/audit_work/round1 runs/audit_work/round2
 
 Reads ``data/audit/rounds/round*_share_*.jsonl`` (one judgement per record, written by the people
 who read them), adds the duplicate partner each dedup drop was judged against (from the
@@ -21,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from build_inputs import NO_REDISTRIBUTION
+from build_inputs import DEFAULT_REALDATA, NO_REDISTRIBUTION
 
 from core.jsonl import json_objects
 
@@ -32,7 +32,8 @@ AUDIT = ROOT / "data/audit"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--realdata", default="/work/realdata", help="the folder build_inputs.py wrote")
+    ap.add_argument("--realdata", default=str(DEFAULT_REALDATA),
+                    help="the folder build_inputs.py wrote ($JCURATE_REALDATA, else runs/realdata)")
     ap.add_argument("--shares", nargs="+", required=True, help="folders of the share files the readers got")
     args = ap.parse_args()
     partners = {}

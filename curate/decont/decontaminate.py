@@ -41,10 +41,10 @@ from rapidfuzz.distance import Levenshtein
 from core.errors import JcurateError
 from core.jsonl import read_json_lines
 from curate.batch_stats import BatchStatsFilter
-from curate.char_ngrams import coefficients, text_windows
-from curate.dedup import NORM
-from curate.filters import FILTER_BATCH
-from curate.tokenizers import FugashiTokenizer
+from curate.dedup.near_duplicates import NORM
+from curate.filters.record_filters import FILTER_BATCH
+from curate.text.char_ngrams import coefficients, text_windows
+from curate.text.tokenizers import FugashiTokenizer
 
 
 def decont_config(n_grams: int) -> NGramsDecontConfig:

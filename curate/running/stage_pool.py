@@ -19,7 +19,7 @@ from datatrove.utils.stats import PipelineStats
 class StagePool:
     """The workers and the manager of one run's stages, started at the first stage that needs them;
     ended by ``close`` (a context manager). ``without_pandas``: each worker's pyarrow takes pandas as
-    absent (``curate.worker_server.keep_pandas_out_of_pyarrow``)."""
+    absent (``curate.running.worker_server.keep_pandas_out_of_pyarrow``)."""
 
     def __init__(self, workers: int, without_pandas: bool = False):
         self.workers = workers
@@ -82,7 +82,7 @@ def run_on_pool(executor, stage_pool: StagePool) -> PipelineStats | None:
 def _run_task(executor, without_pandas: bool, rank: int, **kwargs):
     """A task in a worker: datatrove's ``_launch_run_for_rank``, pyarrow first kept from pandas where asked."""
     if without_pandas:
-        from curate.worker_server import keep_pandas_out_of_pyarrow
+        from curate.running.worker_server import keep_pandas_out_of_pyarrow
 
         keep_pandas_out_of_pyarrow()
     return executor._launch_run_for_rank(rank, **kwargs)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curate.char_ngrams import char_codes, coefficients, window_hashes
+from curate.text.char_ngrams import char_codes, coefficients, window_hashes
 
 # a line whose last character is one of these ends complete (punctuation, closing brackets, emphasis marks)
 SENTENCE_END = "。．.！？!?」』）)】〉》〕］]…‥〜~ー♪☆★✨！:：;；"

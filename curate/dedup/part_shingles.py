@@ -8,7 +8,7 @@ task writes the shingles of every record it keeps, in the order of its Parquet s
   (uint32 character n-gram hashes, or uint64 word n-gram hashes with ``tokens: fugashi``);
 * ``RANK.counts``: three int32 per record, how many shingles each part has.
 
-The plan maps the files (``curate.dedup_plan.PartShingleStore.from_files``) and reads only the
+The plan maps the files (``curate.dedup.plan.PartShingleStore.from_files``) and reads only the
 candidates' ranges; the shingles are those ``PartShingles.of`` gives the same record's parts.
 """
 
@@ -22,8 +22,8 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
 from curate.config import NearDedupConfig
-from curate.dedup import RecordParts, char_shingle_flat, shingle_hashes
-from curate.tokenizers import CharTokenizer, make_tokenizer
+from curate.dedup.near_duplicates import RecordParts, char_shingle_flat, shingle_hashes
+from curate.text.tokenizers import CharTokenizer, make_tokenizer
 
 COUNTS_DTYPE = np.dtype("<i4")
 

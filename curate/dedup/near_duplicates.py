@@ -1,9 +1,9 @@
 """Exact and near-duplicate removal.
 
-Signatures are one-permutation MinHash (``curate.minhash``, in datatrove's bucket file format) and
+Signatures are one-permutation MinHash (``curate.dedup.minhash``, in datatrove's bucket file format) and
 LSH buckets are datatrove's own ``MinhashDedupBuckets``. The clustering step is ours, because datatrove's
 ``MinhashDedupCluster`` keeps whichever record union-by-size makes the root and records no
-pointer from a dropped record to the one that was kept. ``curate.dedup_plan.DedupPlan`` applies a
+pointer from a dropped record to the one that was kept. ``curate.dedup.plan.DedupPlan`` applies a
 stated rule instead and verifies each LSH candidate pair by its true Jaccard similarity:
 
 * exact duplicates: records with the same ``content_hash`` (normalised text);
@@ -16,7 +16,7 @@ stated rule instead and verifies each LSH candidate pair by its true Jaccard sim
 * survivor of a group: the record of the source listed first in the manifest, then the
   lowest row number (list your preferred sources first).
 
-The plan is one Parquet file (``curate.dedup_plan``), with each filtered shard's duplicates listed; the
+The plan is one Parquet file (``curate.dedup.plan``), with each filtered shard's duplicates listed; the
 last stage's reader copies those rows to ``OUT/dropped/exact_dedup`` and ``OUT/dropped/near_dedup``.
 This module holds the rules: shingles, Jaccard, what makes two records near duplicates.
 """
@@ -31,10 +31,10 @@ from datatrove.pipeline.dedup.minhash import MinhashConfig
 from datatrove.utils.hashing import HashConfig, create_hash_func
 from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
 
-from curate.char_ngrams import code_windows, coefficients
 from curate.config import NearDedupConfig
-from curate.minhash import simplified_codes
-from curate.tokenizers import CharTokenizer
+from curate.dedup.minhash import simplified_codes
+from curate.text.char_ngrams import code_windows, coefficients
+from curate.text.tokenizers import CharTokenizer
 
 # datatrove's default strips diacritics (ダイヤモンド -> タイヤモント) and maps every number
 # to 0, which makes "3と5の和" and "7と2の和" identical: keep both.
@@ -95,8 +95,8 @@ def char_shingle_batch(texts: list[str], n: int, chunk: int = 4096) -> list[np.n
     >>> out = char_shingle_batch(texts, 5)
     >>> [len(a) for a in out], bool(out[2] == out[4]), out[0].dtype
     ([6, 1, 1, 5, 1, 5], True, dtype('uint32'))
-    >>> from curate.char_ngrams import char_codes, window_hashes
-    >>> from curate.minhash import simplified_chars
+    >>> from curate.text.char_ngrams import char_codes, window_hashes
+    >>> from curate.dedup.minhash import simplified_chars
     >>> def one_by_one(t):  # the definition, one text at a time
     ...     return np.unique(window_hashes(char_codes(simplified_chars(t)), 5, _COEFFS) >> np.uint64(32)).astype(np.uint32)
     >>> all(np.array_equal(a, one_by_one(t)) for a, t in zip(out, texts) if len(t) >= 5)

@@ -1,8 +1,8 @@
 """Character n-grams hashed in numpy: one 64-bit polynomial hash per window, no Python loop.
 
 Used where a set of n-grams is compared or counted and no datatrove signature has to match:
-repetition coverage (``curate.japanese``), near-duplicate verification (``curate.dedup``) and the
-scorer's hashed n-gram features (``curate.shipped_scorer``). Each caller keeps its own coefficients.
+repetition coverage (``curate.filters.japanese``), near-duplicate verification (``curate.dedup.near_duplicates``) and the
+scorer's hashed n-gram features (``curate.scoring.shipped_scorer``). Each caller keeps its own coefficients.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from datatrove.utils.logging import logger
 
 from core.errors import JcurateError, first_line
 from curate.batch_stats import count, record_doc_stats
-from curate.manifest import ROLE_FIELDS_NOTE, Source
+from curate.reading.manifest import ROLE_FIELDS_NOTE, Source
 from curate.records import ROLE_ALIASES, ROLES, content_hash, make_document
 
 

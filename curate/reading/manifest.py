@@ -57,7 +57,7 @@ class Source:
         return "messages" in self.fields
 
 
-COMPRESSED = (".gz", ".bz2", ".zst")  # read decompressed (curate.readers.open_binary): data.jsonl.gz is JSON Lines
+COMPRESSED = (".gz", ".bz2", ".zst")  # read decompressed (curate.reading.readers.open_binary): data.jsonl.gz is JSON Lines
 
 
 def _resolve_files(path: str, fmt: str, base: Path) -> tuple[str, ...]:
@@ -108,7 +108,7 @@ def _parse_source(i: int, entry, manifest: Path, catalogue: Catalogue) -> Source
         raise JcurateError(f"{where}: key 'format' must be one of {', '.join(FORMATS)}, got {fmt!r}")
     dataset = None
     if hub:
-        from curate.hub_sources import resolve_hub_dataset
+        from curate.reading.hub_sources import resolve_hub_dataset
 
         dataset = resolve_hub_dataset(str(hub), fmt, catalogue, revision=entry.get("revision"),
                                       config=entry.get("config"), split=entry.get("split"),

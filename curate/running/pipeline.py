@@ -40,20 +40,20 @@ from pathlib import Path
 
 from core.errors import JcurateError
 from curate.config import PipelineConfig
-from curate.decont import InstructionDecontFilter, build_decont_index
-from curate.dedup import minhash_config
-from curate.dedup_plan import DedupPlan
-from curate.filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
-from curate.manifest import Source
-from curate.minhash import OnePermutationMinhashSignature, SortedMinhashBuckets
-from curate.outputs import RecordWriter, dropped_writer, intermediate_reader
-from curate.part_shingles import PartShingleWriter
-from curate.progress import ProgressCounter, count_input_rows, parquet_rows
-from curate.readers import SourceReader, check_field_mappings, check_readable
-from curate.shipped_scorer import ShippedScoreStep
-from curate.stage_pool import StagePool, run_on_pool
-from curate.tokenizers import make_tokenizer
-from curate.worker_server import drain_worker_output, start_worker_server
+from curate.decont.decontaminate import InstructionDecontFilter, build_decont_index
+from curate.dedup.minhash import OnePermutationMinhashSignature, SortedMinhashBuckets
+from curate.dedup.near_duplicates import minhash_config
+from curate.dedup.part_shingles import PartShingleWriter
+from curate.dedup.plan import DedupPlan
+from curate.filters.record_filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
+from curate.reading.manifest import Source
+from curate.reading.readers import SourceReader, check_field_mappings, check_readable
+from curate.running.outputs import RecordWriter, dropped_writer, intermediate_reader
+from curate.running.progress import ProgressCounter, count_input_rows, parquet_rows
+from curate.running.stage_pool import StagePool, run_on_pool
+from curate.running.worker_server import drain_worker_output, start_worker_server
+from curate.scoring.shipped_scorer import ShippedScoreStep
+from curate.text.tokenizers import make_tokenizer
 
 STAGES = ("read", "quality", "language", "exact_dedup", "near_dedup", "decontamination")
 # the stages whose drops the filter stage writes (``OUT/dropped/<stage>``): the later stages only split the rest
@@ -162,7 +162,7 @@ def make_executor(kind: str, steps: list, tasks: int, workers: int, logging_dir:
         from datatrove.executor import LocalPipelineExecutor
 
         # with one worker datatrove runs the stage in this process; with several, run_stages runs every stage
-        # on the run's shared pool (curate.stage_pool), a single task (the dedup plan) included: in a worker
+        # on the run's shared pool (curate.running.stage_pool), a single task (the dedup plan) included: in a worker
         # forked with the pipeline's modules loaded, so this process never imports pandas and scipy (0.6 s
         # on a core the filter workers need) and its memory stays small
         return LocalPipelineExecutor(steps, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
@@ -195,7 +195,7 @@ def _heartbeat(path: Path, offset: int, terminal_fd: int, label: str, stop: thre
     """While a stage runs: with ``progress`` (the tasks' record counts), a bar redrawn in place on a
     terminal or a line every ``every`` seconds otherwise; without, the latest progress line the
     stage wrote to its log, when it changes."""
-    from curate.progress import progress_line, records_done
+    from curate.running.progress import progress_line, records_done
 
     start, last = time.monotonic(), None
     terminal = os.isatty(terminal_fd)
@@ -325,7 +325,7 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
             ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else options.workers,
                      include_dashboard=False, log_to_driver=False)
     stage_log = out / "work/logs/datatrove.log"
-    # the stages of a local run with several workers share one pool of them (curate.stage_pool)
+    # the stages of a local run with several workers share one pool of them (curate.running.stage_pool)
     # datasets (hf-disk sources) hands pandas objects to pyarrow: its workers keep pandas in pyarrow
     without_pandas = not any(s.format == "hf-disk" for s in sources)
     stage_pool = StagePool(options.workers, without_pandas) if options.kind == "local" and options.workers > 1 else None

@@ -18,8 +18,14 @@ from datatrove.utils.lid import FastTextLID
 
 from curate.batch_stats import BatchStatsFilter
 from curate.config import LanguageConfig, QualityConfig
-from curate.japanese import ends_mid_sentence, has_equal_sentences, may_repeat, repeated_ngram_fraction, repetition
-from curate.minhash import WHITESPACE
+from curate.dedup.minhash import WHITESPACE
+from curate.filters.japanese import (
+    ends_mid_sentence,
+    has_equal_sentences,
+    may_repeat,
+    repeated_ngram_fraction,
+    repetition,
+)
 
 _KANA_RANGES = ((0x3041, 0x309F), (0x30A0, 0x30FF), (0x31F0, 0x31FF))
 _HAN_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF))

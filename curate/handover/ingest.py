@@ -212,9 +212,9 @@ def insert_records(con, run_id: str, view: str = "shard") -> None:
 
 
 def store_shipped_scores(con, run_id: str, now: datetime) -> dict | None:
-    """The shipped scores ``curate.shipped_scorer.ShippedScoreStep`` wrote with the kept records, as
+    """The shipped scores ``curate.scoring.shipped_scorer.ShippedScoreStep`` wrote with the kept records, as
     scores of scorer ``shipped`` (replacing that model's earlier scores of the same records, as
-    ``curate.kept_scores.store_kept_scores`` does). None where the shards carry none (the step was off)."""
+    ``curate.scoring.kept_scores.store_kept_scores`` does). None where the shards carry none (the step was off)."""
     if "shipped_score" not in {row[0] for row in con.execute("DESCRIBE shard").fetchall()}:
         return None
     scored = "FROM shard WHERE stage IS NULL AND shipped_score IS NOT NULL"

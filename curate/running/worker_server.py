@@ -1,13 +1,13 @@
 """The forkserver that datatrove's local executor starts its workers from, started early.
 
-Kept apart from ``curate.pipeline`` (1.5 s of imports) so that the command line can start it
+Kept apart from ``curate.running.pipeline`` (1.5 s of imports) so that the command line can start it
 first: the server then imports the pipeline's modules on the other core while the main process
 imports its own, instead of after it.
 
 The server and every worker it forks keep the standard streams the server started with, for its
 whole life. So it starts with stdout on /dev/null and stderr on a pipe that a thread of this
 process copies to whatever this process's stderr is at the time: the stage's log file while
-``curate.pipeline.stage_output_to`` has it, the terminal otherwise (``--verbose``). Started with
+``curate.running.pipeline.stage_output_to`` has it, the terminal otherwise (``--verbose``). Started with
 this process's streams, the workers wrote datatrove's log to the terminal, between the progress
 lines, and a command whose output went to a pipe ended 0.4 s late: the pipe stayed open until the
 server's own exit.
@@ -22,7 +22,7 @@ import threading
 # shipped scorer, which imports it lazily; scipy's graph components for the dedup plan): ~1.1 s a process. Not
 # pandas (0.3-0.5 s more, the longest part of the start of a run with several workers), which the workers do
 # not use: ``keep_pandas_out_of_pyarrow``
-WORKER_MODULES = ["__main__", "curate.pipeline", "scipy.sparse", "scipy.sparse.csgraph"]
+WORKER_MODULES = ["__main__", "curate.running.pipeline", "scipy.sparse", "scipy.sparse.csgraph"]
 
 
 class _RefusePandas:
@@ -40,7 +40,7 @@ def keep_pandas_out_of_pyarrow() -> bool:
     for pandas once, at its first array of any kind, and imports it if installed (0.3-0.5 s, ~60 MB a
     process); its pandas-only functions (``to_pandas``) still import it when called. Its C++ converter of
     Python lists and ``to_numpy`` import pandas themselves, so the workers' Arrow arrays are built from
-    and read through buffers (``curate.outputs``). ``run_stages`` does not ask this of the workers of a run
+    and read through buffers (``curate.running.outputs``). ``run_stages`` does not ask this of the workers of a run
     with an hf-disk source: ``datasets`` imports pandas and hands pandas objects to pyarrow."""
     import sys
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import JcurateError
-from curate.kept_scores import store_kept_scores
-from curate.tokenizers import FugashiTokenizer
+from curate.scoring.kept_scores import store_kept_scores
+from curate.text.tokenizers import FugashiTokenizer
 from store.connection import connect
 from store.ids import new_id
 from store.rows import insert_row

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curate.japanese import ends_mid_sentence, repetition
+from curate.filters.japanese import ends_mid_sentence, repetition
 
 KANA = re.compile(r"[\u3041-\u309f\u30a0-\u30ff]")
 KATAKANA = re.compile(r"[\u30a0-\u30ff]")

@@ -33,8 +33,8 @@ from datatrove.utils.batching import batched
 from datatrove.utils.text import PUNCTUATION
 from datatrove.utils.typeshelper import StatHints
 
-from curate.char_ngrams import code_windows, coefficients
-from curate.tokenizers import CharTokenizer
+from curate.text.char_ngrams import code_windows, coefficients
+from curate.text.tokenizers import CharTokenizer
 
 # what datatrove's simplify_text (lower case, punctuation to spaces, our NORM: numbers and
 # diacritics kept) followed by the character tokenizer (spaces dropped) leaves: lower case, with

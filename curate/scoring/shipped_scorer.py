@@ -1,12 +1,12 @@
 """The scorer that ships with jcurate: scores a record 1–5 on a CPU, with no labels, no judge
 and no network, so ``jcurate run`` gives every kept record a score (scorer ``shipped``).
 
-The shipped model (``curate/models/jquality-v1/``, see its README.md model card) is a kernel
+The shipped model (``curate/scoring/models/jquality-v1/``, see its README.md model card) is a kernel
 ridge regression on hashed character 1–3-grams of prompt and answer (numpy and scipy only: no
 tokenizer; fastText on characters was tried and diverged to NaN on some folds), trained on
 records of public datasets labelled by reading (``data/labels/``), with labels centred per
 dataset. A model folder may also stack a ridge over the cheap features of
-``curate.quality_features`` on top of the n-gram prediction. ``benchmarks/scorer_selection.py``
+``curate.scoring.quality_features`` on top of the n-gram prediction. ``benchmarks/scorer_selection.py``
 chose it by leave-one-dataset-out agreement and writes the model folder; its agreement is weak
 (see the model card): a store's own labels or judge labels make a better scorer
 (``jcurate classifier train``).
@@ -23,8 +23,8 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
 from core.errors import JcurateError, first_line
-from curate.char_ngrams import coefficients, text_windows
-from curate.quality_features import FEATURES, RecordView, feature_matrix
+from curate.scoring.quality_features import FEATURES, RecordView, feature_matrix
+from curate.text.char_ngrams import coefficients, text_windows
 
 MODELS = Path(__file__).with_name("models")
 DEFAULT_MODEL = "jquality-v1"
@@ -145,7 +145,7 @@ def save_model(folder: Path, name: str, version: str, ngrams: NgramRidge, ridge:
 
 
 class ShippedScorer:
-    """Loads ``curate/models/<name>/`` (default: the shipped model) or ``folder`` and scores records."""
+    """Loads ``curate/scoring/models/<name>/`` (default: the shipped model) or ``folder`` and scores records."""
 
     def __init__(self, name: str = DEFAULT_MODEL, folder: Path | None = None):
         self.folder = Path(folder) if folder else MODELS / name
@@ -186,13 +186,13 @@ class ShippedScorer:
 
 
     def score_kept(self, records) -> np.ndarray:
-        """``curate.kept_scores.KeptRecord`` rows (what ``store_kept_scores`` hands over)."""
+        """``curate.scoring.kept_scores.KeptRecord`` rows (what ``store_kept_scores`` hands over)."""
         return self.score_views([RecordView.of(r.instruction, r.input, r.output, r.messages) for r in records])
 
 
 def score_run(db: str | Path, run_id: str | None = None, scorer: ShippedScorer | None = None, log=print) -> dict:
     """Scores every kept record of a run (default: the latest) with the shipped scorer."""
-    from curate.kept_scores import store_kept_scores
+    from curate.scoring.kept_scores import store_kept_scores
     from store.connection import connect
     from store.runs import resolve_run
 
@@ -210,7 +210,7 @@ def score_run(db: str | Path, run_id: str | None = None, scorer: ShippedScorer |
 class ShippedScoreStep(PipelineStep):
     """The dedup-decont stage's scorer: every kept record's shipped score, computed in the workers and
     written with the record (``shipped_score``, ``shipped_model`` columns of ``OUT/kept``);
-    ``curate.ingest`` stores them as scores of scorer ``shipped``. Scoring after the store was filled
+    ``curate.handover.ingest`` stores them as scores of scorer ``shipped``. Scoring after the store was filled
     was a second pass in the main process, on one core, and a second DuckDB commit."""
 
     name = "⭐ shipped scorer"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from curate.pipeline import STAGES
+from curate.running.pipeline import STAGES
 
 
 def shard_glob(out: Path, kind: str) -> str | None:
@@ -65,7 +65,7 @@ def format_report(report: dict) -> str:
     shipped = scoring.get("shipped")
     if isinstance(shipped, dict):
         lines.append(f"scores: shipped scorer {shipped['model']} on {shipped['scored']} kept records "
-                     f"(`--score shipped`; weak within a dataset, see curate/models/jquality-v1/README.md)")
+                     f"(`--score shipped`; weak within a dataset, see curate/scoring/models/jquality-v1/README.md)")
     clf = scoring.get("classifier")
     if isinstance(clf, dict):
         lines.append(f"scores: classifier {clf['model_id']} on {scoring['scored']} kept records; held-out accuracy "

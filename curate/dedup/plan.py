@@ -1,6 +1,6 @@
 """The dedup plan: one task decides every duplicate group and its survivor (``plan.parquet``).
 
-Rules (``curate.dedup``): exact duplicates share a ``content_hash``; near duplicates are LSH
+Rules (``curate.dedup.near_duplicates``): exact duplicates share a ``content_hash``; near duplicates are LSH
 candidate pairs whose prompt, context and answer each reach ``min_jaccard``, joined transitively;
 the survivor of a group is the first record by (manifest order of its source, file, row, id).
 
@@ -13,7 +13,7 @@ How, so that the single task stays fast and its memory does not hold the corpus:
   the next in survivor order (so the pairs do not depend on how the records were split over tasks),
   and each pair is kept once.
 * ``PartShingleStore``: the part shingles (32-bit hashes) of the records that are in a pair, mapped
-  from the files the filter tasks wrote (``curate.part_shingles``; shingling there runs on every
+  from the files the filter tasks wrote (``curate.dedup.part_shingles``; shingling there runs on every
   worker, here on one core), or without them computed from the candidates' texts read in batches.
 * ``NearClusters.roots``: pairs verified a batch at a time, many pairs per numpy or scipy call
   (``verify_pairs``, ``shared_counts``; skipping pairs that earlier batches already joined), and
@@ -41,11 +41,11 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 from core.errors import JcurateError
+from curate.columns import numpy_of
 from curate.config import NearDedupConfig
-from curate.dedup import PartShingles, RecordParts
-from curate.outputs import numpy_of
-from curate.part_shingles import COUNTS_DTYPE, part_offsets, part_shingles, shingle_dtype, shingle_paths
-from curate.tokenizers import make_tokenizer
+from curate.dedup.near_duplicates import PartShingles, RecordParts
+from curate.dedup.part_shingles import COUNTS_DTYPE, part_offsets, part_shingles, shingle_dtype, shingle_paths
+from curate.text.tokenizers import make_tokenizer
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class PlanTable:
                        min(pos) OVER (PARTITION BY content_hash) AS exact_of
                 FROM o ORDER BY pos"""
         ).to_arrow_table()
-        keys = numpy_of(columns["task_key"]).astype(np.uint64)  # not to_numpy: it imports pandas (curate.outputs)
+        keys = numpy_of(columns["task_key"]).astype(np.uint64)  # not to_numpy: it imports pandas (curate.running.outputs)
         order = np.argsort(keys, kind="stable")
         positions = np.arange(keys.size, dtype=np.int64)
         exact_of = numpy_of(columns["exact_of"]).astype(np.int64) if exact else positions
@@ -210,7 +210,7 @@ class PartShingleStore:
     def from_files(cls, table: PlanTable, positions: np.ndarray, folder: str | Path,
                    near: NearDedupConfig) -> PartShingleStore:
         """The shingles of the records at ``positions`` from the files the filter tasks wrote
-        (``curate.part_shingles``): each task's values mapped, not read, so only the candidates'
+        (``curate.dedup.part_shingles``): each task's values mapped, not read, so only the candidates'
         pages are touched; its counts (12 bytes a record) read whole."""
         dtype = shingle_dtype(near)
         ranks, doc_idx = table.task_rows(positions)
@@ -524,7 +524,7 @@ def duplicates_path(duplicates_folder: str | Path, shard: str | Path) -> Path:
 def write_duplicate_lists(table: PlanTable, plan: Plan, duplicates_folder: str | Path) -> dict[str, int]:
     """Per filtered shard, the rows the plan drops, sorted: ``row`` (in the shard), ``stage``
     (``exact_dedup``/``near_dedup``) and ``value`` (the record it duplicates). The dedup-decont
-    stage's reader (``curate.outputs.IntermediateReader``) copies those rows to ``OUT/dropped`` in bulk
+    stage's reader (``curate.running.outputs.IntermediateReader``) copies those rows to ``OUT/dropped`` in bulk
     and turns only the others into documents: a document per duplicate, only to drop it and write it
     back, was most of that stage's time where most records are duplicates. Returns the rows per stage."""
     import pyarrow.parquet as pq

@@ -137,7 +137,7 @@ def per_source_top(rows: list[tuple], k: int) -> list[tuple]:
 
 
 def _diverse(con, members: list[tuple[str, float | None]], c: SubsetCriteria) -> list[tuple[str, float | None]]:
-    from curate.embeddings import Embedder, cached_embeddings, diverse_selection
+    from curate.scoring.embeddings import Embedder, cached_embeddings, diverse_selection
 
     if not 0 < c.diversity < 1:
         raise JcurateError(f"--diversity is a cosine distance between 0 and 1, got {c.diversity}")
