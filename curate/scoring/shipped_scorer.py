@@ -23,11 +23,20 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
 from core.errors import JcurateError, first_line
+from curate.scoring.fit_features import FIT_FEATURES, fit_features
+from curate.scoring.pair_fit import PairFit
 from curate.scoring.quality_features import FEATURES, RecordView, feature_matrix
 from curate.text.char_ngrams import coefficients, text_windows
 
 MODELS = Path(__file__).with_name("models")
 DEFAULT_MODEL = "jquality-v1"
+# jquality-v2: the quality features, the prompt-answer fit features and the pair model's logit, one ridge
+# across datasets
+V2_FEATURES = FEATURES + FIT_FEATURES + ("pair_fit_logit",)
+PAIR_WEIGHTS = "pair_weights.npy"
+# the pair logit counts from -FIT_FLOOR (surely another question's answer) to +FIT_CAP (surely this one's):
+# fit is a gate, not a reward: past "it fits", sharing more words with the prompt is copying, not quality
+FIT_FLOOR, FIT_CAP = 6.0, 1.0
 SCORER = "shipped"  # the `scores.scorer` of its scores; `scores.model` is "<name>@<version>"
 
 
@@ -144,6 +153,29 @@ def save_model(folder: Path, name: str, version: str, ngrams: NgramRidge, ridge:
     return folder
 
 
+def v2_matrix(views: list[RecordView], pair: PairFit) -> np.ndarray:
+    """The rows jquality-v2 reads: ``FEATURES``, ``FIT_FEATURES`` and the pair model's logit of each record."""
+    if not views:
+        return np.zeros((0, len(V2_FEATURES)))
+    fit = np.stack([fit_features(v.prompt, v.context, v.answer) for v in views])
+    return np.column_stack([feature_matrix(views), fit, pair.score(views)])
+
+
+def save_v2_model(folder: Path, name: str, version: str, ridge: Ridge, pair: PairFit, length_weight: float,
+                  length_center: float, fit_weight: float, **meta) -> Path:
+    """``model.json`` (the ridge over ``V2_FEATURES``, the length term) and ``pair_weights.npy`` of a
+    jquality-v2 model."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pair.save(folder / PAIR_WEIGHTS)
+    (folder / "model.json").write_text(json.dumps({
+        "name": name, "version": version, "kind": "features+fit", "features": list(V2_FEATURES),
+        "ridge": ridge.to_dict(), "length_weight": length_weight, "length_center": length_center,
+        "fit_weight": fit_weight, **meta},
+        indent=1), encoding="utf-8")
+    return folder
+
+
 class ShippedScorer:
     """Loads ``curate/scoring/models/<name>/`` (default: the shipped model) or ``folder`` and scores records."""
 
@@ -151,15 +183,25 @@ class ShippedScorer:
         self.folder = Path(folder) if folder else MODELS / name
         try:
             meta = json.loads((self.folder / "model.json").read_text(encoding="utf-8"))
-            weights = np.load(self.folder / "ngram_weights.npy")
+            v2 = meta.get("kind") == "features+fit"
+            weights = None if v2 else np.load(self.folder / "ngram_weights.npy")
+            self.pair = PairFit.load(self.folder / PAIR_WEIGHTS) if v2 else None
         except (OSError, ValueError) as e:
             raise JcurateError(f"shipped scorer: cannot load {self.folder}: {first_line(e, 200)}") from None
+        self.name, self.version = meta["name"], meta["version"]
         self.ridge = None
+        self.v2 = meta.get("kind") == "features+fit"
+        if self.v2:
+            if meta["features"] != list(V2_FEATURES):
+                raise JcurateError(f"{self.folder}: the model's features differ from this code's (retrain it)")
+            self.ridge = Ridge.from_dict(meta["ridge"])
+            self.length_weight, self.length_center = float(meta["length_weight"]), float(meta["length_center"])
+            self.fit_weight = float(meta["fit_weight"])
+            return
         if "ridge" in meta:
             if meta["features"] != list(FEATURES) + ["ngram_ridge"]:
                 raise JcurateError(f"{self.folder}: the model's features differ from this code's (retrain it)")
             self.ridge = Ridge.from_dict(meta["ridge"])
-        self.name, self.version = meta["name"], meta["version"]
         self.ngrams = NgramRidge(weights, float(meta["ngram_intercept"]))
 
     @property
@@ -169,10 +211,22 @@ class ShippedScorer:
     def score_views(self, views: list[RecordView]) -> np.ndarray:
         if not views:
             return np.zeros(0)
+        if self.v2:
+            return self.v2_score(v2_matrix(views, self.pair))
         ngram = self.ngrams.predict(views)
         if self.ridge is None:
             return np.clip(ngram, 1.0, 5.0)
         return self.ridge.predict(np.column_stack([feature_matrix(views), ngram]))
+
+    def v2_score(self, X: np.ndarray) -> np.ndarray:
+        """jquality-v2: the predicted label (1–5), plus ``fit_weight`` times the pair model's logit (clipped
+        to [-``FIT_FLOOR``, ``FIT_CAP``]: an answer to another question sinks, copying the prompt gains nothing), plus ``length_weight`` per unit of log
+        answer length away from ``length_center`` (among answers a reader would rate alike, the longer
+        one trains the better model: ``benchmarks/selection``)."""
+        quality = self.ridge.predict(X)
+        fit = np.clip(X[:, V2_FEATURES.index("pair_fit_logit")], -FIT_FLOOR, FIT_CAP)
+        length = X[:, FEATURES.index("log_answer_chars")] - self.length_center
+        return quality + self.fit_weight * fit + self.length_weight * length
 
     def score(self, records: list[dict]) -> np.ndarray:
         """Records with instruction/input/output or messages (a list or its JSON)."""
