@@ -219,10 +219,11 @@ class ShippedScorer:
         return self.ridge.predict(np.column_stack([feature_matrix(views), ngram]))
 
     def v2_score(self, X: np.ndarray) -> np.ndarray:
-        """jquality-v2: the predicted label (1–5), plus ``fit_weight`` times the pair model's logit (clipped
-        to [-``FIT_FLOOR``, ``FIT_CAP``]: an answer to another question sinks, copying the prompt gains nothing), plus ``length_weight`` per unit of log
-        answer length away from ``length_center`` (among answers a reader would rate alike, the longer
-        one trains the better model: ``benchmarks/selection``)."""
+        """jquality-v2: the predicted label (1–5), plus ``fit_weight`` times the pair model's logit
+        (clipped to [-``FIT_FLOOR``, ``FIT_CAP``]: an answer to another question sinks, copying the prompt
+        gains nothing), plus ``length_weight`` per unit of log answer length away from ``length_center``
+        (among answers a reader would rate alike, the longer one trains the better model:
+        ``benchmarks/selection``)."""
         quality = self.ridge.predict(X)
         fit = np.clip(X[:, V2_FEATURES.index("pair_fit_logit")], -FIT_FLOOR, FIT_CAP)
         length = X[:, FEATURES.index("log_answer_chars")] - self.length_center
