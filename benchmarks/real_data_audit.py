@@ -35,6 +35,10 @@ from core.jsonl import json_objects
 ROOT = Path(__file__).resolve().parents[1]
 AUDIT = ROOT / "data/audit"
 ELYZA = ROOT / "data/eval/elyza_tasks_100.jsonl"
+# the gold set: every reference answer of ELYZA-tasks-100 and of Japanese MT-Bench (first turn) as records,
+# run apart with decontamination off (they are the eval prompts themselves)
+GOLD_RECORDS = AUDIT / "gold_records.jsonl"
+GOLD = {"elyza-tasks-100-gold", "japanese-mt-bench-gold"}
 KANA = "あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむめもやゆよらりるれろわをん"
 
 
@@ -50,7 +54,8 @@ def audited_records(realdata: Path | None) -> tuple[dict[str, list[dict]], list[
         by_source[rec.pop("source_id")].append(rec)
     notes = []
     judged = json_objects(AUDIT / "judgements.jsonl")
-    wanted = {j["record_id"] for j in judged} | {j["duplicate_of"] for j in judged if j.get("duplicate_of")}
+    wanted = {j["record_id"] for j in judged if j["source_id"] not in GOLD} | {
+        j["duplicate_of"] for j in judged if j.get("duplicate_of")}
     have = {f"{s}:{r['id']}" for s, rs in by_source.items() for r in rs}
     missing_sources = sorted({w.split(":", 1)[0] for w in wanted - have})
     for source in missing_sources:
@@ -129,6 +134,14 @@ def audit_table(out: Path, sources: list[str]) -> None:
     for (stage, source), (n, audited, right) in sorted(drops.items()):
         prec = f"{right / audited:.2f}" if audited else "-"
         print(f"{stage:<16} {source:<24} {n:>7} {audited:>7} {right:>5} {prec:>9}")
+    cut: dict[str, list] = defaultdict(lambda: [0, 0])  # audited cut-off answers, caught as truncated
+    for rid, judged in by_record.items():
+        if rid in fate and any(j["should"] == "quality/truncated_output" for j in judged):
+            cut[rid.split(":", 1)[0]][0] += 1
+            cut[rid.split(":", 1)[0]][1] += fate[rid][1] == "truncated_output"
+    print(f"\n{'dataset':<24} {'cut-off answers audited':>23} {'caught as truncated':>19}")
+    for source, (n, caught) in sorted(cut.items()):
+        print(f"{source:<24} {n:>23} {caught:>19}")
     print(f"\n{'dataset':<24} {'kept audited':>12} {'bad kept':>8} {'bad-kept rate':>13}")
     for source in sources:
         n, bad = kept.get(source, (0, 0))
@@ -153,6 +166,38 @@ def perturb(text: str, edits: int, rng: random.Random) -> str:
         else:
             chars.insert(i, rng.choice(KANA))
     return "".join(chars)
+
+
+def gold(tmp: Path) -> None:
+    """The gold set through the pipeline, decontamination off: every drop printed with its reading."""
+    folder = tmp / "gold"
+    folder.mkdir()
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for rec in json_objects(GOLD_RECORDS):
+        by_source[rec.pop("source_id")].append(rec)
+    template = {s["id"]: s for s in yaml.safe_load((AUDIT / "sources.yaml").read_text(encoding="utf-8"))["sources"]}
+    entries = []
+    for source, rows in sorted(by_source.items()):
+        write_jsonl(folder / f"{source}.jsonl", rows)
+        entries.append({**template[source], "path": f"{source}.jsonl"})
+    (folder / "sources.yaml").write_text(yaml.safe_dump({"sources": entries}, allow_unicode=True), encoding="utf-8")
+    run_pipeline(folder / "sources.yaml", folder / "out", {"decontamination": {"enabled": False},
+                                                           "scoring": {"classifier": False}})
+    fate = decisions(folder / "out")
+    readings = {j["record_id"]: j for j in json_objects(AUDIT / "judgements.jsonl") if j["source_id"] in GOLD}
+    total = len(fate)
+    dropped = {rid: f for rid, f in fate.items() if f[0] != "kept"}
+    truly_cut = {rid for rid in dropped if rid in readings and readings[rid]["verdict"] == "right"}
+    complete = total - len(truly_cut)
+    kept_complete = complete - (len(dropped) - len(truly_cut))
+    print(f"\ngold: reference answers of ELYZA-tasks-100 and Japanese MT-Bench as records ({total}), "
+          f"decontamination off")
+    print(f"complete references kept: {kept_complete} / {complete} ({kept_complete / complete:.3f}); "
+          f"truly cut-off references dropped: {len(truly_cut)}")
+    for rid, (stage, reason, value) in sorted(dropped.items()):
+        j = readings.get(rid)
+        reading = f"{'right' if j['verdict'] == 'right' else 'WRONG'}: {j['why']}" if j else "not read yet"
+        print(f"  {rid} {stage}/{reason} ({value}) -- {reading}")
 
 
 def decontamination(tmp: Path) -> None:
@@ -208,6 +253,7 @@ def main() -> None:
     for note in notes:
         print(note)
     audit_table(tmp / "audit", [e["id"] for e in entries])
+    gold(tmp)
     decontamination(tmp)
     print(f"\nruns in {tmp}")
 

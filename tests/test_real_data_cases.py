@@ -145,3 +145,98 @@ def test_the_shortest_elyza_prompt_is_caught_but_a_different_short_question_is_n
     assert matcher.match("伊勢神宮は何県か？")  # one character inserted
     assert matcher.match("伊勢神社は何県?")  # one changed
     assert matcher.match("出雲大社は何県？") is None
+
+
+# ---- round 3: machine-translated Alpaca, code exercises, and the gold set (issue: filters that keep good answers)
+
+
+@lru_cache(maxsize=1)
+def gold_records() -> dict[str, dict]:
+    out = {}
+    for line in (AUDIT / "gold_records.jsonl").read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        out[f"{r['source_id']}:{r['id']}"] = r
+    return out
+
+
+def gold_document(record_id: str):
+    r = gold_records()[record_id]
+    return make_document(record_id=record_id, source_id=record_id.split(":", 1)[0], instruction=r["instruction"],
+                         input_=r.get("input", ""), output=r["output"])
+
+
+@pytest.mark.parametrize("record_id", [
+    "elyza-tasks-100-gold:044",  # a step-by-step enumeration 「- N番目の「X」を先頭とする場合: …です。」: structure
+    "japanese-mt-bench-gold:71",  # a poem whose last line is 「…時の流れを凍らせるように」: a verse line
+])
+def test_every_complete_gold_reference_passes(quality, record_id):
+    doc = gold_document(record_id)
+    assert quality.filter(doc) is True, doc.metadata.get("drop_value")
+
+
+def test_a_gold_reference_that_is_really_cut_off_is_dropped(quality):
+    # 「…何か追加や修正が必要な点がありましたら、お」: stops on a prefix, mid-word
+    assert quality.filter(gold_document("japanese-mt-bench-gold:72")) == (False, "truncated_output")
+
+
+def test_every_gold_reference_but_the_cut_one_passes(quality):
+    dropped = [rid for rid in gold_records() if quality.filter(gold_document(rid)) is not True]
+    assert dropped == ["japanese-mt-bench-gold:72"]
+
+
+@pytest.mark.parametrize("record_id", [
+    "amenokaku-code:amenokaku_41",  # two alternative solutions (「# コード例1」「# コード例2」) share their lines
+    "amenokaku-code:amenokaku_264",  # Zhang-Suen's two scans with the same conditions, as the algorithm says
+    "amenokaku-code:amenokaku_2638",  # parallel Signal declarations in a bug-fix answer
+    "amenokaku-code:amenokaku_97",  # a column list written out twice in two variants
+    "amenokaku-code:amenokaku_299",  # an 8,929-character program: long, not runaway text
+    "alpaca-jp-reasoning:math_seed_task_138",  # 0.16666666666666666: a repeating decimal, not a stuck key
+])
+def test_repetition_that_is_structure_or_code_is_kept(quality, record_id):
+    doc = document(record_id)
+    assert quality.filter(doc) is True, doc.metadata.get("drop_value")
+
+
+def test_a_list_item_cut_inside_its_bracket_is_still_dropped(quality):
+    # 「-K-POP Group BTS（防弾」: the list's other items close their brackets, so this one is cut (防弾少年団)
+    assert quality.filter(document("instruction-ja-mt:instruction_ja.015670")) == (False, "truncated_output")
+
+
+def test_a_translation_that_drops_every_closing_bracket_of_a_list_is_not_truncated():
+    # the shape of an Alpaca translation (wanda-alpaca-ja:00175, Stanford Alpaca CC BY-NC 4.0, translated):
+    # the titles' closing brackets are lost all through the list, the last one too
+    from curate.filters.japanese import ends_mid_sentence
+
+    answer = ("1.シャーロットのおくりもの（E.B.ホワイト著\n2.ライオンと魔女（C.S.ルイス著\n"
+              "3.マチルダ（ロアルド・ダール著\n4.ケイト・ディカミロ著『デスペローの物語』（原題：The Tale of Despereaux")
+    assert ends_mid_sentence(answer) is None
+    # the same list with its brackets closed but the last: a cut
+    closed = answer.replace("著\n", "著）\n")
+    assert ends_mid_sentence(closed) == "（ not closed"
+
+
+def test_a_closing_formula_after_a_finished_sentence_is_not_truncated():
+    # wanda-alpaca-ja:00970 (a pizza recipe): 「…きつね色になるまで焼く。お楽しみに」
+    from curate.filters.japanese import ends_mid_sentence
+
+    assert ends_mid_sentence("生地を伸ばし、ソースを塗ってトッピングを散らします。予熱したオーブンで12分、"
+                             "生地がきつね色になるまで焼く。お楽しみに") is None
+
+
+@pytest.mark.parametrize("a, b", [
+    ("amenokaku-code:amenokaku_64", "amenokaku-code:amenokaku_66"),  # 切り捨て (np.floor) vs 切り上げ (np.ceil)
+    ("amenokaku-code:amenokaku_26", "amenokaku-code:amenokaku_27"),  # mean vs median
+    ("amenokaku-code:amenokaku_16", "amenokaku-code:amenokaku_17"),  # oldest first vs youngest first
+    ("amenokaku-code:amenokaku_631", "amenokaku-code:amenokaku_633"),  # checkpoints vs training on a GPU
+])
+def test_exercises_of_one_series_with_different_programs_are_not_near_duplicates(a, b):
+    assert not near_duplicates(a, b)
+
+
+def test_the_same_program_under_a_reworded_prompt_is_a_near_duplicate():
+    near = NearDedupConfig()
+    code = "import pandas as pd\n\ndf_receipt.groupby('store_cd').amount.sum().reset_index().head(10)"
+    a = RecordParts.of("pandasで店舗ごとの売上合計を求め、先頭10件を表示せよ。", "", code)
+    b = RecordParts.of("pandasで店舗ごとの売上金額の合計を求め、先頭10件を表示せよ。", "", code + "\n")
+    shingles = [PartShingles.of(p, CharTokenizer(), near.n_grams) for p in (a, b)]
+    assert near_duplicate_similarity(*shingles, near.min_jaccard) is not None

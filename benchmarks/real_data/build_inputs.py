@@ -281,7 +281,7 @@ def convert_alpaca_json(git_dir: Path, ds: Dataset) -> Iterator[dict]:
 
 
 # CC BY-NC-ND 4.0, and its README forbids redistribution: its records are never copied into the repo
-NO_REDISTRIBUTION = {"japanese-daily-dialogue"}
+NO_REDISTRIBUTION = {"japanese-daily-dialogue", "wanda-alpaca-ja"}  # and Alpaca's translation: provenance weak
 
 DATASETS = [
     Dataset(

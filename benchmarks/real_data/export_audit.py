@@ -48,7 +48,7 @@ def main() -> None:
         rnd = path.name.split("_share_")[0]
         for j in json_objects(path):
             j["round"] = rnd
-            if j["stage"] in ("exact_dedup", "near_dedup"):
+            if j["stage"] in ("exact_dedup", "near_dedup") and not j.get("duplicate_of"):
                 j["duplicate_of"] = partners.get((rnd, j["record_id"]))
             judgements.append(j)
     seen = set()
@@ -63,7 +63,9 @@ def main() -> None:
     wanted = {j["record_id"] for j in judgements} | {j["duplicate_of"] for j in judgements if j.get("duplicate_of")}
     records = []
     for source in sorted({w.split(":", 1)[0] for w in wanted} - NO_REDISTRIBUTION):
-        for rec in json_objects(Path(args.realdata) / f"{source}.jsonl"):
+        path = Path(args.realdata) / f"{source}.jsonl"
+        path = path if path.is_file() else Path(args.realdata) / "gold" / f"{source}.jsonl"  # the gold set
+        for rec in json_objects(path):
             if f"{source}:{rec['id']}" in wanted:
                 records.append({"source_id": source, **rec})
     with open(AUDIT / "records.jsonl", "w", encoding="utf-8") as f:

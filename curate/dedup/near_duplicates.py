@@ -10,7 +10,10 @@ stated rule instead and verifies each LSH candidate pair by its true Jaccard sim
 * near duplicates: LSH candidate pairs (MinHash of the whole text) whose prompt AND answer
   are both similar: the n-gram Jaccard of the instruction (or the user turns), of the input
   (context passage) and of the output (or the assistant turns) each at least ``min_jaccard``,
-  joined transitively into clusters. A shared context passage alone never makes two records
+  joined transitively into clusters. A program is compared exactly: an answer that is code
+  (``curate.text.code_lines.is_program``) is shingled as one fingerprint of its normalised text,
+  so two programs are similar only when equal (``np.floor`` vs ``np.ceil`` answers another
+  exercise of the same series, which reworded prose never does). A shared context passage alone never makes two records
   duplicates; a similar prompt with a different answer is kept unless
   ``same_prompt_different_answer: drop``;
 * survivor of a group: the record of the source listed first in the manifest, then the
@@ -23,6 +26,7 @@ This module holds the rules: shingles, Jaccard, what makes two records near dupl
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -34,6 +38,7 @@ from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
 from curate.config import NearDedupConfig
 from curate.dedup.minhash import simplified_codes
 from curate.text.char_ngrams import code_windows, coefficients
+from curate.text.code_lines import is_program
 from curate.text.tokenizers import CharTokenizer
 
 # datatrove's default strips diacritics (ダイヤモンド -> タイヤモント) and maps every number
@@ -156,7 +161,21 @@ class RecordParts:
         if messages:
             return cls("\n".join(t["content"] for t in messages if t["role"] != "assistant"), "",
                        "\n".join(t["content"] for t in messages if t["role"] == "assistant"))
-        return cls(instruction or "", input_ or "", output or "")
+        output = output or ""
+        return cls(instruction or "", input_ or "", program_fingerprint(output) if is_program(output) else output)
+
+
+def program_fingerprint(code: str, width: int = 8) -> str:
+    """A program as ``width`` CJK characters drawn from a hash of its whitespace-normalised text: shingled,
+    equal programs share every shingle and different ones none (any n-gram size up to ``width``).
+
+    >>> program_fingerprint("x = 1\\nprint(x)") == program_fingerprint("x = 1\\n\\nprint(x)  ")
+    True
+    >>> program_fingerprint("np.floor(x)") == program_fingerprint("np.ceil(x)")
+    False
+    """
+    digest = hashlib.blake2b(" ".join(code.split()).encode("utf-8"), digest_size=2 * width).digest()
+    return "".join(chr(0x4E00 + int.from_bytes(digest[2 * i:2 * i + 2], "big") % 20000) for i in range(width))
 
 
 @dataclass(frozen=True)

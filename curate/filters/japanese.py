@@ -37,6 +37,10 @@ URL = re.compile(r"https?://\S+|www\.\S+")
 # dash (「…手放せません。」- 満足した顧客より) is not a sentence
 NOT_PROSE = re.compile(r"[:：]|\s/\s|^\W*[-—―]\s")
 
+# お/ご + a noun + に closing an answer after a finished sentence (お楽しみに, お大事に, ご参考に): a set
+# phrase whose verb is left unsaid, not a sentence cut at its particle
+CLOSING_FORMULA = re.compile(r"[おご][^\s、。!！?？]{1,6}に[!！]?")
+
 # conjugation forms after which a sentence is finished
 _FINAL_FORMS = ("終止形", "命令形", "意志推量形")
 # particles that end a noun phrase or a sentence: よ, ね, か (終助詞); など, まで, だけ (副助詞); の (準体助詞)
@@ -99,6 +103,8 @@ def last_sentence_open(line: str) -> str | None:
         return opened
     if NOT_PROSE.search(last_sentence):
         return None
+    if ends and CLOSING_FORMULA.fullmatch(last_sentence.strip()):
+        return None  # 「…焼く。お楽しみに」: a closing formula after a finished sentence
     if not JAPANESE.search(last_sentence):  # an English sentence, a formula: not ours to parse
         return None
     words = [w for w in _tag(last_sentence[-60:]) if w.feature.pos2 != "空白"]
@@ -178,15 +184,74 @@ def ends_mid_sentence(output: str, min_chars: int = 40) -> str | None:
     """
     if "```" in output or len(output.strip()) < min_chars:
         return None
-    last = output.rstrip().split("\n")[-1].strip()
+    lines = [line.strip() for line in output.rstrip().split("\n") if line.strip()]
+    last = lines[-1]
     # short last lines are labels, signatures and answers (「答え:3600円」, 「サンタクロースより」)
     if len(last) < MIN_PROSE_CHARS or last[-1] in SENTENCE_END:
         return None
-    if LIST_ITEM.match(last):  # a list item or table row ends on a noun legitimately, not inside brackets
-        return open_bracket(last.split("。")[-1])
+    if LIST_ITEM.match(last):  # a list item or table row ends on a noun legitimately
+        return item_open(last.split("。")[-1], [line for line in lines[:-1] if LIST_ITEM.match(line)])
     if last.endswith(LETTER_CLOSINGS) or "#" in last[-12:]:
         return None
+    if is_verse(lines):
+        return verse_line_open(last)
     return last_sentence_open(last)
+
+
+def item_open(item: str, earlier_items: list[str] = ()) -> str | None:
+    """Why a list's last item is cut off, or None. An item may end on a bare noun. One that leaves a bracket
+    open is cut, unless other items of the list leave theirs open too: translation drops closing brackets
+    all through a list (「1.シャーロットの網（E.B.ホワイト著」 … 「10.…（原題：The Tale of Despereaux」),
+    and then only bracketed words that stop mid-sentence are a cut.
+
+    >>> item_open("5.スザンヌ・コリンズ著「ハンガー・ゲーム", ["4.ポーラ・ホーキンス著「ガール・オン・ザ・トレイン"]) is None
+    True
+    >>> item_open("-K-POP Group BTS（防弾", ["- スパイダーマン（マーベル映画から）"])
+    '（ not closed'
+    >>> item_open("- 彼が言ったのは「明日は東京に", ["- 「今日は晴れ"])
+    '「 not closed, に/助詞-格助詞'
+    """
+    opened = open_bracket(item)
+    if not opened:
+        return None
+    if not any(open_bracket(other) for other in earlier_items):
+        return opened
+    inner = item[item.rfind(opened[0]) + 1:]
+    why = last_sentence_open(inner) if inner.strip() else "empty"
+    return f"{opened}, {why}" if why else None
+
+
+def is_verse(lines: list[str]) -> bool:
+    """A poem, lyrics or a list written line by line: four or more lines, short, most of the lines before the
+    last ending without 。！？ (a verse line is not a sentence).
+
+    >>> is_verse(["春の息吹、桜のカーペット", "古都を染め上げるピンクの波", "静かな寺の縁で、時間が囁く",
+    ...           "静かな雪景色、時の流れを凍らせるように"])
+    True
+    >>> is_verse(["東京は日本の首都です。", "人口は多いです。", "交通も便利です。", "ただし物価が"])
+    False
+    """
+    if len(lines) < 4:
+        return False
+    body = [line for line in lines[:-1] if not LIST_ITEM.match(line)]
+    if len(body) < 3:
+        return False
+    open_lines = sum(1 for line in body if line[-1] not in SENTENCE_END)
+    return open_lines >= 0.75 * len(body) and sorted(map(len, body))[len(body) // 2] <= 30
+
+
+def verse_line_open(line: str) -> str | None:
+    """Why the last line of a verse is cut off, or None. A verse line may end on a particle or a continuative
+    form (「時の流れを凍らせるように」, 「冒険の旅に、トイ・ストーリーは」); only what no line of verse ends on
+    is a cut: a comma, a prefix, an open bracket.
+
+    >>> verse_line_open("静かな雪景色、時の流れを凍らせるように") is None
+    True
+    >>> verse_line_open("何か追加や修正が必要な点がありましたら、お")
+    'お/接頭辞'
+    """
+    why = last_sentence_open(line)
+    return why if why and (why.endswith(("/読点", "/接頭辞")) or "not closed" in why) else None
 
 
 @dataclass(frozen=True)

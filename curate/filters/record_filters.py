@@ -20,12 +20,14 @@ from curate.batch_stats import BatchStatsFilter
 from curate.config import LanguageConfig, QualityConfig
 from curate.dedup.minhash import WHITESPACE
 from curate.filters.japanese import (
+    LIST_ITEM,
     ends_mid_sentence,
     has_equal_sentences,
     may_repeat,
     repeated_ngram_fraction,
     repetition,
 )
+from curate.text.code_lines import is_code_line
 
 _KANA_RANGES = ((0x3041, 0x309F), (0x30A0, 0x30FF), (0x31F0, 0x31FF))
 _HAN_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF))
@@ -53,6 +55,27 @@ def without_code(text: str) -> str:
     if "`" in text:
         text = INLINE_CODE.sub(" ", CODE_BLOCK.sub(" ", text))
     return URL.sub(" ", text) if "http" in text else text
+
+
+def prose_lines(text: str, lists: bool = False) -> str:
+    """The prose of an answer for the repetition measures: without code (fenced, or bare lines of code where
+    they are at least 3 and 40% of its lines) and without the lines of a list or table (3 or more): a
+    program repeats its names and a template filled line by line repeats its frame, which is structure,
+    not degenerate text. With ``lists=False`` list lines stay (the sentence measure: an item repeated word
+    for word is still a repeat).
+
+    >>> prose_lines(lists=True, text="結果:\\n- 1番目の「あ」: 1です。\\n- 2番目の「い」: 2です。\\n- 3番目の「う」: 3です。")
+    '結果:'
+    """
+    text = without_code(text)
+    lines = text.split("\n")
+    code = [is_code_line(line) for line in lines]
+    if sum(code) >= 3 and sum(code) >= 0.4 * sum(1 for line in lines if line.strip()):
+        lines = [line for line, c in zip(lines, code) if not c]
+    items = [lists and bool(LIST_ITEM.match(line)) for line in lines]
+    if sum(items) >= 3:
+        lines = [line for line, item in zip(lines, items) if not item]
+    return "\n".join(lines)
 
 
 # documents per filter_batch call: datatrove times each call (a timer per record was ~5% of the filter
@@ -130,8 +153,11 @@ class JapaneseQualityFilter(BatchStatsFilter):
         shortest = min(len(a.strip()) for a in answers)
         if shortest < c.min_output_chars:
             return _drop(doc, "empty_output", shortest)
-        if max(len(a) for a in answers) > c.max_output_chars:
-            return _drop(doc, "output_too_long", max(len(a) for a in answers))
+        longest = max(len(a) for a in answers)
+        if longest > c.max_output_chars:  # code does not count: a long program is not a runaway answer
+            longest = max(len(prose_lines(a)) for a in answers)
+            if longest > c.max_output_chars:
+                return _drop(doc, "output_too_long", longest)
         if len(doc.text) > c.max_text_chars:
             return _drop(doc, "text_too_long", len(doc.text))
         # only the last answer: a cut-off record is cut at its end. The last turn of a conversation is
@@ -147,7 +173,7 @@ class JapaneseQualityFilter(BatchStatsFilter):
         if run_reached:  # then the drop value: the longest run
             return _drop(doc, "repeated_characters", max(_longest_char_run(a) for a in answers))
         for answer in answers:
-            prose = without_code(answer)
+            prose = prose_lines(answer) if "\n" in answer else without_code(answer)
             if not may_repeat(prose, c.min_sentences_for_repetition, c.repeated_ngram_min_chars):
                 continue  # too few sentences and too short: neither measure can reach its limit
             if has_equal_sentences(prose):
@@ -162,6 +188,11 @@ class JapaneseQualityFilter(BatchStatsFilter):
                                  f"their characters {rep.duplicate_sentence_char_fraction:.2f}")
                 ngrams = rep.repeated_ngram_char_fraction
             else:  # no duplicate sentence: both sentence measures are 0, which no limit (0 to 1) is below
+                ngrams = None
+            if "\n" in prose:  # a list or table repeats its frame line by line: the n-grams of the rest
+                ngrams = repeated_ngram_fraction(prose_lines(prose, lists=True), c.repeated_ngram_chars,
+                                                 c.repeated_ngram_min_chars)
+            elif ngrams is None:
                 ngrams = repeated_ngram_fraction(prose, c.repeated_ngram_chars, c.repeated_ngram_min_chars)
             if ngrams > c.max_repeated_ngram_char_fraction:
                 return _drop(doc, "repeated_ngrams", round(ngrams, 3))
@@ -180,14 +211,15 @@ class JapaneseQualityFilter(BatchStatsFilter):
         return True
 
 
-# the same character again and again; whitespace and rule characters (---, ===, ───) may run
-_RUN_CHAR = r"([^\s\-=_*#─━])"
+# the same character again and again; whitespace, rule characters (---, ===, ───) and digits (a repeating
+# decimal: 0.16666666666666666) may run
+_RUN_CHAR = r"([^\s\-=_*#─━0-9])"
 _RUN = re.compile(_RUN_CHAR + r"\1+")
 
 
 # characters that may run (whitespace and rule characters), by code point: what _RUN_CHAR excludes
 _RUN_FREE = np.zeros(0x110000, dtype=bool)
-_RUN_FREE[[ord(c) for c in WHITESPACE + "-=_*#─━"]] = True
+_RUN_FREE[[ord(c) for c in WHITESPACE + "-=_*#─━0123456789"]] = True
 
 
 def reaches_char_run(text: str, n: int) -> bool:

@@ -1,0 +1,50 @@
+"""Code outside a fenced block: which lines are code, and whether an answer is a program.
+
+Japanese instruction data writes code bare far more often than in a Markdown fence (exercise collections
+such as amenokaku-code: 「pandasを用いて…せよ」 -> ``df_receipt.head(10)``). Two stages need to know: the
+quality filter measures repetition on the prose only (a program repeats its names by design), and
+near-duplicate detection compares programs exactly (a different token is a different program:
+``np.floor`` vs ``np.ceil`` answers a different exercise).
+"""
+
+from __future__ import annotations
+
+import re
+
+_JAPANESE_LETTER = re.compile(r"[\u3041-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# a statement's shape: a keyword first, an assignment, a call, brackets, a semicolon; a quoted literal in a
+# list or dict, an indented line, a line continued by a comma or a backslash
+_CODE_SHAPE = re.compile(r"^\s*(?:import|from|def|class|return|for|while|if|elif|else|try|except|with|print|"
+                         r"SELECT|FROM|WHERE|#|//|@)\b|[=;{}]|\w\(|\)\s*$|\[[\w'\"]*\]"
+                         r"|['\"][^'\"]*['\"]\s*[,:\])}]|^\s{2,}\S|[,\\]\s*$")
+
+
+def is_code_line(line: str) -> bool:
+    """A line of code: no Japanese letter, and a statement's shape.
+
+    >>> is_code_line("df_receipt.head(10)"), is_code_line("東京は日本の首都です。"), is_code_line("Hello, world")
+    (True, False, False)
+    """
+    return bool(line.strip()) and not _JAPANESE_LETTER.search(line) and bool(_CODE_SHAPE.search(line))
+
+
+def is_program(text: str) -> bool:
+    """An answer that is a program: at least 60% of its non-empty lines are code (a fenced block's lines
+    count as code), and it has one.
+
+    >>> is_program("import pandas as pd\\n\\ndf_receipt.head(10)\\nprint(df.shape)")
+    True
+    >>> is_program("手順は次のとおりです。\\n1. 材料を切る\\n2. 煮る"), is_program("パリです。"), is_program("55")
+    (False, False, False)
+    """
+    lines = [line for line in text.split("\n") if line.strip()]
+    if not lines:
+        return False
+    code, fenced = 0, False
+    for line in lines:
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            code += 1
+        elif fenced or is_code_line(line):
+            code += 1
+    return code >= 0.6 * len(lines)
