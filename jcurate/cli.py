@@ -102,7 +102,7 @@ def score_after_run(db: str, model_dir: Path, scoring, run_id: str, shipped: dic
     elif shipped:
         log(f"shipped scorer {shipped['model']} scored {shipped['scored']} kept records of {run_id} (in the workers)")
     else:
-        shipped = shipped_scorer.score_run(db, run_id, log=log)
+        shipped = shipped_scorer.score_run(db, run_id, shipped_scorer.ShippedScorer(scoring.shipped_model), log=log)
     result: dict = {"shipped": shipped}
     if not scoring.classifier:
         return {**result, "classifier": "disabled (scoring.classifier: false)"}

@@ -60,8 +60,8 @@ def test_char_ngram_model_saves_loads_and_clips(tmp_path):
 def test_the_shipped_model_loads_and_scores_every_record_shape():
     scorer = ShippedScorer()
     meta = json.loads((MODELS / DEFAULT_MODEL / "model.json").read_text(encoding="utf-8"))
-    assert scorer.model_id == f"{meta['name']}@{meta['version']}" == "jquality@v1"
-    assert set(meta["metrics"]["leave_one_dataset_out"]) >= {"multialpaca-ja", "instruction-ja", "jsquad-ja"}
+    assert scorer.model_id == f"{meta['name']}@{meta['version']}" == "jquality@v2"
+    assert {m["left_out"] for m in meta["metrics"]} >= {"multialpaca-ja", "instruction-ja-mt", "jsquad-ja"}
     assert (MODELS / DEFAULT_MODEL / "README.md").is_file(), "the model ships with its model card"
     assert sum(f.stat().st_size for f in (MODELS / DEFAULT_MODEL).iterdir()) < 20 * 2**20
     scores = scorer.score([
@@ -91,7 +91,7 @@ def test_run_scores_every_kept_record_with_the_shipped_scorer(default_run):
                WHERE f.kept AND f.run_id = (SELECT max(run_id) FROM runs)""").fetchone()
     finally:
         con.close()
-    assert kept > 500 and scored == kept and models == ["jquality@v1"]
+    assert kept > 500 and scored == kept and models == ["jquality@v2"]
 
 
 def test_the_workers_scores_travel_in_the_kept_shards_and_the_ingest_stores_them(default_run, tmp_path):
@@ -119,7 +119,7 @@ def test_the_workers_scores_travel_in_the_kept_shards_and_the_ingest_stores_them
     finally:
         con.close()
     assert len(shards) > 500 and stored == shards
-    assert json.loads(report)["scoring"]["shipped"] == {"scorer": "shipped", "model": "jquality@v1", "scored": len(shards)}
+    assert json.loads(report)["scoring"]["shipped"] == {"scorer": "shipped", "model": "jquality@v2", "scored": len(shards)}
     rescored = ShippedScorer().score([dict(zip(("instruction", "input", "output", "messages"), r)) for r in records])
     assert np.allclose(rescored, [s for _, s, _ in stored], rtol=0, atol=1e-12)
     report = {"read": 0, "kept": 0}
@@ -209,3 +209,41 @@ def test_scoring_a_page_at_a_time_scores_each_kept_record_once(default_run, tmp_
     assert n == len(before) == len(after) > 500
     assert [r for r, _ in after] == [r for r, _ in before]
     assert np.allclose([s for _, s in after], [s for _, s in before])
+
+
+def test_v1_stays_loadable_for_comparison():
+    v1 = ShippedScorer("jquality-v1")
+    assert v1.model_id == "jquality@v1"
+    scores = v1.score([{"instruction": "日本の首都はどこですか?", "output": "東京です。"}])
+    assert scores.shape == (1,) and 1 <= scores[0] <= 5
+
+
+def test_v2_ranks_an_answer_to_another_question_below_the_right_one():
+    """The fit the score sees: the same prompt with its own answer and with another record's answer."""
+    scorer = ShippedScorer()
+    pairs = [
+        ("東京タワーの高さは何メートルですか?", "東京タワーの高さは333メートルです。1958年に完成しました。"),
+        ("カレーライスの作り方を簡単に教えてください。",
+         "玉ねぎ、人参、じゃがいも、肉を炒めて煮込み、カレールーを溶かせば完成です。"),
+        ("Pythonでリストの要素を合計するコードを書いてください。",
+         "sum関数を使います。\n\nnumbers = [1, 2, 3]\nprint(sum(numbers))"),
+        ("富士山について三行で説明してください。",
+         "富士山は日本一高い山です。\n標高は3776メートルです。\n世界文化遺産に登録されています。"),
+    ]
+    own = scorer.score([{"instruction": p, "output": a} for p, a in pairs])
+    swapped = scorer.score([{"instruction": p, "output": pairs[(i + 1) % len(pairs)][1]} for i, (p, _) in enumerate(pairs)])
+    assert (own > swapped).all(), (own, swapped)
+
+
+def test_v2_model_folder_kind_and_features_are_checked(tmp_path):
+    meta = json.loads((MODELS / "jquality-v2" / "model.json").read_text(encoding="utf-8"))
+    assert meta["kind"] == "features+fit" and (MODELS / "jquality-v2" / "pair_weights.npy").is_file()
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**meta, "features": meta["features"][:-1]}), encoding="utf-8")
+    (tmp_path / "m" / "pair_weights.npy").write_bytes((MODELS / "jquality-v2" / "pair_weights.npy").read_bytes())
+    try:
+        ShippedScorer(folder=tmp_path / "m")
+    except JcurateError as e:
+        assert "features differ" in str(e)
+    else:
+        raise AssertionError("a model whose features differ from the code's must not load")

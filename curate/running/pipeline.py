@@ -52,7 +52,7 @@ from curate.running.outputs import RecordWriter, dropped_writer, intermediate_re
 from curate.running.progress import ProgressCounter, count_input_rows, parquet_rows
 from curate.running.stage_pool import StagePool, run_on_pool
 from curate.running.worker_server import drain_worker_output, start_worker_server
-from curate.scoring.shipped_scorer import ShippedScoreStep
+from curate.scoring.shipped_scorer import ShippedScoreStep, model_folder
 from curate.text.tokenizers import make_tokenizer
 
 STAGES = ("read", "quality", "language", "exact_dedup", "near_dedup", "decontamination")
@@ -150,7 +150,10 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
         final.append(InstructionDecontFilter.from_config(str(work / "decont_index"), config.decontamination,
                                                          exclusion_writer=dropped_writer(str(out), "decontamination")))
     if config.scoring.shipped:
-        final.append(ShippedScoreStep())
+        if not (model_folder(config.scoring.shipped_model) / "model.json").is_file():
+            raise JcurateError(f"config key 'scoring.shipped_model': no model {config.scoring.shipped_model!r} "
+                               f"(a name under curate/scoring/models/ or a folder with a model.json)")
+        final.append(ShippedScoreStep(config.scoring.shipped_model))
     final.append(RecordWriter(str(out / "kept")))
     stages.append(("dedup-decont", final, workers))
     return stages

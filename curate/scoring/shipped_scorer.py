@@ -29,7 +29,7 @@ from curate.scoring.quality_features import FEATURES, RecordView, feature_matrix
 from curate.text.char_ngrams import coefficients, text_windows
 
 MODELS = Path(__file__).with_name("models")
-DEFAULT_MODEL = "jquality-v1"
+DEFAULT_MODEL = "jquality-v2"
 # jquality-v2: the quality features, the prompt-answer fit features and the pair model's logit, one ridge
 # across datasets
 V2_FEATURES = FEATURES + FIT_FEATURES + ("pair_fit_logit",)
@@ -176,11 +176,16 @@ def save_v2_model(folder: Path, name: str, version: str, ridge: Ridge, pair: Pai
     return folder
 
 
+def model_folder(name: str) -> Path:
+    """A shipped model's folder: ``curate/scoring/models/<name>``, or ``name`` itself when it is a path."""
+    return Path(name) if ("/" in name or "\\" in name) else MODELS / name
+
+
 class ShippedScorer:
     """Loads ``curate/scoring/models/<name>/`` (default: the shipped model) or ``folder`` and scores records."""
 
     def __init__(self, name: str = DEFAULT_MODEL, folder: Path | None = None):
-        self.folder = Path(folder) if folder else MODELS / name
+        self.folder = Path(folder) if folder else model_folder(name)
         try:
             meta = json.loads((self.folder / "model.json").read_text(encoding="utf-8"))
             v2 = meta.get("kind") == "features+fit"
@@ -223,11 +228,13 @@ class ShippedScorer:
         (clipped to [-``FIT_FLOOR``, ``FIT_CAP``]: an answer to another question sinks, copying the prompt
         gains nothing), plus ``length_weight`` per unit of log answer length away from ``length_center``
         (among answers a reader would rate alike, the longer one trains the better model:
-        ``benchmarks/selection``)."""
+        ``benchmarks/selection``); mapped onto 1–5 by a logistic curve centred on 3, which keeps the order
+        (top-k) and the scale of the labels (a record a reader would rate 3 scores about 3)."""
         quality = self.ridge.predict(X)
         fit = np.clip(X[:, V2_FEATURES.index("pair_fit_logit")], -FIT_FLOOR, FIT_CAP)
         length = X[:, FEATURES.index("log_answer_chars")] - self.length_center
-        return quality + self.fit_weight * fit + self.length_weight * length
+        raw = quality + self.fit_weight * fit + self.length_weight * length
+        return 1.0 + 4.0 / (1.0 + np.exp(-(raw - 3.0) / 1.5))
 
     def score(self, records: list[dict]) -> np.ndarray:
         """Records with instruction/input/output or messages (a list or its JSON)."""

@@ -53,7 +53,8 @@ class RecordScorer:
             self.quality = JapaneseQualityFilter(self.config.quality)
             self.language = JapaneseLanguageFilter(self.config.language)
             self.classifier, self.classifier_id, self.classifier_note = self._load_classifier(con)
-            self.shipped = ShippedScorer()  # the score `jcurate run` gives every kept record (scorer 'shipped')
+            # the score `jcurate run` gives every kept record (scorer 'shipped'), with the run's model
+            self.shipped = ShippedScorer(self.config.scoring.shipped_model)
             self.decont = self._decont_filter()
             logger.info(f"building the duplicate index over the records of run {self.run_id}")
             rows = con.execute(
