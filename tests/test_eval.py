@@ -164,6 +164,15 @@ def test_reference_nll_counts_only_the_reference_tokens_and_follows_the_model(ti
     assert abs(float(token_nll.mean()) - expected) > 1e-3, "the prompt's tokens would change it: they are masked"
     other = reference_nll(*load_causal_lm(str(tiny_models[1]))[:2], pairs)
     assert all(abs(a.nll - b.nll) > 1e-3 for a, b in zip(batched, other)), "another model, other numbers"
+    # the end tokens renormalised away: log p(token) - log(1 - p(end)) at the same positions, by hand
+    from eval.likelihood import end_token_ids
+
+    ends = end_token_ids(tok)
+    assert tok.eos_token_id in ends
+    positions = logp[len(prompt_ids) - 1:]
+    not_end = torch.log1p(-positions[:, ends].exp().sum(-1))
+    assert batched[0].nll_no_end == pytest.approx(float((token_nll[len(prompt_ids) - 1:] + not_end).mean()), abs=1e-4)
+    assert all(r.nll_no_end <= r.nll + 1e-9 for r in batched), "removing the end's mass never lowers a token's share"
 
 
 @needs_torch
