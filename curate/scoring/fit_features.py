@@ -16,9 +16,9 @@ or a digit (hiragana-only bigrams are grammar, shared by any two Japanese texts)
   the prompt is padding or another question's answer).
 
 >>> f = fit_features("東京タワーの高さは何メートルですか?", "", "東京タワーの高さは333メートルです。")
->>> f[0] > 0.5, f[2]
+>>> bool(f[0] > 0.5), float(f[2])
 (True, 0.0)
->>> fit_features("東京タワーの高さは何メートルですか?", "", "カレーにはジャガイモと人参を入れます。")[0]
+>>> float(fit_features("東京タワーの高さは何メートルですか?", "", "カレーにはジャガイモと人参を入れます。")[0])
 0.0
 """
 
@@ -32,16 +32,29 @@ import numpy as np
 FIT_FEATURES = ("prompt_coverage", "answer_anchored", "prompt_copied", "fit_x_length")
 
 # a content character: kanji, katakana (with the long-vowel mark), Latin letters and digits (half and full width)
-_CONTENT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\u30a0-\u30ffー A-Za-z0-9Ａ-Ｚａ-ｚ０-９]")
+_CONTENT_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0x30A0, 0x30FF), (0x41, 0x5A), (0x61, 0x7A), (0x30, 0x39),
+                   (0xFF21, 0xFF3A), (0xFF41, 0xFF5A), (0xFF10, 0xFF19))
+_IS_CONTENT = np.zeros(0x110000, dtype=bool)
+for _lo, _hi in _CONTENT_RANGES:
+    _IS_CONTENT[_lo:_hi + 1] = True
 _SPACE = re.compile(r"\s+")
 COPY_RUN = 12  # characters: a run this long that the answer repeats from the prompt is a copy
 
 
-def content_bigrams(text: str, limit: int = 2000) -> set[str]:
-    """Bigrams of ``text`` (its first ``limit`` non-space characters, lower-cased) with at least one content
-    character."""
+def content_bigrams(text: str, limit: int = 2000) -> np.ndarray:
+    """The bigrams of ``text`` (its first ``limit`` non-space characters, lower-cased) with at least one content
+    character, as sorted unique integers (the two code points side by side), in numpy.
+
+    >>> len(content_bigrams("東京タワー")), len(content_bigrams("ですます"))
+    (4, 0)
+    """
     t = _SPACE.sub("", text)[:limit].lower()
-    return {t[i:i + 2] for i in range(len(t) - 1) if _CONTENT.match(t[i]) or _CONTENT.match(t[i + 1])}
+    if len(t) < 2:
+        return np.zeros(0, dtype=np.uint64)
+    codes = np.frombuffer(t.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+    content = _IS_CONTENT[codes]
+    keep = content[:-1] | content[1:]
+    return np.unique((codes[:-1][keep] << np.uint64(21)) | codes[1:][keep])
 
 
 def _copied_share(prompt: str, answer: str) -> float:
@@ -61,8 +74,8 @@ def _copied_share(prompt: str, answer: str) -> float:
 def fit_features(prompt: str, context: str, answer: str) -> np.ndarray:
     """The values of ``FIT_FEATURES`` for one record."""
     pb, ab = content_bigrams(prompt), content_bigrams(answer)
-    cb = content_bigrams(context) if context else set()
-    coverage = len(pb & ab) / len(pb) if pb else 0.0
-    anchored = len(ab & (pb | cb)) / len(ab) if ab else 0.0
+    anchor = np.union1d(pb, content_bigrams(context)) if context else pb
+    coverage = np.intersect1d(pb, ab, assume_unique=True).size / pb.size if pb.size else 0.0
+    anchored = np.intersect1d(ab, anchor, assume_unique=True).size / ab.size if ab.size else 0.0
     n = len(_SPACE.sub("", answer))
     return np.array([coverage, anchored, _copied_share(prompt, answer), coverage * math.log1p(n)], dtype=np.float64)

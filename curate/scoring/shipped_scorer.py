@@ -153,10 +153,17 @@ def save_model(folder: Path, name: str, version: str, ngrams: NgramRidge, ridge:
     return folder
 
 
+# jquality-v2 reads the last PROMPT_CHARS of the prompt side (a conversation's turns before the answer: what
+# the answer replies to is at their end) and the first PROMPT_CHARS of the context; the answer whole
+PROMPT_CHARS = 1000
+
+
 def v2_matrix(views: list[RecordView], pair: PairFit) -> np.ndarray:
     """The rows jquality-v2 reads: ``FEATURES``, ``FIT_FEATURES`` and the pair model's logit of each record."""
     if not views:
         return np.zeros((0, len(V2_FEATURES)))
+    views = [v if len(v.prompt) <= PROMPT_CHARS and len(v.context) <= PROMPT_CHARS else
+             RecordView(v.prompt[-PROMPT_CHARS:], v.context[:PROMPT_CHARS], v.answer, v.multi_turn) for v in views]
     fit = np.stack([fit_features(v.prompt, v.context, v.answer) for v in views])
     return np.column_stack([feature_matrix(views), fit, pair.score(views)])
 
