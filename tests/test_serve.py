@@ -16,6 +16,14 @@ from benchmarks.loadtest import free_port, hammer_while, run_load, start_server
 from tests.conftest import run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _cjk_font() -> bool:
+    """Whether fontconfig has a CJK font (fonts-noto-cjk): without one, screenshots show boxes."""
+    try:
+        return "CJK" in subprocess.run(["fc-list", ":lang=ja"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
 TOKEN = "s3cret-token"
 
 
@@ -342,6 +350,42 @@ def test_schemathesis_finds_no_server_error(server):
     assert counts and counts.group(1) == counts.group(2) and int(counts.group(1)) > 100, out.stdout[-2000:]
 
 
+def test_drops_of_a_source_and_stage_are_a_click_away(client, store):
+    """Audit in the browser: each stage's drop count on the home page links to that run's drops of the
+    source, a page at a time or as a random sample, the answer first with the reason and the value."""
+    source, stage, n = _query(store, """SELECT r.source_id, f.dropped_at, count(*) FROM record_fate f
+                                        JOIN records r USING (record_id)
+                                        WHERE f.run_id = (SELECT run_id FROM latest_run) AND NOT f.kept
+                                        GROUP BY ALL ORDER BY 3 DESC, 1, 2 LIMIT 1""")[0]
+    home = client.get("/").text
+    assert f"/drops?source={source}&amp;stage={stage}" in home
+    api = client.get("/v1/drops", params={"source": source, "stage": stage}).json()
+    assert api["total"] == n and sum(r["n"] for r in api["reasons"]) == n
+    expected = _query(store, """SELECT r.record_id, f.reason, f.value FROM record_fate f JOIN records r USING (record_id)
+                                WHERE f.run_id = (SELECT run_id FROM latest_run) AND r.source_id = ? AND f.dropped_at = ?
+                                ORDER BY r.record_id LIMIT 50""", [source, stage])
+    assert [(r["record_id"], r["reason"], r["value"]) for r in api["records"]] == [tuple(e) for e in expected]
+    html = client.get("/drops", params={"source": source, "stage": stage}).text
+    first = api["records"][0]
+    assert first["record_id"] in html and "value that decided" in html
+    assert html.index("answer (text first)") < html.index("value that decided")
+    # one reason, and a random sample: the same records whatever the page, another seed another draw
+    reason = api["reasons"][0]["reason"]
+    by_reason = client.get("/v1/drops", params={"source": source, "stage": stage, "reason": reason}).json()
+    assert by_reason["total"] == api["reasons"][0]["n"] and {r["reason"] for r in by_reason["records"]} == {reason}
+    a = client.get("/v1/drops", params={"source": source, "stage": stage, "sample": 5, "seed": 1}).json()
+    b = client.get("/v1/drops", params={"source": source, "stage": stage, "sample": 5, "seed": 1}).json()
+    assert a["records"] == b["records"] and len(a["records"]) == min(5, n)
+    assert client.get("/drops", params={"source": source, "stage": stage, "sample": 5}).status_code == 200
+    assert client.get("/v1/drops", params={"sample": 0}).status_code == 422
+    # every drop of the run, paged: the pages cover each record once
+    total = _query(store, "SELECT count(*) FROM record_fate WHERE run_id = (SELECT run_id FROM latest_run) AND NOT kept")[0][0]
+    seen = []
+    for k in range(1, total // 50 + 2):
+        seen += [r["record_id"] for r in client.get("/v1/drops", params={"page": k}).json()["records"]]
+    assert len(seen) == len(set(seen)) == total
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
 def test_page_in_headless_chromium(server, store):
     from playwright.sync_api import sync_playwright
@@ -373,11 +417,20 @@ def test_page_in_headless_chromium(server, store):
             page.wait_for_selector(f"a:text-is('{rid}')")
             page.goto(server + "/subsets/top50-commercial")
             assert "NOTICE: subset" in page.inner_text("pre:last-of-type")
+            # audit in the browser: from a stage's count on the home page to its drops, then a random sample
+            page.goto(server + "/")
+            page.locator("a[href^='/drops?']").first.click()
+            page.wait_for_selector("#drops")
+            assert page.locator("#drops tbody tr").count() >= 1
+            page.click("#sample")
+            page.wait_for_selector("#drops")
+            assert "Random sample of" in page.inner_text("body")
         finally:
             browser.close()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+@pytest.mark.skipif(not _cjk_font(), reason="no CJK font (.ci/run installs fonts-noto-cjk): screenshots would show boxes")
 def test_page_at_a_glance_screenshots(server, store, tmp_path):
     """The record page shows the text first and a near duplicate beside its survivor with the
     differences marked and the similarity; the home page a chart per source (inline SVG, no CDN)."""
@@ -407,9 +460,16 @@ def test_page_at_a_glance_screenshots(server, store, tmp_path):
             assert box_survivor["x"] > box_text["x"] + box_text["width"] * 0.9, "side by side"
             record = tmp_path / "record.png"
             page.screenshot(path=str(record), full_page=True)
+            # the drops of the stage with the most, in Japanese: a CJK font draws it (fonts-noto-cjk)
+            page.goto(server + "/")
+            page.locator("a[href^='/drops?']").first.click()
+            page.wait_for_selector("#drops")
+            assert any("\u3040" <= ch <= "\u9fff" for ch in page.inner_text("#drops")), "Japanese text on the page"
+            drops = tmp_path / "drops.png"
+            page.screenshot(path=str(drops), full_page=True)
         finally:
             browser.close()
-    for shot in (home, record):
+    for shot in (home, record, drops):
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
 

@@ -94,8 +94,9 @@ def home(con, catalogue, q: str | None) -> str:
     parts.append(_table(provenance.sources_overview(con),
                         ["source_id", "name", "source_license", "generated_by_model", "effective_license", "records",
                          "kept", "dropped", "dropped_by_stage"],
-                        {"dropped_by_stage": lambda r: escape(" · ".join(f"{k} {v}" for k, v in r["dropped_by_stage"].items()))
-                         or "–"}))
+                        {"dropped_by_stage": lambda r: " · ".join(
+                            f'<a href="{_drops_url(r["source_id"], k)}">{escape(k)} {v}</a>'
+                            for k, v in r["dropped_by_stage"].items()) or "–"}))
     subsets = provenance.subsets(con, catalogue)
     parts.append("<h2>Subsets and their obligations</h2>")
     parts.append(_table(subsets, ["name", "n_records", "licenses", "commercial", "redistribute", "obligations"], {
@@ -191,6 +192,47 @@ def _duplicate(rec: dict, dup: dict) -> str:
             f'<span id="similarity">{decided}</span>. Marked: what differs.</p>'
             f'<div class="side"><div><h3>this record</h3><pre id="text">{mine}</pre></div>'
             f'<div><h3>survivor {escape(survivor["record_id"])}</h3><pre id="survivor">{theirs}</pre></div></div>')
+
+
+def _drops_url(source: str | None, stage: str | None, reason: str | None = None, **more) -> str:
+    query = {"source": source, "stage": stage, "reason": reason, **more}
+    return "/drops?" + "&amp;".join(f"{k}={quote(str(v), safe='')}" for k, v in query.items() if v not in (None, ""))
+
+
+def drops(found: dict) -> str:
+    """A run's drops of a source at a stage, a page at a time or a random sample: the record's text first,
+    then the reason and the value that decided; reading an audit sample is a click."""
+    src, stage, reason = found["source_id"], found["stage"], found["reason"]
+    title = "Drops: " + " · ".join(x for x in (src or "every source", stage or "every stage", reason) if x)
+    parts = ["<p>Reasons: " + " · ".join(
+        f'<a href="{_drops_url(src, stage, r["reason"])}">{escape(str(r["reason"]))} {r["n"]}</a>'
+        for r in found["reasons"]) + f' · <a href="{_drops_url(src, stage)}">all</a></p>']
+    seed = (found["seed"] or 0) + 1
+    parts.append(f'<p id="views">{found["total"]} dropped. '
+                 f'<a id="sample" href="{_drops_url(src, stage, reason, sample=50, seed=seed)}">a random sample of 50</a>'
+                 f' · <a href="{_drops_url(src, stage, reason, page=1)}">in record order</a></p>')
+    if found["sample"]:
+        parts.append(f"<p>Random sample of {len(found['records'])} (seed {found['seed']}).</p>")
+    else:
+        page, per = found["page"], found["per_page"]
+        pages = max(1, -(-found["total"] // per))
+        nav = [f"page {page} of {pages}"]
+        if page > 1:
+            nav.insert(0, f'<a id="prev" href="{_drops_url(src, stage, reason, page=page - 1)}">previous</a>')
+        if page < pages:
+            nav.append(f'<a id="next" href="{_drops_url(src, stage, reason, page=page + 1)}">next</a>')
+        parts.append('<p class="pager">' + " · ".join(nav) + "</p>")
+    items = []
+    for r in found["records"]:
+        text = r["answer"] if len(r["answer"]) <= 1500 else r["answer"][:1500] + " …"
+        items.append(f'<tr><td><pre class="answer">{escape(text)}</pre>'
+                     f'<details><summary>prompt</summary><pre>{escape(r["prompt"][:3000])}</pre></details></td>'
+                     f'<td>{_v(r["stage"])}<br><b>{_v(r["reason"])}</b></td><td class="value">{_v(r["value"])}</td>'
+                     f"<td>{_record_link(r['record_id'])}</td></tr>")
+    parts.append('<table id="drops"><thead><tr><th>answer (text first)</th><th>stage / reason</th>'
+                 "<th>value that decided</th><th>record</th></tr></thead><tbody>" + "".join(items) + "</tbody></table>"
+                 if items else "<p>none</p>")
+    return _page(title, "".join(parts))
 
 
 def subset(name: str, found: dict | None, notice: str | None) -> str:

@@ -168,6 +168,54 @@ def sources_overview(con) -> list[dict]:
     return rows
 
 
+DROP_PAGE = 50
+
+
+def drops(con, source_id: str | None, stage: str | None, reason: str | None = None, page: int = 1,
+          sample: int | None = None, seed: int = 0) -> dict:
+    """The latest run's drops of a source at a stage (and reason): the reasons with their counts, the total,
+    and one page of records in record id order, or ``sample`` of them drawn at random (``seed``), each with
+    its text first, the reason and the value that decided. What an audit reads."""
+    where = ["f.run_id = (SELECT run_id FROM latest_run)", "NOT f.kept"]
+    params: dict = {}
+    if source_id:
+        where.append("r.source_id = $source")
+        params["source"] = source_id
+    if stage:
+        where.append("f.dropped_at = $stage")
+        params["stage"] = stage
+    reasons = _rows(con, f"""SELECT f.reason, count(*) AS n FROM record_fate f JOIN records r USING (record_id)
+                             WHERE {' AND '.join(where)} GROUP BY 1 ORDER BY 2 DESC, 1""", params)
+    if reason:
+        where.append("f.reason = $reason")
+        params["reason"] = reason
+    total = _rows(con, f"""SELECT count(*) AS n FROM record_fate f JOIN records r USING (record_id)
+                           WHERE {' AND '.join(where)}""", params)[0]["n"]
+    if sample:
+        order, limit, offset = "hash(r.record_id || ':' || $seed)", max(1, min(int(sample), 500)), 0
+        params["seed"] = str(seed)
+    else:
+        order, limit, offset = "r.record_id", DROP_PAGE, (max(1, page) - 1) * DROP_PAGE
+    rows = _rows(con, f"""
+        SELECT r.record_id, r.source_id, f.dropped_at AS stage, f.reason, f.value, r.instruction, r.input, r.output,
+               r.messages
+        FROM record_fate f JOIN records r USING (record_id)
+        WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {int(limit)} OFFSET {int(offset)}""", params)
+    for row in rows:
+        messages = json.loads(row.pop("messages")) if row.get("messages") else None
+        if messages:
+            answers = [m.get("content", "") for m in messages if m.get("role") == "assistant"]
+            row["answer"], row["prompt"] = (answers[-1] if answers else ""), ""
+        else:
+            row["answer"] = row.pop("output") or ""
+            row["prompt"] = "\n".join(x for x in (row.pop("instruction"), row.pop("input")) if x)
+        for k in ("instruction", "input", "output"):
+            row.pop(k, None)
+    return {"source_id": source_id, "stage": stage, "reason": reason, "total": total, "reasons": reasons,
+            "page": None if sample else max(1, page), "per_page": DROP_PAGE, "sample": limit if sample else None,
+            "seed": seed if sample else None, "records": rows}
+
+
 def source_charts(con, max_scores: int = 20_000) -> list[dict]:
     """Per source in the latest run: kept and dropped-by-stage counts, and the kept records' scores
     (the store's classifier where it scored them, else the shipped scorer), for the page's charts."""
