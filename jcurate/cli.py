@@ -6,8 +6,10 @@ Bad input the user can fix (``JcurateError``) prints one line and exits with sta
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +46,12 @@ def cmd_run(args) -> int:
     from licenses.catalogue import load_catalogue
 
     started = datetime.now(timezone.utc)
+    from store.integrity import damage
+
+    if problem := damage(args.db):  # before any work: a damaged store would fail the run's ingest, at the end
+        raise JcurateError(f"the store {args.db} cannot be read ({problem}); nothing was run. Move it aside and run "
+                           f"again with a fresh --db; to keep an earlier run's shards, load them into a fresh store: "
+                           f"jcurate ingest --out <that run's OUT> --sources <its manifest> --db NEW.duckdb")
     config = load_config(args.config)
     catalogue = load_catalogue()
     sources = load_manifest(args.sources, catalogue)
@@ -539,9 +547,38 @@ def main(argv: list[str] | None = None) -> int:
     except JcurateError as e:
         print(f"jcurate: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if (full := disk_full(e, getattr(args, "out", None))) is None:
+            raise
+        print(f"jcurate: error: {full}", file=sys.stderr)
+        return 28
     except KeyboardInterrupt:
         print("jcurate: interrupted", file=sys.stderr)
         return 130
+
+
+def disk_full(error: BaseException, out: str | None) -> str | None:
+    """One line for a disk that filled up during a command, or None when ``error`` is something else:
+    the folder being written, the space free on its disk, what the run had written so far, and that the
+    same command resumes (finished tasks are kept; ``jcurate run`` starts again where it stopped)."""
+    chain, seen = [error], set()
+    while chain[-1] is not None and id(chain[-1]) not in seen:  # the cause a worker's failure carries
+        seen.add(id(chain[-1]))
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    full = next((e for e in chain if e is not None and (getattr(e, "errno", None) == errno.ENOSPC
+                                                         or "No space left on device" in str(e))), None)
+    if full is None:
+        return None
+    folder = Path(getattr(full, "filename", None) or out or ".")
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free / 2**20
+    written = ""
+    if out and Path(out).is_dir():
+        size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file()) / 2**20
+        written = f"; this run had written {size:,.0f} MiB to {out}, so free at least as much again"
+    return (f"no space left on the disk of {folder} ({free:,.0f} MiB free){written}. Nothing finished is lost: "
+            f"free space and run the same command again, it resumes")
 
 
 def entry() -> None:
