@@ -5,7 +5,7 @@ It must be in place before datatrove unpickles our pipeline steps in each worker
 of every stage) and its distribution check (``datatrove.utils._import_utils._is_distribution_available``)
 reads the metadata of every installed distribution for each name it checks (~0.15 s a name, over half
 a second per worker). ``importlib.metadata.distribution(name)`` answers the same question by name.
-``tests/test_datatrove_patch.py`` fails if datatrove renames that private function or changes its
+``tests/pipeline/test_datatrove_patch.py`` fails if datatrove renames that private function or changes its
 signature.
 """
 

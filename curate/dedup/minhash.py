@@ -15,7 +15,7 @@ It is not datatrove's signature (a stated difference): which borderline pairs be
 changes at random, as it would with another seed. Every candidate is verified by its true n-gram
 Jaccard in the dedup plan, so a decision changes only where a pair near the threshold was a
 candidate under one hashing and not the other; measured on the audit benchmark and a 60k-record run
-in ``benchmarks/split_file_scaling.py`` / the issue notes.
+in ``benchmarks/speed/split_file_scaling.py`` / the issue notes.
 
 Character n-grams (the default) are hashed per window in numpy over a whole batch of texts; word
 n-grams (``tokens: fugashi``) are hashed per n-gram string by datatrove's own function and binned here.

@@ -6,7 +6,7 @@ ridge regression on hashed character 1–3-grams of prompt and answer (numpy and
 tokenizer; fastText on characters was tried and diverged to NaN on some folds), trained on
 records of public datasets labelled by reading (``data/labels/``), with labels centred per
 dataset. A model folder may also stack a ridge over the cheap features of
-``curate.scoring.quality_features`` on top of the n-gram prediction. ``benchmarks/scorer_selection.py``
+``curate.scoring.quality_features`` on top of the n-gram prediction. ``benchmarks/quality/scorer_selection.py``
 chose it by leave-one-dataset-out agreement and writes the model folder; its agreement is weak
 (see the model card): a store's own labels or judge labels make a better scorer
 (``jcurate classifier train``).

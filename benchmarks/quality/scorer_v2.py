@@ -1,0 +1,210 @@
+"""jquality-v2: train and judge the content-aware shipped scorer against labels read by people.
+
+    uv run python benchmarks/quality/scorer_v2.py [--realdata runs/realdata] [--length-weight 0.6] [--write-model]
+
+Labels: ``data/labels/real_labels.jsonl`` (1–5 by the ELYZA-tasks-100 criteria of ``data/LABELLING.md``,
+each by reading; 1,800 records of ten public datasets). A model is a ridge regression over the cheap
+quality features (``curate.scoring.quality_features``) and the prompt-answer fit features
+(``curate.scoring.fit_features``), fitted across datasets (no per-dataset centring, so a score means the
+same in every dataset), with *swapped twins* added as negatives: each training record's prompt with
+another record's answer (of the same dataset), labelled 1, because an answer to another question is a 1
+on the scale. The shipped score is the predicted label plus ``length_weight`` × (log answer length −
+its centre): chosen by the selection benchmark (``benchmarks/selection``), not here.
+
+Training datasets: those whose terms let a default component learn from them. Evaluated on, never
+trained on: Japanese Daily Dialogue (CC BY-NC-ND) and the Alpaca translation (CC BY-NC, Alpaca's terms).
+
+Printed, per dataset left out (trained on the others): Spearman of the predicted label and of the
+shipped score against the labels; the mean label of the top 20% by the shipped score against a random
+20% (95% bootstrap); and the fit test: each held-out record beside its twin (its prompt, another
+held-out record's answer of the same dataset), the share of pairs where the original scores higher.
+``--write-model`` trains on every training dataset and writes ``curate/scoring/models/jquality-v2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.real_data.build_inputs import DEFAULT_REALDATA  # noqa: E402
+from core.jsonl import json_objects  # noqa: E402
+from curate.scoring.classifier import spearman  # noqa: E402
+from curate.scoring.pair_fit import PairFit  # noqa: E402
+from curate.scoring.quality_features import FEATURES, RecordView  # noqa: E402
+from curate.scoring.shipped_scorer import (  # noqa: E402
+    FIT_CAP,
+    FIT_FLOOR,
+    MODELS,
+    V2_FEATURES,
+    Ridge,
+    save_v2_model,
+    v2_matrix,
+)
+
+LABELS = ROOT / "data/labels"
+EVAL_ONLY = {"japanese-daily-dialogue", "wanda-alpaca-ja"}  # NC terms: never in a shipped model's training data
+LENGTH = FEATURES.index("log_answer_chars")
+
+
+def labelled_views(realdata: Path) -> tuple[list[str], list[RecordView], np.ndarray]:
+    """(source of each record, its view, its label) for every labelled record this machine can read."""
+    records = {f"{r['source_id']}:{r['id']}": r for r in json_objects(LABELS / "real_records.jsonl")}
+    labels = list(json_objects(LABELS / "real_labels.jsonl"))
+    missing = {lab["source_id"] for lab in labels if lab["record_id"] not in records}
+    for source in missing:  # records that may not be redistributed: from the local build
+        path = realdata / f"{source}.jsonl"
+        if path.is_file():
+            records.update({f"{source}:{r['id']}": {**r, "source_id": source} for r in json_objects(path)})
+    sources, views, y = [], [], []
+    for lab in labels:
+        r = records.get(lab["record_id"])
+        if r is None:
+            continue
+        sources.append(lab["source_id"])
+        views.append(RecordView.of(r.get("instruction"), r.get("input"), r.get("output"), r.get("messages")))
+        y.append(float(lab["label"]))
+    return sources, views, np.array(y)
+
+
+def pair_training_views(realdata: Path, sources: list[str]) -> tuple[list[RecordView], list[str]]:
+    """Every record of the training datasets that is not labelled (the labelled ones are the fit test's)."""
+    labelled = {lab["record_id"] for lab in json_objects(LABELS / "real_labels.jsonl")}
+    views, groups = [], []
+    for source in sources:
+        path = realdata / f"{source}.jsonl"
+        if not path.is_file():
+            raise SystemExit(f"{path}: not found; run benchmarks/real_data/build_inputs.py first")
+        for r in json_objects(path):
+            if f"{source}:{r['id']}" not in labelled:
+                views.append(RecordView.of(r.get("instruction"), r.get("input"), r.get("output"), r.get("messages")))
+                groups.append(source)
+    return views, groups
+
+
+def swapped(views: list[RecordView], sources: list[str], seed: int) -> list[RecordView]:
+    """Each record's prompt with the answer of another record of its dataset (a derangement per dataset)."""
+    rng = np.random.default_rng(seed)
+    out = list(views)
+    by_source: dict[str, list[int]] = {}
+    for i, s in enumerate(sources):
+        by_source.setdefault(s, []).append(i)
+    for idx in by_source.values():
+        if len(idx) < 2:
+            continue
+        shift = rng.permutation(len(idx))
+        partner = {idx[shift[j]]: idx[shift[(j + 1) % len(idx)]] for j in range(len(idx))}
+        for i in idx:
+            v, other = views[i], views[partner[i]]
+            out[i] = RecordView(v.prompt, v.context, other.answer, v.multi_turn)
+    return out
+
+
+# overlap with the prompt or the context passage is left to the pair model: in labels read by people, a span
+# copied from a passage (JSQuAD) is a correct answer, and a ridge learns "copying is good", which then ranks
+# code that repeats the prompt's code, and spans, above every written answer
+LEFT_TO_PAIR_MODEL = ("answer_prompt_overlap", "answer_copies_context", "answer_in_context", "prompt_coverage",
+                      "answer_anchored", "fit_x_length")
+_LEFT = [V2_FEATURES.index(f) for f in LEFT_TO_PAIR_MODEL]
+
+
+def fit_model(X: np.ndarray, y: np.ndarray, X_twins: np.ndarray, alpha: float) -> Ridge:
+    """The ridge over the records and their swapped twins (label 1); the features ``LEFT_TO_PAIR_MODEL`` get
+    a weight of 0 (constant columns in training)."""
+    rows = np.vstack([X, X_twins])
+    rows[:, _LEFT] = 0.0
+    return Ridge.fit(rows, np.concatenate([y, np.ones(len(X_twins))]), alpha=alpha)
+
+
+PAIR = V2_FEATURES.index("pair_fit_logit")
+
+
+def shipped(model: Ridge, X: np.ndarray, weight: float, centre: float, fit_weight: float) -> np.ndarray:
+    """What ``ShippedScorer.v2_score`` computes."""
+    return model.predict(X) + fit_weight * np.clip(X[:, PAIR], -FIT_FLOOR, FIT_CAP) + weight * (X[:, LENGTH] - centre)
+
+
+def top_vs_random(score: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """Mean label of the top 20% by score, and of random 20% draws (mean and 95% interval)."""
+    k = max(1, len(y) // 5)
+    top = y[np.argsort(-score, kind="stable")[:k]].mean()
+    rng = np.random.default_rng(seed)
+    draws = np.array([y[rng.choice(len(y), k, replace=False)].mean() for _ in range(2000)])
+    return float(top), float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--realdata", type=Path, default=DEFAULT_REALDATA)
+    ap.add_argument("--alpha", type=float, default=10.0, help="ridge penalty")
+    ap.add_argument("--fit-weight", type=float, default=0.3, help="weight of the pair model's logit in the score")
+    ap.add_argument("--pair-l2", type=float, default=1.0, help="the pair model's L2 penalty")
+    ap.add_argument("--length-weight", type=float, nargs="+", default=[0.0, 0.4, 0.8])
+    ap.add_argument("--write-model", type=Path, nargs="?", const=MODELS / "jquality-v2", default=None,
+                    help="train on every training dataset and write the model (first --length-weight)")
+    args = ap.parse_args()
+
+    sources, views, y = labelled_views(args.realdata)
+    src = np.array(sources)
+    trainable = sorted(set(sources) - EVAL_ONLY)
+    pair_views, pair_groups = pair_training_views(args.realdata, trainable)
+    start = time.perf_counter()
+    pair = PairFit.train(pair_views, pair_groups, l2=args.pair_l2)
+    print(f"pair model: {len(pair_views)} unlabelled records of {len(trainable)} datasets and as many swapped "
+          f"pairs, trained in {time.perf_counter() - start:.0f} s")
+    start = time.perf_counter()
+    X = v2_matrix(views, pair)
+    rate = len(views) / (time.perf_counter() - start)
+    X_twins = v2_matrix(swapped(views, sources, seed=1), pair)
+    centre = float(np.median(X[:, LENGTH]))
+    datasets = sorted(set(sources))
+    print(f"{len(views)} labelled records of {len(datasets)} datasets; features at {rate:.0f} records/s; "
+          f"length centre log1p(chars) = {centre:.2f}")
+    rows, summary = [], {}
+    for weight in args.length_weight:
+        for held in datasets:
+            test = src == held
+            train = ~test & ~np.isin(src, list(EVAL_ONLY))
+            model = fit_model(X[train], y[train], X_twins[train], args.alpha)
+            quality = model.predict(X[test])
+            score = shipped(model, X[test], weight, centre, args.fit_weight)
+            # the fit test: held-out records beside their twins among the held-out records
+            twin_views = swapped([v for v, t in zip(views, test) if t], [held] * int(test.sum()), seed=7)
+            twin_score = shipped(model, v2_matrix(twin_views, pair), weight, centre, args.fit_weight)
+            wins = float(np.mean(score > twin_score))
+            top, lo, hi = top_vs_random(score, y[test])
+            rows.append((weight, held, int(test.sum()), spearman(quality, y[test]), spearman(score, y[test]),
+                         spearman(X[test][:, LENGTH], y[test]), top, lo, hi, wins))
+        summary[weight] = rows[-len(datasets):]
+    print("\n| length weight | left out | n | Spearman (label model) | Spearman (shipped score) | Spearman (length) "
+          "| top 20% | random 20% [95%] | original > swapped twin |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for w, held, n, sq, ss, sl, top, lo, hi, wins in rows:
+        print(f"| {w} | {held} | {n} | {sq:.2f} | {ss:.2f} | {sl:.2f} | {top:.2f} | [{lo:.2f}, {hi:.2f}] | {wins:.2f} |")
+    if args.write_model:
+        weight = args.length_weight[0]
+        train = ~np.isin(src, list(EVAL_ONLY))
+        model = fit_model(X[train], y[train], X_twins[train], args.alpha)
+        metrics = [dict(left_out=h, n=n, spearman_label_model=round(sq, 3), spearman_score=round(ss, 3),
+                        spearman_length=round(sl, 3), top20=round(t, 2), random20=[round(lo, 2), round(hi, 2)],
+                        original_beats_twin=round(wn, 3))
+                   for w, h, n, sq, ss, sl, t, lo, hi, wn in rows if w == weight]
+        trained_on = {s: int(((src == s) & train).sum()) for s in datasets if ((src == s) & train).any()}
+        folder = save_v2_model(args.write_model, "jquality", "v2", model, pair, weight, centre, args.fit_weight,
+                               alpha=args.alpha,
+                               pair_l2=args.pair_l2, pair_trained_on={str(k): int(v) for k, v in zip(*np.unique(pair_groups,
+                                                                                               return_counts=True))},
+                               trained_on=trained_on, twins=int(train.sum()), metrics=metrics)
+        coef = sorted(zip(V2_FEATURES, model.coef), key=lambda kv: -abs(kv[1]))
+        print(f"\nwrote {folder}; largest standardised coefficients: "
+              + ", ".join(f"{k} {v:+.2f}" for k, v in coef[:8]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""`--workers 2` against `--workers 1` (the baseline) on ONE large JSONL file, same run, same input.
+
+    uv run python benchmarks/speed/split_file_scaling.py [--n 60000]
+
+Before rows were split within a file, a single-file source gave a second worker nothing to do
+(0.98x). Printed: wall seconds per stage and in total for each, the speed-up, and whether the
+two runs decided every record the same way; with ``--repeat N``, medians of N interleaved runs.
+
+Also printed (Linux): the CPU seconds each run took on the whole machine (``/proc/stat``: every
+process, the forkserver's workers included) and the cores it kept busy on average. They bound the
+speed-up: two workers cannot finish before their CPU seconds / 2, so the speed-up is at most
+2 x (wall with one worker) / (CPU seconds with two). ``--workers 1`` already keeps ~1.1 cores busy
+(the store's records load and DuckDB's threads beside the stages), so that bound is below 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.speed.pipeline_throughput import make_input  # noqa: E402
+from benchmarks.speed.resume_after_kill import contents  # noqa: E402
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy so far (user, nice, system, irq, softirq), or None
+    off Linux."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def one_run(manifest: Path, tmp: Path, workers: int) -> tuple[float, float | None, dict, object]:
+    out, db = tmp / f"out{workers}", tmp / f"store{workers}.duckdb"
+    for leftover in (db, db.with_name(db.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    cpu, start = machine_cpu_seconds(), time.perf_counter()
+    subprocess.run([sys.executable, "-m", "jcurate.cli", "run", "--sources", str(manifest), "--out", str(out),
+                    "--db", str(db), "--workers", str(workers), "--fresh"], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall, cpu_after = time.perf_counter() - start, machine_cpu_seconds()
+    stages = json.loads((out / "report.json").read_text(encoding="utf-8"))["seconds"]
+    return wall, (cpu_after - cpu if cpu is not None else None), stages, contents(db)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=60_000)
+    ap.add_argument("--repeat", type=int, default=1, help="interleaved runs of each; medians are printed")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="jcurate-split-"))
+    manifest = make_input(args.n, tmp, shards=1)
+    runs: dict[int, list] = {1: [], 2: []}
+    for i in range(args.repeat):
+        for workers in ((1, 2) if i % 2 == 0 else (2, 1)):
+            runs[workers].append(one_run(manifest, tmp, workers))
+    results = {}
+    for workers, rs in runs.items():
+        names = list(rs[0][2])
+        cpus = [r[1] for r in rs if r[1] is not None]
+        results[workers] = (statistics.median(r[0] for r in rs), statistics.median(cpus) if cpus else None,
+                            {n: statistics.median(r[2][n] for r in rs) for n in names}, rs[-1][3])
+    print(f"\n{args.n} records in one JSONL file" + (f"; medians of {args.repeat} interleaved runs" if args.repeat > 1 else ""))
+    names = list(results[1][2])
+    print(f"{'workers':<8} {'total s':>8} {'CPU s':>7} {'cores':>6} " + " ".join(f"{n:>15}" for n in names))
+    for w, (wall, cpu, stages, _) in results.items():
+        cpu_text = f"{cpu:>7.1f} {cpu / wall:>6.2f}" if cpu is not None else f"{'-':>7} {'-':>6}"
+        print(f"{w:<8} {wall:>8.1f} {cpu_text} " + " ".join(f"{stages[n]:>15.1f}" for n in names))
+    speedup = results[1][0] / results[2][0]
+    print(f"speed-up, --workers 2 vs --workers 1 (baseline): {speedup:.2f}x end to end, "
+          f"{sum(results[1][2].values()) / sum(results[2][2].values()):.2f}x over the stages")
+    if results[2][1] is not None:
+        print(f"at most {2 * results[1][0] / results[2][1]:.2f}x with both cores busy throughout "
+              f"(2 x {results[1][0]:.1f} s / {results[2][1]:.1f} CPU s)")
+    print(f"same decisions and scores: {results[1][3] == results[2][3]}")
+
+
+if __name__ == "__main__":
+    main()
