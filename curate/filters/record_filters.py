@@ -27,7 +27,7 @@ from curate.filters.japanese import (
     repeated_ngram_fraction,
     repetition,
 )
-from curate.text.code_lines import is_code_line
+from curate.text.code_lines import code_lines
 
 _KANA_RANGES = ((0x3041, 0x309F), (0x30A0, 0x30FF), (0x31F0, 0x31FF))
 _HAN_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF))
@@ -59,23 +59,32 @@ def without_code(text: str) -> str:
 
 def prose_lines(text: str, lists: bool = False) -> str:
     """The prose of an answer for the repetition measures: without code (fenced, or bare lines of code where
-    they are at least 3 and 40% of its lines) and without the lines of a list or table (3 or more): a
-    program repeats its names and a template filled line by line repeats its frame, which is structure,
-    not degenerate text. With ``lists=False`` list lines stay (the sentence measure: an item repeated word
-    for word is still a repeat).
+    they are at least 3 and 40% of its lines) and, with ``lists``, without the lines of a list or table (3
+    or more): a program repeats its names and a template filled line by line repeats its frame, which is
+    structure, not degenerate text. Without ``lists`` the list lines stay (the sentence measure: an item
+    repeated word for word is still a repeat).
 
     >>> prose_lines(lists=True, text="結果:\\n- 1番目の「あ」: 1です。\\n- 2番目の「い」: 2です。\\n- 3番目の「う」: 3です。")
     '結果:'
     """
     text = without_code(text)
+    if "\n" not in text:
+        return text
     lines = text.split("\n")
-    code = [is_code_line(line) for line in lines]
-    if sum(code) >= 3 and sum(code) >= 0.4 * sum(1 for line in lines if line.strip()):
+    code = code_lines(lines)
+    n_code = sum(code)
+    if n_code >= 3 and n_code >= 0.4 * sum(1 for line in lines if line.strip()):
         lines = [line for line, c in zip(lines, code) if not c]
-    items = [lists and bool(LIST_ITEM.match(line)) for line in lines]
-    if sum(items) >= 3:
-        lines = [line for line, item in zip(lines, items) if not item]
-    return "\n".join(lines)
+    return without_list_lines("\n".join(lines)) if lists else "\n".join(lines)
+
+
+def without_list_lines(text: str) -> str:
+    """``text`` without the lines of its list or table, when it has 3 or more of them."""
+    lines = text.split("\n")
+    items = [bool(LIST_ITEM.match(line)) for line in lines]
+    if sum(items) < 3:
+        return text
+    return "\n".join(line for line, item in zip(lines, items) if not item)
 
 
 # documents per filter_batch call: datatrove times each call (a timer per record was ~5% of the filter
@@ -173,9 +182,11 @@ class JapaneseQualityFilter(BatchStatsFilter):
         if run_reached:  # then the drop value: the longest run
             return _drop(doc, "repeated_characters", max(_longest_char_run(a) for a in answers))
         for answer in answers:
-            prose = prose_lines(answer) if "\n" in answer else without_code(answer)
+            prose = without_code(answer)
             if not may_repeat(prose, c.min_sentences_for_repetition, c.repeated_ngram_min_chars):
-                continue  # too few sentences and too short: neither measure can reach its limit
+                continue  # too few sentences and too short: neither measure can reach its limit (nor without code)
+            if "\n" in prose:
+                prose = prose_lines(prose)
             if has_equal_sentences(prose):
                 # a sentence the prompt itself holds may be repeated on request (「こんにちは」を10回表示して)
                 rep = repetition(prose, c.repeated_ngram_chars, c.repeated_ngram_min_chars,
@@ -190,7 +201,7 @@ class JapaneseQualityFilter(BatchStatsFilter):
             else:  # no duplicate sentence: both sentence measures are 0, which no limit (0 to 1) is below
                 ngrams = None
             if "\n" in prose:  # a list or table repeats its frame line by line: the n-grams of the rest
-                ngrams = repeated_ngram_fraction(prose_lines(prose, lists=True), c.repeated_ngram_chars,
+                ngrams = repeated_ngram_fraction(without_list_lines(prose), c.repeated_ngram_chars,
                                                  c.repeated_ngram_min_chars)
             elif ngrams is None:
                 ngrams = repeated_ngram_fraction(prose, c.repeated_ngram_chars, c.repeated_ngram_min_chars)

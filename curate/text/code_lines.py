@@ -19,6 +19,15 @@ _CODE_SHAPE = re.compile(r"^\s*(?:import|from|def|class|return|for|while|if|elif
                          r"|['\"][^'\"]*['\"]\s*[,:\])}]|^\s{2,}\S|[,\\]\s*$")
 
 
+_CODE_SHAPE_ANY_LINE = re.compile(_CODE_SHAPE.pattern, re.M)
+
+
+def code_lines(lines: list[str]) -> list[bool]:
+    """``is_code_line`` of each line; a line with a Japanese letter is answered without the shape regex."""
+    return [bool(line.strip()) and not _JAPANESE_LETTER.search(line) and bool(_CODE_SHAPE.search(line))
+            for line in lines]
+
+
 def is_code_line(line: str) -> bool:
     """A line of code: no Japanese letter, and a statement's shape.
 
@@ -37,14 +46,18 @@ def is_program(text: str) -> bool:
     >>> is_program("手順は次のとおりです。\\n1. 材料を切る\\n2. 煮る"), is_program("パリです。"), is_program("55")
     (False, False, False)
     """
+    if "```" not in text and not _CODE_SHAPE_ANY_LINE.search(text):  # no fence, no line shaped like code
+        return False
     lines = [line for line in text.split("\n") if line.strip()]
     if not lines:
         return False
-    code, fenced = 0, False
+    allowed = len(lines) - 0.6 * len(lines)  # prose lines a program may hold; past it, stop reading
+    prose, fenced = 0, False
     for line in lines:
         if line.lstrip().startswith("```"):
             fenced = not fenced
-            code += 1
-        elif fenced or is_code_line(line):
-            code += 1
-    return code >= 0.6 * len(lines)
+        elif not fenced and not is_code_line(line):
+            prose += 1
+            if prose > allowed:
+                return False
+    return True
