@@ -74,8 +74,14 @@ def _share(pattern: re.Pattern, text: str, total: int) -> float:
     return len(pattern.findall(text)) / total if total else 0.0
 
 
-def features(view: RecordView) -> np.ndarray:
-    """The feature vector of one record, in the order of ``FEATURES``.
+# the features that compare the answer with the prompt or the context by n-gram sets: the costliest, and
+# jquality-v2 gives them no weight (it leaves overlap to its pair model)
+OVERLAP_FEATURES = ("answer_prompt_overlap", "answer_copies_context")
+
+
+def features(view: RecordView, overlap: bool = True) -> np.ndarray:
+    """The feature vector of one record, in the order of ``FEATURES``; ``overlap=False`` leaves the
+    ``OVERLAP_FEATURES`` at 0 without computing them.
 
     >>> f = dict(zip(FEATURES, features(RecordView("Pythonで1から10まで足すコードを書いて", "", "55")).tolist()))
     >>> f["code_asked_not_given"], f["bare_answer"]
@@ -85,11 +91,13 @@ def features(view: RecordView) -> np.ndarray:
     compact = "".join(a.split())
     n = len(compact)
     kana, han = len(KANA.findall(a)), len(HAN.findall(a))
-    answer_grams = _grams(a, 3)
-    prompt_grams = _grams(p, 3)
-    overlap = len(answer_grams & prompt_grams) / len(answer_grams | prompt_grams) if answer_grams | prompt_grams else 0.0
-    ctx5, ans5 = _grams(ctx, 5), _grams(a, 5)
-    copies = len(ans5 & ctx5) / len(ans5) if ans5 and ctx5 else 0.0
+    share = copies = 0.0
+    if overlap:
+        answer_grams, prompt_grams = _grams(a, 3), _grams(p, 3)
+        union = answer_grams | prompt_grams
+        share = len(answer_grams & prompt_grams) / len(union) if union else 0.0
+        ctx5, ans5 = _grams(ctx, 5), _grams(a, 5)
+        copies = len(ans5 & ctx5) / len(ans5) if ans5 and ctx5 else 0.0
     sentences = [s for s in SENTENCE_END.split(a) if s.strip()]
     has_code = bool(CODE.search(a))
     rep = repetition(a)
@@ -102,7 +110,7 @@ def features(view: RecordView) -> np.ndarray:
         _share(LATIN, compact, n),
         _share(DIGIT, compact, n),
         _share(KATAKANA, compact, n),
-        overlap,
+        share,
         copies,
         min(len(LIST_LINE.findall(a)), 10) / 10,
         float(has_code),
@@ -123,5 +131,5 @@ def features(view: RecordView) -> np.ndarray:
     ], dtype=np.float64)
 
 
-def feature_matrix(views: list[RecordView]) -> np.ndarray:
-    return np.stack([features(v) for v in views]) if views else np.zeros((0, len(FEATURES)))
+def feature_matrix(views: list[RecordView], overlap: bool = True) -> np.ndarray:
+    return np.stack([features(v, overlap) for v in views]) if views else np.zeros((0, len(FEATURES)))

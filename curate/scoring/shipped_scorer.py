@@ -158,14 +158,15 @@ def save_model(folder: Path, name: str, version: str, ngrams: NgramRidge, ridge:
 PROMPT_CHARS = 1000
 
 
-def v2_matrix(views: list[RecordView], pair: PairFit) -> np.ndarray:
-    """The rows jquality-v2 reads: ``FEATURES``, ``FIT_FEATURES`` and the pair model's logit of each record."""
+def v2_matrix(views: list[RecordView], pair: PairFit, overlap: bool = False) -> np.ndarray:
+    """The rows jquality-v2 reads: ``FEATURES``, ``FIT_FEATURES`` and the pair model's logit of each record.
+    The n-gram overlap features stay 0 (``overlap=False``): the model gives them no weight."""
     if not views:
         return np.zeros((0, len(V2_FEATURES)))
     views = [v if len(v.prompt) <= PROMPT_CHARS and len(v.context) <= PROMPT_CHARS else
              RecordView(v.prompt[-PROMPT_CHARS:], v.context[:PROMPT_CHARS], v.answer, v.multi_turn) for v in views]
     fit = np.stack([fit_features(v.prompt, v.context, v.answer) for v in views])
-    return np.column_stack([feature_matrix(views), fit, pair.score(views)])
+    return np.column_stack([feature_matrix(views, overlap=overlap), fit, pair.score(views)])
 
 
 def save_v2_model(folder: Path, name: str, version: str, ridge: Ridge, pair: PairFit, length_weight: float,
