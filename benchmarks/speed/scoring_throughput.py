@@ -1,4 +1,5 @@
-"""Scoring throughput: the fastText classifier vs the transformers judge (tiny model) vs embeddings.
+"""Scoring throughput: the shipped scorers and the fastText classifier vs the transformers judge (tiny model)
+vs embeddings.
 
     uv run python benchmarks/speed/scoring_throughput.py [--n 200000]
 
@@ -52,6 +53,16 @@ def main() -> None:
     judge.judge(prompts)
     judge_rate = args.judge_n / (time.perf_counter() - start)
 
+    from curate.scoring.shipped_scorer import ShippedScorer
+
+    shipped = {}
+    for name in ("jquality-v1", "jquality-v2"):
+        scorer = ShippedScorer(name)
+        start = time.perf_counter()
+        for i in range(0, args.n, 5000):  # the workers' batches are of this order
+            scorer.score(records[i:i + 5000])
+        shipped[name] = args.n / (time.perf_counter() - start)
+
     embedder = Embedder("use")
     start = time.perf_counter()
     embedder.encode(texts[: args.embed_n])
@@ -61,6 +72,8 @@ def main() -> None:
     print(f"{'transformers judge, tiny Llama, CPU (baseline)':<52} {args.judge_n:>8} {judge_rate:>10.1f} {1.0:>8.1f}")
     print(f"{'fastText classifier (fugashi tokenisation included)':<52} {args.n:>8} {clf_rate:>10.0f} "
           f"{clf_rate / judge_rate:>8.0f}")
+    for name, rate in shipped.items():
+        print(f"{'shipped scorer ' + name + ' (features included)':<52} {args.n:>8} {rate:>10.0f} {rate / judge_rate:>8.0f}")
     print(f"{'USE multilingual embeddings (numpy)':<52} {args.embed_n:>8} {embed_rate:>10.0f} "
           f"{embed_rate / judge_rate:>8.1f}")
     print(f"\nclassifier held-out agreement with the labels: accuracy {model['accuracy']:.3f} "
