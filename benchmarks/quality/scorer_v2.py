@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.real_data.build_inputs import DEFAULT_REALDATA  # noqa: E402
 from core.jsonl import json_objects  # noqa: E402
 from curate.scoring.classifier import spearman  # noqa: E402
-from curate.scoring.pair_fit import PairFit  # noqa: E402
+from curate.scoring.pair_fit import PairFit, swapped_answers  # noqa: E402
 from curate.scoring.quality_features import FEATURES, RecordView  # noqa: E402
 from curate.scoring.shipped_scorer import (  # noqa: E402
     FIT_CAP,
@@ -86,24 +86,6 @@ def pair_training_views(realdata: Path, sources: list[str]) -> tuple[list[Record
                 views.append(RecordView.of(r.get("instruction"), r.get("input"), r.get("output"), r.get("messages")))
                 groups.append(source)
     return views, groups
-
-
-def swapped(views: list[RecordView], sources: list[str], seed: int) -> list[RecordView]:
-    """Each record's prompt with the answer of another record of its dataset (a derangement per dataset)."""
-    rng = np.random.default_rng(seed)
-    out = list(views)
-    by_source: dict[str, list[int]] = {}
-    for i, s in enumerate(sources):
-        by_source.setdefault(s, []).append(i)
-    for idx in by_source.values():
-        if len(idx) < 2:
-            continue
-        shift = rng.permutation(len(idx))
-        partner = {idx[shift[j]]: idx[shift[(j + 1) % len(idx)]] for j in range(len(idx))}
-        for i in idx:
-            v, other = views[i], views[partner[i]]
-            out[i] = RecordView(v.prompt, v.context, other.answer, v.multi_turn)
-    return out
 
 
 # overlap with the prompt or the context passage is left to the pair model: in labels read by people, a span
@@ -161,7 +143,7 @@ def main() -> None:
     start = time.perf_counter()
     X = v2_matrix(views, pair)
     rate = len(views) / (time.perf_counter() - start)
-    X_twins = v2_matrix(swapped(views, sources, seed=1), pair)
+    X_twins = v2_matrix(swapped_answers(views, sources, seed=1), pair)
     centre = float(np.median(X[:, LENGTH]))
     datasets = sorted(set(sources))
     print(f"{len(views)} labelled records of {len(datasets)} datasets; features at {rate:.0f} records/s; "
@@ -175,7 +157,7 @@ def main() -> None:
             quality = model.predict(X[test])
             score = shipped(model, X[test], weight, centre, args.fit_weight)
             # the fit test: held-out records beside their twins among the held-out records
-            twin_views = swapped([v for v, t in zip(views, test) if t], [held] * int(test.sum()), seed=7)
+            twin_views = swapped_answers([v for v, t in zip(views, test) if t], [held] * int(test.sum()), seed=7)
             twin_score = shipped(model, v2_matrix(twin_views, pair), weight, centre, args.fit_weight)
             wins = float(np.mean(score > twin_score))
             top, lo, hi = top_vs_random(score, y[test])

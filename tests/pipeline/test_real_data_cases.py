@@ -25,10 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 AUDIT = ROOT / "data/audit"
 
 
-@lru_cache(maxsize=1)
-def records() -> dict[str, dict]:
+@lru_cache(maxsize=2)
+def records(file: str = "records.jsonl") -> dict[str, dict]:
+    """The audit's records (``records.jsonl``, or the gold set's ``gold_records.jsonl``) by record id."""
     out = {}
-    for line in (AUDIT / "records.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (AUDIT / file).read_text(encoding="utf-8").splitlines():
         r = json.loads(line)
         out[f"{r['source_id']}:{r['id']}"] = r
     return out
@@ -150,13 +151,8 @@ def test_the_shortest_elyza_prompt_is_caught_but_a_different_short_question_is_n
 # ---- round 3: machine-translated Alpaca, code exercises, and the gold set (issue: filters that keep good answers)
 
 
-@lru_cache(maxsize=1)
 def gold_records() -> dict[str, dict]:
-    out = {}
-    for line in (AUDIT / "gold_records.jsonl").read_text(encoding="utf-8").splitlines():
-        r = json.loads(line)
-        out[f"{r['source_id']}:{r['id']}"] = r
-    return out
+    return records("gold_records.jsonl")
 
 
 def gold_document(record_id: str):
