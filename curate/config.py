@@ -149,7 +149,7 @@ class ScoringConfig:
 class JudgeConfig:
     """The LLM judge for `jcurate judge`; the API key is read from the variable ``api_key_env``."""
 
-    backend: str = "openai"  # openai | transformers | vllm
+    backend: str = "openai"  # openai | transformers | vllm | llama_cpp (a GGUF in process)
     model: str | None = None
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str = "OPENAI_API_KEY"
@@ -161,14 +161,18 @@ class JudgeConfig:
     top_logprobs: int = 20
     batch_size: int = 8
     device: str | None = None
+    chat_format: str | None = "gemma"  # llama_cpp: a llama_cpp chat format, or null for the GGUF's own template
+    n_ctx: int = 4096  # llama_cpp: context length in tokens
 
     def validate(self, key: str) -> None:
-        if self.backend not in ("openai", "transformers", "vllm"):
-            raise JcurateError(f"config key '{key}.backend': must be openai, transformers or vllm, got {self.backend!r}")
+        if self.backend not in ("openai", "transformers", "vllm", "llama_cpp"):
+            raise JcurateError(f"config key '{key}.backend': must be openai, transformers, vllm or llama_cpp, "
+                               f"got {self.backend!r}")
         for name in ("concurrency", "batch_size"):
             in_range(f"{key}.{name}", getattr(self, name), 1, None)
         in_range(f"{key}.timeout", self.timeout, 0.001, None)
         in_range(f"{key}.max_retries", self.max_retries, 0, None)
+        in_range(f"{key}.n_ctx", self.n_ctx, 256, None)
 
 
 @dataclass

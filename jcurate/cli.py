@@ -144,6 +144,31 @@ def cmd_judge(args) -> int:
     return 0
 
 
+def cmd_judge_server(args) -> int:
+    """llama.cpp's OpenAI-compatible server in the foreground, until Ctrl-C."""
+    import time
+
+    from curate.scoring.llama_server import LlamaServer
+
+    server = LlamaServer(model=args.model, alias=args.alias, chat_format=args.chat_format,
+                         logits_all=not args.no_logprobs, n_ctx=args.n_ctx, n_threads=args.threads, port=args.port)
+    server.start()
+    mode = ("constrained choice only (judge.constrained_choice: true, judge.logprobs: false)" if args.no_logprobs
+            else "logprobs (--logits_all true: the whole vocabulary at every prompt position, slow on a CPU)")
+    print(f"llama.cpp serving {args.model} as {args.alias!r} at {server.base_url}, {mode}; log {server.log_path}. "
+          f"Config: judge: {{backend: openai, base_url: {server.base_url}, model: {args.alias}}}. Ctrl-C stops it.",
+          file=sys.stderr)
+    try:
+        while server.process.poll() is None:
+            time.sleep(1)
+        raise JcurateError(f"llama.cpp's server exited with {server.process.returncode}; its log ends:\n"
+                           f"{server.log_tail()}")
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
+
+
 def cmd_classifier(args) -> int:
     from curate.scoring.classifier import score_run, train_classifier
 
@@ -426,6 +451,19 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--config", default=None)
     judge.add_argument("--db", default=DEFAULT_DB)
     judge.set_defaults(func=cmd_judge)
+
+    jserver = sub.add_parser("judge-server", help="llama.cpp's OpenAI-compatible server for the judge (judge-server "
+                                                  "group), by default the packaged Gemma 3 270M GGUF")
+    jserver.add_argument("--model", default="packaged:gemma-3-270m", help="a GGUF file, or packaged:gemma-3-270m")
+    jserver.add_argument("--alias", default="gemma-3-270m", help="the model name the server answers to")
+    jserver.add_argument("--chat-format", default="gemma", help="llama_cpp chat format (the packaged GGUF has no "
+                                                               "template)")
+    jserver.add_argument("--port", type=int, default=8000)
+    jserver.add_argument("--n-ctx", type=int, default=4096)
+    jserver.add_argument("--threads", type=int, default=None)
+    jserver.add_argument("--no-logprobs", action="store_true",
+                         help="start without --logits_all: much faster, answers constrained choices only")
+    jserver.set_defaults(func=cmd_judge_server)
 
     clf = sub.add_parser("classifier", help="the fastText quality classifier")
     clf_sub = clf.add_subparsers(dest="classifier_command", required=True)

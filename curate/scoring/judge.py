@@ -1,11 +1,11 @@
-"""The LLM judge: one interface, three backends (OpenAI-compatible server, vLLM, transformers).
+"""The LLM judge: one interface, four backends (OpenAI-compatible server, vLLM, transformers, llama.cpp).
 
 The score is never read from free text with a regex. Every backend asks for a single
 token after a Japanese rubric and reads the probabilities of the tokens "1".."5": the
 expected value under those probabilities is the score (log-sum-exp over the spellings of
 each digit; renormalised over the five). A server that returns no logprobs can be asked
 for a constrained choice (vLLM's ``structured_outputs: {"choice": [...]}``); then the one
-token it must return is the score. Results are cached in the store's ``scores`` table by
+token it must return is the score (llama.cpp's server: a ``grammar``). Results are cached in the store's ``scores`` table by
 (content hash, judge model, prompt version): a re-run makes no new call.
 """
 
@@ -102,7 +102,7 @@ class OpenAIJudge(JudgeBackend):
     max_retries: int = 4
     backoff: float = 0.5
     logprobs: bool = True
-    constrained_choice: bool = False  # vLLM structured outputs, for servers without logprobs
+    constrained_choice: bool = False  # vLLM structured outputs or a llama.cpp grammar, for servers without logprobs
     top_logprobs: int = 20  # OpenAI allows up to 20; vLLM serves more when started with --max-logprobs
     extra_body: dict = field(default_factory=dict)
 
@@ -111,30 +111,33 @@ class OpenAIJudge(JudgeBackend):
                 "max_tokens": 1, "temperature": 0.0, **self.extra_body}
         if self.logprobs:
             body.update(logprobs=True, top_logprobs=self.top_logprobs)
-        if self.constrained_choice:
+        if self.constrained_choice:  # vLLM reads the first, llama.cpp's server the second; each ignores the other
             body["structured_outputs"] = {"choice": list(choices)}
+            body["grammar"] = "root ::= " + " | ".join(json.dumps(c) for c in choices)
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         url = self.base_url.rstrip("/") + "/chat/completions"
         req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
-        last = "no attempt"
+        last, last_body = "no attempt", ""
         for attempt in range(self.max_retries + 1):
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     return {"status": resp.status, "text": resp.read().decode("utf-8", errors="replace")}
             except urllib.error.HTTPError as e:
-                last = f"HTTP {e.code}"
+                body = e.read().decode("utf-8", errors="replace")
                 if e.code != 429 and e.code < 500:
-                    return {"status": e.code, "text": e.read().decode("utf-8", errors="replace")}
+                    return {"status": e.code, "text": body}
+                last, last_body = f"HTTP {e.code}: {' '.join(body.split())[:300]}", body
                 wait = float(e.headers.get("Retry-After") or self.backoff * 2 ** attempt)
             except (TimeoutError, urllib.error.URLError, OSError) as e:
                 last = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
                 wait = self.backoff * 2 ** attempt
             if attempt < self.max_retries:
                 time.sleep(wait * (1 + 0.1 * random.random()))
-        return {"status": None, "text": "", "error": f"gave up after {self.max_retries + 1} attempts ({last})"}
+        return {"status": None, "text": last_body,
+                "error": f"gave up after {self.max_retries + 1} attempts ({last})"}
 
     @staticmethod
     def parse(response: dict, choices: tuple[str, ...] = SCORE_TOKENS) -> Judgement:
@@ -222,6 +225,99 @@ class TransformersJudge(JudgeBackend):
         return out
 
 
+class LlamaCppJudge(JudgeBackend):
+    """llama.cpp in process (llama-cpp-python, CPU): a GGUF, the score tokens' logits at the last position only.
+
+    Why beside the server: llama.cpp's server returns logprobs only with ``--logits_all``, which computes
+    the whole vocabulary at every prompt position (~5 s per record for Gemma 3 270M on 2 cores). Here
+    the context keeps the longest token prefix shared with the previous prompt (the rubric) and
+    evaluates the rest, with logits for the last token only.
+    """
+
+    def __init__(self, model: str, chat_format: str | None = "gemma", n_ctx: int = 4096, n_threads: int | None = None):
+        try:
+            from llama_cpp import Llama, llama_chat_format
+        except ImportError as e:
+            raise JcurateError(f"the llama_cpp judge needs the judge-server group: uv sync --group judge-server ({e})"
+                               ) from None
+        import numpy as np
+
+        from curate.scoring.llama_server import resolve_gguf
+
+        self.np = np
+        self.model = model
+        self.n_ctx = n_ctx
+        # llama-cpp-python's default is half the cores (1 of 2 here): a judge has the machine to itself
+        threads = n_threads or os.cpu_count() or 1
+        self.llm = Llama(model_path=str(resolve_gguf(model)), n_ctx=n_ctx, n_threads=threads,
+                         n_threads_batch=threads, logits_all=False, verbose=False)
+        if chat_format:
+            formatter = getattr(llama_chat_format, "format_" + chat_format.replace("-", "_"), None)
+            if formatter is None:
+                raise JcurateError(f"judge.chat_format {chat_format!r}: llama_cpp has no such chat format")
+            self.render = lambda prompt: formatter(messages=[{"role": "user", "content": prompt}]).prompt
+        else:  # the GGUF's own template
+            template = self.llm.metadata.get("tokenizer.chat_template")
+            if not template:
+                raise JcurateError(f"judge model {model}: the GGUF has no chat template; set judge.chat_format")
+            jinja = llama_chat_format.Jinja2ChatFormatter(template, eos_token="", bos_token="")
+            self.render = lambda prompt: jinja(messages=[{"role": "user", "content": prompt}]).prompt
+        self._choice_ids: dict[tuple, dict[str, list[int]]] = {}
+
+    def choice_ids(self, choices: tuple[str, ...]) -> dict[str, list[int]]:
+        """The single tokens spelling each score, bare or after a space."""
+        if choices not in self._choice_ids:
+            ids = {}
+            for c in choices:
+                spelled = {t[0] for s in (c, " " + c) if len(t := self.llm.tokenize(s.encode(), add_bos=False)) == 1}
+                if spelled:
+                    ids[c] = sorted(spelled)
+            if not ids:
+                raise JcurateError(f"judge model {self.model}: its vocabulary has no token for {', '.join(choices)}")
+            self._choice_ids[choices] = ids
+        return self._choice_ids[choices]
+
+    def close(self) -> None:
+        """Frees the model and context now, not at interpreter exit (where llama.cpp's teardown may abort)."""
+        self.llm.close()
+
+    def last_logits(self, tokens: list[int]):
+        llm = self.llm
+        cached = llm.input_ids[:llm.n_tokens].tolist()
+        keep = 0
+        for a, b in zip(cached, tokens[:-1]):  # at least the last token is evaluated, for its logits
+            if a != b:
+                break
+            keep += 1
+        llm.n_tokens = keep
+        llm.eval(tokens[keep:])
+        return self.np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).astype("float64")
+
+    def judge(self, prompts: list[str], choices: tuple[str, ...] = SCORE_TOKENS) -> list[Judgement]:
+        np = self.np
+        ids = self.choice_ids(choices)
+        out = []
+        for prompt in prompts:
+            tokens = self.llm.tokenize(self.render(prompt).encode("utf-8"), add_bos=True, special=True)
+            if len(tokens) >= self.n_ctx:
+                out.append(Judgement(None, "", f"prompt of {len(tokens)} tokens does not fit judge.n_ctx "
+                                               f"{self.n_ctx}"))
+                continue
+            try:
+                logits = self.last_logits(tokens)
+            except Exception as e:  # a failed decode is a failed judgement, not a failed run
+                self.llm.n_tokens = 0
+                out.append(Judgement(None, "", f"llama.cpp: {type(e).__name__}: {e}"))
+                continue
+            top = logits.max()
+            lse = top + np.log(np.exp(logits - top).sum())
+            per_digit = {d: float(np.logaddexp.reduce(logits[i]) - lse) for d, i in ids.items()}
+            score = expected_score(per_digit, choices)
+            out.append(Judgement(score, json.dumps({"logprobs": per_digit}),
+                                 None if score is not None else "no probability over the scores"))
+        return out
+
+
 class VLLMJudge(JudgeBackend):
     """In-process ``vllm.LLM`` (GPU): one generated token with its top logprobs."""
 
@@ -257,6 +353,8 @@ def make_judge(cfg) -> JudgeBackend:
                            constrained_choice=cfg.constrained_choice, top_logprobs=cfg.top_logprobs)
     if cfg.backend == "transformers":
         return TransformersJudge(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+    if cfg.backend == "llama_cpp":
+        return LlamaCppJudge(cfg.model, chat_format=cfg.chat_format, n_ctx=cfg.n_ctx)
     return VLLMJudge(cfg.model)
 
 
@@ -291,7 +389,7 @@ def sample_records(con, run_id: str, sample: int | None, seed: int) -> list[Judg
 
 
 def run_judge(db, backend: JudgeBackend, sample: int | None, seed: int = 0, run_id: str | None = None,
-              log=print) -> dict:
+              log=print, batch: int = 32) -> dict:
     """Judges a sample (or all) kept records; cached by (content hash, model, prompt version) in the store's
     judge cache, and written as ``scores`` rows (scorer ``judge``)."""
     from datetime import datetime, timezone
@@ -309,29 +407,39 @@ def run_judge(db, backend: JudgeBackend, sample: int | None, seed: int = 0, run_
         todo = [r for r in records if r.content_hash not in cached]
         log(f"judge {backend.model} ({PROMPT_VERSION}): {len(records)} records, {len(records) - len(todo)} cached, "
             f"{len(todo)} to judge")
-        start = time.perf_counter()
-        results: list[Judgement] = []
-        step = 64
-        for i in range(0, len(todo), step):
-            results += backend.judge([build_prompt(r.prompt, r.output) for r in todo[i:i + step]])
-            log(f"  judged {min(i + step, len(todo))}/{len(todo)}")
-        secs = time.perf_counter() - start
         now = datetime.now(timezone.utc)
 
         def score_row(r: JudgeItem, score, raw: str) -> dict:
             return dict(record_id=r.record_id, content_hash=r.content_hash, scorer="judge", model=backend.model,
                         prompt_version=PROMPT_VERSION, score=score, raw=raw, run_id=run_id, created_at=now)
 
-        rows = [score_row(r, j.score, raw_json(j.raw, j.error)) for r, j in zip(todo, results)]
+        def store(items: list[JudgeItem], rows: list[dict], judgements: list[CachedJudgement]) -> None:
+            with transaction(con):
+                con.execute("DELETE FROM scores WHERE scorer = 'judge' AND model = ? AND prompt_version = ? AND "
+                            "record_id IN (SELECT unnest(?))", [backend.model, PROMPT_VERSION,
+                                                                 [r.record_id for r in items]])
+                insert_rows(con, "scores", rows)
+                cache_judgements(con, judgements)
+
         # cached scores also apply to records that share the content hash
-        rows += [score_row(r, cached[r.content_hash], json.dumps({"cached": True}))
-                 for r in records if r.content_hash in cached]
-        with transaction(con):
-            con.execute("DELETE FROM scores WHERE scorer = 'judge' AND model = ? AND prompt_version = ? AND record_id "
-                        "IN (SELECT unnest(?))", [backend.model, PROMPT_VERSION, [r.record_id for r in records]])
-            insert_rows(con, "scores", rows)
-            cache_judgements(con, [CachedJudgement(r.content_hash, backend.model, PROMPT_VERSION, j.score,
-                                                   raw_json(j.raw, j.error)) for r, j in zip(todo, results)])
+        done = [r for r in records if r.content_hash in cached]
+        if done:
+            store(done, [score_row(r, cached[r.content_hash], json.dumps({"cached": True})) for r in done], [])
+        start = time.perf_counter()
+        results: list[Judgement] = []
+        # each batch is stored as soon as it is judged: a run stopped midway (the server gone, the process
+        # killed) keeps what it finished, and a re-run judges only the rest (failed judgements are not cached)
+        for i in range(0, len(todo), batch):
+            items = todo[i:i + batch]
+            judged = backend.judge([build_prompt(r.prompt, r.output) for r in items])
+            store(items, [score_row(r, j.score, raw_json(j.raw, j.error)) for r, j in zip(items, judged)],
+                  [CachedJudgement(r.content_hash, backend.model, PROMPT_VERSION, j.score, raw_json(j.raw, j.error))
+                   for r, j in zip(items, judged)])
+            results += judged
+            secs = time.perf_counter() - start
+            log(f"  judged {len(results)}/{len(todo)} ({len(results) / secs:.2f} records/s, "
+                f"{sum(j.score is None for j in results)} failed)")
+        secs = time.perf_counter() - start
         failed = [j.error for j in results if j.score is None]
         summary = {"records": len(records), "judged": len(todo), "cached": len(records) - len(todo),
                    "failed": len(failed), "seconds": round(secs, 3),

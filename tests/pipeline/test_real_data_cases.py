@@ -193,6 +193,21 @@ def test_repetition_that_is_structure_or_code_is_kept(quality, record_id):
     assert quality.filter(doc) is True, doc.metadata.get("drop_value")
 
 
+def test_an_answer_that_restates_its_prompt_is_not_repetitive_text(quality):
+    # an NLP exercise whose answer restates its long task statement, dependency paths and all: 0.196
+    # compressed whole, 0.323 with the prompt and the answer compressed apart
+    doc = document("amenokaku-code:amenokaku_604")
+    assert quality.filter(doc) is True, doc.metadata.get("drop_value")
+    assert doc.metadata["compression_ratio"] > 0.3
+
+
+def test_an_answer_that_repeats_itself_is_still_repetitive_text(quality):
+    # list lines with one frame: neither a repeated sentence nor a repeated n-gram outside the frames
+    spam = "\n".join(f"- 商品{i}: 在庫あり、送料無料、即日発送、返品可能です" for i in range(60))
+    doc = make_document(record_id="t:spam", source_id="t", instruction="商品の紹介文を書いてください。", output=spam)
+    assert quality.filter(doc) == (False, "repetitive_text") and doc.metadata["compression_ratio"] < 0.1
+
+
 def test_a_list_item_cut_inside_its_bracket_is_still_dropped(quality):
     # 「-K-POP Group BTS（防弾」: the list's other items close their brackets, so this one is cut (防弾少年団)
     assert quality.filter(document("instruction-ja-mt:instruction_ja.015670")) == (False, "truncated_output")
