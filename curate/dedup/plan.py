@@ -1,10 +1,22 @@
-"""The dedup plan: one task decides every duplicate group and its survivor (``plan.parquet``).
+"""The dedup plan: verify tasks check shares of the near-duplicate candidate pairs, then one task joins
+their verified pairs into duplicate groups and decides each group's survivor (``plan.parquet``).
 
 Rules (``curate.dedup.near_duplicates``): exact duplicates share a ``content_hash``; near duplicates are LSH
 candidate pairs whose prompt, context and answer each reach ``min_jaccard``, joined transitively;
 the survivor of a group is the first record by (manifest order of its source, file, row, id).
 
-How, so that the single task stays fast and its memory does not hold the corpus:
+In the pipeline (``curate.running.pipeline``) the work is split over two stages:
+
+* ``near-verify``, one task per worker (or Ray/Slurm task): every task computes the same candidate
+  pairs (below; a few seconds at a million records), keeps its contiguous share (``share_of``),
+  verifies it against the part shingles the filter tasks wrote, and writes the verified pairs
+  (``NearPairVerifier``). Only this stage reads shingles, and each task only its pairs' records'.
+* ``dedup-plan``, one task: the connected components over all tasks' verified pairs, the smallest
+  position of each its survivor (``decide_from_edges``); it holds the records' order and the edges,
+  no text and no shingles. Components do not depend on how the pairs were shared out, so the fates
+  are those of one task verifying everything (``decide``; tested for 1, 2, 3 and 7 tasks).
+
+The parts, each built so that the tasks stay fast and their memory does not hold the corpus:
 
 * ``PlanTable``: every filtered record's id, task position and exact-duplicate survivor, in
   survivor order, computed by DuckDB from the Parquet shards' metadata columns. No text.
@@ -408,6 +420,15 @@ class NearClusters:
     batch_pairs: int = 20_000
     shingles_folder: str | Path | None = None  # the filter stage's part shingles; None: shingle the texts here
     threads: int = field(default_factory=verify_threads)  # a batch's pairs are verified on this many threads
+    edges: list[np.ndarray] | None = None  # the verified pairs, collected by verified_edges
+
+    def verified_edges(self, table: PlanTable, pairs: np.ndarray) -> np.ndarray:
+        """(E, 2) the candidate pairs this verified as near duplicates, but for those whose records the
+        verified pairs of earlier batches already joined (skipped: they could not change a group). The
+        connected components over these edges are those over every near-duplicate candidate pair."""
+        self.edges = []
+        self.roots(table, pairs)
+        return np.concatenate(self.edges) if self.edges else np.zeros((0, 2), dtype=np.int64)
 
     def roots(self, table: PlanTable, pairs: np.ndarray) -> np.ndarray:
         """Per survivor position, the position of its group's survivor (itself where it is not a near
@@ -441,6 +462,8 @@ class NearClusters:
         self.checked += len(batch)
         self.rejected += int((~ok).sum())
         if ok.any():
+            if self.edges is not None:
+                self.edges.append(batch[ok])
             edges = root[batch[ok]]  # between the groups' survivors
             merged = sorted_unique(edges)
             # merged is sorted: the smallest index of a component is its smallest survivor
@@ -513,6 +536,73 @@ def decide_with_table(records_folder: str | Path, buckets_folder: str | Path | N
     return Plan.of(table, roots), clusters, table
 
 
+def share_of(pairs: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """Task ``rank``'s share of the candidate pairs: a contiguous slice of the sorted pairs, so a task's
+    pairs hold nearby records (their shingles lie in the same pages) and the shares differ by one at most."""
+    bounds = np.linspace(0, len(pairs), world_size + 1).astype(np.int64)
+    return pairs[bounds[rank]:bounds[rank + 1]]
+
+
+def edges_path(edges_folder: str | Path, rank: int) -> Path:
+    return Path(edges_folder) / f"{rank:05d}.npy"
+
+
+def read_verified_edges(edges_folder: str | Path) -> np.ndarray:
+    """Every verify task's edges, as one (E, 2) array of survivor positions."""
+    files = sorted(Path(edges_folder).glob("*.npy"))
+    if not files:
+        raise JcurateError(f"dedup plan: no verified edges in {edges_folder}: the near-dup verify stage did not "
+                           "run; run again with --fresh")
+    parts = [np.load(f) for f in files]
+    return np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64)
+
+
+def decide_from_edges(records_folder: str | Path, edges_folder: str | Path | None,
+                      exact: bool) -> tuple[Plan, PlanTable]:
+    """The plan from the verify tasks' edges: the groups are the connected components over every task's
+    verified pairs (each task verified its share of the same candidate pairs), the survivor of a group
+    its smallest position: what ``decide`` finds in one process."""
+    table = PlanTable.load(records_folder, exact=exact)
+    if edges_folder is None:
+        return Plan.of(table), table
+    return Plan.of(table, components(len(table), read_verified_edges(edges_folder))), table
+
+
+class NearPairVerifier(PipelineStep):
+    """Task ``rank`` of ``world_size``: its share of the near-duplicate candidate pairs (``share_of``),
+    verified against the part shingles the filter tasks wrote; writes the verified pairs to
+    ``edges_folder/RANK.npy``. Every task computes the same candidate pairs (from the bucket files and
+    the records' order: a few seconds at a million records) and keeps its slice, so that a pair found
+    in several bands is verified once, by one task; the shingles it reads are those of its pairs."""
+
+    name = "🔗 near-dup verify"
+
+    def __init__(self, records_folder: str, buckets_folder: str, edges_folder: str, exact: bool,
+                 near: NearDedupConfig, shingles_folder: str | None = None, threads: int = 1):
+        super().__init__()
+        self.records_folder, self.buckets_folder, self.edges_folder = records_folder, buckets_folder, edges_folder
+        self.exact, self.near, self.shingles_folder, self.threads = exact, near, shingles_folder, threads
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        with self.track_time():
+            table = PlanTable.load(self.records_folder, exact=self.exact)
+            pairs = share_of(candidate_pairs(table, read_band_groups(self.buckets_folder)), rank, world_size)
+            clusters = NearClusters(self.near, shingles_folder=self.shingles_folder,
+                                    threads=min(self.threads, verify_threads()))
+            edges = clusters.verified_edges(table, pairs)
+            self.stat_update("candidate_pairs", value=len(pairs))
+            self.stat_update("near_pairs_checked", value=clusters.checked)
+            self.stat_update("near_pairs_rejected", value=clusters.rejected)
+            logger.info(f"near-dup verify {rank}/{world_size}: {len(pairs)} candidate pairs, {clusters.checked} "
+                        f"checked, {clusters.rejected} below Jaccard {self.near.min_jaccard}")
+            path = edges_path(self.edges_folder, rank)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial.npy")
+            np.save(partial, edges)
+            os.replace(partial, path)  # a task cut off leaves no edges file that looks whole
+        yield from ()
+
+
 DUPLICATE_REASONS = {"exact_dedup": "exact_duplicate", "near_dedup": "near_duplicate"}
 
 
@@ -546,15 +636,21 @@ def write_duplicate_lists(table: PlanTable, plan: Plan, duplicates_folder: str |
 
 class DedupPlan(PipelineStep):
     """Single task: decide every duplicate group and its survivor; writes ``plan.parquet`` and, with
-    ``duplicates_folder``, each filtered shard's duplicates (``write_duplicate_lists``)."""
+    ``duplicates_folder``, each filtered shard's duplicates (``write_duplicate_lists``).
+
+    With ``edges_folder`` (the pipeline's way) the near-duplicate pairs were verified by the
+    ``NearPairVerifier`` tasks, and this task only joins their edges: it holds the records' order
+    (ids and positions, no text, no shingles) and the verified pairs. Without it, it verifies every
+    candidate pair itself (``decide_with_table``)."""
 
     name = "🧮 dedup plan"
 
     def __init__(self, records_folder: str, buckets_folder: str | None, plan_path: str,
                  exact: bool, near: NearDedupConfig | None, shingles_folder: str | None = None,
-                 duplicates_folder: str | None = None, threads: int | None = None):
+                 duplicates_folder: str | None = None, threads: int | None = None, edges_folder: str | None = None):
         super().__init__()
         self.duplicates_folder = duplicates_folder
+        self.edges_folder = edges_folder
         self.threads = threads  # the run's --workers: the plan uses no more cores than the user gave the run
         self.records_folder = records_folder
         self.buckets_folder = buckets_folder
@@ -568,8 +664,13 @@ class DedupPlan(PipelineStep):
             raise ValueError("DedupPlan runs as a single task")
         Path(self.plan_path).parent.mkdir(parents=True, exist_ok=True)
         with self.track_time():
-            plan, clusters, table = decide_with_table(self.records_folder, self.buckets_folder, self.exact,
-                                                      self.near, self.shingles_folder, self.threads)
+            if self.edges_folder is not None:
+                plan, table = decide_from_edges(self.records_folder, self.edges_folder if self.near else None,
+                                                self.exact)
+                clusters = None
+            else:
+                plan, clusters, table = decide_with_table(self.records_folder, self.buckets_folder, self.exact,
+                                                          self.near, self.shingles_folder, self.threads)
             self.stat_update("exact_duplicates", value=int(plan.exact.sum()))
             if clusters is not None:
                 self.stat_update("near_pairs_checked", value=clusters.checked)

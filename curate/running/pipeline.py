@@ -7,9 +7,11 @@ Stages (each a datatrove executor; ``depends`` chains them):
    candidates) -> MinHash signatures.
 2. ``minhash-buckets``: LSH bucket matching (datatrove's stage, its merge done by one sort; one
    task per worker, each merging several buckets).
-3. ``dedup-plan``: one task decides duplicate groups and their survivors, and lists each
-   filtered shard's duplicates.
-4. ``dedup-decont``: re-read the filtered shards: the listed duplicates are copied to
+3. ``near-verify``: one task per worker verifies its share of the near-duplicate candidate
+   pairs (the shingles the filter tasks wrote) and writes the verified pairs.
+4. ``dedup-plan``: one task joins the verified pairs into duplicate groups, decides their
+   survivors, and lists each filtered shard's duplicates.
+5. ``dedup-decont``: re-read the filtered shards: the listed duplicates are copied to
    ``OUT/dropped/exact_dedup`` and ``OUT/dropped/near_dedup`` in bulk (Arrow), the rest ->
    decontamination -> the shipped scorer's score -> write the kept records.
 
@@ -44,7 +46,7 @@ from curate.decont.decontaminate import InstructionDecontFilter, build_decont_in
 from curate.dedup.minhash import OnePermutationMinhashSignature, SortedMinhashBuckets
 from curate.dedup.near_duplicates import minhash_config
 from curate.dedup.part_shingles import PartShingleWriter
-from curate.dedup.plan import DedupPlan
+from curate.dedup.plan import DedupPlan, NearPairVerifier
 from curate.filters.record_filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
 from curate.reading.manifest import Source
 from curate.reading.readers import SourceReader, check_field_mappings, check_readable
@@ -133,13 +135,23 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
             [SortedMinhashBuckets(str(work / "minhash/sigs"), str(work / "minhash/buckets"), config=minhash_config(near))],
             min(workers, near.num_buckets),  # a task per bucket cost more in start-up than in work
         ))
+        # the candidate pairs verified in shares, one per worker: the pairs are what grows with the input, and
+        # verifying them was most of the single plan task's time and memory (its shingles)
+        stages.append((
+            "near-verify",
+            [NearPairVerifier(str(work / "filtered"), str(work / "minhash/buckets"), str(work / "near_edges"),
+                              exact=config.exact_dedup.enabled, near=near,
+                              shingles_folder=str(work / "part_shingles"))],
+            workers,
+        ))
     plan = str(work / "dedup_plan.parquet")
     stages.append((
         "dedup-plan",
         [DedupPlan(str(work / "filtered"), str(work / "minhash/buckets") if near else None, plan,
                    exact=config.exact_dedup.enabled, near=near,
                    shingles_folder=str(work / "part_shingles") if near else None,
-                   duplicates_folder=str(work / "duplicates"), threads=workers)],
+                   duplicates_folder=str(work / "duplicates"), threads=workers,
+                   edges_folder=str(work / "near_edges"))],
         1,
     ))
     # the plan's duplicates go to dropped/exact_dedup and dropped/near_dedup as rows: only the rest are documents

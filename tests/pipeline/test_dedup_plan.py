@@ -353,3 +353,41 @@ def test_table_positions_look_up_each_task_s_rows_and_refuse_what_is_not_there(t
     assert table.positions(rank, doc).tolist() == [0, 1, 2, 3, 4, -1, -1, -1]
     assert [table.record_ids[int(p)].as_py() for p in table.positions(rank[:5], doc[:5])] == ["a:0", "a:1", "a:2",
                                                                                              "b:0", "b:1"]
+
+
+def test_verify_tasks_in_any_number_decide_what_one_task_decides(tmp_path):
+    """The pipeline's way: ``NearPairVerifier`` tasks verify shares of the candidate pairs and the plan joins
+    their edges. 1, 2, 3 or 7 tasks: every fate, duplicate-of and group is what ``decide`` finds alone."""
+    import json
+    from pathlib import Path
+
+    from curate.dedup.plan import NearPairVerifier, decide_from_edges
+
+    rows = [json.loads(line) for line in Path("data/handwritten/qa_knowledge.jsonl").read_text(encoding="utf-8").splitlines()]
+    base = [rec(f"h:{i}", f"h{i}", 0, i, output=r["output"], instruction=r["instruction"], input_=r.get("input") or "")
+            for i, r in enumerate(rows[:10])]
+    records = [dict(r, row=k) for k, r in enumerate(_perturbed(base))]
+    records += [dict(records[3], record_id="x:3", source_order=1), dict(records[8], record_id="x:8", source_order=1)]
+    tasks = [records[::2], records[1::2]]
+    where = {r["record_id"]: (rank, i) for rank, task in enumerate(tasks) for i, r in enumerate(task)}
+    at = [where[r["record_id"]] for r in records]
+    # band 0: runs of 6 records in input order; band 1: records whose index agrees mod 5 (mostly not duplicates)
+    chains = [[(*at[i], *at[i + 1]) for i in range(len(at) - 1) if i // 6 == (i + 1) // 6],
+              [(*at[i], *at[i + 5]) for i in range(len(at) - 5)]]
+    folder = shards(tmp_path, *tasks)
+    bucket_folder = buckets(tmp_path, *chains)
+    near = NearDedupConfig()
+    shingles = tmp_path / "shingles"
+    _write_part_shingles(shingles, tasks, near)
+    alone, clusters = decide(folder, bucket_folder, True, near, str(shingles))
+    entries = alone.entries()
+    assert {e.stage for e in entries.values()} == {"exact_dedup", "near_dedup"} and clusters.rejected > 0
+    for world_size in (1, 2, 3, 7):
+        edges = tmp_path / f"edges-{world_size}"
+        for rank in range(world_size):
+            step = NearPairVerifier(str(folder), str(bucket_folder), str(edges), exact=True, near=near,
+                                    shingles_folder=str(shingles))
+            list(step.run(None, rank, world_size))
+        assert len(list(edges.glob("*.npy"))) == world_size and not list(edges.glob("*.partial.npy"))
+        plan, _ = decide_from_edges(folder, edges, True)
+        assert plan.entries() == entries, world_size
