@@ -25,7 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.speed.pipeline_throughput import make_input  # noqa: E402
+from benchmarks.speed.pipeline_throughput import make_input, real_base_records  # noqa: E402
+
+REAL_POOL = ROOT / "runs" / "selection" / "instruction-k100" / "store.duckdb"
 
 BUDGET_MIB = 4096
 STAGE_LINE = re.compile(r"^\[(\d+)/(\d+)\] (\S+) (\.\.\.|done in)")
@@ -61,14 +63,21 @@ def descendants(root: int) -> list[int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--n", "--records", dest="n", type=int, default=1_000_000)
+    ap.add_argument("--base", type=Path, default=REAL_POOL if REAL_POOL.is_file() else None,
+                    help="a curated store whose kept records are perturbed into the input (default: the realistic "
+                         "instruction pool of the selection benchmark when it exists, else the hand-written sample)")
+    ap.add_argument("--executor", default="local", help="local | ray (a local Ray instance when RAY_ADDRESS is unset)")
+    ap.add_argument("--keep", action="store_true", help="keep the input and the run's folder (deleted by default)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="jcurate-large-"))
     start = time.perf_counter()
-    manifest = make_input(args.n, tmp, shards=1)
+    base = real_base_records(args.base) if args.base else None
+    manifest = make_input(args.n, tmp, shards=1, base=base)
     size = (tmp / "part-00.jsonl").stat().st_size
-    print(f"input: {args.n:,} records, one JSONL file of {size / 2**20:,.0f} MiB "
+    print(f"input: {args.n:,} records perturbed from {len(base) if base else 'the hand-written'} base records "
+          f"({args.base or 'data/handwritten'}), one JSONL file of {size / 2**20:,.0f} MiB "
           f"({time.perf_counter() - start:.0f} s to write) at {tmp}", flush=True)
 
     stage = ["start"]
@@ -76,7 +85,7 @@ def main() -> None:
     seconds: dict[str, float] = {}
     proc = subprocess.Popen([sys.executable, "-m", "jcurate.cli", "run", "--sources", str(manifest),
                              "--out", str(tmp / "out"), "--db", str(tmp / "store.duckdb"),
-                             "--workers", str(args.workers)],
+                             "--workers", str(args.workers), "--executor", args.executor],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     stage_started = [time.perf_counter()]
 
@@ -103,14 +112,23 @@ def main() -> None:
     if proc.returncode:
         sys.exit(f"jcurate run failed with exit status {proc.returncode}: see {tmp / 'out/work/logs'}")
 
-    print(f"\n`jcurate run`, {args.workers} worker(s), {args.n:,} records: {wall:.0f} s end to end "
+    print(f"\n`jcurate run --executor {args.executor}`, {args.workers} worker(s), {args.n:,} records: "
+          f"{wall:.0f} s end to end "
           f"({args.n / wall:,.0f} records/s)")
     print(f"{'stage':<18} {'s':>7} {'peak RSS one process MiB':>26} {'all processes MiB':>18} {'one / 4 GiB':>12}")
     for name, (one, total) in peaks.items():
         print(f"{name:<18} {seconds.get(name, 0):>7.0f} {one:>26,.0f} {total:>18,.0f} {one / BUDGET_MIB:>12.2f}")
+    disk = {"input": size / 2**30,
+            "out (work included)": sum(f.stat().st_size for f in (tmp / "out").rglob("*") if f.is_file()) / 2**30,
+            "store": (tmp / "store.duckdb").stat().st_size / 2**30}
+    print("disk used, GiB: " + ", ".join(f"{k} {v:.2f}" for k, v in disk.items()))
     worst = max(one for one, _ in peaks.values())
     print(f"largest single process: {worst:,.0f} MiB = {worst / BUDGET_MIB:.2f} of the 4 GiB budget "
           f"({'within' if worst <= BUDGET_MIB else 'OVER'})")
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -53,9 +53,22 @@ def perturb(r: dict, i: int, rng: random.Random) -> dict:
     return {"id": f"b{i}", "instruction": r["instruction"], "input": r.get("input", ""), "output": out}
 
 
-def make_input(n: int, folder: Path, shards: int) -> Path:
+def real_base_records(store: Path) -> list[dict]:
+    """The kept single-turn records of a curated real pool (the selection benchmark's store of the realistic
+    instruction pool: MultiAlpaca-ja, instruction_ja, the Alpaca translation, Alpaca-jp, amenokaku...)."""
+    import duckdb
+
+    con = duckdb.connect(str(store), read_only=True)
+    rows = con.execute("""SELECT r.instruction, coalesce(r.input, ''), r.output FROM records r
+                          JOIN record_fate f USING (record_id)
+                          WHERE f.kept AND r.messages IS NULL AND r.output <> '' ORDER BY r.record_id""").fetchall()
+    con.close()
+    return [{"instruction": a, "input": b, "output": c} for a, b, c in rows]
+
+
+def make_input(n: int, folder: Path, shards: int, base: list[dict] | None = None) -> Path:
     rng = random.Random(7)
-    base = base_records()
+    base = base or base_records()
     files = [open(folder / f"part-{k:02d}.jsonl", "w", encoding="utf-8") for k in range(shards)]
     for i in range(n):
         files[i % shards].write(json.dumps(perturb(base[i % len(base)], i, rng), ensure_ascii=False) + "\n")
