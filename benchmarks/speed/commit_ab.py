@@ -14,6 +14,7 @@ ratio to the baseline's median.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -25,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.speed.pipeline_throughput import make_input  # noqa: E402
+from benchmarks.speed.pipeline_throughput import make_input, real_base_records  # noqa: E402
 
 
 def run_once(checkout: Path, manifest: Path, out: Path, config: Path | None) -> float:
@@ -48,26 +49,35 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=60_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--config-b", type=Path, nargs="*", default=[], help="more candidate arms: run configs")
+    ap.add_argument("--base-store", type=Path, default=None,
+                    help="perturb the kept records of this curated store instead of the embedded default (e.g. "
+                         "runs/selection/instruction-k100/store.duckdb: real public instruction data)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="jcurate-ab-"))
     base = tmp / "base"
     subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base), args.base], cwd=ROOT, check=True)
     try:
         (tmp / "input").mkdir()
-        manifest = make_input(args.n, tmp / "input", 1)
+        manifest = make_input(args.n, tmp / "input", 1,
+                              base=real_base_records(args.base_store) if args.base_store else None)
         arms = [("base " + args.base[:10], base, None), ("working tree", ROOT, None)]
         arms += [(f"working tree + {c.name}", ROOT, c.resolve()) for c in args.config_b]
         times: dict[str, list[float]] = {name: [] for name, _, _ in arms}
+        kept: dict[str, int] = {}
         for r in range(args.repeat):
             for i, (name, checkout, config) in enumerate(arms):
-                times[name].append(run_once(checkout, manifest, tmp / f"out-{r}-{i}", config))
+                out = tmp / f"out-{r}-{i}"
+                times[name].append(run_once(checkout, manifest, out, config))
+                kept[name] = json.loads((out / "report.json").read_text())["kept"]
                 print(f"run {r + 1} {name}: {times[name][-1]:.1f} s", flush=True)
         ref = statistics.median(times[arms[0][0]])
         print(f"\n{args.n} records, --workers 2, {args.repeat} interleaved runs each")
-        print("| arm | runs (s) | median (s) | / baseline |\n| --- | --- | --- | --- |")
+        # a rule change can keep more records, and the stages after the dedup plan scale with what is kept
+        print("| arm | runs (s) | median (s) | / baseline | records kept |\n| --- | --- | --- | --- | --- |")
         for name, _, _ in arms:
             med = statistics.median(times[name])
-            print(f"| {name} | {', '.join(f'{t:.1f}' for t in times[name])} | {med:.1f} | {med / ref:.2f} |")
+            print(f"| {name} | {', '.join(f'{t:.1f}' for t in times[name])} | {med:.1f} | {med / ref:.2f} | "
+                  f"{kept[name]:,} |")
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT)
 
