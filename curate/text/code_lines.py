@@ -46,12 +46,17 @@ def is_program(text: str) -> bool:
     >>> is_program("手順は次のとおりです。\\n1. 材料を切る\\n2. 煮る"), is_program("パリです。"), is_program("55")
     (False, False, False)
     """
-    if "```" not in text and not _CODE_SHAPE_ANY_LINE.search(text):  # no fence, no line shaped like code
-        return False
     lines = [line for line in text.split("\n") if line.strip()]
     if not lines:
         return False
     allowed = len(lines) - 0.6 * len(lines)  # prose lines a program may hold; past it, stop reading
+    if "```" not in text:
+        # without a fence a line with a Japanese letter is prose: most Japanese answers end here, on the
+        # first letter of each line (the shape regex below scans all of a text that has no code: ~10x slower)
+        if sum(1 for line in lines if _JAPANESE_LETTER.search(line)) > allowed:
+            return False
+        if not _CODE_SHAPE_ANY_LINE.search(text):  # no line shaped like code
+            return False
     prose, fenced = 0, False
     for line in lines:
         if line.lstrip().startswith("```"):
