@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.speed.pipeline_throughput import make_input  # noqa: E402
+from benchmarks.speed.pipeline_throughput import make_input, real_base_records  # noqa: E402
 from benchmarks.speed.resume_after_kill import contents  # noqa: E402
 
 
@@ -60,9 +60,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=60_000)
     ap.add_argument("--repeat", type=int, default=1, help="interleaved runs of each; medians are printed")
+    ap.add_argument("--base-store", type=Path, default=None,
+                    help="perturb the kept records of this curated store instead of the embedded default")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="jcurate-split-"))
-    manifest = make_input(args.n, tmp, shards=1)
+    manifest = make_input(args.n, tmp, shards=1,
+                          base=real_base_records(args.base_store) if args.base_store else None)
     runs: dict[int, list] = {1: [], 2: []}
     for i in range(args.repeat):
         for workers in ((1, 2) if i % 2 == 0 else (2, 1)):
