@@ -584,25 +584,28 @@ def edges_path(edges_folder: str | Path, rank: int) -> Path:
     return Path(edges_folder) / f"{rank:05d}.npy"
 
 
-def read_verified_edges(edges_folder: str | Path) -> np.ndarray:
-    """Every verify task's edges, as one (E, 2) array of survivor positions."""
-    files = sorted(Path(edges_folder).glob("*.npy"))
-    if not files:
-        raise JcurateError(f"dedup plan: no verified edges in {edges_folder}: the near-dup verify stage did not "
-                           "run; run again with --fresh")
-    parts = [np.load(f) for f in files]
+def read_verified_edges(edges_folder: str | Path, tasks: int) -> np.ndarray:
+    """The edges of verify tasks 0 .. ``tasks`` - 1, as one (E, 2) array of survivor positions (files of other
+    ranks, say from an earlier run with more workers, and a cut-off task's ``.partial.npy`` are not read)."""
+    parts = []
+    for rank in range(tasks):
+        path = edges_path(edges_folder, rank)
+        if not path.is_file():
+            raise JcurateError(f"dedup plan: {path} is missing: near-dup verify task {rank} of {tasks} did not "
+                               "finish; run again (or with --fresh)")
+        parts.append(np.load(path))
     return np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64)
 
 
-def decide_from_edges(records_folder: str | Path, edges_folder: str | Path | None,
-                      exact: bool) -> tuple[Plan, PlanTable]:
+def decide_from_edges(records_folder: str | Path, edges_folder: str | Path | None, exact: bool,
+                      tasks: int = 1) -> tuple[Plan, PlanTable]:
     """The plan from the verify tasks' edges: the groups are the connected components over every task's
     verified pairs (each task verified its share of the same candidate pairs), the survivor of a group
     its smallest position: what ``decide`` finds in one process."""
     table = PlanTable.load(records_folder, exact=exact)
     if edges_folder is None:
         return Plan.of(table), table
-    return Plan.of(table, components(len(table), read_verified_edges(edges_folder))), table
+    return Plan.of(table, components(len(table), read_verified_edges(edges_folder, tasks))), table
 
 
 class NearPairVerifier(PipelineStep):
@@ -610,7 +613,7 @@ class NearPairVerifier(PipelineStep):
     blocks of positions (``share_blocks``), verified against the part shingles the filter tasks wrote; writes the
     verified pairs to ``edges_folder/RANK.npy``. The shares are disjoint and cover every pair, so every
     pair is verified once, by one task, however many bands it was found in; a task sorts only its pairs'
-    keys (the candidate pairs of all tasks at once were most of a task's time at a million records)."""
+    keys (every task finding all the pairs was a third of a task's time at a million records)."""
 
     name = "🔗 near-dup verify"
 
@@ -688,7 +691,9 @@ class DedupPlan(PipelineStep):
         super().__init__()
         self.duplicates_folder = duplicates_folder
         self.edges_folder = edges_folder
-        self.threads = threads  # the run's --workers: the plan uses no more cores than the user gave the run
+        # the run's --workers: the plan uses no more cores than the user gave the run, and the near-verify stage
+        # ran that many tasks (their edges files are read by rank)
+        self.threads = threads
         self.records_folder = records_folder
         self.buckets_folder = buckets_folder
         self.shingles_folder = shingles_folder
@@ -703,7 +708,7 @@ class DedupPlan(PipelineStep):
         with self.track_time():
             if self.edges_folder is not None:
                 plan, table = decide_from_edges(self.records_folder, self.edges_folder if self.near else None,
-                                                self.exact)
+                                                self.exact, tasks=self.threads or 1)
                 clusters = None
             else:
                 plan, clusters, table = decide_with_table(self.records_folder, self.buckets_folder, self.exact,

@@ -242,8 +242,7 @@ COMPRESSION_GATE_MARGIN = 0.01
 def compression_ratio(sides: tuple[bytes, ...]) -> float:
     """zlib's compressed size over the raw size of a record, each side (prompt, answers) compressed apart
     (``filter`` records it as ``compression_ratio`` where the whole text's ratio is near the limit, else
-    the whole text's ratio):
-    repetition within a side counts, an answer that quotes its prompt does not (as a sentence the prompt
+    the whole text's ratio): repetition within a side counts, an answer that quotes its prompt does not (as a sentence the prompt
     holds does not count as a repeated sentence). Read case: an NLP exercise whose answer restates its
     long task statement, dependency paths and all, compressed to 0.196 whole and 0.323 apart.
 
@@ -251,7 +250,6 @@ def compression_ratio(sides: tuple[bytes, ...]) -> float:
     True
     """
     return sum(len(zlib.compress(s)) for s in sides if s) / max(1, sum(len(s) for s in sides))
-
 
 
 # the same character again and again; whitespace, rule characters (---, ===, ───) and digits (a repeating
@@ -446,14 +444,6 @@ class JapaneseLanguageFilter(BatchStatsFilter, LanguageFilter):
         if kana == 0 and c.min_kana_chars >= 1:
             return False  # fails the first test (it needs kana) and then the script test
         return None
-
-    @staticmethod
-    def prompt_and_answers(doc: Document, answers: list[str]) -> tuple[bytes, bytes]:
-        """The record's prompt side (instruction and input, or the user turns) and its answers, as UTF-8."""
-        turns = doc.metadata.get("messages") or []
-        prompt = ([t["content"] for t in turns if t["role"] != "assistant"] if turns
-                  else [doc.metadata["instruction"], doc.metadata.get("input") or ""])
-        return "\n\n".join(prompt).encode("utf-8"), "\n\n".join(answers).encode("utf-8")
 
     def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
         """``filter`` of each document, the kana and kanji of the batch counted in one numpy pass."""

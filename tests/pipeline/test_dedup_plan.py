@@ -7,7 +7,9 @@ import struct
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from core.errors import JcurateError
 from curate.config import NearDedupConfig
 from curate.dedup.plan import Plan, PlanEntry, PlanTable, decide, read_band_groups
 
@@ -389,5 +391,9 @@ def test_verify_tasks_in_any_number_decide_what_one_task_decides(tmp_path):
                                     shingles_folder=str(shingles))
             list(step.run(None, rank, world_size))
         assert len(list(edges.glob("*.npy"))) == world_size and not list(edges.glob("*.partial.npy"))
-        plan, _ = decide_from_edges(folder, edges, True)
+        plan, _ = decide_from_edges(folder, edges, True, tasks=world_size)
         assert plan.entries() == entries, world_size
+    # a verify task that did not finish is named, not silently left out
+    (tmp_path / "edges-3" / "00001.npy").unlink()
+    with pytest.raises(JcurateError, match="verify task 1 of 3 did not finish"):
+        decide_from_edges(folder, tmp_path / "edges-3", True, tasks=3)
