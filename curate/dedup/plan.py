@@ -675,50 +675,31 @@ def write_duplicate_lists(table: PlanTable, plan: Plan, duplicates_folder: str |
 
 
 class DedupPlan(PipelineStep):
-    """Single task: decide every duplicate group and its survivor; writes ``plan.parquet`` and, with
-    ``duplicates_folder``, each filtered shard's duplicates (``write_duplicate_lists``).
-
-    With ``edges_folder`` (the pipeline's way) the near-duplicate pairs were verified by the
-    ``NearPairVerifier`` tasks, and this task only joins their edges: it holds the records' order
-    (ids and positions, no text, no shingles) and the verified pairs. Without it, it verifies every
-    candidate pair itself (``decide_with_table``)."""
+    """Single task: the exact duplicates, and the near-duplicate groups joined from the verified pairs the
+    ``NearPairVerifier`` tasks wrote (``edges_folder``; None without near dedup), each group's survivor
+    decided (``decide_from_edges``); writes ``plan.parquet`` and, with ``duplicates_folder``, each filtered
+    shard's duplicates (``write_duplicate_lists``). It holds the records' order (ids and positions) and the
+    verified pairs: no text, no shingles."""
 
     name = "🧮 dedup plan"
 
-    def __init__(self, records_folder: str, buckets_folder: str | None, plan_path: str,
-                 exact: bool, near: NearDedupConfig | None, shingles_folder: str | None = None,
-                 duplicates_folder: str | None = None, threads: int | None = None, edges_folder: str | None = None):
+    def __init__(self, records_folder: str, plan_path: str, exact: bool, edges_folder: str | None = None,
+                 verify_tasks: int = 1, duplicates_folder: str | None = None):
         super().__init__()
-        self.duplicates_folder = duplicates_folder
-        self.edges_folder = edges_folder
-        # the run's --workers: the plan uses no more cores than the user gave the run, and the near-verify stage
-        # ran that many tasks (their edges files are read by rank)
-        self.threads = threads
         self.records_folder = records_folder
-        self.buckets_folder = buckets_folder
-        self.shingles_folder = shingles_folder
         self.plan_path = plan_path
         self.exact = exact
-        self.near = near
+        self.edges_folder = edges_folder
+        self.verify_tasks = verify_tasks  # the near-verify stage's task count: its edges files are read by rank
+        self.duplicates_folder = duplicates_folder
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if world_size != 1:
             raise ValueError("DedupPlan runs as a single task")
         Path(self.plan_path).parent.mkdir(parents=True, exist_ok=True)
         with self.track_time():
-            if self.edges_folder is not None:
-                plan, table = decide_from_edges(self.records_folder, self.edges_folder if self.near else None,
-                                                self.exact, tasks=self.threads or 1)
-                clusters = None
-            else:
-                plan, clusters, table = decide_with_table(self.records_folder, self.buckets_folder, self.exact,
-                                                          self.near, self.shingles_folder, self.threads)
+            plan, table = decide_from_edges(self.records_folder, self.edges_folder, self.exact, self.verify_tasks)
             self.stat_update("exact_duplicates", value=int(plan.exact.sum()))
-            if clusters is not None:
-                self.stat_update("near_pairs_checked", value=clusters.checked)
-                self.stat_update("near_pairs_rejected", value=clusters.rejected)
-                logger.info(f"near-dup: {clusters.checked} candidate pairs checked, {clusters.rejected} below "
-                            f"Jaccard {self.near.min_jaccard} (prompt, context and answer)")
             plan.write(self.plan_path)
             if self.duplicates_folder:
                 for stage, n in write_duplicate_lists(table, plan, self.duplicates_folder).items():

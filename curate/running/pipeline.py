@@ -147,11 +147,9 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
     plan = str(work / "dedup_plan.parquet")
     stages.append((
         "dedup-plan",
-        [DedupPlan(str(work / "filtered"), str(work / "minhash/buckets") if near else None, plan,
-                   exact=config.exact_dedup.enabled, near=near,
-                   shingles_folder=str(work / "part_shingles") if near else None,
-                   duplicates_folder=str(work / "duplicates"), threads=workers,
-                   edges_folder=str(work / "near_edges"))],
+        [DedupPlan(str(work / "filtered"), plan, exact=config.exact_dedup.enabled,
+                   edges_folder=str(work / "near_edges") if near else None, verify_tasks=workers,
+                   duplicates_folder=str(work / "duplicates"))],
         1,
     ))
     # the plan's duplicates go to dropped/exact_dedup and dropped/near_dedup as rows: only the rest are documents

