@@ -1,5 +1,6 @@
 """Answers from a base model plus an optional adapter: vLLM when it is installed and a GPU is
-there, else transformers (batched, greedy by default; temperature, top_p, min_p in the config)."""
+there, else transformers (batched, greedy by default; temperature, top_p, min_p and repetition_penalty
+in the config)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class GenerationConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     min_p: float | None = None
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the prompt or the answer (CTRL's penalty)
     batch_size: int = 8
     seed: int = 0
 
@@ -60,6 +62,8 @@ class TransformersGenerator:
             enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             kwargs = {"max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample,
                       "pad_token_id": self.tokenizer.pad_token_id}
+            if cfg.repetition_penalty != 1.0:
+                kwargs["repetition_penalty"] = cfg.repetition_penalty
             if cfg.do_sample:
                 kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
                 if cfg.min_p is not None:
@@ -84,7 +88,8 @@ class VLLMGenerator:  # pragma: no cover - GPU only
         from vllm.lora.request import LoRARequest
 
         params = SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature if cfg.do_sample else 0.0,
-                                top_p=cfg.top_p, min_p=cfg.min_p or 0.0, seed=cfg.seed)
+                                top_p=cfg.top_p, min_p=cfg.min_p or 0.0, seed=cfg.seed,
+                                repetition_penalty=cfg.repetition_penalty)
         lora = LoRARequest("adapter", 1, self.adapter) if self.adapter else None
         results = self.llm.chat(conversations, params, lora_request=lora, use_tqdm=False)
         return [r.outputs[0].text.strip() for r in results]

@@ -39,13 +39,12 @@ from curate.scoring.classifier import spearman  # noqa: E402
 from curate.scoring.pair_fit import PairFit, swapped_answers  # noqa: E402
 from curate.scoring.quality_features import FEATURES, RecordView  # noqa: E402
 from curate.scoring.shipped_scorer import (  # noqa: E402
-    FIT_CAP,
-    FIT_FLOOR,
     MODELS,
     V2_FEATURES,
     Ridge,
     save_v2_model,
     v2_matrix,
+    v2_raw,
 )
 
 LABELS = ROOT / "data/labels"
@@ -104,12 +103,10 @@ def fit_model(X: np.ndarray, y: np.ndarray, X_twins: np.ndarray, alpha: float) -
     return Ridge.fit(rows, np.concatenate([y, np.ones(len(X_twins))]), alpha=alpha)
 
 
-PAIR = V2_FEATURES.index("pair_fit_logit")
-
-
-def shipped(model: Ridge, X: np.ndarray, weight: float, centre: float, fit_weight: float) -> np.ndarray:
-    """What ``ShippedScorer.v2_score`` computes."""
-    return model.predict(X) + fit_weight * np.clip(X[:, PAIR], -FIT_FLOOR, FIT_CAP) + weight * (X[:, LENGTH] - centre)
+def shipped(model: Ridge, X: np.ndarray, weight: float, centre: float, fit_weight: float,
+            gate: float | None = None) -> np.ndarray:
+    """What ``ShippedScorer.v2_score`` computes (before its order-keeping squash)."""
+    return v2_raw(model.predict(X), X, fit_weight, weight, centre, gate)
 
 
 def top_vs_random(score: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
@@ -128,8 +125,11 @@ def main() -> None:
     ap.add_argument("--fit-weight", type=float, default=0.3, help="weight of the pair model's logit in the score")
     ap.add_argument("--pair-l2", type=float, default=1.0, help="the pair model's L2 penalty")
     ap.add_argument("--length-weight", type=float, nargs="+", default=[0.0, 0.4, 0.8])
+    ap.add_argument("--length-gate", nargs="+", default=["none"],
+                    help="pair logits at which the length bonus is half paid (v2_raw), or 'none' (jquality-v2)")
     ap.add_argument("--write-model", type=Path, nargs="?", const=MODELS / "jquality-v2", default=None,
                     help="train on every training dataset and write the model (first --length-weight)")
+    ap.add_argument("--version", default="v2", help="the written model's version")
     args = ap.parse_args()
 
     sources, views, y = labelled_views(args.realdata)
@@ -148,41 +148,43 @@ def main() -> None:
     datasets = sorted(set(sources))
     print(f"{len(views)} labelled records of {len(datasets)} datasets; features at {rate:.0f} records/s; "
           f"length centre log1p(chars) = {centre:.2f}")
-    rows, summary = [], {}
-    for weight in args.length_weight:
+    rows = []
+    gates = [None if g == "none" else float(g) for g in args.length_gate]
+    for weight, gate in ((w, g) for w in args.length_weight for g in gates):
         for held in datasets:
             test = src == held
             train = ~test & ~np.isin(src, list(EVAL_ONLY))
             model = fit_model(X[train], y[train], X_twins[train], args.alpha)
             quality = model.predict(X[test])
-            score = shipped(model, X[test], weight, centre, args.fit_weight)
+            score = shipped(model, X[test], weight, centre, args.fit_weight, gate)
             # the fit test: held-out records beside their twins among the held-out records
             twin_views = swapped_answers([v for v, t in zip(views, test) if t], [held] * int(test.sum()), seed=7)
-            twin_score = shipped(model, v2_matrix(twin_views, pair), weight, centre, args.fit_weight)
+            twin_score = shipped(model, v2_matrix(twin_views, pair), weight, centre, args.fit_weight, gate)
             wins = float(np.mean(score > twin_score))
             top, lo, hi = top_vs_random(score, y[test])
-            rows.append((weight, held, int(test.sum()), spearman(quality, y[test]), spearman(score, y[test]),
+            rows.append(((weight, gate), held, int(test.sum()), spearman(quality, y[test]), spearman(score, y[test]),
                          spearman(X[test][:, LENGTH], y[test]), top, lo, hi, wins))
-        summary[weight] = rows[-len(datasets):]
-    print("\n| length weight | left out | n | Spearman (label model) | Spearman (shipped score) | Spearman (length) "
+    print("\n| length weight, gate | left out | n | Spearman (label model) | Spearman (shipped score) | Spearman (length) "
           "| top 20% | random 20% [95%] | original > swapped twin |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for w, held, n, sq, ss, sl, top, lo, hi, wins in rows:
-        print(f"| {w} | {held} | {n} | {sq:.2f} | {ss:.2f} | {sl:.2f} | {top:.2f} | [{lo:.2f}, {hi:.2f}] | {wins:.2f} |")
+        print(f"| {w[0]}, {w[1]} | {held} | {n} | {sq:.2f} | {ss:.2f} | {sl:.2f} | {top:.2f} | [{lo:.2f}, {hi:.2f}] "
+              f"| {wins:.2f} |")
     if args.write_model:
-        weight = args.length_weight[0]
+        weight, gate = args.length_weight[0], gates[0]
         train = ~np.isin(src, list(EVAL_ONLY))
         model = fit_model(X[train], y[train], X_twins[train], args.alpha)
         metrics = [dict(left_out=h, n=n, spearman_label_model=round(sq, 3), spearman_score=round(ss, 3),
                         spearman_length=round(sl, 3), top20=round(t, 2), random20=[round(lo, 2), round(hi, 2)],
                         original_beats_twin=round(wn, 3))
-                   for w, h, n, sq, ss, sl, t, lo, hi, wn in rows if w == weight]
+                   for w, h, n, sq, ss, sl, t, lo, hi, wn in rows if w == (weight, gate)]
         trained_on = {s: int(((src == s) & train).sum()) for s in datasets if ((src == s) & train).any()}
-        folder = save_v2_model(args.write_model, "jquality", "v2", model, pair, weight, centre, args.fit_weight,
+        folder = save_v2_model(args.write_model, "jquality", args.version, model, pair, weight, centre, args.fit_weight,
                                alpha=args.alpha,
                                pair_l2=args.pair_l2, pair_trained_on={str(k): int(v) for k, v in zip(*np.unique(pair_groups,
                                                                                                return_counts=True))},
-                               trained_on=trained_on, twins=int(train.sum()), metrics=metrics)
+                               trained_on=trained_on, twins=int(train.sum()), metrics=metrics,
+                               **({} if gate is None else {"length_gate": gate}))
         coef = sorted(zip(V2_FEATURES, model.coef), key=lambda kv: -abs(kv[1]))
         print(f"\nwrote {folder}; largest standardised coefficients: "
               + ", ".join(f"{k} {v:+.2f}" for k, v in coef[:8]))

@@ -29,9 +29,9 @@ from curate.scoring.quality_features import FEATURES, RecordView, feature_matrix
 from curate.text.char_ngrams import coefficients, text_windows
 
 MODELS = Path(__file__).with_name("models")
-DEFAULT_MODEL = "jquality-v2"
-# jquality-v2: the quality features, the prompt-answer fit features and the pair model's logit, one ridge
-# across datasets
+DEFAULT_MODEL = "jquality-v3"
+# jquality-v2 and v3: the quality features, the prompt-answer fit features and the pair model's logit, one
+# ridge across datasets; v3 is v2 with the length bonus gated by the pair model (``v2_raw``)
 V2_FEATURES = FEATURES + FIT_FEATURES + ("pair_fit_logit",)
 PAIR_WEIGHTS = "pair_weights.npy"
 # the pair logit counts from -FIT_FLOOR (surely another question's answer) to +FIT_CAP (surely this one's):
@@ -184,6 +184,21 @@ def save_v2_model(folder: Path, name: str, version: str, ridge: Ridge, pair: Pai
     return folder
 
 
+def v2_raw(quality: np.ndarray, X: np.ndarray, fit_weight: float, length_weight: float, length_center: float,
+           length_gate: float | None = None) -> np.ndarray:
+    """The v2 score before the squash: the predicted label, plus ``fit_weight`` times the pair logit clipped to
+    [-``FIT_FLOOR``, ``FIT_CAP``], plus ``length_weight`` per unit of log answer length from ``length_center``.
+    With ``length_gate`` (a pair logit), the length *bonus* of an answer longer than the centre is scaled by
+    ``sigmoid(2 (fit - length_gate))``: length pays only when the answer belongs to its prompt, so a long answer
+    to another question cannot outscore a short right one. A short answer's penalty is never gated."""
+    fit_logit = X[:, V2_FEATURES.index("pair_fit_logit")]
+    length = X[:, FEATURES.index("log_answer_chars")] - length_center
+    if length_gate is not None:
+        gate = 1.0 / (1.0 + np.exp(-2.0 * (fit_logit - float(length_gate))))
+        length = np.where(length > 0, gate * length, length)
+    return quality + fit_weight * np.clip(fit_logit, -FIT_FLOOR, FIT_CAP) + length_weight * length
+
+
 def model_folder(name: str) -> Path:
     """A shipped model's folder: ``curate/scoring/models/<name>``, or ``name`` itself when it is a path."""
     return Path(name) if ("/" in name or "\\" in name) else MODELS / name
@@ -210,6 +225,7 @@ class ShippedScorer:
             self.ridge = Ridge.from_dict(meta["ridge"])
             self.length_weight, self.length_center = float(meta["length_weight"]), float(meta["length_center"])
             self.fit_weight = float(meta["fit_weight"])
+            self.length_gate = meta.get("length_gate")  # absent in jquality-v2: the length term is not gated
             return
         if "ridge" in meta:
             if meta["features"] != list(FEATURES) + ["ngram_ridge"]:
@@ -232,16 +248,14 @@ class ShippedScorer:
         return self.ridge.predict(np.column_stack([feature_matrix(views), ngram]))
 
     def v2_score(self, X: np.ndarray) -> np.ndarray:
-        """jquality-v2: the predicted label (1–5), plus ``fit_weight`` times the pair model's logit
+        """jquality-v2 and v3: the predicted label (1–5), plus ``fit_weight`` times the pair model's logit
         (clipped to [-``FIT_FLOOR``, ``FIT_CAP``]: an answer to another question sinks, copying the prompt
         gains nothing), plus ``length_weight`` per unit of log answer length away from ``length_center``
         (among answers a reader would rate alike, the longer one trains the better model:
-        ``benchmarks/selection``); mapped onto 1–5 by a logistic curve centred on 3, which keeps the order
+        ``benchmarks/selection``), in v3 paid only as far as the answer fits its prompt (``v2_raw``); mapped onto 1–5 by a logistic curve centred on 3, which keeps the order
         (top-k) and the scale of the labels (a record a reader would rate 3 scores about 3)."""
-        quality = self.ridge.predict(X)
-        fit = np.clip(X[:, V2_FEATURES.index("pair_fit_logit")], -FIT_FLOOR, FIT_CAP)
-        length = X[:, FEATURES.index("log_answer_chars")] - self.length_center
-        raw = quality + self.fit_weight * fit + self.length_weight * length
+        raw = v2_raw(self.ridge.predict(X), X, self.fit_weight, self.length_weight, self.length_center,
+                     self.length_gate)
         return 1.0 + 4.0 / (1.0 + np.exp(-(raw - 3.0) / 1.5))
 
     def score(self, records: list[dict]) -> np.ndarray:

@@ -60,7 +60,7 @@ def test_char_ngram_model_saves_loads_and_clips(tmp_path):
 def test_the_shipped_model_loads_and_scores_every_record_shape():
     scorer = ShippedScorer()
     meta = json.loads((MODELS / DEFAULT_MODEL / "model.json").read_text(encoding="utf-8"))
-    assert scorer.model_id == f"{meta['name']}@{meta['version']}" == "jquality@v2"
+    assert scorer.model_id == f"{meta['name']}@{meta['version']}" == "jquality@v3"
     assert {m["left_out"] for m in meta["metrics"]} >= {"multialpaca-ja", "instruction-ja-mt", "jsquad-ja"}
     assert (MODELS / DEFAULT_MODEL / "README.md").is_file(), "the model ships with its model card"
     assert sum(f.stat().st_size for f in (MODELS / DEFAULT_MODEL).iterdir()) < 20 * 2**20
@@ -91,7 +91,7 @@ def test_run_scores_every_kept_record_with_the_shipped_scorer(default_run):
                WHERE f.kept AND f.run_id = (SELECT max(run_id) FROM runs)""").fetchone()
     finally:
         con.close()
-    assert kept > 500 and scored == kept and models == ["jquality@v2"]
+    assert kept > 500 and scored == kept and models == ["jquality@v3"]
 
 
 def test_the_workers_scores_travel_in_the_kept_shards_and_the_ingest_stores_them(default_run, tmp_path):
@@ -119,7 +119,7 @@ def test_the_workers_scores_travel_in_the_kept_shards_and_the_ingest_stores_them
     finally:
         con.close()
     assert len(shards) > 500 and stored == shards
-    assert json.loads(report)["scoring"]["shipped"] == {"scorer": "shipped", "model": "jquality@v2", "scored": len(shards)}
+    assert json.loads(report)["scoring"]["shipped"] == {"scorer": "shipped", "model": "jquality@v3", "scored": len(shards)}
     rescored = ShippedScorer().score([dict(zip(("instruction", "input", "output", "messages"), r)) for r in records])
     assert np.allclose(rescored, [s for _, s, _ in stored], rtol=0, atol=1e-12)
     report = {"read": 0, "kept": 0}
@@ -247,3 +247,44 @@ def test_v2_model_folder_kind_and_features_are_checked(tmp_path):
         assert "features differ" in str(e)
     else:
         raise AssertionError("a model whose features differ from the code's must not load")
+
+
+LONG_OFF_TOPIC = ("京都は794年に平安京として都が置かれて以来、千年以上にわたり日本の政治と文化の中心でした。"
+                  "清水寺や金閣寺、伏見稲荷大社など多くの寺社があり、毎年多くの観光客が訪れます。"
+                  "祇園祭は7月に行われ、山鉾巡行は特に有名です。") * 4
+
+
+def test_v3_a_long_answer_to_another_question_does_not_outscore_a_short_right_one():
+    """What v3's length gate is for: v2 pays the length bonus whether or not the answer belongs to its prompt.
+    The gate takes the bonus away; it does not lift the short-answer penalty, so a five-character answer
+    (「55です。」) still scores a little below a long answer to another question (1.19 vs 1.28)."""
+    pairs = [("Pythonでリストを逆順にする関数を書いてください。", "def reverse(xs):\n    return xs[::-1]"),
+             ("「猫」を英語に訳してください。", "cat"),
+             ("1から10までの和を求めてください。", "55です。")]
+    scores = {}
+    for name in ("jquality-v2", "jquality-v3"):
+        scorer = ShippedScorer(name)
+        scores[name] = (scorer.score([{"instruction": p, "output": a} for p, a in pairs]),
+                        scorer.score([{"instruction": p, "output": LONG_OFF_TOPIC} for p, _ in pairs]))
+    own, off_topic = scores["jquality-v3"]
+    assert (scores["jquality-v2"][1] > scores["jquality-v2"][0]).all(), "v2 ranked all three the wrong way round"
+    assert (own[:2] > off_topic[:2]).all(), scores
+    assert (off_topic < scores["jquality-v2"][1] - 0.5).all(), "the off-topic answer loses its length bonus"
+    assert (scores["jquality-v2"][0] == own).all(), "the gate leaves a short answer's score alone"
+
+
+def test_the_length_gate_halves_the_bonus_at_the_gate_and_leaves_short_answers_alone():
+    from curate.scoring.quality_features import FEATURES
+    from curate.scoring.shipped_scorer import V2_FEATURES, v2_raw
+
+    X = np.zeros((3, len(V2_FEATURES)))
+    length, fit = FEATURES.index("log_answer_chars"), V2_FEATURES.index("pair_fit_logit")
+    X[:, length] = [6.0, 6.0, 3.0]   # two long answers, one short (centre 4)
+    X[:, fit] = [5.0, 1.0, -4.0]     # surely fits, at the gate, surely another question's
+    quality = np.full(3, 3.0)
+    plain = v2_raw(quality, X, 0.0, 1.0, 4.0)
+    gated = v2_raw(quality, X, 0.0, 1.0, 4.0, length_gate=1.0)
+    assert plain.tolist() == [5.0, 5.0, 2.0]
+    assert abs(gated[0] - (3.0 + 2.0 / (1 + np.exp(-8.0)))) < 1e-12
+    assert abs(gated[1] - 4.0) < 1e-12, "half the bonus at the gate"
+    assert gated[2] == plain[2], "a short answer's penalty is not gated"

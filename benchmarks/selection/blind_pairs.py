@@ -1,0 +1,147 @@
+"""Blind pairwise reading of the finalists' answers: make the pairs, then count the readers' verdicts.
+
+    uv run python benchmarks/selection/blind_pairs.py make  --out runs/selection/instruction-k300 --shares 4
+    (readers fill OUT/blind/verdicts-<share>.tsv: pair id, A | B | tie, one line of why)
+    uv run python benchmarks/selection/blind_pairs.py score --out runs/selection/instruction-k300
+
+``make`` pairs the default arm's answer to each test item with random's and with longest's
+(``generate_answers.py``), puts the two comparisons' pairs in one shuffled list, shows each pair's answers in
+a random order as A and B with the arm hidden, and writes the list in shares (``OUT/blind/share-<i>.md``, the
+question and ELYZA's reference answer beside the two answers) for readers; the key stays in
+``OUT/blind_key.json``, which readers are not shown. ``score`` unblinds: per comparison the default arm's
+wins, ties and losses, the share of decided pairs it won with a 95% bootstrap interval over items, and
+writes ``OUT/blind/results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.real_data.build_inputs import DEFAULT_REALDATA  # noqa: E402
+from benchmarks.selection.generate_answers import arm_tag  # noqa: E402
+from benchmarks.selection.run import SETS  # noqa: E402
+
+VERDICTS = {"A", "B", "tie"}
+
+
+def load_answers(out: Path, arm: str, seed: int) -> dict[str, str]:
+    path = out / "answers" / f"{arm_tag(arm)}-s{seed}.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: run benchmarks/selection/generate_answers.py first")
+    return {r["item_id"]: r["answer"] for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+
+
+def make(args) -> None:
+    from eval.tasks import load_tasks
+
+    items = {it.item_id: it for it in load_tasks(args.realdata / SETS["test"], warn=lambda m: None)}
+    default = load_answers(args.out, args.default, args.seed)
+    rng = random.Random(args.seed)
+    pairs = []
+    for other in args.against:
+        answers = load_answers(args.out, other, args.seed)
+        for item_id in sorted(set(default) & set(answers), key=lambda i: int(i.rsplit(":", 1)[1])):
+            default_first = rng.random() < 0.5
+            pairs.append({"item_id": item_id, "A": args.default if default_first else other,
+                          "B": other if default_first else args.default,
+                          "answer_A": default[item_id] if default_first else answers[item_id],
+                          "answer_B": answers[item_id] if default_first else default[item_id]})
+    rng.shuffle(pairs)
+    blind = args.out / "blind"
+    blind.mkdir(parents=True, exist_ok=True)
+    key = {}
+    shares = [pairs[i::args.shares] for i in range(args.shares)]
+    for s, share in enumerate(shares):
+        lines = [f"# Blind pairs, share {s}", "",
+                 "For each pair: which answer serves the user who asked better (correct, on the question, "
+                 "complete, readable Japanese)? ELYZA's reference answer is shown as a guide, not as the only "
+                 "right answer. Write one line per pair to verdicts-" f"{s}.tsv: `pair id<TAB>A|B|tie<TAB>why "
+                 "(one line)`. `tie` when both are equally useful or equally useless.", ""]
+        for n, p in enumerate(share):
+            pid = f"{s}-{n:03d}"
+            key[pid] = {"item_id": p["item_id"], "A": p["A"], "B": p["B"]}
+            it = items[p["item_id"]]
+            lines += [f"## pair {pid}", "", "**Question**", "", it.turns[0], "", "**Reference**", "",
+                      (it.reference[0] if it.reference else "(none)"), "", "**Answer A**", "", p["answer_A"] or
+                      "(empty)", "", "**Answer B**", "", p["answer_B"] or "(empty)", "", "---", ""]
+        (blind / f"share-{s}.md").write_text("\n".join(lines), encoding="utf-8")
+    (args.out / "blind_key.json").write_text(json.dumps({"default": args.default, "seed": args.seed, "pairs": key},
+                                               ensure_ascii=False, indent=0), encoding="utf-8")
+    print(f"{len(pairs)} pairs in {args.shares} shares under {blind}")
+
+
+def read_verdicts(blind: Path, key: dict) -> dict[str, tuple[str, str]]:
+    verdicts = {}
+    for path in sorted(blind.glob("verdicts-*.tsv")):
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) < 3 or parts[0] not in key or parts[1] not in VERDICTS:
+                raise SystemExit(f"{path} line {lineno}: expected 'pair id<TAB>A|B|tie<TAB>why', got {line[:80]!r}")
+            verdicts[parts[0]] = (parts[1], parts[2].strip())
+    return verdicts
+
+
+def score(args) -> None:
+    blind = args.out / "blind"
+    data = json.loads((args.out / "blind_key.json").read_text(encoding="utf-8"))
+    key, default = data["pairs"], data["default"]
+    verdicts = read_verdicts(blind, key)
+    rows = {}
+    for pid, k in key.items():
+        if pid not in verdicts:
+            continue
+        other = k["B"] if k["A"] == default else k["A"]
+        v = verdicts[pid][0]
+        outcome = 0 if v == "tie" else (1 if k[v] == default else -1)
+        rows.setdefault(other, []).append(outcome)
+    lines = [f"# Blind pairwise reading: `{default}` against each other arm", "",
+             f"{len(verdicts)} of {len(key)} pairs read. Win share = wins / (wins + losses), 95% bootstrap over "
+             "pairs; ties are reported and left out of the share.", "",
+             "| against | pairs read | wins | ties | losses | win share of decided |", "| --- | --- | --- | --- | --- | --- |"]
+    rng = np.random.default_rng(0)
+    for other, outcomes in sorted(rows.items()):
+        o = np.array(outcomes)
+        wins, ties, losses = int((o == 1).sum()), int((o == 0).sum()), int((o == -1).sum())
+        share, interval = "–", ""
+        if wins + losses:
+            share = f"{wins / (wins + losses):.2f}"
+            boot = []
+            for _ in range(10_000):
+                s = o[rng.integers(0, len(o), len(o))]
+                w, l_ = (s == 1).sum(), (s == -1).sum()
+                if w + l_:
+                    boot.append(w / (w + l_))
+            interval = f" [{np.percentile(boot, 2.5):.2f}, {np.percentile(boot, 97.5):.2f}]"
+        lines.append(f"| {other} | {len(o)} | {wins} | {ties} | {losses} | {share}{interval} |")
+    text = "\n".join(lines) + "\n"
+    (blind / "results.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("step", choices=["make", "score"])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--default", default="model:jquality-v2")
+    ap.add_argument("--against", nargs="+", default=["random", "longest"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shares", type=int, default=4)
+    ap.add_argument("--realdata", type=Path, default=DEFAULT_REALDATA)
+    args = ap.parse_args()
+    args.out = args.out.resolve()
+    make(args) if args.step == "make" else score(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The blind pairwise reading of the selection benchmark: sampling with a repetition penalty, pairs that hide
+the arms, and verdicts unblinded into wins, ties and losses."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from benchmarks.selection import blind_pairs
+
+ARMS = {"model:jquality-v2": "回答甲{}", "random": "回答乙{}", "longest": "回答丙{}"}
+
+
+def _setup(tmp_path, n_items=6):
+    realdata = tmp_path / "realdata"
+    (realdata / "eval").mkdir(parents=True)
+    rows = [{"id": i, "input": f"質問{i}です。", "output": f"参照{i}"} for i in range(1, n_items + 1)]
+    (realdata / "eval" / "elyza_tasks_100.jsonl").write_text(
+        "\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    (out / "answers").mkdir(parents=True)
+    for arm, text in ARMS.items():
+        lines = [json.dumps({"item_id": f"elyza_tasks_100:{i}", "arm": arm, "seed": 0, "answer": text.format(i)})
+                 for i in range(1, n_items + 1)]
+        (out / "answers" / f"{arm.replace(':', '-')}-s0.jsonl").write_text("\n".join(lines), encoding="utf-8")
+    return argparse.Namespace(out=out, default="model:jquality-v2", against=["random", "longest"], seed=0,
+                              shares=2, realdata=realdata)
+
+
+def test_pairs_hide_the_arm_and_verdicts_unblind_to_wins_ties_losses(tmp_path, capsys):
+    args = _setup(tmp_path)
+    blind_pairs.make(args)
+    shares = [(args.out / "blind" / f"share-{s}.md").read_text(encoding="utf-8") for s in range(2)]
+    assert not any(name in text for text in shares for name in ("jquality", "random", "longest")), \
+        "no arm's name reaches the readers"
+    assert all(f"回答{x}" in "".join(shares) for x in "甲乙丙")
+    key = json.loads((args.out / "blind_key.json").read_text(encoding="utf-8"))["pairs"]
+    assert len(key) == 12 and not (args.out / "blind" / "key.json").exists(), "the key is kept out of the readers' folder"
+    for other in ("random", "longest"):
+        items = [k["item_id"] for k in key.values() if other in (k["A"], k["B"])]
+        assert sorted(items) == sorted(f"elyza_tasks_100:{i}" for i in range(1, 7)), "each item once per comparison"
+    assert {k["A"] for k in key.values()} >= {"model:jquality-v2", "random"}, "the default is shown first or second"
+
+    # readers prefer the default against random, and tie every pair against longest
+    lines = {0: [], 1: []}
+    for pid, k in key.items():
+        share = int(pid.split("-")[0])
+        if "random" in (k["A"], k["B"]):
+            verdict = "A" if k["A"] == "model:jquality-v2" else "B"
+        else:
+            verdict = "tie"
+        lines[share].append(f"{pid}\t{verdict}\tread it")
+    for share, rows in lines.items():
+        (args.out / "blind" / f"verdicts-{share}.tsv").write_text("\n".join(rows), encoding="utf-8")
+    blind_pairs.score(args)
+    table = (args.out / "blind" / "results.md").read_text(encoding="utf-8")
+    assert "| random | 6 | 6 | 0 | 0 | 1.00" in table
+    assert "| longest | 6 | 0 | 6 | 0 | –" in table
+
+
+def test_a_bad_verdict_line_names_its_file_and_line(tmp_path):
+    args = _setup(tmp_path, n_items=2)
+    blind_pairs.make(args)
+    (args.out / "blind" / "verdicts-0.tsv").write_text("0-000\tA\tfine\n0-001\tbetter\twhy\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"verdicts-0.tsv line 2"):
+        blind_pairs.score(args)
+
+
+def test_a_repetition_penalty_reaches_the_decoder(tmp_path):
+    from eval.generate import GenerationConfig, TransformersGenerator
+    from train.tiny import build_tiny_model
+
+    gen = TransformersGenerator(str(build_tiny_model(tmp_path / "tiny")))
+    conv = [[{"role": "user", "content": "日本の首都はどこですか。"}]]
+
+    def answer(penalty: float) -> str:
+        return gen.generate(conv, GenerationConfig(max_new_tokens=24, repetition_penalty=penalty))[0]
+
+    assert answer(1.0) == answer(1.0), "greedy decoding is deterministic"
+    assert answer(5.0) != answer(1.0), "the penalty changes what greedy decoding picks"
