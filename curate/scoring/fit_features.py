@@ -71,10 +71,12 @@ def _copied_share(prompt: str, answer: str) -> float:
     return float(covered.mean())
 
 
-def fit_features(prompt: str, context: str, answer: str) -> np.ndarray:
-    """The values of ``FIT_FEATURES`` for one record."""
-    pb, ab = content_bigrams(prompt), content_bigrams(answer)
-    anchor = np.union1d(pb, content_bigrams(context)) if context else pb
+def fit_features(prompt: str, context: str, answer: str, bigrams: tuple | None = None) -> np.ndarray:
+    """The values of ``FIT_FEATURES`` for one record; ``bigrams``: the ``content_bigrams`` of prompt, context
+    and answer when the caller has them already."""
+    pb, cb, ab = bigrams or (content_bigrams(prompt), content_bigrams(context) if context else None,
+                             content_bigrams(answer))
+    anchor = np.union1d(pb, cb) if context else pb
     coverage = np.intersect1d(pb, ab, assume_unique=True).size / pb.size if pb.size else 0.0
     anchored = np.intersect1d(ab, anchor, assume_unique=True).size / ab.size if ab.size else 0.0
     n = len(_SPACE.sub("", answer))

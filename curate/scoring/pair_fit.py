@@ -71,10 +71,13 @@ def prompt_ask(prompt: str) -> list[str]:
     return asks or ["end:none"]
 
 
-def pair_row(view: RecordView) -> tuple[list[int], list[float]]:
-    """(columns, values) of one (prompt, answer) pair."""
-    prompt = view.prompt + ("\n" + view.context if view.context else "")
-    pb, ab = content_bigrams(prompt), content_bigrams(view.answer)
+def pair_row(view: RecordView, bigrams: tuple | None = None) -> tuple[list[int], list[float]]:
+    """(columns, values) of one (prompt, answer) pair; ``bigrams``: the ``content_bigrams`` of the prompt with
+    its context and of the answer when the caller has them already."""
+    if bigrams is None:
+        bigrams = content_bigrams(view.prompt + ("\n" + view.context if view.context else "")), \
+            content_bigrams(view.answer)
+    pb, ab = bigrams
     cols, vals = [], []
     if pb.size and ab.size:
         shared = np.intersect1d(pb, ab, assume_unique=True)
@@ -91,12 +94,12 @@ def pair_row(view: RecordView) -> tuple[list[int], list[float]]:
     return cols, vals
 
 
-def pair_matrix(views: list[RecordView]):
+def pair_matrix(views: list[RecordView], bigrams: list[tuple] | None = None):
     from scipy import sparse
 
     indptr, indices, data = [0], [], []
-    for v in views:
-        c, d = pair_row(v)
+    for i, v in enumerate(views):
+        c, d = pair_row(v, bigrams[i] if bigrams else None)
         indices += c
         data += d
         indptr.append(len(indices))
@@ -152,9 +155,9 @@ class PairFit:
         weights[used] = res.x[:-1]
         return cls(weights, float(res.x[-1]))
 
-    def score(self, views: list[RecordView]) -> np.ndarray:
-        """The logit that each answer belongs to its prompt."""
-        return pair_matrix(views) @ self.weights.astype(np.float64) + self.bias
+    def score(self, views: list[RecordView], bigrams: list[tuple] | None = None) -> np.ndarray:
+        """The logit that each answer belongs to its prompt (``bigrams``: see ``pair_row``)."""
+        return pair_matrix(views, bigrams) @ self.weights.astype(np.float64) + self.bias
 
     def save(self, path: Path) -> None:
         np.save(path, np.append(self.weights, np.float32(self.bias)))

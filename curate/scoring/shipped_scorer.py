@@ -23,7 +23,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
 from core.errors import JcurateError, first_line
-from curate.scoring.fit_features import FIT_FEATURES, fit_features
+from curate.scoring.fit_features import FIT_FEATURES, content_bigrams, fit_features
 from curate.scoring.pair_fit import PairFit
 from curate.scoring.quality_features import FEATURES, RecordView, feature_matrix
 from curate.text.char_ngrams import coefficients, text_windows
@@ -165,8 +165,13 @@ def v2_matrix(views: list[RecordView], pair: PairFit, overlap: bool = False) -> 
         return np.zeros((0, len(V2_FEATURES)))
     views = [v if len(v.prompt) <= PROMPT_CHARS and len(v.context) <= PROMPT_CHARS else
              RecordView(v.prompt[-PROMPT_CHARS:], v.context[:PROMPT_CHARS], v.answer, v.multi_turn) for v in views]
-    fit = np.stack([fit_features(v.prompt, v.context, v.answer) for v in views])
-    return np.column_stack([feature_matrix(views, overlap=overlap), fit, pair.score(views)])
+    fit_rows, pair_bigrams = [], []
+    for v in views:  # each text's content bigrams once: the fit features and the pair model share them
+        pb, ab = content_bigrams(v.prompt), content_bigrams(v.answer)
+        cb = content_bigrams(v.context) if v.context else None
+        fit_rows.append(fit_features(v.prompt, v.context, v.answer, (pb, cb, ab)))
+        pair_bigrams.append((content_bigrams(v.prompt + "\n" + v.context) if v.context else pb, ab))
+    return np.column_stack([feature_matrix(views, overlap=overlap), np.stack(fit_rows), pair.score(views, pair_bigrams)])
 
 
 def save_v2_model(folder: Path, name: str, version: str, ridge: Ridge, pair: PairFit, length_weight: float,
@@ -190,7 +195,7 @@ def v2_raw(quality: np.ndarray, X: np.ndarray, fit_weight: float, length_weight:
     [-``FIT_FLOOR``, ``FIT_CAP``], plus ``length_weight`` per unit of log answer length from ``length_center``.
     With ``length_gate`` (a pair logit), the length *bonus* of an answer longer than the centre is scaled by
     ``sigmoid(2 (fit - length_gate))``: length pays only when the answer belongs to its prompt, so a long answer
-    to another question cannot outscore a short right one. A short answer's penalty is never gated."""
+    to another question gains nothing from its length. A short answer's penalty is never gated."""
     fit_logit = X[:, V2_FEATURES.index("pair_fit_logit")]
     length = X[:, FEATURES.index("log_answer_chars")] - length_center
     if length_gate is not None:
@@ -252,8 +257,9 @@ class ShippedScorer:
         (clipped to [-``FIT_FLOOR``, ``FIT_CAP``]: an answer to another question sinks, copying the prompt
         gains nothing), plus ``length_weight`` per unit of log answer length away from ``length_center``
         (among answers a reader would rate alike, the longer one trains the better model:
-        ``benchmarks/selection``), in v3 paid only as far as the answer fits its prompt (``v2_raw``); mapped onto 1–5 by a logistic curve centred on 3, which keeps the order
-        (top-k) and the scale of the labels (a record a reader would rate 3 scores about 3)."""
+        ``benchmarks/selection``), in v3 paid only as far as the answer fits its prompt (``v2_raw``); mapped
+        onto 1–5 by a logistic curve centred on 3, which keeps the order (top-k) and the scale of the labels
+        (a record a reader would rate 3 scores about 3)."""
         raw = v2_raw(self.ridge.predict(X), X, self.fit_weight, self.length_weight, self.length_center,
                      self.length_gate)
         return 1.0 + 4.0 / (1.0 + np.exp(-(raw - 3.0) / 1.5))
