@@ -1,6 +1,9 @@
-"""jquality-v2: train and judge the content-aware shipped scorer against labels read by people.
+"""jquality-v2 and v3: train and judge the content-aware shipped scorer against labels read by people.
 
     uv run python benchmarks/quality/scorer_v2.py [--realdata runs/realdata] [--length-weight 0.6] [--write-model]
+    # jquality-v3, the default: v2 with the length bonus gated by the pair model
+    uv run python benchmarks/quality/scorer_v2.py --length-weight 1.0 --fit-weight 0.5 --length-gate 1 \
+        --version v3 --write-model curate/scoring/models/jquality-v3
 
 Labels: ``data/labels/real_labels.jsonl`` (1–5 by the ELYZA-tasks-100 criteria of ``data/LABELLING.md``,
 each by reading; 1,800 records of ten public datasets). A model is a ridge regression over the cheap
@@ -9,7 +12,9 @@ quality features (``curate.scoring.quality_features``) and the prompt-answer fit
 same in every dataset), with *swapped twins* added as negatives: each training record's prompt with
 another record's answer (of the same dataset), labelled 1, because an answer to another question is a 1
 on the scale. The shipped score is the predicted label plus ``length_weight`` × (log answer length −
-its centre): chosen by the selection benchmark (``benchmarks/selection``), not here.
+its centre): chosen by the selection benchmark (``benchmarks/selection``), not here. ``--length-gate G``
+pays that length bonus only as far as the pair model says the answer belongs to its prompt (half at a
+pair logit of G): several values side by side, the first one written.
 
 Training datasets: those whose terms let a default component learn from them. Evaluated on, never
 trained on: Japanese Daily Dialogue (CC BY-NC-ND) and the Alpaca translation (CC BY-NC, Alpaca's terms).
