@@ -65,7 +65,8 @@ def format_report(report: dict) -> str:
     shipped = scoring.get("shipped")
     if isinstance(shipped, dict):
         lines.append(f"scores: shipped scorer {shipped['model']} on {shipped['scored']} kept records "
-                     f"(`--score shipped`; weak within a dataset, see curate/scoring/models/jquality-v1/README.md)")
+                     f"(`--score shipped`; its model card: curate/scoring/models/{shipped['model'].replace('@', '-')}"
+                     f"/README.md)")
     clf = scoring.get("classifier")
     if isinstance(clf, dict):
         lines.append(f"scores: classifier {clf['model_id']} on {scoring['scored']} kept records; held-out accuracy "
