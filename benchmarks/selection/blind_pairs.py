@@ -27,8 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.real_data.build_inputs import DEFAULT_REALDATA  # noqa: E402
-from benchmarks.selection.generate_answers import arm_tag  # noqa: E402
-from benchmarks.selection.run import SETS  # noqa: E402
+from benchmarks.selection.run import SETS, arm_tag  # noqa: E402
 
 VERDICTS = {"A", "B", "tie"}
 

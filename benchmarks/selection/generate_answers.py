@@ -23,11 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.real_data.build_inputs import DEFAULT_REALDATA  # noqa: E402
-from benchmarks.selection.run import SETS, log  # noqa: E402
-
-
-def arm_tag(arm: str) -> str:
-    return arm.replace(":", "-").replace("/", "_")
+from benchmarks.selection.run import SETS, arm_tag, log  # noqa: E402
 
 
 def generate_arm(arm: str, seed: int, args) -> Path:
@@ -43,7 +39,7 @@ def generate_arm(arm: str, seed: int, args) -> Path:
     done = set()
     if path.is_file():
         done = {json.loads(line)["item_id"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
-    items = [it for it in load_tasks(args.realdata / SETS["test"], warn=lambda m: None)][: args.items]
+    items = load_tasks(args.realdata / SETS["test"], warn=lambda m: None)[: args.items]
     todo = [it for it in items if it.item_id not in done]
     if not todo:
         return path

@@ -132,7 +132,7 @@ def run_arm(arm: str, seed: int, args, db: Path, model: Path, out: Path) -> dict
     from train.config import load_train_config
     from train.sft import run_training
 
-    tag = arm.replace(":", "-").replace("/", "_")
+    tag = arm_tag(arm)
     result_file = out / "arms" / f"{tag}-s{seed}.json"
     if result_file.is_file():
         return json.loads(result_file.read_text(encoding="utf-8"))
@@ -170,6 +170,11 @@ def run_arm(arm: str, seed: int, args, db: Path, model: Path, out: Path) -> dict
     log(f"{arm} seed {seed}: dev {mean(result, 'dev'):.4f} test {mean(result, 'test'):.4f} "
         f"(train {train_s:.0f} s, eval {result['eval_seconds']:.0f} s; mix {mix})")
     return result
+
+
+def arm_tag(arm: str) -> str:
+    """An arm's name as a file name: ``OUT/arms/<tag>-s<seed>.json``, ``OUT/adapters/<tag>-s<seed>``."""
+    return arm.replace(":", "-").replace("/", "_")
 
 
 def mean(result: dict, split: str, variant: int = 0) -> float:
@@ -255,8 +260,7 @@ def main() -> None:
     results = {}
     for seed in args.seeds:  # seed-major: every arm gets its first seed before any gets a third
         for arm in args.arms:
-            tag = arm.replace(":", "-").replace("/", "_")
-            if args.report_only and not (out / "arms" / f"{tag}-s{seed}.json").is_file():
+            if args.report_only and not (out / "arms" / f"{arm_tag(arm)}-s{seed}.json").is_file():
                 continue
             results[(arm, seed)] = run_arm(arm, seed, args, db, model, out)
             report(results, base, args, out)

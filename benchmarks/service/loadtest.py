@@ -14,8 +14,6 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from core.net import free_port  # noqa: F401 (the tests and benchmarks import it from here)
-
 
 def run_load(url: str, batches: list[list[dict]], requests: int = 2000, clients: int = 8,
              token: str | None = None, time_limit: float = 600.0) -> dict:

@@ -40,8 +40,9 @@ def main() -> None:
                         help="the baseline server's store (built by that checkout); default: the same store")
     args = parser.parse_args()
 
-    from benchmarks.service.loadtest import free_port, run_load, start_server
+    from benchmarks.service.loadtest import run_load, start_server
     from benchmarks.speed.pipeline_throughput import base_records, perturb
+    from core.net import free_port
     from curate.scoring.classifier import QualityClassifier
     from jcurate.cli import main as jcurate
     from jcurate.service.scoring import RecordScorer
@@ -121,7 +122,8 @@ def provenance_latency(db: str, repeat: int = 30) -> list[tuple[str, float, floa
 
     import duckdb
 
-    from benchmarks.service.loadtest import free_port, start_server
+    from benchmarks.service.loadtest import start_server
+    from core.net import free_port
     from jcurate.service import provenance
     from licenses.catalogue import load_catalogue
 

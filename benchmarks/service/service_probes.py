@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.service.loadtest import free_port, hammer_while, start_server  # noqa: E402
+from benchmarks.service.loadtest import hammer_while, start_server  # noqa: E402
+from core.net import free_port  # noqa: E402
 
 
 def _status_mb(pid: int, field: str) -> float:

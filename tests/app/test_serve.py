@@ -12,7 +12,8 @@ import duckdb
 import httpx
 import pytest
 
-from benchmarks.service.loadtest import free_port, hammer_while, run_load, start_server
+from benchmarks.service.loadtest import hammer_while, run_load, start_server
+from core.net import free_port
 from tests.conftest import run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
