@@ -44,6 +44,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import duckdb
@@ -72,6 +73,9 @@ class PlanEntry:
 
 def _shards(records_folder: str | Path) -> list[str]:
     return [str(f) for f in sorted(Path(records_folder).glob("*.parquet"))]
+
+
+TABLE_ARRAYS = ("task_keys", "key_positions", "exact_of")  # PlanTable's arrays, saved as NAME.npy
 
 
 @dataclass
@@ -112,7 +116,56 @@ class PlanTable:
         return cls(columns["record_id"].combine_chunks(), keys[order], order.astype(np.int64), exact_of, shards)
 
     def __len__(self) -> int:
-        return len(self.record_ids)
+        return int(self.exact_of.size)
+
+    def save(self, folder: str | Path) -> None:
+        """Writes the table to ``folder`` (replaced whole: written beside it, then renamed, so a task cut off
+        leaves no table that looks complete)."""
+        import shutil
+
+        folder = Path(folder)
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for name in TABLE_ARRAYS:
+            np.save(partial / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
+        with pa.OSFile(str(partial / "record_ids.arrow"), "wb") as sink:
+            ids = pa.table({"record_id": self.record_ids})
+            with pa.ipc.new_file(sink, ids.schema) as writer:
+                writer.write_table(ids)
+        (partial / "shards.json").write_text(json.dumps(self.shards), encoding="utf-8")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(partial, folder)
+
+    @classmethod
+    def open(cls, folder: str | Path, ids: bool = True) -> PlanTable:
+        """The table ``save`` wrote, its arrays mapped (the pages are shared by every task on the machine, not
+        copied into each); ``ids=False``: without the record ids (a verify task needs positions only)."""
+        folder = Path(folder)
+        try:
+            shards = json.loads((folder / "shards.json").read_text(encoding="utf-8"))
+            arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r").view(np.ndarray) for name in TABLE_ARRAYS}
+            record_ids = pa.array([], pa.string())
+            if ids:
+                with pa.memory_map(str(folder / "record_ids.arrow")) as source:
+                    record_ids = pa.ipc.open_file(source).read_all()["record_id"].combine_chunks()
+        except (OSError, ValueError, pa.ArrowException) as e:
+            raise JcurateError(f"dedup plan: the records' order in {folder} is missing or unreadable ({e}); "
+                               "run again (or with --fresh)") from None
+        return cls(record_ids, shards=shards, **arrays)
+
+    @classmethod
+    def open_or_load(cls, folder: str | Path | None, records_folder: str | Path, exact: bool,
+                     ids: bool = True) -> PlanTable:
+        """``open(folder)``, or without a folder ``load(records_folder)`` (a run without near dedup)."""
+        return cls.open(folder, ids=ids) if folder else cls.load(records_folder, exact=exact)
+
+    @cached_property
+    def _task_runs(self) -> np.ndarray:
+        """Where each filter task's run of keys starts in ``task_keys`` (and where the last ends): computed once,
+        not for each band."""
+        key_ranks = (self.task_keys >> np.uint64(32)).astype(np.int64)
+        return np.searchsorted(key_ranks, np.arange(int(key_ranks[-1]) + 2))
 
     def task_rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(filter task, row in its shard) of the records at survivor ``positions``, as int64 arrays."""
@@ -129,9 +182,8 @@ class PlanTable:
         lookup, not a binary search of a million keys for each of millions of band entries)."""
         if not self.task_keys.size:
             return np.full(rank.shape, -1, dtype=np.int64)
-        key_ranks = (self.task_keys >> np.uint64(32)).astype(np.int64)
-        tasks = int(key_ranks[-1]) + 1
-        first = np.searchsorted(key_ranks, np.arange(tasks + 1))  # each task's run in task_keys
+        first = self._task_runs  # each task's run in task_keys
+        tasks = first.size - 1
         rank, doc_idx = rank.astype(np.int64), doc_idx.astype(np.int64)
         known = (rank >= 0) & (rank < tasks) & (doc_idx >= 0)
         at = np.where(known, first[rank.clip(0, tasks - 1)] + doc_idx, 0)
@@ -598,14 +650,36 @@ def read_verified_edges(edges_folder: str | Path, tasks: int) -> np.ndarray:
 
 
 def decide_from_edges(records_folder: str | Path, edges_folder: str | Path | None, exact: bool,
-                      tasks: int = 1) -> tuple[Plan, PlanTable]:
+                      tasks: int = 1, table_folder: str | Path | None = None) -> tuple[Plan, PlanTable]:
     """The plan from the verify tasks' edges: the groups are the connected components over every task's
     verified pairs (each task verified its share of the same candidate pairs), the survivor of a group
-    its smallest position: what ``decide`` finds in one process."""
-    table = PlanTable.load(records_folder, exact=exact)
+    its smallest position: what ``decide`` finds in one process. ``table_folder``: the table the
+    ``PlanTableWriter`` saved (else built here)."""
+    table = PlanTable.open_or_load(table_folder, records_folder, exact)
     if edges_folder is None:
         return Plan.of(table), table
     return Plan.of(table, components(len(table), read_verified_edges(edges_folder, tasks))), table
+
+
+class PlanTableWriter(PipelineStep):
+    """The records' survivor order (``PlanTable``) built once, by task 0 of the stage it ends (the
+    ``minhash-buckets`` stage: its other tasks sort their bands meanwhile), and saved for every near-verify task
+    and the dedup plan, which map it. Each of them built its own before: W + 1 DuckDB sorts of every record's
+    id and hash, each holding the table in its own memory."""
+
+    name = "🗂 plan table"
+
+    def __init__(self, records_folder: str, table_folder: str, exact: bool):
+        super().__init__()
+        self.records_folder, self.table_folder, self.exact = records_folder, table_folder, exact
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        yield from data or ()
+        if rank == 0:
+            with self.track_time():
+                table = PlanTable.load(self.records_folder, exact=self.exact)
+                table.save(self.table_folder)
+                self.stat_update("records", value=len(table))
 
 
 class NearPairVerifier(PipelineStep):
@@ -618,14 +692,16 @@ class NearPairVerifier(PipelineStep):
     name = "🔗 near-dup verify"
 
     def __init__(self, records_folder: str, buckets_folder: str, edges_folder: str, exact: bool,
-                 near: NearDedupConfig, shingles_folder: str | None = None, threads: int = 1):
+                 near: NearDedupConfig, shingles_folder: str | None = None, threads: int = 1,
+                 table_folder: str | None = None):
         super().__init__()
         self.records_folder, self.buckets_folder, self.edges_folder = records_folder, buckets_folder, edges_folder
         self.exact, self.near, self.shingles_folder, self.threads = exact, near, shingles_folder, threads
+        self.table_folder = table_folder  # the PlanTableWriter's table; None: each task builds its own
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         with self.track_time():
-            table = PlanTable.load(self.records_folder, exact=self.exact)
+            table = PlanTable.open_or_load(self.table_folder, self.records_folder, self.exact, ids=False)
             pairs = candidate_pairs(table, read_band_groups(self.buckets_folder), share=(rank, world_size))
             clusters = NearClusters(self.near, shingles_folder=self.shingles_folder,
                                     threads=min(self.threads, verify_threads()))
@@ -684,8 +760,9 @@ class DedupPlan(PipelineStep):
     name = "🧮 dedup plan"
 
     def __init__(self, records_folder: str, plan_path: str, exact: bool, edges_folder: str | None = None,
-                 verify_tasks: int = 1, duplicates_folder: str | None = None):
+                 verify_tasks: int = 1, duplicates_folder: str | None = None, table_folder: str | None = None):
         super().__init__()
+        self.table_folder = table_folder  # the PlanTableWriter's table (with near dedup); None: built here
         self.records_folder = records_folder
         self.plan_path = plan_path
         self.exact = exact
@@ -698,7 +775,8 @@ class DedupPlan(PipelineStep):
             raise ValueError("DedupPlan runs as a single task")
         Path(self.plan_path).parent.mkdir(parents=True, exist_ok=True)
         with self.track_time():
-            plan, table = decide_from_edges(self.records_folder, self.edges_folder, self.exact, self.verify_tasks)
+            plan, table = decide_from_edges(self.records_folder, self.edges_folder, self.exact, self.verify_tasks,
+                                            self.table_folder)
             self.stat_update("exact_duplicates", value=int(plan.exact.sum()))
             plan.write(self.plan_path)
             if self.duplicates_folder:

@@ -46,7 +46,7 @@ from curate.decont.decontaminate import InstructionDecontFilter, build_decont_in
 from curate.dedup.minhash import OnePermutationMinhashSignature, SortedMinhashBuckets
 from curate.dedup.near_duplicates import minhash_config
 from curate.dedup.part_shingles import PartShingleWriter
-from curate.dedup.plan import DedupPlan, NearPairVerifier
+from curate.dedup.plan import DedupPlan, NearPairVerifier, PlanTableWriter
 from curate.filters.record_filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
 from curate.reading.manifest import Source
 from curate.reading.readers import SourceReader, check_field_mappings, check_readable
@@ -132,7 +132,8 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
     if near:
         stages.append((
             "minhash-buckets",
-            [SortedMinhashBuckets(str(work / "minhash/sigs"), str(work / "minhash/buckets"), config=minhash_config(near))],
+            [SortedMinhashBuckets(str(work / "minhash/sigs"), str(work / "minhash/buckets"), config=minhash_config(near)),
+             PlanTableWriter(str(work / "filtered"), str(work / "plan_table"), exact=config.exact_dedup.enabled)],
             min(workers, near.num_buckets),  # a task per bucket cost more in start-up than in work
         ))
         # the candidate pairs verified in shares, one per worker: the pairs are what grows with the input, and
@@ -141,7 +142,7 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
             "near-verify",
             [NearPairVerifier(str(work / "filtered"), str(work / "minhash/buckets"), str(work / "near_edges"),
                               exact=config.exact_dedup.enabled, near=near,
-                              shingles_folder=str(work / "part_shingles"))],
+                              shingles_folder=str(work / "part_shingles"), table_folder=str(work / "plan_table"))],
             workers,
         ))
     plan = str(work / "dedup_plan.parquet")
@@ -149,7 +150,8 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
         "dedup-plan",
         [DedupPlan(str(work / "filtered"), plan, exact=config.exact_dedup.enabled,
                    edges_folder=str(work / "near_edges") if near else None, verify_tasks=workers,
-                   duplicates_folder=str(work / "duplicates"))],
+                   duplicates_folder=str(work / "duplicates"),
+                   table_folder=str(work / "plan_table") if near else None)],
         1,
     ))
     # the plan's duplicates go to dropped/exact_dedup and dropped/near_dedup as rows: only the rest are documents

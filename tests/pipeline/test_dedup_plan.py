@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -363,7 +364,7 @@ def test_verify_tasks_in_any_number_decide_what_one_task_decides(tmp_path):
     import json
     from pathlib import Path
 
-    from curate.dedup.plan import NearPairVerifier, decide_from_edges
+    from curate.dedup.plan import NearPairVerifier, PlanTableWriter, decide_from_edges
 
     rows = [json.loads(line) for line in Path("data/handwritten/qa_knowledge.jsonl").read_text(encoding="utf-8").splitlines()]
     base = [rec(f"h:{i}", f"h{i}", 0, i, output=r["output"], instruction=r["instruction"], input_=r.get("input") or "")
@@ -384,16 +385,44 @@ def test_verify_tasks_in_any_number_decide_what_one_task_decides(tmp_path):
     alone, clusters = decide(folder, bucket_folder, True, near, str(shingles))
     entries = alone.entries()
     assert {e.stage for e in entries.values()} == {"exact_dedup", "near_dedup"} and clusters.rejected > 0
+    # the table built once by task 0 of the stage before (task 1 writes nothing), mapped by every later task
+    table = tmp_path / "plan_table"
+    for rank in (1, 0):
+        list(PlanTableWriter(str(folder), str(table), exact=True).run(iter(()), rank, 2))
+        assert table.is_dir() == (rank == 0)
     for world_size in (1, 2, 3, 7):
         edges = tmp_path / f"edges-{world_size}"
+        shared = None if world_size == 1 else str(table)  # one task without the saved table: it builds its own
         for rank in range(world_size):
             step = NearPairVerifier(str(folder), str(bucket_folder), str(edges), exact=True, near=near,
-                                    shingles_folder=str(shingles))
+                                    shingles_folder=str(shingles), table_folder=shared)
             list(step.run(None, rank, world_size))
         assert len(list(edges.glob("*.npy"))) == world_size and not list(edges.glob("*.partial.npy"))
-        plan, _ = decide_from_edges(folder, edges, True, tasks=world_size)
+        plan, _ = decide_from_edges(folder, edges, True, tasks=world_size, table_folder=shared)
         assert plan.entries() == entries, world_size
     # a verify task that did not finish is named, not silently left out
     (tmp_path / "edges-3" / "00001.npy").unlink()
     with pytest.raises(JcurateError, match="verify task 1 of 3 did not finish"):
         decide_from_edges(folder, tmp_path / "edges-3", True, tasks=3)
+
+
+def test_a_saved_table_opens_as_the_one_loaded_and_a_missing_one_is_named(tmp_path):
+    from curate.dedup.plan import PlanTable
+
+    records = [rec("a:0", "h0", 0, 0), rec("a:1", "h0", 0, 1), rec("b:0", "h1", 1, 0), rec("b:1", "h2", 1, 1)]
+    folder = shards(tmp_path, records[:3], records[3:])
+    for exact in (True, False):
+        loaded = PlanTable.load(folder, exact=exact)
+        loaded.save(tmp_path / "table")
+        opened = PlanTable.open(tmp_path / "table")
+        assert opened.record_ids.to_pylist() == loaded.record_ids.to_pylist() == ["a:0", "a:1", "b:0", "b:1"]
+        for name in ("task_keys", "key_positions", "exact_of"):
+            assert np.array_equal(getattr(opened, name), getattr(loaded, name)), name
+        assert opened.shards == loaded.shards and len(opened) == 4
+        rank, doc = np.array([0, 0, 1, 0]), np.array([0, 1, 0, 2])
+        assert opened.positions(rank, doc).tolist() == loaded.positions(rank, doc).tolist()
+        assert Plan.of(opened).entries() == Plan.of(loaded).entries()
+    assert len(PlanTable.open(tmp_path / "table", ids=False)) == 4, "positions without the ids"
+    assert not (tmp_path / "table.partial").exists()
+    with pytest.raises(JcurateError, match=r"records' order in .*missing-table is missing or unreadable"):
+        PlanTable.open(tmp_path / "missing-table")
