@@ -20,7 +20,9 @@ In the pipeline (``curate.running.pipeline``) the work is split over two stages:
 The parts, each built so that the tasks stay fast and their memory does not hold the corpus:
 
 * ``PlanTable``: every filtered record's id, task position and exact-duplicate survivor, in
-  survivor order, computed by DuckDB from the Parquet shards' metadata columns. No text.
+  survivor order, computed by DuckDB from the Parquet shards' metadata columns. No text. In the pipeline
+  it is computed once (``PlanTableWriter``, at the end of the ``minhash-buckets`` stage) and mapped by
+  the verify tasks and the plan.
 * ``candidate_pairs``: datatrove's bucket files (chains of records sharing a band signature) read
   as arrays; each group's records, an exact duplicate standing for its survivor, are paired with
   the next in survivor order (so the pairs do not depend on how the records were split over tasks),
