@@ -84,7 +84,7 @@ def make_input(n: int, folder: Path, shards: int, base: list[dict] | None = None
 def step_seconds(stats_file: Path) -> dict[str, float]:
     """Total seconds per pipeline step, from the stats.json datatrove writes per stage."""
     data = json.loads(stats_file.read_text())
-    return {s["name"]: s["time_stats"]["total"] for s in data if "time_stats" in s}
+    return {s["name"]: s["time_stats"]["total"] for s in data if isinstance(s.get("time_stats"), dict)}  # a counter step has 0
 
 
 def signature_seconds(texts: list[str], near) -> float:
