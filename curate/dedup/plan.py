@@ -148,9 +148,9 @@ class PlanTable:
             shards = json.loads((folder / "shards.json").read_text(encoding="utf-8"))
             arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r").view(np.ndarray) for name in TABLE_ARRAYS}
             record_ids = pa.array([], pa.string())
-            if ids:
-                with pa.memory_map(str(folder / "record_ids.arrow")) as source:
-                    record_ids = pa.ipc.open_file(source).read_all()["record_id"].combine_chunks()
+            if ids:  # the map stays open while the ids' buffers live (they point into it)
+                source = pa.memory_map(str(folder / "record_ids.arrow"))
+                record_ids = pa.ipc.open_file(source).read_all()["record_id"].combine_chunks()
         except (OSError, ValueError, pa.ArrowException) as e:
             raise JcurateError(f"dedup plan: the records' order in {folder} is missing or unreadable ({e}); "
                                "run again (or with --fresh)") from None
