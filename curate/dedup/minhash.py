@@ -23,6 +23,8 @@ n-grams (``tokens: fugashi``) are hashed per n-gram string by datatrove's own fu
 
 from __future__ import annotations
 
+import os
+
 import re
 from functools import lru_cache
 
@@ -194,6 +196,40 @@ class OnePermutationMinhashSignature(MinhashDedupSignature):
         yield from ()  # a pipeline step is a generator; this one only writes signatures
 
 
+MERGE_RANGE_ROWS = 4_000_000  # rows of a bucket merged at once (~40 bytes a row with the sort's copies)
+
+
+def range_cuts(firsts: list[np.ndarray], range_rows: int) -> np.ndarray:
+    """First-hash values that cut the rows of sorted ``firsts`` (one array per file) into ranges of about
+    ``range_rows`` rows: quantiles of an even sample of each file (a few pages of each, not the whole file).
+    No cut where every row fits in one range, or where a file is not sorted by its first hash (then the
+    ranges would not be slices: one merge of everything, as before; the signature steps write them sorted)."""
+    total = sum(f.size for f in firsts)
+    if total <= range_rows:
+        return np.zeros(0, dtype=firsts[0].dtype if firsts else np.uint64)
+    sample = []
+    for f in firsts:  # samples in proportion to each file's rows
+        if f.size:
+            at = np.linspace(0, f.size - 1, min(f.size, max(2, 8192 * f.size // total))).astype(np.int64)
+            if (f[1:] < f[:-1]).any():
+                return np.zeros(0, dtype=f.dtype)
+            sample.append(np.asarray(f[at]))
+    ranges = -(-total // range_rows)
+    sample = np.sort(np.concatenate(sample))
+    cuts = sample[np.arange(1, ranges) * sample.size // ranges]
+    return np.unique(cuts)
+
+
+def release_maps(arrays: list[np.ndarray]) -> None:
+    """Drops mapped pages from this process's resident set (they stay in the page cache)."""
+    import mmap
+
+    for a in arrays:
+        mapped = getattr(a, "_mmap", None)
+        if mapped is not None and hasattr(mapped, "madvise"):
+            mapped.madvise(mmap.MADV_DONTNEED)
+
+
 def merged_order(hashes: list[np.ndarray], file_index: np.ndarray, doc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The order of the rows by (band signature ``hashes``..., file, doc), datatrove's merge order, and
     per pair of neighbours in it whether their signatures are equal.
@@ -241,24 +277,48 @@ class SortedMinhashBuckets(MinhashDedupBuckets):
             for bucket in range(rank, self.config.num_buckets, world_size):
                 self.stat_update("total_matches", value=self.merge_bucket(bucket))
 
-    def merge_bucket(self, bucket: int) -> int:
-        """Writes ``BUCKET_00.dups``, the pairs of equal band signatures of one bucket; returns their number."""
+    def merge_bucket(self, bucket: int, range_rows: int = MERGE_RANGE_ROWS) -> int:
+        """Writes ``BUCKET_00.dups``, the pairs of equal band signatures of one bucket; returns their number.
+
+        The bucket's rows are merged a range of first hash values at a time, about ``range_rows`` rows each: every
+        signature file is sorted by its signature, so a range is one slice of each file (``searchsorted`` on the
+        first hash), equal signatures fall in one range, and the ranges in order write the file one merge of
+        everything writes, byte for byte. So the memory is a range's rows, not the bucket's (~2 GiB at ten
+        million records). Local files are mapped; other file systems are read whole."""
         per_bucket = self.config.hashes_per_bucket
         fmt = self.config.hash_config.struct_format
         dtype = np.dtype([(f"field{i + 1}", f"<{fmt}") for i in range(per_bucket)] + [(f"field{per_bucket + 1}", "<I")])
         sig_files = self.input_folder.list_files(subdirectory=f"bucket_{bucket:03d}")
         parts, tasks = [], []
         for path in sig_files:  # datatrove orders equal signatures by the file's place in this list
-            with self.input_folder.open(path, mode="rb") as f:
-                parts.append(np.frombuffer(f.read(), dtype=dtype))
+            parts.append(self._signature_rows(path, dtype))
             tasks.append(int(path.rsplit("/", 1)[-1].removesuffix(".minhash.sig")))
-        records = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-        file_index = np.repeat(np.arange(len(parts)), [p.size for p in parts])
-        hashes = [records[f"field{i + 1}"] for i in range(per_bucket)]
-        doc = records[f"field{per_bucket + 1}"]
-        order, same = merged_order(hashes, file_index, doc)
-        task, doc = np.asarray(tasks, dtype=np.uint32)[file_index[order]], doc[order]
-        pairs = np.stack([task[:-1][same], doc[:-1][same], task[1:][same], doc[1:][same]], axis=1)
+        tasks_of = np.asarray(tasks, dtype=np.uint32)
+        cuts = range_cuts([p["field1"] for p in parts], range_rows)
+        release_maps(parts)  # the sortedness check touched every page
+        bounds = [np.concatenate([[0], np.searchsorted(p["field1"], cuts), [p.size]]) for p in parts]
+        total = 0
         with self.output_folder.open(f"{bucket:05d}_00.dups", mode="wb") as out:
-            out.write(pairs.astype("<u4").tobytes())
-        return len(pairs)
+            for r in range(len(cuts) + 1):
+                slices = [p[b[r]:b[r + 1]] for p, b in zip(parts, bounds)]
+                records = np.concatenate(slices) if slices else np.zeros(0, dtype=dtype)  # a copy: off the map
+                file_index = np.repeat(np.arange(len(slices)), [s.size for s in slices])
+                hashes = [records[f"field{i + 1}"] for i in range(per_bucket)]
+                doc = records[f"field{per_bucket + 1}"]
+                order, same = merged_order(hashes, file_index, doc)
+                task, doc = tasks_of[file_index[order]], doc[order]
+                pairs = np.stack([task[:-1][same], doc[:-1][same], task[1:][same], doc[1:][same]], axis=1)
+                out.write(pairs.astype("<u4").tobytes())
+                total += len(pairs)
+                del records, hashes, doc, order, same, task, pairs
+                release_maps(parts)
+        return total
+
+    def _signature_rows(self, path: str, dtype: np.dtype) -> np.ndarray:
+        """One signature file's rows: mapped where the folder is local (only the pages of the range being merged
+        are touched), else read whole."""
+        if self.input_folder.is_local():
+            full = self.input_folder.resolve_paths(path)
+            return np.memmap(full, dtype=dtype, mode="r") if os.path.getsize(full) else np.zeros(0, dtype=dtype)
+        with self.input_folder.open(path, mode="rb") as f:
+            return np.frombuffer(f.read(), dtype=dtype)

@@ -175,6 +175,27 @@ def test_sorted_buckets_write_datatrove_s_dups_files_byte_for_byte(tmp_path):
         assert a == (tmp_path / f"ours/{bucket:05d}_00.dups").read_bytes(), bucket
         written += len(a) // 16
     assert written >= 13 * near.num_buckets  # every exact copy pairs in every band
+    # merged a few rows of first hash values at a time (the memory bound of a large run): the same bytes
+    for range_rows in (7, 50):
+        ranged = SortedMinhashBuckets(str(tmp_path / "sigs"), str(tmp_path / f"ranged-{range_rows}"), config=config)
+        for bucket in range(near.num_buckets):
+            ranged.merge_bucket(bucket, range_rows=range_rows)
+            assert (tmp_path / f"theirs/{bucket:05d}_00.dups").read_bytes() == \
+                (tmp_path / f"ranged-{range_rows}/{bucket:05d}_00.dups").read_bytes(), (range_rows, bucket)
+
+
+def test_range_cuts_split_sorted_files_evenly_and_never_an_unsorted_one():
+    from curate.dedup.minhash import range_cuts
+
+    rng = np.random.default_rng(0)
+    files = [np.sort(rng.integers(0, 2**32, n, dtype=np.uint64)) for n in (40_000, 25_000, 35_000)]
+    cuts = range_cuts(files, 10_000)
+    assert 8 <= len(cuts) <= 9 and (np.diff(cuts.astype(np.int64)) > 0).all()
+    sizes = np.diff([0, *[sum(int(np.searchsorted(f, c)) for f in files) for c in cuts], 100_000])
+    assert sizes.max() < 15_000, sizes  # about 10,000 rows each
+    assert not len(range_cuts(files, 100_000)), "everything fits in one range"
+    files[1][[10, 20]] = files[1][[20, 10]]
+    assert not len(range_cuts(files, 10_000)), "a file not sorted by its first hash is merged whole"
 
 
 def test_sorted_buckets_with_fewer_tasks_than_buckets_write_the_same_files(tmp_path):
