@@ -196,7 +196,8 @@ class OnePermutationMinhashSignature(MinhashDedupSignature):
         yield from ()  # a pipeline step is a generator; this one only writes signatures
 
 
-MERGE_RANGE_ROWS = 4_000_000  # rows of a bucket merged at once (~40 bytes a row with the sort's copies)
+MERGE_RANGE_ROWS = 1_000_000  # rows of a bucket merged at once: ~180 MiB with the sort's copies (measured), and faster
+# than one sort of a larger range (1M rows of a band of a 1M-record run: 0.74 s in ranges of 200k, 1.09 s whole)
 
 
 def range_cuts(firsts: list[np.ndarray], range_rows: int) -> np.ndarray:
