@@ -24,7 +24,6 @@ n-grams (``tokens: fugashi``) are hashed per n-gram string by datatrove's own fu
 from __future__ import annotations
 
 import os
-
 import re
 from functools import lru_cache
 
@@ -202,7 +201,8 @@ MERGE_RANGE_ROWS = 1_000_000  # rows of a bucket merged at once: ~180 MiB with t
 
 def range_cuts(firsts: list[np.ndarray], range_rows: int) -> np.ndarray:
     """First-hash values that cut the rows of sorted ``firsts`` (one array per file) into ranges of about
-    ``range_rows`` rows: quantiles of an even sample of each file (a few pages of each, not the whole file).
+    ``range_rows`` rows: quantiles of an even sample of each file (each file's first hashes are read once, to
+    check that they are sorted; the caller releases the pages).
     No cut where every row fits in one range, or where a file is not sorted by its first hash (then the
     ranges would not be slices: one merge of everything, as before; the signature steps write them sorted)."""
     total = sum(f.size for f in firsts)
