@@ -28,8 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.quality.scorer_v2 import labelled_views  # noqa: E402
 from benchmarks.real_data.build_inputs import DEFAULT_REALDATA  # noqa: E402
+from benchmarks.selection.blind_pairs import read_verdicts  # noqa: E402
 from curate.scoring.pair_fit import swapped_answers  # noqa: E402
 from curate.scoring.shipped_scorer import DEFAULT_MODEL, ShippedScorer  # noqa: E402
+from eval.compare import bootstrap_ci  # noqa: E402
 
 DATASETS = ("real-persona-chat", "japanese-daily-dialogue", "wanda-alpaca-ja", "instruction-ja-mt")
 VERDICTS = {"1": 1.0, "2": 0.0, "unsure": 0.5}  # the share right when the original is shown first
@@ -76,35 +78,16 @@ def make(args) -> None:
     print(f"{len(pairs)} pairs in {args.shares} shares under {args.out}")
 
 
-def read_verdicts(folder: Path, key: dict) -> dict[str, str]:
-    verdicts = {}
-    for path in sorted(folder.glob("verdicts-*.tsv")):
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) < 3 or parts[0] not in key or parts[1] not in VERDICTS:
-                raise SystemExit(f"{path} line {lineno}: expected 'pair id<TAB>1|2|unsure<TAB>why', got {line[:80]!r}")
-            verdicts[parts[0]] = parts[1]
-    return verdicts
-
-
-def interval(values: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
-    boot = values[rng.integers(0, len(values), (10_000, len(values)))].mean(axis=1)
-    return float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
-
-
 def score(args) -> None:
     data = json.loads((args.out / "key.json").read_text(encoding="utf-8"))
     key = data["pairs"]
-    verdicts = read_verdicts(args.out, key)
+    verdicts = read_verdicts(args.out, key, allowed=VERDICTS, spelled="1|2|unsure")
     rows: dict[str, list[tuple[float, float]]] = {}
     for pid, k in key.items():
         if pid in verdicts:
-            right = VERDICTS[verdicts[pid]]
+            right = VERDICTS[verdicts[pid][0]]
             reader = right if k["original_first"] else 1.0 - right
             rows.setdefault(k["dataset"], []).append((reader, float(k["scorer_right"])))
-    rng = np.random.default_rng(0)
     lines = [f"# The fit test read by people, against `{data['model']}` on the same pairs", "",
              f"{len(verdicts)} of {len(key)} pairs read. Share of pairs where the record's own answer was picked "
              "(readers: `unsure` counts a half; scorer: the original scores strictly higher), 95% bootstrap over "
@@ -112,9 +95,9 @@ def score(args) -> None:
              "| dataset | pairs | readers | unsure | scorer | scorer − readers |", "| --- | --- | --- | --- | --- | --- |"]
     for dataset in sorted(rows):
         r = np.array(rows[dataset])
-        lo, hi = interval(r[:, 0], rng)
-        slo, shi = interval(r[:, 1], rng)
-        dlo, dhi = interval(r[:, 1] - r[:, 0], rng)
+        lo, hi = bootstrap_ci(r[:, 0])
+        slo, shi = bootstrap_ci(r[:, 1])
+        dlo, dhi = bootstrap_ci(r[:, 1] - r[:, 0])
         unsure = int((r[:, 0] == 0.5).sum())
         lines.append(f"| {dataset} | {len(r)} | {r[:, 0].mean():.2f} [{lo:.2f}, {hi:.2f}] | {unsure} | "
                      f"{r[:, 1].mean():.2f} [{slo:.2f}, {shi:.2f}] | {(r[:, 1] - r[:, 0]).mean():+.2f} "

@@ -78,15 +78,17 @@ def make(args) -> None:
     print(f"{len(pairs)} pairs in {args.shares} shares under {blind}")
 
 
-def read_verdicts(blind: Path, key: dict) -> dict[str, tuple[str, str]]:
+def read_verdicts(blind: Path, key: dict, allowed=VERDICTS, spelled: str = "A|B|tie") -> dict[str, tuple[str, str]]:
+    """{pair id: (verdict, why)} from the readers' ``verdicts-*.tsv`` in ``blind``; a line that is not
+    ``pair id<TAB>verdict<TAB>why`` with a known id and a verdict in ``allowed`` stops with its file and line."""
     verdicts = {}
     for path in sorted(blind.glob("verdicts-*.tsv")):
         for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
             parts = line.split("\t")
-            if len(parts) < 3 or parts[0] not in key or parts[1] not in VERDICTS:
-                raise SystemExit(f"{path} line {lineno}: expected 'pair id<TAB>A|B|tie<TAB>why', got {line[:80]!r}")
+            if len(parts) < 3 or parts[0] not in key or parts[1] not in allowed:
+                raise SystemExit(f"{path} line {lineno}: expected 'pair id<TAB>{spelled}<TAB>why', got {line[:80]!r}")
             verdicts[parts[0]] = (parts[1], parts[2].strip())
     return verdicts
 
