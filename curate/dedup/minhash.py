@@ -222,7 +222,8 @@ def range_cuts(firsts: list[np.ndarray], range_rows: int) -> np.ndarray:
 
 
 def release_maps(arrays: list[np.ndarray]) -> None:
-    """Drops mapped pages from this process's resident set (they stay in the page cache)."""
+    """Drops the pages of the ``np.memmap`` arrays among ``arrays`` from this process's resident set
+    (``MADV_DONTNEED``: they stay in the page cache and come back on the next touch at the cost of a minor fault)."""
     import mmap
 
     for a in arrays:

@@ -59,6 +59,7 @@ from datatrove.utils.logging import logger
 from core.errors import JcurateError
 from curate.columns import numpy_of
 from curate.config import NearDedupConfig
+from curate.dedup.minhash import release_maps
 from curate.dedup.near_duplicates import PartShingles, RecordParts
 from curate.dedup.part_shingles import COUNTS_DTYPE, part_offsets, part_shingles, shingle_dtype, shingle_paths
 from curate.text.tokenizers import make_tokenizer
@@ -343,12 +344,7 @@ class PartShingleStore:
         the page cache and come back on the next touch at the cost of a minor fault). Called after each
         batch of pairs, it keeps the verify task's memory at a batch's pages, not every candidate's: at a
         million records the mapped pages were most of the task's 1 GiB."""
-        import mmap
-
-        for chunk in self.chunks:
-            mapped = getattr(chunk, "_mmap", None)
-            if mapped is not None and hasattr(mapped, "madvise"):
-                mapped.madvise(mmap.MADV_DONTNEED)
+        release_maps(self.chunks)
 
     def parts(self, position: int) -> PartShingles:
         row = self.row_of[position]
