@@ -21,19 +21,18 @@ A logistic regression (L-BFGS, L2) on those rows; ``score`` is the logit. Numpy 
 
 from __future__ import annotations
 
-import math
 import re
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from curate.scoring.fit_features import content_bigrams
+from curate.scoring.fit_features import BIGRAM_MASK, OWNER_SHIFT, bigram_sets, set_sizes, shared_keys
 from curate.scoring.quality_features import RecordView
 
 DIM = 1 << 18
-_SPACE = re.compile(r"\s+")
 _LIST = re.compile(r"^\s*(?:[-*・•]|\d+[.)．、])", re.M)
 _CODE = re.compile(r"```|^\s{4}\S|def |import |print\(|SELECT |=\s*\w+\(", re.M)
 _NUMBER = re.compile(r"\d")
@@ -47,7 +46,7 @@ def _h(key: str) -> int:
 def answer_form(answer: str) -> list[str]:
     """Form markers of an answer: list, code, number, length band, its first two characters."""
     a = answer.strip()
-    n = len(_SPACE.sub("", a))
+    n = len("".join(a.split()))
     band = "0" if n < 10 else "1" if n < 40 else "2" if n < 150 else "3" if n < 500 else "4"
     marks = [f"len{band}", f"start:{a[:2]}"]
     if _LIST.search(a):
@@ -71,40 +70,48 @@ def prompt_ask(prompt: str) -> list[str]:
     return asks or ["end:none"]
 
 
-def pair_row(view: RecordView, bigrams: tuple | None = None) -> tuple[list[int], list[float]]:
-    """(columns, values) of one (prompt, answer) pair; ``bigrams``: the ``content_bigrams`` of the prompt with
-    its context and of the answer when the caller has them already."""
-    if bigrams is None:
-        bigrams = content_bigrams(view.prompt + ("\n" + view.context if view.context else "")), \
-            content_bigrams(view.answer)
-    pb, ab = bigrams
-    cols, vals = [], []
-    if pb.size and ab.size:
-        shared = np.intersect1d(pb, ab, assume_unique=True)
-        w = 1.0 / math.sqrt(pb.size)
-        # a shared bigram's bucket: a multiplicative hash of its two code points
-        cols += ((shared * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - 18)).astype(np.int64).tolist()
-        vals += [w] * shared.size
-        cols += [_h("coverage"), _h("anchored")]
-        vals += [shared.size / pb.size, shared.size / ab.size]
-    for ask in prompt_ask(view.prompt):
-        for form in answer_form(view.answer):
-            cols.append(_h(f"x:{ask}|{form}"))
-            vals.append(1.0)
-    return cols, vals
+@lru_cache(maxsize=1 << 16)
+def _cross_column(ask: str, form: str) -> int:
+    return _h(f"x:{ask}|{form}")
 
 
-def pair_matrix(views: list[RecordView], bigrams: list[tuple] | None = None):
+def pair_sets(views: list[RecordView]) -> tuple[np.ndarray, np.ndarray]:
+    """The ``bigram_sets`` a pair row reads: of each prompt with its context, and of each answer."""
+    return (bigram_sets([v.prompt + ("\n" + v.context if v.context else "") for v in views]),
+            bigram_sets([v.answer for v in views]))
+
+
+def pair_matrix(views: list[RecordView], sets: tuple[np.ndarray, np.ndarray] | None = None):
+    """One row per (prompt, answer) pair; ``sets``: their ``pair_sets`` when the caller has them already.
+    The shared bigrams and the two scalars are built for the whole batch at once; the ask x form crosses
+    per record (a few strings each)."""
     from scipy import sparse
 
-    indptr, indices, data = [0], [], []
+    n = len(views)
+    prompts, answers = sets if sets is not None else pair_sets(views)
+    p_size, a_size = set_sizes(prompts, n), set_sizes(answers, n)
+    shared = shared_keys(prompts, answers)
+    rows = [(shared >> OWNER_SHIFT).astype(np.int64)]
+    # a shared bigram's bucket: a multiplicative hash of its two code points
+    cols = [(((shared & BIGRAM_MASK) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - 18)).astype(np.int64)]
+    with np.errstate(divide="ignore"):
+        vals = [1.0 / np.sqrt(p_size[rows[0]])]
+    both = np.flatnonzero((p_size > 0) & (a_size > 0))  # the coverage and anchored scalars
+    n_shared = np.bincount(rows[0], minlength=n)[both]
+    rows += [both, both]
+    cols += [np.full(both.size, _h("coverage")), np.full(both.size, _h("anchored"))]
+    vals += [n_shared / p_size[both], n_shared / a_size[both]]
+    cross_rows, cross_cols = [], []
     for i, v in enumerate(views):
-        c, d = pair_row(v, bigrams[i] if bigrams else None)
-        indices += c
-        data += d
-        indptr.append(len(indices))
-    m = sparse.csr_matrix((np.array(data, dtype=np.float64), np.array(indices, dtype=np.int64), np.array(indptr)),
-                          shape=(len(views), DIM))
+        forms = answer_form(v.answer)
+        for ask in prompt_ask(v.prompt):
+            for form in forms:
+                cross_rows.append(i)
+                cross_cols.append(_cross_column(ask, form))
+    rows.append(np.array(cross_rows, dtype=np.int64))
+    cols.append(np.array(cross_cols, dtype=np.int64))
+    vals.append(np.ones(len(cross_rows)))
+    m = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, DIM))
     m.sum_duplicates()
     return m
 
@@ -155,9 +162,9 @@ class PairFit:
         weights[used] = res.x[:-1]
         return cls(weights, float(res.x[-1]))
 
-    def score(self, views: list[RecordView], bigrams: list[tuple] | None = None) -> np.ndarray:
-        """The logit that each answer belongs to its prompt (``bigrams``: see ``pair_row``)."""
-        return pair_matrix(views, bigrams) @ self.weights.astype(np.float64) + self.bias
+    def score(self, views: list[RecordView], sets: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """The logit that each answer belongs to its prompt (``sets``: see ``pair_matrix``)."""
+        return pair_matrix(views, sets) @ self.weights.astype(np.float64) + self.bias
 
     def save(self, path: Path) -> None:
         np.save(path, np.append(self.weights, np.float32(self.bias)))

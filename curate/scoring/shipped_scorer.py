@@ -23,7 +23,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
 from core.errors import JcurateError, first_line
-from curate.scoring.fit_features import FIT_FEATURES, content_bigrams, fit_features
+from curate.scoring.fit_features import FIT_FEATURES, bigram_sets, fit_matrix
 from curate.scoring.pair_fit import PairFit
 from curate.scoring.quality_features import FEATURES, RecordView, feature_matrix
 from curate.text.char_ngrams import coefficients, text_windows
@@ -165,13 +165,15 @@ def v2_matrix(views: list[RecordView], pair: PairFit, overlap: bool = False) -> 
         return np.zeros((0, len(V2_FEATURES)))
     views = [v if len(v.prompt) <= PROMPT_CHARS and len(v.context) <= PROMPT_CHARS else
              RecordView(v.prompt[-PROMPT_CHARS:], v.context[:PROMPT_CHARS], v.answer, v.multi_turn) for v in views]
-    fit_rows, pair_bigrams = [], []
-    for v in views:  # each text's content bigrams once: the fit features and the pair model share them
-        pb, ab = content_bigrams(v.prompt), content_bigrams(v.answer)
-        cb = content_bigrams(v.context) if v.context else None
-        fit_rows.append(fit_features(v.prompt, v.context, v.answer, (pb, cb, ab)))
-        pair_bigrams.append((content_bigrams(v.prompt + "\n" + v.context) if v.context else pb, ab))
-    return np.column_stack([feature_matrix(views, overlap=overlap), np.stack(fit_rows), pair.score(views, pair_bigrams)])
+    prompts = [v.prompt for v in views]
+    answers = bigram_sets([v.answer for v in views])  # each text's content bigrams once, for the whole batch
+    prompt_sets = bigram_sets(prompts)
+    has_context = [bool(v.context) for v in views]
+    fit = fit_matrix(prompt_sets, bigram_sets([v.context for v in views]), answers, prompts,
+                     [v.answer for v in views], has_context)
+    # the pair model reads the prompt with its context as one text
+    pair_prompts = bigram_sets([v.prompt + "\n" + v.context for v in views]) if any(has_context) else prompt_sets
+    return np.column_stack([feature_matrix(views, overlap=overlap), fit, pair.score(views, (pair_prompts, answers))])
 
 
 def save_v2_model(folder: Path, name: str, version: str, ridge: Ridge, pair: PairFit, length_weight: float,
