@@ -53,14 +53,15 @@ def main() -> None:
     judge.judge(prompts)
     judge_rate = args.judge_n / (time.perf_counter() - start)
 
-    from curate.scoring.shipped_scorer import ShippedScorer
+    from curate.scoring.shipped_scorer import ShippedScorer, ShippedScoreStep
 
     shipped = {}
-    for name in ("jquality-v1", "jquality-v2"):
+    batch = ShippedScoreStep.batch_size  # the dedup-decont workers' batches
+    for name in ("jquality-v1", "jquality-v2", "jquality-v3"):
         scorer = ShippedScorer(name)
         start = time.perf_counter()
-        for i in range(0, args.n, 5000):  # the workers' batches are of this order
-            scorer.score(records[i:i + 5000])
+        for i in range(0, args.n, batch):
+            scorer.score(records[i:i + batch])
         shipped[name] = args.n / (time.perf_counter() - start)
 
     embedder = Embedder("use")

@@ -260,23 +260,44 @@ def merged_order(hashes: list[np.ndarray], file_index: np.ndarray, doc: np.ndarr
     return order, same
 
 
+def bucket_shares(num_buckets: int, world_size: int, task_zero_extra: float = 0.0) -> list[list[int]]:
+    """The buckets each of ``world_size`` tasks merges, every bucket once. Task 0 takes fewer when it also has
+    other work worth ``task_zero_extra`` buckets (the records' order, ``PlanTableWriter``): the shares even out
+    the work, not the bucket counts.
+
+    >>> bucket_shares(6, 2)
+    [[0, 1, 2], [3, 4, 5]]
+    >>> [len(s) for s in bucket_shares(20, 2, task_zero_extra=4)], [len(s) for s in bucket_shares(20, 4, 4)]
+    ([8, 12], [2, 6, 6, 6])
+    """
+    if world_size <= 1:
+        return [list(range(num_buckets))]
+    zero = min(num_buckets, max(0, round((num_buckets + task_zero_extra) / world_size - task_zero_extra)))
+    rest = range(zero, num_buckets)
+    return [list(range(zero))] + [list(rest[i::world_size - 1]) for i in range(world_size - 1)]
+
+
 class SortedMinhashBuckets(MinhashDedupBuckets):
     """datatrove's second MinHash stage (same ``.dups`` files, byte for byte) with the signature files
     of a bucket merged by one numpy sort instead of a Python heap, record by record (3 s of 60,000
-    records' 20 buckets were the heap), and any number of tasks up to one per bucket (task ``r`` of
-    ``w`` merges buckets ``r, r + w, ...``). Index folders and several tasks per bucket, which jcurate
-    does not use, go to datatrove's own code."""
+    records' 20 buckets were the heap), and any number of tasks up to one per bucket (``bucket_shares``;
+    ``task_zero_extra``: the other work task 0 does, in buckets). Index folders and several tasks per bucket,
+    which jcurate does not use, go to datatrove's own code."""
 
     name = "🎯 MinHash buckets (sorted)"
+
+    def __init__(self, *args, task_zero_extra: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task_zero_extra = task_zero_extra
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1):
         if self.index_folder is not None or world_size > self.config.num_buckets:
             yield from super().run(data, rank, world_size) or ()  # datatrove's run is a plain function
             return
         with self.track_time():
-            # fewer tasks than buckets: each task merges every world_size-th bucket (20 tasks of 0.04 s
-            # each cost the local executor ~1.5 s of start-up and bookkeeping on 2 cores)
-            for bucket in range(rank, self.config.num_buckets, world_size):
+            # fewer tasks than buckets: each task merges a share of them (20 tasks of 0.04 s each cost the local
+            # executor ~1.5 s of start-up and bookkeeping on 2 cores)
+            for bucket in bucket_shares(self.config.num_buckets, world_size, self.task_zero_extra)[rank]:
                 self.stat_update("total_matches", value=self.merge_bucket(bucket))
 
     def merge_bucket(self, bucket: int, range_rows: int = MERGE_RANGE_ROWS) -> int:

@@ -221,6 +221,12 @@ def test_sorted_buckets_with_fewer_tasks_than_buckets_write_the_same_files(tmp_p
     assert sum((tmp_path / "one" / f).stat().st_size for f in files) > 0
     for f in files:
         assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes(), f
+    # task 0 lightened for the records' order (as jcurate run does): other tasks merge its buckets, the same files
+    lighter = SortedMinhashBuckets(str(tmp_path / "sigs"), str(tmp_path / "three"), config=config, task_zero_extra=4)
+    for rank in range(2):
+        list(lighter.run(rank=rank, world_size=2))
+    for f in files:
+        assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "three" / f).read_bytes(), f
 
 
 def test_merged_order_is_the_sort_of_every_key_on_sorted_files_and_falls_back_on_unsorted_ones():
@@ -254,3 +260,17 @@ def test_merged_order_is_the_sort_of_every_key_on_sorted_files_and_falls_back_on
             assert 0 < same.sum() < same.size
             by_signature = np.lexsort([*reversed(hashes)])  # stable: the fast path's order
             assert (by_signature.tolist() == expected.tolist()) is not unsorted  # the unsorted case needs the fallback
+
+
+def test_bucket_shares_cover_every_bucket_once_and_lighten_task_zero():
+    from curate.dedup.minhash import bucket_shares
+
+    for buckets in (1, 7, 20):
+        for world in range(1, buckets + 1):
+            for extra in (0, 4):
+                shares = bucket_shares(buckets, world, extra)
+                assert len(shares) == world
+                assert sorted(b for s in shares for b in s) == list(range(buckets)), (buckets, world, extra)
+    assert [len(s) for s in bucket_shares(20, 2)] == [10, 10]
+    assert [len(s) for s in bucket_shares(20, 2, 4)] == [8, 12]
+    assert bucket_shares(20, 20, 4)[0] == []  # task 0 does only the order when there are tasks enough
