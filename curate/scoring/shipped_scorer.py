@@ -38,6 +38,7 @@ PAIR_WEIGHTS = "pair_weights.npy"
 # fit is a gate, not a reward: past "it fits", sharing more words with the prompt is copying, not quality
 FIT_FLOOR, FIT_CAP = 6.0, 1.0
 SCORER = "shipped"  # the `scores.scorer` of its scores; `scores.model` is "<name>@<version>"
+SCORE_BATCH = 4096  # records whose features are computed together: the memory is a batch's, not the call's
 
 
 DIM = 1 << 16  # hashed character n-gram space
@@ -247,8 +248,9 @@ class ShippedScorer:
     def score_views(self, views: list[RecordView]) -> np.ndarray:
         if not views:
             return np.zeros(0)
-        if self.v2:
-            return self.v2_score(v2_matrix(views, self.pair))
+        if self.v2:  # a batch's features are built together (numpy arrays of all its texts): bounded batches
+            return np.concatenate([self.v2_score(v2_matrix(views[i:i + SCORE_BATCH], self.pair))
+                                   for i in range(0, len(views), SCORE_BATCH)])
         ngram = self.ngrams.predict(views)
         if self.ridge is None:
             return np.clip(ngram, 1.0, 5.0)

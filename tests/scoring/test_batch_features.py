@@ -66,3 +66,12 @@ def test_pair_rows_and_scores_of_a_batch_equal_each_record_alone():
     # the right answer to the Tokyo Tower question fits it better than the fruit list does
     swapped = RecordView(VIEWS[0].prompt, "", VIEWS[1].answer)
     assert scorer.pair.score([VIEWS[0]])[0] > scorer.pair.score([swapped])[0]
+
+
+def test_a_call_longer_than_one_batch_scores_as_batches_do(monkeypatch):
+    import curate.scoring.shipped_scorer as shipped
+
+    scorer = ShippedScorer()
+    whole = scorer.score_views(VIEWS * 3)
+    monkeypatch.setattr(shipped, "SCORE_BATCH", 5)  # 24 views in batches of 5
+    assert np.array_equal(scorer.score_views(VIEWS * 3), whole)
