@@ -199,8 +199,8 @@ def test_range_cuts_split_sorted_files_evenly_and_never_an_unsorted_one():
 
 
 def test_sorted_buckets_with_fewer_tasks_than_buckets_write_the_same_files(tmp_path):
-    """Two tasks for 20 buckets (as `jcurate run --workers 2` runs the stage): task r merges buckets
-    r, r + 2, ...; every bucket's file is the one a task per bucket writes."""
+    """Two tasks for 20 buckets (as `jcurate run --workers 2` runs the stage), each merging its ``bucket_shares``,
+    with an even split and with task 0 lightened: every bucket's file is the one a task per bucket writes."""
     from curate.dedup.minhash import SortedMinhashBuckets
 
     near = NearDedupConfig()
