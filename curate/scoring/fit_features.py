@@ -110,12 +110,13 @@ def set_sizes(keys: np.ndarray, n: int) -> np.ndarray:
 
 
 def fit_matrix(prompts: np.ndarray, contexts: np.ndarray, answers: np.ndarray, prompt_texts: list[str],
-               answer_texts: list[str], has_context: list[bool]) -> np.ndarray:
+               answer_texts: list[str]) -> np.ndarray:
     """``FIT_FEATURES`` of a batch, from the ``bigram_sets`` of its prompts, contexts and answers."""
     n = len(prompt_texts)
     p_size, a_size = set_sizes(prompts, n), set_sizes(answers, n)
     covered = set_sizes(shared_keys(prompts, answers), n)
-    anchor = _sorted_unique(np.concatenate([prompts, contexts])) if any(has_context) else prompts
+    # an answer is anchored in its prompt or its context
+    anchor = _sorted_unique(np.concatenate([prompts, contexts])) if contexts.size else prompts
     anchored = set_sizes(shared_keys(answers, anchor), n)
     coverage = np.divide(covered, p_size, out=np.zeros(n), where=p_size > 0)
     # math.log1p, not np.log1p: they differ in the last bit on some lengths, and the values stay those of v3's fit
@@ -131,4 +132,4 @@ def fit_matrix(prompts: np.ndarray, contexts: np.ndarray, answers: np.ndarray, p
 def fit_features(prompt: str, context: str, answer: str) -> np.ndarray:
     """The values of ``FIT_FEATURES`` for one record (``fit_matrix`` of a batch of one)."""
     sets = [bigram_sets([t]) for t in (prompt, context, answer)]
-    return fit_matrix(*sets, [prompt], [answer], [bool(context)])[0]
+    return fit_matrix(*sets, [prompt], [answer])[0]

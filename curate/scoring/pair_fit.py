@@ -75,27 +75,26 @@ def _cross_column(ask: str, form: str) -> int:
     return _h(f"x:{ask}|{form}")
 
 
-def pair_sets(views: list[RecordView]) -> tuple[np.ndarray, np.ndarray]:
-    """The ``bigram_sets`` a pair row reads: of each prompt with its context, and of each answer."""
-    return (bigram_sets([v.prompt + ("\n" + v.context if v.context else "") for v in views]),
-            bigram_sets([v.answer for v in views]))
+def pair_prompt_sets(views: list[RecordView]) -> np.ndarray:
+    """The ``bigram_sets`` of a pair row's prompt side: each prompt with its context, as one text."""
+    return bigram_sets([v.prompt + ("\n" + v.context if v.context else "") for v in views])
 
 
 def pair_matrix(views: list[RecordView], sets: tuple[np.ndarray, np.ndarray] | None = None):
-    """One row per (prompt, answer) pair; ``sets``: their ``pair_sets`` when the caller has them already.
+    """One row per (prompt, answer) pair; ``sets``: the ``pair_prompt_sets`` and the answers' ``bigram_sets``
+    when the caller has them already.
     The shared bigrams and the two scalars are built for the whole batch at once; the ask x form crosses
     per record (a few strings each)."""
     from scipy import sparse
 
     n = len(views)
-    prompts, answers = sets if sets is not None else pair_sets(views)
+    prompts, answers = sets if sets is not None else (pair_prompt_sets(views), bigram_sets([v.answer for v in views]))
     p_size, a_size = set_sizes(prompts, n), set_sizes(answers, n)
     shared = shared_keys(prompts, answers)
     rows = [(shared >> OWNER_SHIFT).astype(np.int64)]
     # a shared bigram's bucket: a multiplicative hash of its two code points
     cols = [(((shared & BIGRAM_MASK) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - 18)).astype(np.int64)]
-    with np.errstate(divide="ignore"):
-        vals = [1.0 / np.sqrt(p_size[rows[0]])]
+    vals = [1.0 / np.sqrt(p_size[rows[0]])]  # a shared bigram's prompt has one at least
     both = np.flatnonzero((p_size > 0) & (a_size > 0))  # the coverage and anchored scalars
     n_shared = np.bincount(rows[0], minlength=n)[both]
     rows += [both, both]

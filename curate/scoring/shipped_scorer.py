@@ -24,7 +24,7 @@ from datatrove.utils.batching import batched
 
 from core.errors import JcurateError, first_line
 from curate.scoring.fit_features import FIT_FEATURES, bigram_sets, fit_matrix
-from curate.scoring.pair_fit import PairFit
+from curate.scoring.pair_fit import PairFit, pair_prompt_sets
 from curate.scoring.quality_features import FEATURES, RecordView, feature_matrix
 from curate.text.char_ngrams import coefficients, text_windows
 
@@ -166,14 +166,12 @@ def v2_matrix(views: list[RecordView], pair: PairFit, overlap: bool = False) -> 
         return np.zeros((0, len(V2_FEATURES)))
     views = [v if len(v.prompt) <= PROMPT_CHARS and len(v.context) <= PROMPT_CHARS else
              RecordView(v.prompt[-PROMPT_CHARS:], v.context[:PROMPT_CHARS], v.answer, v.multi_turn) for v in views]
-    prompts = [v.prompt for v in views]
-    answers = bigram_sets([v.answer for v in views])  # each text's content bigrams once, for the whole batch
-    prompt_sets = bigram_sets(prompts)
-    has_context = [bool(v.context) for v in views]
-    fit = fit_matrix(prompt_sets, bigram_sets([v.context for v in views]), answers, prompts,
-                     [v.answer for v in views], has_context)
-    # the pair model reads the prompt with its context as one text
-    pair_prompts = bigram_sets([v.prompt + "\n" + v.context for v in views]) if any(has_context) else prompt_sets
+    prompts, answer_texts = [v.prompt for v in views], [v.answer for v in views]
+    answers = bigram_sets(answer_texts)  # each text's content bigrams once, for the whole batch
+    prompt_sets, contexts = bigram_sets(prompts), bigram_sets([v.context for v in views])
+    fit = fit_matrix(prompt_sets, contexts, answers, prompts, answer_texts)
+    # the pair model reads the prompt with its context as one text: without contexts, the prompts' own sets
+    pair_prompts = pair_prompt_sets(views) if any(v.context for v in views) else prompt_sets
     return np.column_stack([feature_matrix(views, overlap=overlap), fit, pair.score(views, (pair_prompts, answers))])
 
 

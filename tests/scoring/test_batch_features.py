@@ -46,8 +46,7 @@ def test_feature_rows_of_a_batch_equal_each_record_alone():
     for i, v in enumerate(VIEWS):
         assert np.array_equal(batch[i], feature_matrix([v])[0]), v
     fit = fit_matrix(bigram_sets([v.prompt for v in VIEWS]), bigram_sets([v.context for v in VIEWS]),
-                     bigram_sets([v.answer for v in VIEWS]), [v.prompt for v in VIEWS], [v.answer for v in VIEWS],
-                     [bool(v.context) for v in VIEWS])
+                     bigram_sets([v.answer for v in VIEWS]), [v.prompt for v in VIEWS], [v.answer for v in VIEWS])
     assert fit.shape == (len(VIEWS), len(FIT_FEATURES))
     for i, v in enumerate(VIEWS):
         assert np.array_equal(fit[i], fit_features(v.prompt, v.context, v.answer)), v
