@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -30,30 +29,22 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.speed.pipeline_throughput import make_input, real_base_records  # noqa: E402
 from benchmarks.speed.resume_after_kill import contents  # noqa: E402
+from curate.running.progress import machine_busy_seconds  # noqa: E402
 
 
-def machine_cpu_seconds() -> float | None:
-    """CPU seconds the whole machine has spent busy so far (user, nice, system, irq, softirq), or None
-    off Linux."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-
-
-def one_run(manifest: Path, tmp: Path, workers: int) -> tuple[float, float | None, dict, object]:
+def one_run(manifest: Path, tmp: Path, workers: int) -> tuple[float, float | None, dict, object, dict]:
     out, db = tmp / f"out{workers}", tmp / f"store{workers}.duckdb"
     for leftover in (db, db.with_name(db.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    cpu, start = machine_cpu_seconds(), time.perf_counter()
+    cpu, start = machine_busy_seconds(), time.perf_counter()
     subprocess.run([sys.executable, "-m", "jcurate.cli", "run", "--sources", str(manifest), "--out", str(out),
                     "--db", str(db), "--workers", str(workers), "--fresh"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wall, cpu_after = time.perf_counter() - start, machine_cpu_seconds()
+    wall, cpu_after = time.perf_counter() - start, machine_busy_seconds()
     stages = json.loads((out / "report.json").read_text(encoding="utf-8"))["seconds"]
-    return wall, (cpu_after - cpu if cpu is not None else None), stages, contents(db)
+    cpu_file = out / "work/cpu_seconds.json"
+    stage_cpu = json.loads(cpu_file.read_text(encoding="utf-8")) if cpu_file.is_file() else {}
+    return wall, (cpu_after - cpu if cpu is not None else None), stages, contents(db), stage_cpu
 
 
 def main() -> None:
@@ -75,11 +66,12 @@ def main() -> None:
         names = list(rs[0][2])
         cpus = [r[1] for r in rs if r[1] is not None]
         results[workers] = (statistics.median(r[0] for r in rs), statistics.median(cpus) if cpus else None,
-                            {n: statistics.median(r[2][n] for r in rs) for n in names}, rs[-1][3])
+                            {n: statistics.median(r[2][n] for r in rs) for n in names}, rs[-1][3],
+                            {n: statistics.median(r[4][n] for r in rs) for n in names if all(n in r[4] for r in rs)})
     print(f"\n{args.n} records in one JSONL file" + (f"; medians of {args.repeat} interleaved runs" if args.repeat > 1 else ""))
     names = list(results[1][2])
     print(f"{'workers':<8} {'total s':>8} {'CPU s':>7} {'cores':>6} " + " ".join(f"{n:>15}" for n in names))
-    for w, (wall, cpu, stages, _) in results.items():
+    for w, (wall, cpu, stages, _, _) in results.items():
         cpu_text = f"{cpu:>7.1f} {cpu / wall:>6.2f}" if cpu is not None else f"{'-':>7} {'-':>6}"
         print(f"{w:<8} {wall:>8.1f} {cpu_text} " + " ".join(f"{stages[n]:>15.1f}" for n in names))
     speedup = results[1][0] / results[2][0]
@@ -88,7 +80,31 @@ def main() -> None:
     if results[2][1] is not None:
         print(f"at most {2 * results[1][0] / results[2][1]:.2f}x with both cores busy throughout "
               f"(2 x {results[1][0]:.1f} s / {results[2][1]:.1f} CPU s)")
+    print_stage_bounds(results)
     print(f"same decisions and scores: {results[1][3] == results[2][3]}")
+
+
+PLAN_STAGES = ("minhash-buckets", "near-verify", "dedup-plan")
+
+
+def print_stage_bounds(results: dict) -> None:
+    """Per stage (and the three plan stages together): the cores each run kept busy, the speed-up, and
+    its bound on 2 cores, 2 x (wall with one worker) / (machine CPU seconds with two): a stage whose
+    one-worker run already keeps both cores busy (the plan verifies on two threads) cannot go faster."""
+    (wall1, cpu1), (wall2, cpu2) = ((results[w][2], results[w][4]) for w in (1, 2))
+    rows = [n for n in wall1 if n in cpu1 and n in cpu2]
+    if not rows:
+        return
+    plan = [n for n in PLAN_STAGES if n in rows]
+
+    def total(d: dict, names) -> float:
+        return sum(d[n] for n in names)
+
+    print(f"\n{'stage':<22} {'w1 s':>7} {'w1 cores':>9} {'w2 s':>7} {'w2 cores':>9} {'speed-up':>9} {'bound':>6}")
+    for name, names in [(n, [n]) for n in rows] + ([("plan stages", plan)] if plan else []):
+        w1, c1, w2, c2 = total(wall1, names), total(cpu1, names), total(wall2, names), total(cpu2, names)
+        print(f"{name:<22} {w1:>7.1f} {c1 / max(w1, 1e-9):>9.2f} {w2:>7.1f} {c2 / max(w2, 1e-9):>9.2f} "
+              f"{w1 / max(w2, 1e-9):>8.2f}x {2 * w1 / max(c2, 1e-9):>5.2f}x")
 
 
 if __name__ == "__main__":

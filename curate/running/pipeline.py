@@ -51,7 +51,7 @@ from curate.filters.record_filters import JapaneseLanguageFilter, JapaneseQualit
 from curate.reading.manifest import Source
 from curate.reading.readers import SourceReader, check_field_mappings, check_readable
 from curate.running.outputs import RecordWriter, dropped_writer, intermediate_reader
-from curate.running.progress import ProgressCounter, count_input_rows, parquet_rows
+from curate.running.progress import ProgressCounter, count_input_rows, machine_busy_seconds, parquet_rows
 from curate.running.stage_pool import StagePool, run_on_pool
 from curate.running.worker_server import drain_worker_output, start_worker_server
 from curate.scoring.shipped_scorer import ShippedScoreStep, model_folder
@@ -349,20 +349,24 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
     # datasets (hf-disk sources) hands pandas objects to pyarrow: its workers keep pandas in pyarrow
     without_pandas = not any(s.format == "hf-disk" for s in sources)
     stage_pool = StagePool(options.workers, without_pandas) if options.kind == "local" and options.workers > 1 else None
+    cpu_seconds: dict[str, float] = {}
     try:
-        _run_in_order(executors, stage_pool, sources, out, options, stage_log, timings, log, after_stage)
+        _run_in_order(executors, stage_pool, sources, out, options, stage_log, timings, cpu_seconds, log, after_stage)
     finally:
         if stage_pool is not None:
             stage_pool.close()
     (out / "work/timings.json").write_text(json.dumps(timings))
+    # the whole machine's busy CPU seconds per stage (Linux; other processes count too): cores busy = cpu / wall
+    (out / "work/cpu_seconds.json").write_text(json.dumps(cpu_seconds))
     return timings
 
 
 def _run_in_order(executors, stage_pool: StagePool | None, sources: list[Source], out: Path, options: ExecutorOptions,
-                  stage_log: Path, timings: dict[str, float], log, after_stage=None) -> None:
+                  stage_log: Path, timings: dict[str, float], cpu_seconds: dict[str, float], log,
+                  after_stage=None) -> None:
     for i, (name, executor) in enumerate(executors, start=1):
         log(f"[{i}/{len(executors)}] {name} ..." + ("" if options.verbose else f" (datatrove's log: {stage_log})"))
-        start = time.perf_counter()
+        start, busy = time.perf_counter(), machine_busy_seconds()
         executor.depends = None  # run in order here; depends only matters for Slurm submission
         try:
             progress, total = None, None
@@ -378,7 +382,11 @@ def _run_in_order(executors, stage_pool: StagePool | None, sources: list[Source]
             log(f"stage {name} failed: see {stage_log}")
             raise
         timings[name] = round(time.perf_counter() - start, 3)
-        log(f"[{i}/{len(executors)}] {name} done in {timings[name]:.1f}s")
+        cores = ""
+        if busy is not None and (busy_after := machine_busy_seconds()) is not None:
+            cpu_seconds[name] = round(busy_after - busy, 2)
+            cores = f" (the machine kept {cpu_seconds[name] / max(timings[name], 1e-9):.1f} cores busy)"
+        log(f"[{i}/{len(executors)}] {name} done in {timings[name]:.1f}s{cores}")
         if after_stage is not None:
             after_stage(name)
         if name == "filter" and not any((out / "work/filtered").glob("*.parquet")):

@@ -16,6 +16,18 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy so far (user, nice, system, irq, softirq; every
+    process, a stage's pool workers included), or None off Linux. The difference over a stage divided by
+    its wall time is the cores it kept busy: what bounds the speed-up more workers can give it."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 class ProgressCounter(PipelineStep):
     """Passes every document on; counts them into ``folder/<rank>``."""
 

@@ -11,7 +11,8 @@ import time
 from datatrove.data import Document
 
 from curate.running.pipeline import _heartbeat
-from curate.running.progress import ProgressCounter, count_input_rows, progress_line, records_done
+from curate.running.progress import (ProgressCounter, count_input_rows, machine_busy_seconds, progress_line,
+                                     records_done)
 
 
 def test_a_run_s_progress_counts_are_its_records(default_run):
@@ -76,3 +77,17 @@ def test_totals_come_cheap_or_not_at_all(tmp_path):
                                      "fields: {instruction: instruction, output: output}}\n", encoding="utf-8")
     assert count_input_rows(load_manifest(str(tmp_path / "s.yaml"))) == 10
     assert progress_line("x", 10, None, 2.0) == "x: 10 records, 5 records/s"
+
+
+def test_each_stage_s_busy_cpu_is_written_beside_its_wall_time(default_run):
+    """work/cpu_seconds.json: the machine's busy CPU seconds per stage, the same stages as the report's
+    wall seconds; busy time counts while any process works, so it is positive, and a stage cannot keep
+    more cores busy than the machine has."""
+    out, _ = default_run
+    seconds = json.loads((out / "report.json").read_text(encoding="utf-8"))["seconds"]
+    cpu = json.loads((out / "work/cpu_seconds.json").read_text(encoding="utf-8"))
+    assert list(cpu) == list(seconds)
+    assert sum(cpu.values()) > 0
+    for stage, busy in cpu.items():
+        assert 0 <= busy <= (os.cpu_count() or 1) * seconds[stage] + 0.1, (stage, busy, seconds[stage])
+    assert machine_busy_seconds() > 0
