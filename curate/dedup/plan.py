@@ -685,7 +685,9 @@ class NearPairVerifier(PipelineStep):
     blocks of positions (``share_blocks``), verified against the part shingles the filter tasks wrote; writes the
     verified pairs to ``edges_folder/RANK.npy``. The shares are disjoint and cover every pair, so every
     pair is verified once, by one task, however many bands it was found in; a task sorts only its pairs'
-    keys (every task finding all the pairs was a third of a task's time at a million records)."""
+    keys (every task finding all the pairs was a third of a task's time at a million records). ``threads``:
+    verify a batch's pairs on this many threads (at most this process's cores; the pipeline gives each task
+    the cores the other tasks leave idle)."""
 
     name = "🔗 near-dup verify"
 

@@ -46,7 +46,7 @@ from curate.decont.decontaminate import InstructionDecontFilter, build_decont_in
 from curate.dedup.minhash import OnePermutationMinhashSignature, SortedMinhashBuckets
 from curate.dedup.near_duplicates import minhash_config
 from curate.dedup.part_shingles import PartShingleWriter
-from curate.dedup.plan import DedupPlan, NearPairVerifier, PlanTableWriter
+from curate.dedup.plan import DedupPlan, NearPairVerifier, PlanTableWriter, verify_threads
 from curate.filters.record_filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
 from curate.reading.manifest import Source
 from curate.reading.readers import SourceReader, check_field_mappings, check_readable
@@ -142,12 +142,14 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
             min(workers, near.num_buckets),  # a task per bucket cost more in start-up than in work
         ))
         # the candidate pairs verified in shares, one per worker: the pairs are what grows with the input, and
-        # verifying them was most of the single plan task's time and memory (its shingles)
+        # verifying them was most of the single plan task's time and memory (its shingles). Fewer tasks than
+        # cores: each verifies on the idle cores' threads too (one task on 2 cores: 1.3x faster at 1M records)
         stages.append((
             "near-verify",
             [NearPairVerifier(str(work / "filtered"), str(work / "minhash/buckets"), str(work / "near_edges"),
                               exact=config.exact_dedup.enabled, near=near,
-                              shingles_folder=str(work / "part_shingles"), table_folder=str(work / "plan_table"))],
+                              shingles_folder=str(work / "part_shingles"), table_folder=str(work / "plan_table"),
+                              threads=max(1, verify_threads() // workers))],
             workers,
         ))
     plan = str(work / "dedup_plan.parquet")

@@ -11,8 +11,7 @@ import time
 from datatrove.data import Document
 
 from curate.running.pipeline import _heartbeat
-from curate.running.progress import (ProgressCounter, count_input_rows, machine_busy_seconds, progress_line,
-                                     records_done)
+from curate.running.progress import ProgressCounter, count_input_rows, machine_busy_seconds, progress_line, records_done
 
 
 def test_a_run_s_progress_counts_are_its_records(default_run):
