@@ -4,6 +4,9 @@
     # jquality-v3, the default: v2 with the length bonus gated by the pair model
     uv run python benchmarks/quality/scorer_v2.py --length-weight 1.0 --fit-weight 0.5 --length-gate 1 \
         --version v3 --write-model curate/scoring/models/jquality-v3
+    # jquality-v4: v3 with the length bonus weighing 3 (the short-answer penalty stays at 1)
+    uv run python benchmarks/quality/scorer_v2.py --length-weight 1.0 --length-bonus-weight 3.0 --fit-weight 0.5 \
+        --length-gate 1 --version v4 --write-model curate/scoring/models/jquality-v4
 
 Labels: ``data/labels/real_labels.jsonl`` (1–5 by the ELYZA-tasks-100 criteria of ``data/LABELLING.md``,
 each by reading; 1,800 records of ten public datasets). A model is a ridge regression over the cheap
@@ -109,9 +112,9 @@ def fit_model(X: np.ndarray, y: np.ndarray, X_twins: np.ndarray, alpha: float) -
 
 
 def shipped(model: Ridge, X: np.ndarray, weight: float, centre: float, fit_weight: float,
-            gate: float | None = None) -> np.ndarray:
+            gate: float | None = None, bonus_weight: float | None = None) -> np.ndarray:
     """What ``ShippedScorer.v2_score`` computes (before its order-keeping squash)."""
-    return v2_raw(model.predict(X), X, fit_weight, weight, centre, gate)
+    return v2_raw(model.predict(X), X, fit_weight, weight, centre, gate, bonus_weight)
 
 
 def top_vs_random(score: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
@@ -132,6 +135,9 @@ def main() -> None:
     ap.add_argument("--length-weight", type=float, nargs="+", default=[0.0, 0.4, 0.8])
     ap.add_argument("--length-gate", nargs="+", default=["none"],
                     help="pair logits at which the length bonus is half paid (v2_raw), or 'none' (jquality-v2)")
+    ap.add_argument("--length-bonus-weight", type=float, default=None,
+                    help="the length bonus's own weight (jquality-v4: 3.0; the penalty keeps --length-weight); "
+                         "default: the same as --length-weight")
     ap.add_argument("--write-model", type=Path, nargs="?", const=MODELS / "jquality-v2", default=None,
                     help="train on every training dataset and write the model (first --length-weight)")
     ap.add_argument("--version", default="v2", help="the written model's version")
@@ -161,10 +167,11 @@ def main() -> None:
             train = ~test & ~np.isin(src, list(EVAL_ONLY))
             model = fit_model(X[train], y[train], X_twins[train], args.alpha)
             quality = model.predict(X[test])
-            score = shipped(model, X[test], weight, centre, args.fit_weight, gate)
+            score = shipped(model, X[test], weight, centre, args.fit_weight, gate, args.length_bonus_weight)
             # the fit test: held-out records beside their twins among the held-out records
             twin_views = swapped_answers([v for v, t in zip(views, test) if t], [held] * int(test.sum()), seed=7)
-            twin_score = shipped(model, v2_matrix(twin_views, pair), weight, centre, args.fit_weight, gate)
+            twin_score = shipped(model, v2_matrix(twin_views, pair), weight, centre, args.fit_weight, gate,
+                                 args.length_bonus_weight)
             wins = float(np.mean(score > twin_score))
             top, lo, hi = top_vs_random(score, y[test])
             rows.append(((weight, gate), held, int(test.sum()), spearman(quality, y[test]), spearman(score, y[test]),
@@ -189,7 +196,9 @@ def main() -> None:
                                pair_l2=args.pair_l2, pair_trained_on={str(k): int(v) for k, v in zip(*np.unique(pair_groups,
                                                                                                return_counts=True))},
                                trained_on=trained_on, twins=int(train.sum()), metrics=metrics,
-                               **({} if gate is None else {"length_gate": gate}))
+                               **({} if gate is None else {"length_gate": gate}),
+                               **({} if args.length_bonus_weight is None
+                                  else {"length_bonus_weight": args.length_bonus_weight}))
         coef = sorted(zip(V2_FEATURES, model.coef), key=lambda kv: -abs(kv[1]))
         print(f"\nwrote {folder}; largest standardised coefficients: "
               + ", ".join(f"{k} {v:+.2f}" for k, v in coef[:8]))

@@ -191,18 +191,23 @@ def save_v2_model(folder: Path, name: str, version: str, ridge: Ridge, pair: Pai
 
 
 def v2_raw(quality: np.ndarray, X: np.ndarray, fit_weight: float, length_weight: float, length_center: float,
-           length_gate: float | None = None) -> np.ndarray:
+           length_gate: float | None = None, length_bonus_weight: float | None = None) -> np.ndarray:
     """The v2 score before the squash: the predicted label, plus ``fit_weight`` times the pair logit clipped to
     [-``FIT_FLOOR``, ``FIT_CAP``], plus ``length_weight`` per unit of log answer length from ``length_center``.
     With ``length_gate`` (a pair logit), the length *bonus* of an answer longer than the centre is scaled by
     ``sigmoid(2 (fit - length_gate))``: length pays only when the answer belongs to its prompt, so a long answer
-    to another question gains nothing from its length. A short answer's penalty is never gated."""
+    to another question gains nothing from its length. A short answer's penalty is never gated.
+    ``length_bonus_weight`` (jquality-v4): the bonus's own weight per unit of log length, the penalty keeping
+    ``length_weight``: a heavier penalty would sink short right answers below long answers to other questions."""
     fit_logit = X[:, V2_FEATURES.index("pair_fit_logit")]
     length = X[:, FEATURES.index("log_answer_chars")] - length_center
+    bonus_weight = length_weight if length_bonus_weight is None else float(length_bonus_weight)
+    bonus = np.maximum(length, 0.0)
     if length_gate is not None:
         gate = 1.0 / (1.0 + np.exp(-2.0 * (fit_logit - float(length_gate))))
-        length = np.where(length > 0, gate * length, length)
-    return quality + fit_weight * np.clip(fit_logit, -FIT_FLOOR, FIT_CAP) + length_weight * length
+        bonus = gate * bonus
+    return (quality + fit_weight * np.clip(fit_logit, -FIT_FLOOR, FIT_CAP) + bonus_weight * bonus
+            + length_weight * np.minimum(length, 0.0))
 
 
 def model_folder(name: str) -> Path:
@@ -232,6 +237,7 @@ class ShippedScorer:
             self.length_weight, self.length_center = float(meta["length_weight"]), float(meta["length_center"])
             self.fit_weight = float(meta["fit_weight"])
             self.length_gate = meta.get("length_gate")  # absent in jquality-v2: the length term is not gated
+            self.length_bonus_weight = meta.get("length_bonus_weight")  # v4: the bonus weighs apart from the penalty
             return
         if "ridge" in meta:
             if meta["features"] != list(FEATURES) + ["ngram_ridge"]:
@@ -263,7 +269,7 @@ class ShippedScorer:
         onto 1–5 by a logistic curve centred on 3, which keeps the order (top-k) and the scale of the labels
         (a record a reader would rate 3 scores about 3)."""
         raw = v2_raw(self.ridge.predict(X), X, self.fit_weight, self.length_weight, self.length_center,
-                     self.length_gate)
+                     self.length_gate, self.length_bonus_weight)
         return 1.0 + 4.0 / (1.0 + np.exp(-(raw - 3.0) / 1.5))
 
     def score(self, records: list[dict]) -> np.ndarray:

@@ -288,3 +288,34 @@ def test_the_length_gate_halves_the_bonus_at_the_gate_and_leaves_short_answers_a
     assert abs(gated[0] - (3.0 + 2.0 / (1 + np.exp(-8.0)))) < 1e-12
     assert abs(gated[1] - 4.0) < 1e-12, "half the bonus at the gate"
     assert gated[2] == plain[2], "a short answer's penalty is not gated"
+
+
+def test_the_bonus_weight_multiplies_the_gated_bonus_only():
+    """jquality-v4's ``length_bonus_weight``: three times v3's bonus for an answer that fits, the gate as
+    before, and a short answer's penalty at ``length_weight`` (a heavier penalty would sink short right
+    answers below long answers to other questions)."""
+    from curate.scoring.quality_features import FEATURES
+    from curate.scoring.shipped_scorer import V2_FEATURES, v2_raw
+
+    X = np.zeros((3, len(V2_FEATURES)))
+    X[:, FEATURES.index("log_answer_chars")] = [6.0, 6.0, 3.0]
+    X[:, V2_FEATURES.index("pair_fit_logit")] = [5.0, 1.0, -4.0]
+    quality = np.full(3, 3.0)
+    v3 = v2_raw(quality, X, 0.0, 1.0, 4.0, length_gate=1.0)
+    v4 = v2_raw(quality, X, 0.0, 1.0, 4.0, length_gate=1.0, length_bonus_weight=3.0)
+    assert np.allclose(v4[:2] - 3.0, 3.0 * (v3[:2] - 3.0)) and v4[2] == v3[2] == 2.0
+    assert abs(v4[1] - 6.0) < 1e-12, "half of the tripled bonus at the gate"
+
+
+def test_v4_pays_more_for_a_long_answer_that_fits_and_keeps_v3_s_order_elsewhere():
+    """v4 is v3's ridge and pair model with the bonus tripled: a long, fitting answer gains on a short one,
+    the long answer to another question still loses to the right answers, and short answers score as in v3."""
+    v3, v4 = ShippedScorer("jquality-v3"), ShippedScorer("jquality-v4")
+    assert v4.model_id == "jquality@v4" and v4.length_bonus_weight == 3.0 and v3.length_bonus_weight is None
+    long_fit = {"instruction": "京都の歴史と見どころを説明してください。", "output": LONG_OFF_TOPIC}
+    short = {"instruction": "1から10までの和を求めてください。", "output": "55です。"}
+    code = {"instruction": "Pythonでリストを逆順にする関数を書いてください。", "output": "def reverse(xs):\n    return xs[::-1]"}
+    off_topic = {"instruction": code["instruction"], "output": LONG_OFF_TOPIC}
+    s3, s4 = v3.score([long_fit, short, code, off_topic]), v4.score([long_fit, short, code, off_topic])
+    assert s4[0] > s3[0] and s4[1] == s3[1]
+    assert s4[2] > s4[3], (s3, s4)
