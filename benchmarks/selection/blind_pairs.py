@@ -8,8 +8,8 @@
 (``generate_answers.py``), puts the two comparisons' pairs in one shuffled list, shows each pair's answers in
 a random order as A and B with the arm hidden, and writes the list in shares (``OUT/blind/share-<i>.md``, the
 question and ELYZA's reference answer beside the two answers) for readers; the key stays in
-``OUT/blind_key.json``, which readers are not shown. ``score`` unblinds: per comparison the default arm's
-wins, ties and losses, the share of decided pairs it won with a 95% bootstrap interval over items, and
+``OUT/blind_key.json`` (with ``--name N``: ``OUT/N/`` and ``OUT/N_key.json``), which readers are not shown.
+``score`` unblinds: per comparison the default arm's wins, ties and losses, the share of decided pairs it won with a 95% bootstrap interval over items, and
 writes ``OUT/blind/results.md``.
 """
 
@@ -55,7 +55,7 @@ def make(args) -> None:
                           "answer_A": default[item_id] if default_first else answers[item_id],
                           "answer_B": answers[item_id] if default_first else default[item_id]})
     rng.shuffle(pairs)
-    blind = args.out / "blind"
+    blind = args.out / args.name
     blind.mkdir(parents=True, exist_ok=True)
     key = {}
     shares = [pairs[i::args.shares] for i in range(args.shares)]
@@ -73,7 +73,7 @@ def make(args) -> None:
                       (it.reference[0] if it.reference else "(none)"), "", "**Answer A**", "", p["answer_A"] or
                       "(empty)", "", "**Answer B**", "", p["answer_B"] or "(empty)", "", "---", ""]
         (blind / f"share-{s}.md").write_text("\n".join(lines), encoding="utf-8")
-    (args.out / "blind_key.json").write_text(json.dumps({"default": args.default, "seed": args.seed, "pairs": key},
+    (args.out / f"{args.name}_key.json").write_text(json.dumps({"default": args.default, "seed": args.seed, "pairs": key},
                                                ensure_ascii=False, indent=0), encoding="utf-8")
     print(f"{len(pairs)} pairs in {args.shares} shares under {blind}")
 
@@ -94,8 +94,8 @@ def read_verdicts(blind: Path, key: dict, allowed=VERDICTS, spelled: str = "A|B|
 
 
 def score(args) -> None:
-    blind = args.out / "blind"
-    data = json.loads((args.out / "blind_key.json").read_text(encoding="utf-8"))
+    blind = args.out / args.name
+    data = json.loads((args.out / f"{args.name}_key.json").read_text(encoding="utf-8"))
     key, default = data["pairs"], data["default"]
     verdicts = read_verdicts(blind, key)
     rows = {}
@@ -138,6 +138,8 @@ def main() -> None:
     ap.add_argument("--against", nargs="+", default=["random", "longest"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shares", type=int, default=4)
+    ap.add_argument("--name", default="blind",
+                    help="the reading's folder OUT/NAME and key OUT/NAME_key.json (another default arm: another name)")
     ap.add_argument("--realdata", type=Path, default=DEFAULT_REALDATA)
     args = ap.parse_args()
     args.out = args.out.resolve()

@@ -211,7 +211,7 @@ def report(results: dict, base: dict, args, out: Path) -> str:
         rs = [r for (a, _), r in results.items() if a == arm]
         cells = [f"{np.mean([mean(r, sp, v) for r in rs]):.4f}" for sp in ("dev", "test") for v in (0, 1)]
         lines.append(f"| {arm} | {len(rs)} | {np.mean([r['mean_answer_chars'] for r in rs]):.0f} | " + " | ".join(cells) + " |")
-    for base_arm in ("random", "longest"):
+    for base_arm in [a for a in getattr(args, "against", ("random", "longest")) if a in arms]:
         lines += ["", f"Against `{base_arm}` (arm − {base_arm}; negative: the arm is better):", "",
                   "| arm | dev | dev no-end | test | test no-end |", "| --- | --- | --- | --- | --- |"]
         for arm in arms:
@@ -244,6 +244,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="default: runs/selection/<pool>-k<k>")
     ap.add_argument("--model-dir", type=Path, default=ROOT / "models/gemma-3-270m")
     ap.add_argument("--max-tokens", type=int, default=768, help="reference NLL: prompt + reference tokens")
+    ap.add_argument("--against", nargs="+", default=["random", "longest"],
+                    help="the arms every other arm is compared with, pairwise (those measured)")
     ap.add_argument("--report-only", action="store_true", help="write the table from the arms already measured")
     args = ap.parse_args()
     out = (args.out or ROOT / "runs" / "selection" / f"{args.pool}-k{args.k}").resolve()

@@ -26,7 +26,7 @@ def _setup(tmp_path, n_items=6):
                  for i in range(1, n_items + 1)]
         (out / "answers" / f"{arm.replace(':', '-')}-s0.jsonl").write_text("\n".join(lines), encoding="utf-8")
     return argparse.Namespace(out=out, default="model:jquality-v2", against=["random", "longest"], seed=0,
-                              shares=2, realdata=realdata)
+                              shares=2, realdata=realdata, name="blind")
 
 
 def test_pairs_hide_the_arm_and_verdicts_unblind_to_wins_ties_losses(tmp_path, capsys):
