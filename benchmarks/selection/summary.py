@@ -1,0 +1,81 @@
+"""One table across the selection benchmark's runs: an arm against random, longest and another arm, per pool and k.
+
+    uv run python benchmarks/selection/summary.py --arm model:jquality-v4 --also model:jquality-v3
+
+Reads what ``run.py`` measured (``runs/selection/<pool>-k<k>/arms/<arm>-s<seed>.json``; nothing is trained) and
+prints, per run folder that holds the arm, the mean NLLs of the arms (over the seeds ``--arm`` has) and the
+paired differences of ``--arm`` against ``random``, ``longest`` and each ``--also`` arm, pooled over the seeds
+that every arm of the comparison has (paired by (seed, item), 95% bootstrap): dev (Japanese MT-Bench, the set
+choices are made on) and test (ELYZA-tasks-100, reported only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.selection.run import arm_tag, mean, paired  # noqa: E402
+
+
+def load_arms(folder: Path, arms: list[str]) -> dict[tuple[str, int], dict]:
+    results = {}
+    for arm in arms:
+        for path in sorted((folder / "arms").glob(f"{arm_tag(arm)}-s*.json")):
+            seed = int(path.stem.rsplit("-s", 1)[1])
+            results[(arm, seed)] = json.loads(path.read_text(encoding="utf-8"))
+    return results
+
+
+def seeds_of(results: dict, *arms: str) -> list[int]:
+    return sorted(set.intersection(*({s for a, s in results if a == arm} for arm in arms)))
+
+
+def cell(p) -> str:
+    return "–" if p is None else f"{p[0]:+.4f} [{p[1]:+.4f}, {p[2]:+.4f}]"
+
+
+def summary(runs: Path, arm: str, also: list[str]) -> str:
+    bases = ["random", "longest", *also]
+    lines = ["| run | seeds | comparison | dev | test |", "| --- | --- | --- | --- | --- |"]
+    means = ["| run | arm | seeds | answer chars | dev | test |", "| --- | --- | --- | --- | --- | --- |"]
+    for folder in sorted(p for p in runs.iterdir() if (p / "arms").is_dir()):
+        results = load_arms(folder, [arm, *bases])
+        if not any(a == arm for a, _ in results):
+            continue
+        arm_seeds = seeds_of(results, arm)  # every arm's means over the seeds --arm has, so that they compare
+        for name in [arm, *bases]:
+            rs = [r for (a, s), r in sorted(results.items()) if a == name and s in arm_seeds]
+            if rs:
+                seeds = ", ".join(str(s) for s in seeds_of(results, name) if s in arm_seeds)
+                means.append(f"| {folder.name} | {name} | {seeds} | "
+                             f"{np.mean([r['mean_answer_chars'] for r in rs]):.0f} | "
+                             f"{np.mean([mean(r, 'dev') for r in rs]):.4f} | {np.mean([mean(r, 'test') for r in rs]):.4f} |")
+        for base in bases:
+            seeds = seeds_of(results, arm, base)
+            if seeds:
+                lines.append(f"| {folder.name} | {', '.join(map(str, seeds))} | {arm} − {base} | "
+                             f"{cell(paired(results, arm, base, 'dev', 0, seeds))} | "
+                             f"{cell(paired(results, arm, base, 'test', 0, seeds))} |")
+    return "\n".join(means) + "\n\n" + "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "selection")
+    ap.add_argument("--arm", default="model:jquality-v4")
+    ap.add_argument("--also", nargs="*", default=["model:jquality-v3"], help="more arms to compare --arm with")
+    args = ap.parse_args()
+    if not args.runs.is_dir():
+        raise SystemExit(f"{args.runs} not found: run benchmarks/selection/run.py first")
+    print(summary(args.runs, args.arm, args.also))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The selection benchmark's cross-run summary: paired differences pooled over the seeds both arms have, and
+every arm's means over the seeds of the arm in question (so that the rows compare)."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.selection.summary import summary
+
+
+def _arm(folder, arm, seed, dev, test, chars=100.0):
+    (folder / "arms").mkdir(parents=True, exist_ok=True)
+    result = {"arm": arm, "seed": seed, "mean_answer_chars": chars,
+              "dev": {f"d{i}": [dev + 0.01 * i, dev, 10] for i in range(4)},
+              "test": {f"t{i}": [test + 0.01 * i, test, 10] for i in range(4)}}
+    (folder / "arms" / f"{arm.replace(':', '-')}-s{seed}.json").write_text(json.dumps(result), encoding="utf-8")
+
+
+def test_pooled_over_shared_seeds_and_means_over_the_arm_s_seeds(tmp_path):
+    run = tmp_path / "instruction-k100"
+    for seed in (0, 1, 2):
+        _arm(run, "random", seed, 2.10, 2.80)
+        _arm(run, "longest", seed, 2.00, 2.70)
+    _arm(run, "model:jquality-v4", 0, 1.90, 2.60, chars=900)
+    _arm(run, "model:jquality-v4", 1, 1.92, 2.62, chars=900)
+    _arm(run, "random", 5, 9.0, 9.0)  # a seed the arm has not: in neither the means nor the differences
+    (tmp_path / "other-k100" / "arms").mkdir(parents=True)  # a run without the arm: left out
+    text = summary(tmp_path, "model:jquality-v4", [])
+    assert "| instruction-k100 | random | 0, 1 | 100 | 2.1150 | 2.8150 |" in text, text
+    assert "| instruction-k100 | 0, 1 | model:jquality-v4 − random | -0.1900 [" in text
+    assert "| instruction-k100 | 0, 1 | model:jquality-v4 − longest | -0.0900 [" in text
+    assert "other-k100" not in text
