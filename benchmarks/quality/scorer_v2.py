@@ -1,10 +1,10 @@
-"""jquality-v2 and v3: train and judge the content-aware shipped scorer against labels read by people.
+"""jquality-v2, v3 and v4: train and judge the content-aware shipped scorer against labels read by people.
 
     uv run python benchmarks/quality/scorer_v2.py [--realdata runs/realdata] [--length-weight 0.6] [--write-model]
-    # jquality-v3, the default: v2 with the length bonus gated by the pair model
+    # jquality-v3: v2 with the length bonus gated by the pair model
     uv run python benchmarks/quality/scorer_v2.py --length-weight 1.0 --fit-weight 0.5 --length-gate 1 \
         --version v3 --write-model curate/scoring/models/jquality-v3
-    # jquality-v4: v3 with the length bonus weighing 3 (the short-answer penalty stays at 1)
+    # jquality-v4, the default: v3 with the length bonus weighing 3 (the short-answer penalty stays at 1)
     uv run python benchmarks/quality/scorer_v2.py --length-weight 1.0 --length-bonus-weight 3.0 --fit-weight 0.5 \
         --length-gate 1 --version v4 --write-model curate/scoring/models/jquality-v4
 

@@ -9,8 +9,8 @@
 a random order as A and B with the arm hidden, and writes the list in shares (``OUT/blind/share-<i>.md``, the
 question and ELYZA's reference answer beside the two answers) for readers; the key stays in
 ``OUT/blind_key.json`` (with ``--name N``: ``OUT/N/`` and ``OUT/N_key.json``), which readers are not shown.
-``score`` unblinds: per comparison the default arm's wins, ties and losses, the share of decided pairs it won with a 95% bootstrap interval over items, and
-writes ``OUT/blind/results.md``.
+``score`` unblinds: per comparison the default arm's wins, ties and losses, the share of decided pairs it won
+with a 95% bootstrap interval over items, and writes ``OUT/blind/results.md``.
 """
 
 from __future__ import annotations
