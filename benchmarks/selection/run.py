@@ -211,7 +211,7 @@ def report(results: dict, base: dict, args, out: Path) -> str:
         rs = [r for (a, _), r in results.items() if a == arm]
         cells = [f"{np.mean([mean(r, sp, v) for r in rs]):.4f}" for sp in ("dev", "test") for v in (0, 1)]
         lines.append(f"| {arm} | {len(rs)} | {np.mean([r['mean_answer_chars'] for r in rs]):.0f} | " + " | ".join(cells) + " |")
-    for base_arm in [a for a in getattr(args, "against", ("random", "longest")) if a in arms]:
+    for base_arm in [a for a in args.against if a in arms]:
         lines += ["", f"Against `{base_arm}` (arm − {base_arm}; negative: the arm is better):", "",
                   "| arm | dev | dev no-end | test | test no-end |", "| --- | --- | --- | --- | --- |"]
         for arm in arms:

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -32,7 +33,18 @@ from benchmarks.speed.resume_after_kill import contents  # noqa: E402
 from curate.running.progress import machine_busy_seconds  # noqa: E402
 
 
-def one_run(manifest: Path, tmp: Path, workers: int) -> tuple[float, float | None, dict, object, dict]:
+class Run(NamedTuple):
+    """One ``jcurate run`` (or the medians of several): wall seconds, the machine's busy CPU seconds (None off
+    Linux), wall and busy CPU seconds per stage, and the store's contents (to compare decisions)."""
+
+    wall: float
+    cpu: float | None
+    stages: dict
+    contents: object
+    stage_cpu: dict
+
+
+def one_run(manifest: Path, tmp: Path, workers: int) -> Run:
     out, db = tmp / f"out{workers}", tmp / f"store{workers}.duckdb"
     for leftover in (db, db.with_name(db.name + ".wal")):
         leftover.unlink(missing_ok=True)
@@ -44,7 +56,7 @@ def one_run(manifest: Path, tmp: Path, workers: int) -> tuple[float, float | Non
     stages = json.loads((out / "report.json").read_text(encoding="utf-8"))["seconds"]
     cpu_file = out / "work/cpu_seconds.json"
     stage_cpu = json.loads(cpu_file.read_text(encoding="utf-8")) if cpu_file.is_file() else {}
-    return wall, (cpu_after - cpu if cpu is not None else None), stages, contents(db), stage_cpu
+    return Run(wall, cpu_after - cpu if cpu is not None else None, stages, contents(db), stage_cpu)
 
 
 def main() -> None:
@@ -57,41 +69,42 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="jcurate-split-"))
     manifest = make_input(args.n, tmp, shards=1,
                           base=real_base_records(args.base_store) if args.base_store else None)
-    runs: dict[int, list] = {1: [], 2: []}
+    runs: dict[int, list[Run]] = {1: [], 2: []}
     for i in range(args.repeat):
         for workers in ((1, 2) if i % 2 == 0 else (2, 1)):
             runs[workers].append(one_run(manifest, tmp, workers))
-    results = {}
+    results: dict[int, Run] = {}
     for workers, rs in runs.items():
-        names = list(rs[0][2])
-        cpus = [r[1] for r in rs if r[1] is not None]
-        results[workers] = (statistics.median(r[0] for r in rs), statistics.median(cpus) if cpus else None,
-                            {n: statistics.median(r[2][n] for r in rs) for n in names}, rs[-1][3],
-                            {n: statistics.median(r[4][n] for r in rs) for n in names if all(n in r[4] for r in rs)})
+        names = list(rs[0].stages)
+        cpus = [r.cpu for r in rs if r.cpu is not None]
+        results[workers] = Run(statistics.median(r.wall for r in rs), statistics.median(cpus) if cpus else None,
+                               {n: statistics.median(r.stages[n] for r in rs) for n in names}, rs[-1].contents,
+                               {n: statistics.median(r.stage_cpu[n] for r in rs)
+                                for n in names if all(n in r.stage_cpu for r in rs)})
     print(f"\n{args.n} records in one JSONL file" + (f"; medians of {args.repeat} interleaved runs" if args.repeat > 1 else ""))
-    names = list(results[1][2])
+    names = list(results[1].stages)
     print(f"{'workers':<8} {'total s':>8} {'CPU s':>7} {'cores':>6} " + " ".join(f"{n:>15}" for n in names))
     for w, (wall, cpu, stages, _, _) in results.items():
         cpu_text = f"{cpu:>7.1f} {cpu / wall:>6.2f}" if cpu is not None else f"{'-':>7} {'-':>6}"
         print(f"{w:<8} {wall:>8.1f} {cpu_text} " + " ".join(f"{stages[n]:>15.1f}" for n in names))
-    speedup = results[1][0] / results[2][0]
-    print(f"speed-up, --workers 2 vs --workers 1 (baseline): {speedup:.2f}x end to end, "
-          f"{sum(results[1][2].values()) / sum(results[2][2].values()):.2f}x over the stages")
-    if results[2][1] is not None:
-        print(f"at most {2 * results[1][0] / results[2][1]:.2f}x with both cores busy throughout "
-              f"(2 x {results[1][0]:.1f} s / {results[2][1]:.1f} CPU s)")
-    print_stage_bounds(results)
-    print(f"same decisions and scores: {results[1][3] == results[2][3]}")
+    one, two = results[1], results[2]
+    print(f"speed-up, --workers 2 vs --workers 1 (baseline): {one.wall / two.wall:.2f}x end to end, "
+          f"{sum(one.stages.values()) / sum(two.stages.values()):.2f}x over the stages")
+    if two.cpu is not None:
+        print(f"at most {2 * one.wall / two.cpu:.2f}x with both cores busy throughout "
+              f"(2 x {one.wall:.1f} s / {two.cpu:.1f} CPU s)")
+    print_stage_bounds(one, two)
+    print(f"same decisions and scores: {one.contents == two.contents}")
 
 
 PLAN_STAGES = ("minhash-buckets", "near-verify", "dedup-plan")
 
 
-def print_stage_bounds(results: dict) -> None:
+def print_stage_bounds(one: Run, two: Run) -> None:
     """Per stage (and the three plan stages together): the cores each run kept busy, the speed-up, and
     its bound on 2 cores, 2 x (wall with one worker) / (machine CPU seconds with two): a stage whose
-    one-worker run already keeps both cores busy (the plan verifies on two threads) cannot go faster."""
-    (wall1, cpu1), (wall2, cpu2) = ((results[w][2], results[w][4]) for w in (1, 2))
+    one-worker run already keeps both cores busy cannot go faster."""
+    (wall1, cpu1), (wall2, cpu2) = (one.stages, one.stage_cpu), (two.stages, two.stage_cpu)
     rows = [n for n in wall1 if n in cpu1 and n in cpu2]
     if not rows:
         return
