@@ -11,6 +11,10 @@ question and ELYZA's reference answer beside the two answers) for readers; the k
 ``OUT/blind_key.json`` (with ``--name N``: ``OUT/N/`` and ``OUT/N_key.json``), which readers are not shown.
 ``score`` unblinds: per comparison the default arm's wins, ties and losses, the share of decided pairs it won
 with a 95% bootstrap interval over items, and writes ``OUT/blind/results.md``.
+
+A reading can go on in a second one: ``make --name N2 --after N`` leaves out the comparisons (item, other arm)
+that ``N`` already holds, so more answers can be read without showing a reader a pair twice; ``score --name N N2``
+pools the verdicts of both and writes the table into the last one's folder.
 """
 
 from __future__ import annotations
@@ -46,9 +50,19 @@ def make(args) -> None:
     default = load_answers(args.out, args.default, args.seed)
     rng = random.Random(args.seed)
     pairs = []
+    done = set()
+    for earlier in getattr(args, "after", None) or []:
+        earlier_key = json.loads((args.out / f"{earlier}_key.json").read_text(encoding="utf-8"))
+        if earlier_key["default"] != args.default or earlier_key["seed"] != args.seed:
+            raise SystemExit(f"{earlier}_key.json reads {earlier_key['default']} seed {earlier_key['seed']}, "
+                             f"not {args.default} seed {args.seed}: a reading goes on with the same arm and seed")
+        for k in earlier_key["pairs"].values():
+            done.add((k["item_id"], k["B"] if k["A"] == args.default else k["A"]))
     for other in args.against:
         answers = load_answers(args.out, other, args.seed)
         for item_id in sorted(set(default) & set(answers), key=lambda i: int(i.rsplit(":", 1)[1])):
+            if (item_id, other) in done:
+                continue
             default_first = rng.random() < 0.5
             pairs.append({"item_id": item_id, "A": args.default if default_first else other,
                           "B": other if default_first else args.default,
@@ -94,20 +108,27 @@ def read_verdicts(blind: Path, key: dict, allowed=VERDICTS, spelled: str = "A|B|
 
 
 def score(args) -> None:
-    blind = args.out / args.name
-    data = json.loads((args.out / f"{args.name}_key.json").read_text(encoding="utf-8"))
-    key, default = data["pairs"], data["default"]
-    verdicts = read_verdicts(blind, key)
-    rows = {}
-    for pid, k in key.items():
-        if pid not in verdicts:
-            continue
-        other = k["B"] if k["A"] == default else k["A"]
-        v = verdicts[pid][0]
-        outcome = 0 if v == "tie" else (1 if k[v] == default else -1)
-        rows.setdefault(other, []).append(outcome)
+    names = [args.name] if isinstance(args.name, str) else list(args.name)
+    rows, n_read, n_pairs, defaults = {}, 0, 0, set()
+    for name in names:
+        data = json.loads((args.out / f"{name}_key.json").read_text(encoding="utf-8"))
+        key, default = data["pairs"], data["default"]
+        defaults.add(default)
+        verdicts = read_verdicts(args.out / name, key)
+        n_read, n_pairs = n_read + len(verdicts), n_pairs + len(key)
+        for pid, k in key.items():
+            if pid not in verdicts:
+                continue
+            other = k["B"] if k["A"] == default else k["A"]
+            v = verdicts[pid][0]
+            outcome = 0 if v == "tie" else (1 if k[v] == default else -1)
+            rows.setdefault(other, []).append(outcome)
+    if len(defaults) != 1:
+        raise SystemExit(f"readings {names} compare different default arms {sorted(defaults)}: score them apart")
+    blind = args.out / names[-1]
+    pooled = f" (readings {', '.join(names)} pooled)" if len(names) > 1 else ""
     lines = [f"# Blind pairwise reading: `{default}` against each other arm", "",
-             f"{len(verdicts)} of {len(key)} pairs read. Win share = wins / (wins + losses), 95% bootstrap over "
+             f"{n_read} of {n_pairs} pairs read{pooled}. Win share = wins / (wins + losses), 95% bootstrap over "
              "pairs; ties are reported and left out of the share.", "",
              "| against | pairs read | wins | ties | losses | win share of decided |", "| --- | --- | --- | --- | --- | --- |"]
     rng = np.random.default_rng(0)
@@ -138,12 +159,21 @@ def main() -> None:
     ap.add_argument("--against", nargs="+", default=["random", "longest"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shares", type=int, default=4)
-    ap.add_argument("--name", default="blind",
-                    help="the reading's folder OUT/NAME and key OUT/NAME_key.json (another default arm: another name)")
+    ap.add_argument("--name", nargs="+", default=["blind"],
+                    help="the reading's folder OUT/NAME and key OUT/NAME_key.json (another default arm: another "
+                         "name); score pools several, make takes one")
+    ap.add_argument("--after", nargs="+", default=[],
+                    help="make: leave out the comparisons these earlier readings of the same arm already hold")
     ap.add_argument("--realdata", type=Path, default=DEFAULT_REALDATA)
     args = ap.parse_args()
     args.out = args.out.resolve()
-    make(args) if args.step == "make" else score(args)
+    if args.step == "make":
+        if len(args.name) != 1:
+            raise SystemExit("make writes one reading: give one --name")
+        args.name = args.name[0]
+        make(args)
+    else:
+        score(args)
 
 
 if __name__ == "__main__":

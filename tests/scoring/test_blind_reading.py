@@ -80,3 +80,39 @@ def test_a_repetition_penalty_reaches_the_decoder(tmp_path):
 
     assert answer(1.0) == answer(1.0), "greedy decoding is deterministic"
     assert answer(5.0) != answer(1.0), "the penalty changes what greedy decoding picks"
+
+
+def test_a_second_reading_leaves_out_what_the_first_holds_and_scores_pooled(tmp_path):
+    args = _setup(tmp_path, n_items=6)
+    first_answers = args.out / "answers" / "model-jquality-v2-s0.jsonl"
+    all_lines = first_answers.read_text(encoding="utf-8").splitlines()
+    first_answers.write_text("\n".join(all_lines[:2]), encoding="utf-8")  # the default answered 2 items so far
+    blind_pairs.make(args)
+    first = json.loads((args.out / "blind_key.json").read_text(encoding="utf-8"))["pairs"]
+    assert len(first) == 4
+    for pid, k in first.items():  # the first reading: the default loses every pair
+        verdict = "B" if k["A"] == "model:jquality-v2" else "A"
+        with (args.out / "blind" / f"verdicts-{pid.split('-')[0]}.tsv").open("a", encoding="utf-8") as f:
+            f.write(f"{pid}\t{verdict}\tread it\n")
+
+    first_answers.write_text("\n".join(all_lines), encoding="utf-8")  # all 6 answered now
+    more = argparse.Namespace(**{**vars(args), "name": "blind-more", "after": ["blind"]})
+    blind_pairs.make(more)
+    second = json.loads((args.out / "blind-more_key.json").read_text(encoding="utf-8"))["pairs"]
+    seen = {(k["item_id"], k["A"], k["B"]) for k in first.values()}
+    assert len(second) == 8 and not seen & {(k["item_id"], k["A"], k["B"]) for k in second.values()}, \
+        "no comparison is shown twice"
+    for pid, k in second.items():  # the second: the default wins every pair
+        verdict = "A" if k["A"] == "model:jquality-v2" else "B"
+        with (args.out / "blind-more" / f"verdicts-{pid.split('-')[0]}.tsv").open("a", encoding="utf-8") as f:
+            f.write(f"{pid}\t{verdict}\tread it\n")
+
+    blind_pairs.score(argparse.Namespace(**{**vars(args), "name": ["blind", "blind-more"]}))
+    table = (args.out / "blind-more" / "results.md").read_text(encoding="utf-8")
+    assert "12 of 12 pairs read (readings blind, blind-more pooled)" in table
+    assert "| random | 6 | 4 | 0 | 2 | 0.67" in table and "| longest | 6 | 4 | 0 | 2 | 0.67" in table
+
+    other = argparse.Namespace(**{**vars(args), "name": "blind-x", "after": ["blind"], "default": "random",
+                                  "against": ["longest"]})
+    with pytest.raises(SystemExit, match="same arm and seed"):
+        blind_pairs.make(other)
