@@ -1,15 +1,18 @@
-"""``jcurate experiment``: does training on the top-k subset beat a random subset of the same size?
+"""``jcurate experiment``: does training on the top-k subset beat a random subset of the same size,
+and the same number of the longest answers?
 
-From one curation run: build the top-k subset and a random subset of the same size under the
-same license filter, train both with the same config and seed, evaluate both with the same
-eval config, and compare them (paired bootstrap over the eval items).
+From one curation run: build the top-k subset and each baseline subset of the same size under the
+same license filter (``random``: k records drawn with the seed; ``longest``: the k longest answers,
+the "Long Is More" baseline that a quality score has to clear, see docs/benchmarks.md), train each with
+the same config and seed, evaluate each with the same eval config, and compare top-k with each baseline
+(paired bootstrap over the eval items).
 """
 
 from __future__ import annotations
 
 import copy
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -33,14 +36,38 @@ class ExperimentConfig:
     eval_config: str = "eval/configs/eval-cpu-smoke.yaml"  # its train_run is set per arm
     out_dir: str = "runs/experiment"
     note: str | None = None  # printed with the comparison (e.g. "tiny model: the numbers mean nothing")
+    baselines: list[str] = field(default_factory=lambda: ["random", "longest"])  # what top-k is compared with
+
+
+BASELINES = ("random", "longest")
+LENGTH_SCORER = "answer_length"  # the scores `longest` ranks by (characters of the answer a record trains)
 
 
 def load_experiment_config(path: str | Path) -> ExperimentConfig:
     data = load_yaml(path, "experiment config") or {}
     try:
-        return from_dict(ExperimentConfig, data)
+        cfg = from_dict(ExperimentConfig, data)
     except JcurateError as e:
         raise JcurateError(f"{path}: {e}") from None
+    unknown = [b for b in cfg.baselines if b not in BASELINES]
+    if unknown or not cfg.baselines:
+        raise JcurateError(f"{path}: baselines must be one or more of {', '.join(BASELINES)}, got {cfg.baselines}")
+    return cfg
+
+
+def score_answer_lengths(db: str, run: str | None) -> str:
+    """Stores every kept record's answer length as the scorer ``answer_length`` (what ``longest`` ranks by)."""
+    from curate.scoring.kept_scores import answer_text, store_kept_scores
+    from store.connection import connect
+    from store.runs import resolve_run
+
+    con = connect(db)
+    try:
+        store_kept_scores(con, resolve_run(con, run), LENGTH_SCORER, LENGTH_SCORER,
+                          lambda recs: [float(len(answer_text(r))) for r in recs])
+    finally:
+        con.close()
+    return LENGTH_SCORER
 
 
 def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
@@ -54,12 +81,14 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    arms = {
-        "topk": SubsetCriteria(name=f"{cfg.name}-topk", run_id=cfg.run, license_use=cfg.license_use,
-                               top_k=cfg.k, score=cfg.score, diversity=cfg.diversity, per_source=cfg.per_source),
-        "random": SubsetCriteria(name=f"{cfg.name}-random", run_id=cfg.run, license_use=cfg.license_use,
-                                 random=cfg.k, seed=cfg.seed),
-    }
+    arms = {"topk": SubsetCriteria(name=f"{cfg.name}-topk", run_id=cfg.run, license_use=cfg.license_use,
+                                   top_k=cfg.k, score=cfg.score, diversity=cfg.diversity, per_source=cfg.per_source)}
+    if "random" in cfg.baselines:
+        arms["random"] = SubsetCriteria(name=f"{cfg.name}-random", run_id=cfg.run, license_use=cfg.license_use,
+                                        random=cfg.k, seed=cfg.seed)
+    if "longest" in cfg.baselines:
+        arms["longest"] = SubsetCriteria(name=f"{cfg.name}-longest", run_id=cfg.run, license_use=cfg.license_use,
+                                         top_k=cfg.k, score=score_answer_lengths(cfg.db, cfg.run))
     base_train = load_yaml(cfg.train_config, "train config")
     train_runs = {}
     for arm, criteria in arms.items():
@@ -77,22 +106,27 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
     evals = {}
     for arm, train_run in train_runs.items():
         evals[arm] = run_eval(load_eval_config(cfg.eval_config, train_run=train_run, db=cfg.db), log=log)
-    comparisons = {}
+    against = {}  # baseline -> metric -> top-k (B) against the baseline (A)
     con = connect(cfg.db)
     try:
-        for metric in ("score", "ref_nll"):  # each metric both arms measured
-            run_a, a = load_run_scores(con, evals["random"]["eval_run_id"], metric)
-            run_b, b = load_run_scores(con, evals["topk"]["eval_run_id"], metric)
-            if any(v[1] is not None for v in a.values()) and any(v[1] is not None for v in b.values()):
-                comparisons[metric] = compare_scores(a, b, run_a, run_b, seed=cfg.seed, metric=metric)
+        for baseline in cfg.baselines:
+            for metric in ("score", "ref_nll"):  # each metric both arms measured
+                run_a, a = load_run_scores(con, evals[baseline]["eval_run_id"], metric)
+                run_b, b = load_run_scores(con, evals["topk"]["eval_run_id"], metric)
+                if any(v[1] is not None for v in a.values()) and any(v[1] is not None for v in b.values()):
+                    against.setdefault(baseline, {})[metric] = compare_scores(a, b, run_a, run_b, seed=cfg.seed,
+                                                                              metric=metric)
     finally:
         con.close()
-    if not comparisons:
-        raise JcurateError("the two arms share no measured eval item: nothing to compare")
-    report = "\n".join(to_markdown(c, cfg.note) for c in comparisons.values())
+    if not against:
+        raise JcurateError("top-k and its baselines share no measured eval item: nothing to compare")
+    report = "\n".join(f"## top-k against {baseline} (A: {arms[baseline].name}, B: {arms['topk'].name})\n\n"
+                       + "\n".join(to_markdown(c, cfg.note) for c in by_metric.values())
+                       for baseline, by_metric in against.items())
     (out / "comparison.md").write_text(report, encoding="utf-8")
+    comparisons = next(iter(against.values()))
     first = next(iter(comparisons.values()))
     plot(first, out / "comparison.png")
     log(report)
     return {"train_runs": train_runs, "evals": evals, "comparison": first, "comparisons": comparisons,
-            "report": str(out / "comparison.md")}
+            "against": against, "report": str(out / "comparison.md")}

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.real_data.build_inputs import DEFAULT_REALDATA  # noqa: E402
+from curate.scoring.kept_scores import answer_text  # noqa: E402
 
 TOPK = ROOT / "benchmarks" / "topk_vs_random"
 SETS = {"dev": "eval/japanese_mt_bench.jsonl", "test": "eval/elyza_tasks_100.jsonl"}
@@ -47,14 +48,6 @@ def log(msg: str) -> None:
 
 def jcurate(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "jcurate.cli", *args], cwd=ROOT, check=True)
-
-
-def answer_text(r) -> str:
-    """The answer a record trains: its output, or a conversation's last assistant turn."""
-    if r.messages:
-        turns = [m.get("content") or "" for m in r.messages if m.get("role") == "assistant"]
-        return turns[-1] if turns else ""
-    return r.output or ""
 
 
 def selector_scores(arm: str):

@@ -30,6 +30,14 @@ class KeptRecord:
     messages: list | None
 
 
+def answer_text(r: KeptRecord) -> str:
+    """The answer a record trains: its output, or a conversation's last assistant turn."""
+    if r.messages:
+        turns = [m.get("content") or "" for m in r.messages if m.get("role") == "assistant"]
+        return turns[-1] if turns else ""
+    return r.output or ""
+
+
 def kept_records(con, run_id: str, batch: int = 5000, after: str = "") -> list[KeptRecord]:
     """Up to ``batch`` kept records of the run with ids after ``after``, in id order (a page: the
     caller inserts between pages, which a pending DuckDB result would not survive)."""

@@ -83,8 +83,15 @@ def test_experiment_end_to_end_on_the_default(default_run, tmp_path):
     result = run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
     con = duckdb.connect(str(db), read_only=True)
     sizes = con.execute("SELECT name, n_records FROM subsets WHERE name LIKE 'cpu-smoke-%' ORDER BY name").fetchall()
-    assert sizes == [("cpu-smoke-random", 30), ("cpu-smoke-topk", 30)]
-    for arm in ("topk", "random"):
+    assert sizes == [("cpu-smoke-longest", 30), ("cpu-smoke-random", 30), ("cpu-smoke-topk", 30)]
+    # longest: the 30 longest answers of the run's kept records that pass the license filter
+    longest = con.execute("""SELECT min(length(r.output)) FROM subset_members m JOIN records r USING (record_id)
+                             WHERE m.subset = 'cpu-smoke-longest'""").fetchone()[0]
+    longer = con.execute("""SELECT count(*) FROM subset_members m JOIN records r USING (record_id)
+                            WHERE m.subset = 'cpu-smoke-random' AND length(r.output) > ?""", [longest]).fetchone()[0]
+    assert longer < 30 and con.execute("SELECT count(DISTINCT record_id) FROM scores WHERE scorer = 'answer_length'"
+                                       ).fetchone()[0] >= 30
+    for arm in ("topk", "random", "longest"):
         train_run = result["train_runs"][arm]
         ev = result["evals"][arm]
         assert ev["decont_overlap"] == 0
@@ -95,13 +102,16 @@ def test_experiment_end_to_end_on_the_default(default_run, tmp_path):
     # Q5 of the README: which train run used which subset, and how did it score
     q5 = con.execute("""SELECT t.subset, avg(e.score) FROM train_runs t JOIN eval_results e USING (train_run_id)
                         GROUP BY t.subset ORDER BY t.subset""").fetchall()
-    assert [r[0] for r in q5] == ["cpu-smoke-random", "cpu-smoke-topk"]
+    assert [r[0] for r in q5] == ["cpu-smoke-longest", "cpu-smoke-random", "cpu-smoke-topk"]
     c = result["comparison"]
     assert c.n == 6 and c.ci_low <= c.diff <= c.ci_high
     nll = result["comparisons"]["ref_nll"]
     assert nll.n == 2 and nll.ci_low <= nll.diff <= nll.ci_high, "the 2 ELYZA items have references"
+    assert set(result["against"]) == {"random", "longest"}
+    assert result["against"]["longest"]["ref_nll"].run_a == result["evals"]["longest"]["eval_run_id"]
     report = (tmp_path / "runs/comparison.md").read_text(encoding="utf-8")
     assert "the scores mean nothing" in report and "bootstrap 95% CI" in report and "lower is better" in report
+    assert "## top-k against random (A: cpu-smoke-random" in report and "## top-k against longest (A: cpu-smoke-longest" in report
     assert (tmp_path / "runs/comparison.png").stat().st_size > 1000
 
 
@@ -202,3 +212,12 @@ def test_a_judge_free_eval_stores_the_reference_nll_and_compares_it(default_run,
     assert "lower is better" in out and "Paired items: 4" in out
     with pytest.raises(Exception, match="nothing to measure"):
         load_eval_config(None, reference_nll=False, model="x")
+
+
+def test_an_unknown_experiment_baseline_is_named(tmp_path):
+    from core.errors import JcurateError
+    from eval.experiment import load_experiment_config
+
+    (tmp_path / "exp.yaml").write_text("k: 10\nbaselines: [random, shortest]\n", encoding="utf-8")
+    with pytest.raises(JcurateError, match=r"exp.yaml: baselines must be one or more of random, longest"):
+        load_experiment_config(tmp_path / "exp.yaml")
