@@ -85,7 +85,7 @@ def make(args) -> None:
         (args.out / f"share-{s}.md").write_text("\n".join(lines), encoding="utf-8")
     n_a = sum(1 for side, _ in items if side == "A")
     key_path = args.out.parent / f"{args.out.name}_key.json"
-    key_path.write_text(json.dumps({"A": args.a, "B": args.b, "db": str(args.db), "only_A": len(set(a) - set(b)),
+    key_path.write_text(json.dumps({"A": args.a, "B": args.b, "db": args.db.name, "only_A": len(set(a) - set(b)),
                                     "only_B": len(set(b) - set(a)), "items": key}, ensure_ascii=False, indent=0),
                         encoding="utf-8")
     print(f"{len(items)} records ({n_a} only in A, {len(items) - n_a} only in B) in {args.shares} shares under "
