@@ -9,7 +9,9 @@
    dev set (Japanese MT-Bench first turns with gpt-4o references checked by people).
 3. Every selector scores the run's kept records into the store (scorer ``sel-<arm>``): ``longest`` the
    answer's length in characters (the "Long Is More" baseline), ``model:<name>`` a shipped-scorer model
-   (``curate/scoring/models/<name>`` or a folder); ``random`` needs no score.
+   (``curate/scoring/models/<name>`` or a folder); ``random`` needs no score. A scored arm with the suffix
+   ``+per-source`` (``model:jquality-v4+per-source``) takes its top-k within each source in proportion to the
+   pool (``jcurate subset --per-source``).
 4. Per arm and seed: ``jcurate subset`` (same k, same license filter), LoRA with the same recipe and seed
    (``train-gemma3-270m-lora.yaml`` of the top-k experiment), and the judge-free reference NLL of the dev
    and the test set, each also with the end tokens' probability renormalised away (``eval/likelihood.py``).
@@ -48,6 +50,20 @@ def log(msg: str) -> None:
 
 def jcurate(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "jcurate.cli", *args], cwd=ROOT, check=True)
+
+
+PER_SOURCE = "+per-source"  # an arm's suffix: its top-k taken within each source in proportion to the pool
+
+
+def split_arm(arm: str) -> tuple[str, bool]:
+    """(the selector, whether its top-k is taken per source): ``model:jquality-v4+per-source`` is
+    ``jcurate subset --top-k K --per-source`` by jquality-v4."""
+    if arm.endswith(PER_SOURCE):
+        base = arm[: -len(PER_SOURCE)]
+        if base == "random":
+            raise SystemExit("random+per-source: a random draw already keeps the pool's mix; use random")
+        return base, True
+    return arm, False
 
 
 def selector_scores(arm: str):
@@ -129,10 +145,12 @@ def run_arm(arm: str, seed: int, args, db: Path, model: Path, out: Path) -> dict
     result_file = out / "arms" / f"{tag}-s{seed}.json"
     if result_file.is_file():
         return json.loads(result_file.read_text(encoding="utf-8"))
-    scorer = store_selector(db, arm)
+    selector, per_source = split_arm(arm)
+    scorer = store_selector(db, selector)
     name = f"sel-{args.pool}-k{args.k}-{tag}-s{seed}"
     criteria = (SubsetCriteria(name=name, license_use=args.license_use, random=args.k, seed=seed) if scorer is None
-                else SubsetCriteria(name=name, license_use=args.license_use, top_k=args.k, score=scorer))
+                else SubsetCriteria(name=name, license_use=args.license_use, top_k=args.k, score=scorer,
+                                    per_source=per_source))
     subset = create_subset(db, criteria, load_catalogue(), replace=True)
     con = connect(db, read_only=True)
     try:

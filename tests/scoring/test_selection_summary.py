@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks.selection.summary import summary
 
 
@@ -30,3 +32,13 @@ def test_pooled_over_shared_seeds_and_means_over_the_arm_s_seeds(tmp_path):
     assert "| instruction-k100 | 0, 1 | model:jquality-v4 − random | -0.1900 [" in text
     assert "| instruction-k100 | 0, 1 | model:jquality-v4 − longest | -0.0900 [" in text
     assert "other-k100" not in text
+
+
+def test_a_per_source_arm_names_its_selector_and_random_refuses_it():
+    from benchmarks.selection.run import arm_tag, split_arm
+
+    assert split_arm("model:jquality-v4+per-source") == ("model:jquality-v4", True)
+    assert split_arm("longest") == ("longest", False)
+    assert arm_tag("model:jquality-v4+per-source") == "model-jquality-v4+per-source", "its own result files"
+    with pytest.raises(SystemExit, match="random\\+per-source"):
+        split_arm("random+per-source")
