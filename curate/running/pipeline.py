@@ -7,11 +7,13 @@ Stages (each a datatrove executor; ``depends`` chains them):
    candidates) -> MinHash signatures.
 2. ``minhash-buckets``: LSH bucket matching (datatrove's stage, its merge done by one sort; one
    task per worker, each merging several buckets).
-3. ``near-verify``: one task per worker verifies its share of the near-duplicate candidate
+3. ``near-pairs``: one task per worker (at most one per band) reads its share of the bands, finds their
+   near-duplicate candidate pairs and writes each to the verify task that owns it.
+4. ``near-verify``: one task per worker verifies its share of the near-duplicate candidate
    pairs (the shingles the filter tasks wrote) and writes the verified pairs.
-4. ``dedup-plan``: one task joins the verified pairs into duplicate groups, decides their
+5. ``dedup-plan``: one task joins the verified pairs into duplicate groups, decides their
    survivors, and lists each filtered shard's duplicates.
-5. ``dedup-decont``: re-read the filtered shards: the listed duplicates are copied to
+6. ``dedup-decont``: re-read the filtered shards: the listed duplicates are copied to
    ``OUT/dropped/exact_dedup`` and ``OUT/dropped/near_dedup`` in bulk (Arrow), the rest ->
    decontamination -> the shipped scorer's score -> write the kept records.
 
@@ -46,7 +48,7 @@ from curate.decont.decontaminate import InstructionDecontFilter, build_decont_in
 from curate.dedup.minhash import OnePermutationMinhashSignature, SortedMinhashBuckets
 from curate.dedup.near_duplicates import minhash_config
 from curate.dedup.part_shingles import PartShingleWriter
-from curate.dedup.plan import DedupPlan, NearPairVerifier, PlanTableWriter, verify_threads
+from curate.dedup.plan import DedupPlan, NearPairSharder, NearPairVerifier, PlanTableWriter, verify_threads
 from curate.filters.record_filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
 from curate.reading.manifest import Source
 from curate.reading.readers import SourceReader, check_field_mappings, check_readable
@@ -141,6 +143,15 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
              PlanTableWriter(str(work / "filtered"), str(work / "plan_table"), exact=config.exact_dedup.enabled)],
             min(workers, near.num_buckets),  # a task per bucket cost more in start-up than in work
         ))
+        # the candidate pairs found once, a share of the bands per task, and written to the verify task that
+        # owns each: every verify task reading and sorting every band was W times the work with W tasks
+        pair_tasks = min(workers, near.num_buckets)
+        stages.append((
+            "near-pairs",
+            [NearPairSharder(str(work / "minhash/buckets"), str(work / "near_pairs"), str(work / "plan_table"),
+                             verify_tasks=workers)],
+            pair_tasks,
+        ))
         # the candidate pairs verified in shares, one per worker: the pairs are what grows with the input, and
         # verifying them was most of the single plan task's time and memory (its shingles). Fewer tasks than
         # cores: each verifies on the idle cores' threads too (one task on 2 cores: 1.3x faster at 1M records)
@@ -149,7 +160,8 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
             [NearPairVerifier(str(work / "filtered"), str(work / "minhash/buckets"), str(work / "near_edges"),
                               exact=config.exact_dedup.enabled, near=near,
                               shingles_folder=str(work / "part_shingles"), table_folder=str(work / "plan_table"),
-                              threads=max(1, verify_threads() // workers))],
+                              threads=max(1, verify_threads() // workers), pairs_folder=str(work / "near_pairs"),
+                              pair_tasks=pair_tasks)],
             workers,
         ))
     plan = str(work / "dedup_plan.parquet")

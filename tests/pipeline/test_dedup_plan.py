@@ -400,6 +400,31 @@ def test_verify_tasks_in_any_number_decide_what_one_task_decides(tmp_path):
         assert len(list(edges.glob("*.npy"))) == world_size and not list(edges.glob("*.partial.npy"))
         plan, _ = decide_from_edges(folder, edges, True, tasks=world_size, table_folder=shared)
         assert plan.entries() == entries, world_size
+    # the pipeline's near-pairs stage: T tasks, each reading its share of the bands, hand every verify task
+    # exactly the pairs it finds reading every band itself, and the plan is the same
+    from curate.dedup.plan import NearPairSharder, candidate_pairs, read_pair_shards
+
+    opened = PlanTable.open(table, ids=False)
+    for pair_tasks, world_size in ((1, 1), (2, 2), (2, 3), (1, 3), (2, 7)):
+        pairs_folder = tmp_path / f"pairs-{pair_tasks}-{world_size}"
+        for rank in range(pair_tasks):
+            list(NearPairSharder(str(bucket_folder), str(pairs_folder), str(table), verify_tasks=world_size)
+                 .run(None, rank, pair_tasks))
+        assert not list(pairs_folder.rglob("*.partial.npy"))
+        for owner in range(world_size):
+            assert np.array_equal(read_pair_shards(pairs_folder, owner, pair_tasks, len(opened)),
+                                  candidate_pairs(opened, read_band_groups(bucket_folder), share=(owner, world_size)))
+        edges = tmp_path / f"edges-sharded-{pair_tasks}-{world_size}"
+        for rank in range(world_size):
+            list(NearPairVerifier(str(folder), str(bucket_folder), str(edges), exact=True, near=near,
+                                  shingles_folder=str(shingles), table_folder=str(table), pairs_folder=str(pairs_folder),
+                                  pair_tasks=pair_tasks).run(None, rank, world_size))
+        plan, _ = decide_from_edges(folder, edges, True, tasks=world_size, table_folder=table)
+        assert plan.entries() == entries, (pair_tasks, world_size)
+    # a near-pairs task that did not finish is named
+    (tmp_path / "pairs-2-3" / "00002" / "00001.npy").unlink()
+    with pytest.raises(JcurateError, match="near-dup pairs task 1 of 2 did not finish"):
+        read_pair_shards(tmp_path / "pairs-2-3", 2, 2, len(opened))
     # a verify task that did not finish is named, not silently left out
     (tmp_path / "edges-3" / "00001.npy").unlink()
     with pytest.raises(JcurateError, match="verify task 1 of 3 did not finish"):

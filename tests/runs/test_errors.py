@@ -116,7 +116,7 @@ def test_the_command_ends_with_everything_written(tmp_path):
     con.close()
     log = (out / "work/logs/datatrove.log").read_text(encoding="utf-8")
     last_stage = log.split("===== jcurate stage: dedup-decont =====")[-1].rstrip().splitlines()
-    assert len(log.split("===== jcurate stage:")) == 6, "the five stages' logs"
+    assert len(log.split("===== jcurate stage:")) == 7, "the six stages' logs"
     assert last_stage[-3].endswith("WRITER: 📒 jcurate records"), last_stage[-3:]
     assert last_stage[-1].lstrip().startswith("Stats: {XXXXX.parquet:"), "the last writer's statistics, whole"
 
@@ -133,10 +133,11 @@ def test_the_workers_log_goes_to_the_log_file_not_the_terminal(tmp_path):
                           cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Launching pipeline" not in proc.stderr and "Stats: {" not in proc.stderr, proc.stderr[-2000:]
-    assert "[5/5] dedup-decont done" in proc.stderr
+    assert "[6/6] dedup-decont done" in proc.stderr
     log = (out / "work/logs/datatrove.log").read_text(encoding="utf-8")
     stages = log.split("===== jcurate stage: ")[1:]
-    assert [s.split(" =====")[0] for s in stages] == ["filter", "minhash-buckets", "near-verify", "dedup-plan", "dedup-decont"]
+    assert [s.split(" =====")[0] for s in stages] == ["filter", "minhash-buckets", "near-pairs", "near-verify", "dedup-plan",
+                                                   "dedup-decont"]
     for stage in stages:
         assert "Launching pipeline for rank=" in stage and "tasks completed" in stage, stage[:300]
     assert stages[-1].rstrip().splitlines()[-1].endswith("2/2 tasks completed."), "the last task's lines, whole"
