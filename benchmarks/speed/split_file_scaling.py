@@ -97,11 +97,11 @@ def main() -> None:
     print(f"same decisions and scores: {one.contents == two.contents}")
 
 
-PLAN_STAGES = ("minhash-buckets", "near-verify", "dedup-plan")
+PLAN_STAGES = ("minhash-buckets", "near-pairs", "near-verify", "dedup-plan")
 
 
 def print_stage_bounds(one: Run, two: Run) -> None:
-    """Per stage (and the three plan stages together): the cores each run kept busy, the speed-up, and
+    """Per stage (and the plan stages together): the cores each run kept busy, the speed-up, and
     its bound on 2 cores, 2 x (wall with one worker) / (machine CPU seconds with two): a stage whose
     one-worker run already keeps both cores busy cannot go faster."""
     (wall1, cpu1), (wall2, cpu2) = (one.stages, one.stage_cpu), (two.stages, two.stage_cpu)
