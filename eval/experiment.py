@@ -5,7 +5,8 @@ From one curation run: build the top-k subset and each baseline subset of the sa
 same license filter (``random``: k records drawn with the seed; ``longest``: the k longest answers,
 the "Long Is More" baseline that a quality score has to clear, see docs/benchmarks.md), train each with
 the same config and seed, evaluate each with the same eval config, and compare top-k with each baseline
-(paired bootstrap over the eval items).
+(paired bootstrap over the eval items). With ``seeds: [0, 1, 2]`` every arm is trained once per seed
+(random draws again with each) and the comparison pools the (seed, item) pairs, as the selection benchmark does.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ExperimentConfig:
     per_source: bool = False  # top-k per source, in proportion to the pool (see curate.handover.subsets.per_source_top)
     k: int = 200
     seed: int = 0
+    seeds: list[int] | None = None  # train every arm once per seed and pool the comparison (default: [seed])
     diversity: float | None = None
     train_config: str = "train/configs/cpu-smoke.yaml"  # its data.subset and output_dir are set per arm
     eval_config: str = "eval/configs/eval-cpu-smoke.yaml"  # its train_run is set per arm
@@ -52,6 +54,8 @@ def load_experiment_config(path: str | Path) -> ExperimentConfig:
     unknown = [b for b in cfg.baselines if b not in BASELINES]
     if unknown or not cfg.baselines:
         raise JcurateError(f"{path}: baselines must be one or more of {', '.join(BASELINES)}, got {cfg.baselines}")
+    if cfg.seeds is not None and (not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds)):
+        raise JcurateError(f"{path}: seeds must be distinct integers, at least one, got {cfg.seeds}")
     return cfg
 
 
@@ -81,52 +85,73 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    arms = {"topk": SubsetCriteria(name=f"{cfg.name}-topk", run_id=cfg.run, license_use=cfg.license_use,
-                                   top_k=cfg.k, score=cfg.score, diversity=cfg.diversity, per_source=cfg.per_source)}
-    if "random" in cfg.baselines:
-        arms["random"] = SubsetCriteria(name=f"{cfg.name}-random", run_id=cfg.run, license_use=cfg.license_use,
-                                        random=cfg.k, seed=cfg.seed)
-    if "longest" in cfg.baselines:
-        arms["longest"] = SubsetCriteria(name=f"{cfg.name}-longest", run_id=cfg.run, license_use=cfg.license_use,
-                                         top_k=cfg.k, score=score_answer_lengths(cfg.db, cfg.run))
+    seeds = cfg.seeds or [cfg.seed]
+    several = len(seeds) > 1
+    length_scores = score_answer_lengths(cfg.db, cfg.run) if "longest" in cfg.baselines else None
+
+    def criteria_of(arm: str, seed: int) -> SubsetCriteria:
+        """top-k and longest-k are the same records under every seed (only training's seed changes); random
+        draws with each seed (its own subset per seed when there are several)."""
+        if arm == "topk":
+            return SubsetCriteria(name=f"{cfg.name}-topk", run_id=cfg.run, license_use=cfg.license_use, top_k=cfg.k,
+                                  score=cfg.score, diversity=cfg.diversity, per_source=cfg.per_source)
+        if arm == "random":
+            return SubsetCriteria(name=f"{cfg.name}-random" + (f"-s{seed}" if several else ""), run_id=cfg.run,
+                                  license_use=cfg.license_use, random=cfg.k, seed=seed)
+        return SubsetCriteria(name=f"{cfg.name}-longest", run_id=cfg.run, license_use=cfg.license_use, top_k=cfg.k,
+                              score=length_scores)
+
+    arms = ["topk", *cfg.baselines]
     base_train = load_yaml(cfg.train_config, "train config")
-    train_runs = {}
-    for arm, criteria in arms.items():
-        subset = create_subset(cfg.db, criteria, load_catalogue(), replace=True)
-        log(f"[{arm}] subset {subset['name']}: {subset['n_records']} records")
-        train_cfg = copy.deepcopy(base_train)
-        train_cfg.setdefault("data", {}).update(subset=criteria.name, db=cfg.db, file=None)
-        train_cfg.setdefault("training", {}).update(output_dir=str(out / arm), seed=cfg.seed)
-        path = Path(tempfile.mkdtemp()) / f"{arm}.yaml"
-        path.write_text(yaml.safe_dump(train_cfg, allow_unicode=True), encoding="utf-8")
-        result = run_training(load_train_config(path), log=log)
-        train_runs[arm] = result["train_run_id"]
-        log(f"[{arm}] train run {result['train_run_id']}: loss {result['train_loss_first']} -> "
-            f"{result['train_loss_last']}")
-    evals = {}
-    for arm, train_run in train_runs.items():
-        evals[arm] = run_eval(load_eval_config(cfg.eval_config, train_run=train_run, db=cfg.db), log=log)
-    against = {}  # baseline -> metric -> top-k (B) against the baseline (A)
+    train_runs, subsets = {}, {}  # (arm, seed) -> train run id / subset name
+    for seed in seeds:
+        for arm in arms:
+            criteria = criteria_of(arm, seed)
+            if criteria.name not in subsets.values():
+                subset = create_subset(cfg.db, criteria, load_catalogue(), replace=True)
+                log(f"[{arm}] subset {subset['name']}: {subset['n_records']} records")
+            subsets[(arm, seed)] = criteria.name
+            tag = f"{arm}-s{seed}" if several else arm
+            train_cfg = copy.deepcopy(base_train)
+            train_cfg.setdefault("data", {}).update(subset=criteria.name, db=cfg.db, file=None)
+            train_cfg.setdefault("training", {}).update(output_dir=str(out / tag), seed=seed)
+            path = Path(tempfile.mkdtemp()) / f"{tag}.yaml"
+            path.write_text(yaml.safe_dump(train_cfg, allow_unicode=True), encoding="utf-8")
+            result = run_training(load_train_config(path), log=log)
+            train_runs[(arm, seed)] = result["train_run_id"]
+            log(f"[{tag}] train run {result['train_run_id']}: loss {result['train_loss_first']} -> "
+                f"{result['train_loss_last']}")
+    evals = {key: run_eval(load_eval_config(cfg.eval_config, train_run=train_run, db=cfg.db), log=log)
+             for key, train_run in train_runs.items()}
+    against = {}  # baseline -> metric -> top-k (B) against the baseline (A), paired by (seed, item)
     con = connect(cfg.db)
     try:
         for baseline in cfg.baselines:
             for metric in ("score", "ref_nll"):  # each metric both arms measured
-                run_a, a = load_run_scores(con, evals[baseline]["eval_run_id"], metric)
-                run_b, b = load_run_scores(con, evals["topk"]["eval_run_id"], metric)
+                pooled = {"a": {}, "b": {}}
+                for seed in seeds:
+                    for side, arm in (("a", baseline), ("b", "topk")):
+                        _, scores = load_run_scores(con, evals[(arm, seed)]["eval_run_id"], metric)
+                        pooled[side].update({f"s{seed}:{item}" if several else item: v for item, v in scores.items()})
+                a, b = pooled["a"], pooled["b"]
                 if any(v[1] is not None for v in a.values()) and any(v[1] is not None for v in b.values()):
-                    against.setdefault(baseline, {})[metric] = compare_scores(a, b, run_a, run_b, seed=cfg.seed,
+                    run_a, run_b = ("+".join(evals[(arm, s)]["eval_run_id"] for s in seeds) for arm in (baseline, "topk"))
+                    against.setdefault(baseline, {})[metric] = compare_scores(a, b, run_a, run_b, seed=seeds[0],
                                                                               metric=metric)
     finally:
         con.close()
     if not against:
         raise JcurateError("top-k and its baselines share no measured eval item: nothing to compare")
-    report = "\n".join(f"## top-k against {baseline} (A: {arms[baseline].name}, B: {arms['topk'].name})\n\n"
-                       + "\n".join(to_markdown(c, cfg.note) for c in by_metric.values())
+    pooled_note = f"; seeds {', '.join(map(str, seeds))} pooled, paired by (seed, item)" if several else ""
+    report = "\n".join(f"## top-k against {baseline} (A: {subsets[(baseline, seeds[0])]}, B: {subsets[('topk', seeds[0])]}"
+                       f"{pooled_note})\n\n" + "\n".join(to_markdown(c, cfg.note) for c in by_metric.values())
                        for baseline, by_metric in against.items())
     (out / "comparison.md").write_text(report, encoding="utf-8")
     comparisons = next(iter(against.values()))
     first = next(iter(comparisons.values()))
     plot(first, out / "comparison.png")
     log(report)
-    return {"train_runs": train_runs, "evals": evals, "comparison": first, "comparisons": comparisons,
-            "against": against, "report": str(out / "comparison.md")}
+    return {"train_runs": {arm: train_runs[(arm, seeds[0])] for arm in arms},  # the first seed's, by arm
+            "evals": {arm: evals[(arm, seeds[0])] for arm in arms},
+            "train_runs_by_seed": train_runs, "evals_by_seed": evals, "seeds": seeds,
+            "comparison": first, "comparisons": comparisons, "against": against, "report": str(out / "comparison.md")}

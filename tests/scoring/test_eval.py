@@ -214,10 +214,48 @@ def test_a_judge_free_eval_stores_the_reference_nll_and_compares_it(default_run,
         load_eval_config(None, reference_nll=False, model="x")
 
 
+@needs_torch
+def test_an_experiment_with_seeds_trains_each_arm_per_seed_and_pools_the_pairs(default_run, tmp_path):
+    from eval.experiment import load_experiment_config, run_experiment
+
+    db = tmp_path / "store.duckdb"
+    shutil.copy(default_run[1], db)
+    train = yaml.safe_load((ROOT / "train/configs/cpu-smoke.yaml").read_text(encoding="utf-8"))
+    train["model"]["model_name_or_path"] = str(tmp_path / "tiny")
+    train["training"].update(max_steps=2, logging_steps=1, disable_tqdm=True)
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train, allow_unicode=True), encoding="utf-8")
+    ev = yaml.safe_load((ROOT / "eval/configs/eval-cpu-smoke.yaml").read_text(encoding="utf-8"))
+    ev.update(limit=2, eval_files=[ev["eval_files"][0]])
+    ev["generation"]["max_new_tokens"] = 4
+    ev["judge"]["model"] = str(tmp_path / "tiny")
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump(ev, allow_unicode=True), encoding="utf-8")
+    exp = yaml.safe_load((ROOT / "eval/configs/experiment-cpu-smoke.yaml").read_text(encoding="utf-8"))
+    exp.update(db=str(db), k=20, seeds=[0, 1], baselines=["random"], train_config=str(tmp_path / "train.yaml"),
+               eval_config=str(tmp_path / "eval.yaml"), out_dir=str(tmp_path / "runs"))
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp, allow_unicode=True), encoding="utf-8")
+
+    result = run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+    assert sorted(result["train_runs_by_seed"]) == [("random", 0), ("random", 1), ("topk", 0), ("topk", 1)]
+    con = duckdb.connect(str(db), read_only=True)
+    subsets = dict(con.execute("SELECT subset, count(*) FROM train_runs WHERE subset LIKE 'cpu-smoke-%' GROUP BY 1"
+                               ).fetchall())
+    assert subsets == {"cpu-smoke-topk": 2, "cpu-smoke-random-s0": 1, "cpu-smoke-random-s1": 1}, \
+        "top-k trained twice on the same records, random drawn again per seed"
+    drawn = [set(r[0] for r in con.execute("SELECT record_id FROM subset_members WHERE subset = ?",
+                                            [f"cpu-smoke-random-s{s}"]).fetchall()) for s in (0, 1)]
+    assert drawn[0] != drawn[1]
+    nll = result["against"]["random"]["ref_nll"]
+    assert nll.n == 2 * 2 and nll.ci_low <= nll.diff <= nll.ci_high, "2 ELYZA items under each of 2 seeds, paired"
+    assert "seeds 0, 1 pooled, paired by (seed, item)" in (tmp_path / "runs/comparison.md").read_text(encoding="utf-8")
+
+
 def test_an_unknown_experiment_baseline_is_named(tmp_path):
     from core.errors import JcurateError
     from eval.experiment import load_experiment_config
 
     (tmp_path / "exp.yaml").write_text("k: 10\nbaselines: [random, shortest]\n", encoding="utf-8")
     with pytest.raises(JcurateError, match=r"exp.yaml: baselines must be one or more of random, longest"):
+        load_experiment_config(tmp_path / "exp.yaml")
+    (tmp_path / "exp.yaml").write_text("k: 10\nseeds: [0, 0]\n", encoding="utf-8")
+    with pytest.raises(JcurateError, match=r"exp.yaml: seeds must be distinct integers"):
         load_experiment_config(tmp_path / "exp.yaml")
