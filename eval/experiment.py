@@ -52,8 +52,9 @@ def load_experiment_config(path: str | Path) -> ExperimentConfig:
     except JcurateError as e:
         raise JcurateError(f"{path}: {e}") from None
     unknown = [b for b in cfg.baselines if b not in BASELINES]
-    if unknown or not cfg.baselines:
-        raise JcurateError(f"{path}: baselines must be one or more of {', '.join(BASELINES)}, got {cfg.baselines}")
+    if unknown or not cfg.baselines or len(set(cfg.baselines)) != len(cfg.baselines):
+        raise JcurateError(f"{path}: baselines must be one or more of {', '.join(BASELINES)}, each once, got "
+                           f"{cfg.baselines}")
     if cfg.seeds is not None and (not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds)):
         raise JcurateError(f"{path}: seeds must be distinct integers, at least one, got {cfg.seeds}")
     return cfg
