@@ -268,19 +268,15 @@ def pairs_of_keys(keys: np.ndarray, n: int) -> np.ndarray:
     return np.stack([keys // max(n, 1), keys % max(n, 1)], axis=1)
 
 
-def candidate_pairs(table: PlanTable, bands: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                    share: tuple[int, int] = (0, 1)) -> np.ndarray:
+def candidate_pairs(table: PlanTable, bands: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
     """(P, 2) survivor positions, first < second, each pair once, in key order: every band's pairs
-    (``band_pairs``). ``share=(rank, tasks)``: only the pairs whose first record lies in one of the task's
-    blocks of positions (``share_blocks``): a verify task's share. The shares are disjoint and together they
-    are all the pairs."""
+    (``band_pairs``). A verify task's share of them is those whose first record lies in its blocks of positions
+    (``share_blocks``); the ``NearPairSharder`` tasks hand each task exactly that share."""
     n = len(table)
-    mine_rank, tasks = share
     keys = PairKeys()
     for group, rank, doc_idx in bands:
         a, b = band_pairs(table, group, rank, doc_idx)
-        mine = share_blocks(a, n, tasks) == mine_rank if tasks > 1 else slice(None)
-        keys.add(a[mine] * n + b[mine])
+        keys.add(a * n + b)
     return pairs_of_keys(keys.sorted(), n)
 
 
@@ -716,7 +712,7 @@ def pair_shard_path(pairs_folder: str | Path, owner: int, rank: int) -> Path:
 
 def read_pair_shards(pairs_folder: str | Path, owner: int, pair_tasks: int, n: int) -> np.ndarray:
     """Verify task ``owner``'s candidate pairs from every near-pairs task's shard for it: each pair once, in
-    key order, the pairs ``candidate_pairs(..., share=(owner, tasks))`` finds reading every band itself."""
+    key order: the pairs of ``candidate_pairs`` whose first record lies in the owner's blocks (``share_blocks``)."""
     parts = []
     for rank in range(pair_tasks):
         path = pair_shard_path(pairs_folder, owner, rank)
@@ -769,33 +765,27 @@ class NearPairSharder(PipelineStep):
 
 class NearPairVerifier(PipelineStep):
     """Task ``rank`` of ``world_size``: the near-duplicate candidate pairs whose first record lies in its
-    blocks of positions (``share_blocks``), verified against the part shingles the filter tasks wrote; writes the
-    verified pairs to ``edges_folder/RANK.npy``. The shares are disjoint and cover every pair, so every
-    pair is verified once, by one task, however many bands it was found in. With ``pairs_folder`` (the
-    pipeline's way) the task reads its pairs from the ``NearPairSharder`` tasks' shards; without, it reads
-    every band and keeps its share (the same pairs, each task doing all the bands' work). ``threads``:
-    verify a batch's pairs on this many threads (at most this process's cores; the pipeline gives each task
-    the cores the other tasks leave idle)."""
+    blocks of positions (``share_blocks``), read from the ``NearPairSharder`` tasks' shards in ``pairs_folder``
+    and verified against the part shingles the filter tasks wrote; writes the verified pairs to
+    ``edges_folder/RANK.npy``. The shares are disjoint and cover every pair, so every pair is verified once, by
+    one task, however many bands it was found in. ``threads``: verify a batch's pairs on this many threads (at
+    most this process's cores; the pipeline gives each task the cores the other tasks leave idle)."""
 
     name = "🔗 near-dup verify"
 
-    def __init__(self, records_folder: str, buckets_folder: str, edges_folder: str, exact: bool,
+    def __init__(self, records_folder: str, pairs_folder: str, pair_tasks: int, edges_folder: str, exact: bool,
                  near: NearDedupConfig, shingles_folder: str | None = None, threads: int = 1,
-                 table_folder: str | None = None, pairs_folder: str | None = None, pair_tasks: int = 0):
+                 table_folder: str | None = None):
         super().__init__()
-        self.records_folder, self.buckets_folder, self.edges_folder = records_folder, buckets_folder, edges_folder
-        self.exact, self.near, self.shingles_folder, self.threads = exact, near, shingles_folder, threads
+        self.records_folder, self.pairs_folder, self.pair_tasks = records_folder, pairs_folder, pair_tasks
+        self.edges_folder, self.exact, self.near = edges_folder, exact, near
+        self.shingles_folder, self.threads = shingles_folder, threads
         self.table_folder = table_folder  # the PlanTableWriter's table; None: each task builds its own
-        # the NearPairSharder tasks' shards of the pairs; None: this task reads every band for its pairs
-        self.pairs_folder, self.pair_tasks = pairs_folder, pair_tasks
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         with self.track_time():
             table = PlanTable.open_or_load(self.table_folder, self.records_folder, self.exact, ids=False)
-            if self.pairs_folder:
-                pairs = read_pair_shards(self.pairs_folder, rank, self.pair_tasks, len(table))
-            else:
-                pairs = candidate_pairs(table, read_band_groups(self.buckets_folder), share=(rank, world_size))
+            pairs = read_pair_shards(self.pairs_folder, rank, self.pair_tasks, len(table))
             clusters = NearClusters(self.near, shingles_folder=self.shingles_folder,
                                     threads=min(self.threads, verify_threads()))
             edges = clusters.verified_edges(table, pairs)

@@ -157,11 +157,10 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
         # cores: each verifies on the idle cores' threads too (one task on 2 cores: 1.3x faster at 1M records)
         stages.append((
             "near-verify",
-            [NearPairVerifier(str(work / "filtered"), str(work / "minhash/buckets"), str(work / "near_edges"),
+            [NearPairVerifier(str(work / "filtered"), str(work / "near_pairs"), pair_tasks, str(work / "near_edges"),
                               exact=config.exact_dedup.enabled, near=near,
                               shingles_folder=str(work / "part_shingles"), table_folder=str(work / "plan_table"),
-                              threads=max(1, verify_threads() // workers), pairs_folder=str(work / "near_pairs"),
-                              pair_tasks=pair_tasks)],
+                              threads=max(1, verify_threads() // workers))],
             workers,
         ))
     plan = str(work / "dedup_plan.parquet")

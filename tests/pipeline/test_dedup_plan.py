@@ -390,45 +390,38 @@ def test_verify_tasks_in_any_number_decide_what_one_task_decides(tmp_path):
     for rank in (1, 0):
         list(PlanTableWriter(str(folder), str(table), exact=True).run(iter(()), rank, 2))
         assert table.is_dir() == (rank == 0)
-    for world_size in (1, 2, 3, 7):
-        edges = tmp_path / f"edges-{world_size}"
-        shared = None if world_size == 1 else str(table)  # one task without the saved table: it builds its own
-        for rank in range(world_size):
-            step = NearPairVerifier(str(folder), str(bucket_folder), str(edges), exact=True, near=near,
-                                    shingles_folder=str(shingles), table_folder=shared)
-            list(step.run(None, rank, world_size))
-        assert len(list(edges.glob("*.npy"))) == world_size and not list(edges.glob("*.partial.npy"))
-        plan, _ = decide_from_edges(folder, edges, True, tasks=world_size, table_folder=shared)
-        assert plan.entries() == entries, world_size
     # the pipeline's near-pairs stage: T tasks, each reading its share of the bands, hand every verify task
-    # exactly the pairs it finds reading every band itself, and the plan is the same
-    from curate.dedup.plan import NearPairSharder, candidate_pairs, read_pair_shards
+    # exactly its share of every band's pairs (those whose first record lies in its blocks), and the plan is the same
+    from curate.dedup.plan import NearPairSharder, candidate_pairs, read_pair_shards, share_blocks
 
     opened = PlanTable.open(table, ids=False)
+    every = candidate_pairs(opened, read_band_groups(bucket_folder))
     for pair_tasks, world_size in ((1, 1), (2, 2), (2, 3), (1, 3), (2, 7)):
         pairs_folder = tmp_path / f"pairs-{pair_tasks}-{world_size}"
         for rank in range(pair_tasks):
             list(NearPairSharder(str(bucket_folder), str(pairs_folder), str(table), verify_tasks=world_size)
                  .run(None, rank, pair_tasks))
         assert not list(pairs_folder.rglob("*.partial.npy"))
+        owners = share_blocks(every[:, 0], len(opened), world_size)
         for owner in range(world_size):
             assert np.array_equal(read_pair_shards(pairs_folder, owner, pair_tasks, len(opened)),
-                                  candidate_pairs(opened, read_band_groups(bucket_folder), share=(owner, world_size)))
-        edges = tmp_path / f"edges-sharded-{pair_tasks}-{world_size}"
+                                  every[owners == owner])
+        edges = tmp_path / f"edges-{pair_tasks}-{world_size}"
+        shared = None if world_size == 1 else str(table)  # one task without the saved table: it builds its own
         for rank in range(world_size):
-            list(NearPairVerifier(str(folder), str(bucket_folder), str(edges), exact=True, near=near,
-                                  shingles_folder=str(shingles), table_folder=str(table), pairs_folder=str(pairs_folder),
-                                  pair_tasks=pair_tasks).run(None, rank, world_size))
-        plan, _ = decide_from_edges(folder, edges, True, tasks=world_size, table_folder=table)
+            list(NearPairVerifier(str(folder), str(pairs_folder), pair_tasks, str(edges), exact=True, near=near,
+                                  shingles_folder=str(shingles), table_folder=shared).run(None, rank, world_size))
+        assert len(list(edges.glob("*.npy"))) == world_size and not list(edges.glob("*.partial.npy"))
+        plan, _ = decide_from_edges(folder, edges, True, tasks=world_size, table_folder=shared)
         assert plan.entries() == entries, (pair_tasks, world_size)
     # a near-pairs task that did not finish is named
     (tmp_path / "pairs-2-3" / "00002" / "00001.npy").unlink()
     with pytest.raises(JcurateError, match="near-dup pairs task 1 of 2 did not finish"):
         read_pair_shards(tmp_path / "pairs-2-3", 2, 2, len(opened))
     # a verify task that did not finish is named, not silently left out
-    (tmp_path / "edges-3" / "00001.npy").unlink()
+    (tmp_path / "edges-2-3" / "00001.npy").unlink()
     with pytest.raises(JcurateError, match="verify task 1 of 3 did not finish"):
-        decide_from_edges(folder, tmp_path / "edges-3", True, tasks=3)
+        decide_from_edges(folder, tmp_path / "edges-2-3", True, tasks=3)
 
 
 def test_a_saved_table_opens_as_the_one_loaded_and_a_missing_one_is_named(tmp_path):
