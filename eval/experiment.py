@@ -62,14 +62,13 @@ def load_experiment_config(path: str | Path) -> ExperimentConfig:
 
 def score_answer_lengths(db: str, run: str | None) -> str:
     """Stores every kept record's answer length as the scorer ``answer_length`` (what ``longest`` ranks by)."""
-    from curate.scoring.kept_scores import answer_text, store_kept_scores
+    from curate.scoring.kept_scores import answer_lengths, store_kept_scores
     from store.connection import connect
     from store.runs import resolve_run
 
     con = connect(db)
     try:
-        store_kept_scores(con, resolve_run(con, run), LENGTH_SCORER, LENGTH_SCORER,
-                          lambda recs: [float(len(answer_text(r))) for r in recs])
+        store_kept_scores(con, resolve_run(con, run), LENGTH_SCORER, LENGTH_SCORER, answer_lengths)
     finally:
         con.close()
     return LENGTH_SCORER

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.real_data.build_inputs import DEFAULT_REALDATA  # noqa: E402
-from curate.scoring.kept_scores import answer_text  # noqa: E402
+from curate.scoring.kept_scores import answer_lengths  # noqa: E402
 
 TOPK = ROOT / "benchmarks" / "topk_vs_random"
 SETS = {"dev": "eval/japanese_mt_bench.jsonl", "test": "eval/elyza_tasks_100.jsonl"}
@@ -71,7 +71,7 @@ def selector_scores(arm: str):
     if arm == "random":
         return None
     if arm == "longest":
-        return "sel-longest", lambda recs: [float(len(answer_text(r))) for r in recs]
+        return "sel-longest", answer_lengths
     if arm.startswith("model:"):
         from curate.scoring.shipped_scorer import ShippedScorer
 

@@ -38,6 +38,11 @@ def answer_text(r: KeptRecord) -> str:
     return r.output or ""
 
 
+def answer_lengths(records: list[KeptRecord]) -> list[float]:
+    """Characters of the answer each record trains: what a longest-k selection ranks by."""
+    return [float(len(answer_text(r))) for r in records]
+
+
 def kept_records(con, run_id: str, batch: int = 5000, after: str = "") -> list[KeptRecord]:
     """Up to ``batch`` kept records of the run with ids after ``after``, in id order (a page: the
     caller inserts between pages, which a pending DuckDB result would not survive)."""
