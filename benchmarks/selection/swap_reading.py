@@ -67,13 +67,13 @@ def make(args) -> None:
         items += [(side, mine[rid]) for rid in sorted(rng.sample(only, min(args.n, len(only))))]
     rng.shuffle(items)
     args.out.mkdir(parents=True, exist_ok=True)
-    key = {}
+    key, scale = {}, scale_text()
     for s in range(args.shares):
         lines = [f"# Label each record 1-5, share {s}", "",
                  "Each item is one instruction record (prompt, then answer) of a Japanese training set. Label the "
                  "answer 1-5 on the scale below, as an answer to this prompt, and write one line per item to "
                  f"verdicts-{s}.tsv: `item id<TAB>1|2|3|4|5<TAB>why (one line)`.", "",
-                 scale_text(), ""]
+                 scale, ""]
         for n, (side, r) in enumerate(items[s::args.shares]):
             iid = f"{s}-{n:03d}"
             key[iid] = {"side": side, "record_id": r["record_id"], "source_id": r["source_id"]}
