@@ -6,7 +6,9 @@ Reads what ``run.py`` measured (``runs/selection/<pool>-k<k>/arms/<arm>-s<seed>.
 prints, per run folder that holds the arm, the mean NLLs of the arms (over the seeds ``--arm`` has) and the
 paired differences of ``--arm`` against ``random``, ``longest`` and each ``--also`` arm, pooled over the seeds
 that every arm of the comparison has (paired by (seed, item), 95% bootstrap): dev (Japanese MT-Bench, the set
-choices are made on) and test (ELYZA-tasks-100, reported only).
+choices are made on) and test (ELYZA-tasks-100, reported only). A last row per comparison, ``all runs``, pools
+the pairs of every run folder that holds both arms (pairs: (run, seed, item)), as a rule over several pools and
+k asks (``results/per-source-rule.md``).
 """
 
 from __future__ import annotations
@@ -41,8 +43,28 @@ def cell(p) -> str:
     return "–" if p is None else f"{p[0]:+.4f} [{p[1]:+.4f}, {p[2]:+.4f}]"
 
 
+def differences(results: dict, arm: str, base: str, split: str, seeds: list[int]) -> list[float]:
+    """arm − base per (seed, item) that both have."""
+    diffs = []
+    for s in seeds:
+        a, b = results[(arm, s)], results[(base, s)]
+        diffs += [a[split][i][0] - b[split][i][0] for i in a[split] if i in b[split]]
+    return diffs
+
+
+def pooled_cell(diffs: list[float]) -> str:
+    from eval.compare import bootstrap_ci
+
+    if not diffs:
+        return "–"
+    low, high = bootstrap_ci(np.array(diffs))
+    return cell((float(np.mean(diffs)), low, high))
+
+
 def summary(runs: Path, arm: str, also: list[str]) -> str:
     bases = ["random", "longest", *also]
+    pooled: dict[str, dict[str, list[float]]] = {b: {"dev": [], "test": []} for b in bases}
+    runs_of: dict[str, list[str]] = {b: [] for b in bases}
     lines = ["| run | seeds | comparison | dev | test |", "| --- | --- | --- | --- | --- |"]
     means = ["| run | arm | seeds | answer chars | dev | test |", "| --- | --- | --- | --- | --- | --- |"]
     for folder in sorted(p for p in runs.iterdir() if (p / "arms").is_dir()):
@@ -60,9 +82,16 @@ def summary(runs: Path, arm: str, also: list[str]) -> str:
         for base in bases:
             seeds = seeds_of(results, arm, base)
             if seeds:
+                runs_of[base].append(folder.name)
+                for split in ("dev", "test"):
+                    pooled[base][split] += differences(results, arm, base, split, seeds)
                 lines.append(f"| {folder.name} | {', '.join(map(str, seeds))} | {arm} − {base} | "
                              f"{cell(paired(results, arm, base, 'dev', 0, seeds))} | "
                              f"{cell(paired(results, arm, base, 'test', 0, seeds))} |")
+    for base in bases:
+        if len(runs_of[base]) > 1:
+            lines.append(f"| all runs ({', '.join(runs_of[base])}) | – | {arm} − {base} | "
+                         f"{pooled_cell(pooled[base]['dev'])} | {pooled_cell(pooled[base]['test'])} |")
     return "\n".join(means) + "\n\n" + "\n".join(lines) + "\n"
 
 

@@ -34,6 +34,19 @@ def test_pooled_over_shared_seeds_and_means_over_the_arm_s_seeds(tmp_path):
     assert "other-k100" not in text
 
 
+def test_all_runs_pool_the_pairs_of_every_run_that_holds_both_arms(tmp_path):
+    for name, gap in (("instruction-k100", -0.10), ("mixed-k100", -0.04)):
+        for seed in (0, 1):
+            _arm(tmp_path / name, "random", seed, 2.10, 2.80)
+            _arm(tmp_path / name, "model:jquality-v4", seed, 2.10 + gap, 2.80 + gap)
+    _arm(tmp_path / "instruction-k300", "model:jquality-v4", 0, 1.0, 1.0)  # no random here: not pooled
+    text = summary(tmp_path, "model:jquality-v4", [])
+    row = next(line for line in text.splitlines() if line.startswith("| all runs"))
+    assert "(instruction-k100, mixed-k100)" in row and "instruction-k300" not in row, row
+    assert "model:jquality-v4 − random | -0.0700 [" in row, "mean of 16 pairs: 8 at -0.10, 8 at -0.04"
+    assert text.count("| all runs") == 1, "no run holds longest: no pooled row for it"
+
+
 def test_a_per_source_arm_names_its_selector_and_random_refuses_it():
     from benchmarks.selection.run import arm_tag, split_arm
 
