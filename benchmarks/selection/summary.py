@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.selection.run import arm_tag, mean, paired  # noqa: E402
+from benchmarks.selection.run import arm_tag, mean  # noqa: E402
 
 
 def load_arms(folder: Path, arms: list[str]) -> dict[tuple[str, int], dict]:
@@ -53,6 +53,7 @@ def differences(results: dict, arm: str, base: str, split: str, seeds: list[int]
 
 
 def pooled_cell(diffs: list[float]) -> str:
+    """Mean difference and its 95% bootstrap interval (``run.paired``'s, over the pairs given)."""
     from eval.compare import bootstrap_ci
 
     if not diffs:
@@ -83,11 +84,11 @@ def summary(runs: Path, arm: str, also: list[str]) -> str:
             seeds = seeds_of(results, arm, base)
             if seeds:
                 runs_of[base].append(folder.name)
-                for split in ("dev", "test"):
-                    pooled[base][split] += differences(results, arm, base, split, seeds)
+                diffs = {split: differences(results, arm, base, split, seeds) for split in ("dev", "test")}
+                for split, d in diffs.items():
+                    pooled[base][split] += d
                 lines.append(f"| {folder.name} | {', '.join(map(str, seeds))} | {arm} − {base} | "
-                             f"{cell(paired(results, arm, base, 'dev', 0, seeds))} | "
-                             f"{cell(paired(results, arm, base, 'test', 0, seeds))} |")
+                             f"{pooled_cell(diffs['dev'])} | {pooled_cell(diffs['test'])} |")
     for base in bases:
         if len(runs_of[base]) > 1:
             lines.append(f"| all runs ({', '.join(runs_of[base])}) | – | {arm} − {base} | "
