@@ -192,19 +192,29 @@ def mean(result: dict, split: str, variant: int = 0) -> float:
     return float(np.mean([v[variant] for v in result[split].values()]))
 
 
-def paired(results: dict, arm: str, base: str, split: str, variant: int, seeds: list[int]):
-    """Pooled paired differences arm − base over (seed, item), with a 95% bootstrap interval."""
-    from eval.compare import bootstrap_ci
-
+def differences(results: dict, arm: str, base: str, split: str, variant: int, seeds: list[int]) -> list[float]:
+    """arm − base per (seed, item) that both have."""
     diffs = []
     for s in seeds:
         a, b = results.get((arm, s)), results.get((base, s))
         if a and b:
             diffs += [a[split][i][variant] - b[split][i][variant] for i in a[split] if i in b[split]]
+    return diffs
+
+
+def interval(diffs: list[float]):
+    """(mean, low, high, n): the mean difference with a 95% bootstrap interval; None without pairs."""
+    from eval.compare import bootstrap_ci
+
     if not diffs:
         return None
     low, high = bootstrap_ci(np.array(diffs))
     return float(np.mean(diffs)), low, high, len(diffs)
+
+
+def paired(results: dict, arm: str, base: str, split: str, variant: int, seeds: list[int]):
+    """Pooled paired differences arm − base over (seed, item), with a 95% bootstrap interval."""
+    return interval(differences(results, arm, base, split, variant, seeds))
 
 
 def report(results: dict, base: dict, args, out: Path) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.selection.run import arm_tag, mean  # noqa: E402
+from benchmarks.selection.run import arm_tag, differences, interval, mean  # noqa: E402
 
 
 def load_arms(folder: Path, arms: list[str]) -> dict[tuple[str, int], dict]:
@@ -41,25 +41,6 @@ def seeds_of(results: dict, *arms: str) -> list[int]:
 
 def cell(p) -> str:
     return "–" if p is None else f"{p[0]:+.4f} [{p[1]:+.4f}, {p[2]:+.4f}]"
-
-
-def differences(results: dict, arm: str, base: str, split: str, seeds: list[int]) -> list[float]:
-    """arm − base per (seed, item) that both have."""
-    diffs = []
-    for s in seeds:
-        a, b = results[(arm, s)], results[(base, s)]
-        diffs += [a[split][i][0] - b[split][i][0] for i in a[split] if i in b[split]]
-    return diffs
-
-
-def pooled_cell(diffs: list[float]) -> str:
-    """Mean difference and its 95% bootstrap interval (``run.paired``'s, over the pairs given)."""
-    from eval.compare import bootstrap_ci
-
-    if not diffs:
-        return "–"
-    low, high = bootstrap_ci(np.array(diffs))
-    return cell((float(np.mean(diffs)), low, high))
 
 
 def summary(runs: Path, arm: str, also: list[str]) -> str:
@@ -84,15 +65,15 @@ def summary(runs: Path, arm: str, also: list[str]) -> str:
             seeds = seeds_of(results, arm, base)
             if seeds:
                 runs_of[base].append(folder.name)
-                diffs = {split: differences(results, arm, base, split, seeds) for split in ("dev", "test")}
+                diffs = {split: differences(results, arm, base, split, 0, seeds) for split in ("dev", "test")}
                 for split, d in diffs.items():
                     pooled[base][split] += d
                 lines.append(f"| {folder.name} | {', '.join(map(str, seeds))} | {arm} − {base} | "
-                             f"{pooled_cell(diffs['dev'])} | {pooled_cell(diffs['test'])} |")
+                             f"{cell(interval(diffs['dev']))} | {cell(interval(diffs['test']))} |")
     for base in bases:
         if len(runs_of[base]) > 1:
             lines.append(f"| all runs ({', '.join(runs_of[base])}) | – | {arm} − {base} | "
-                         f"{pooled_cell(pooled[base]['dev'])} | {pooled_cell(pooled[base]['test'])} |")
+                         f"{cell(interval(pooled[base]['dev']))} | {cell(interval(pooled[base]['test']))} |")
     return "\n".join(means) + "\n\n" + "\n".join(lines) + "\n"
 
 
