@@ -30,6 +30,7 @@ class ExperimentConfig:
     license_use: str | None = "commercial"
     score: str | None = None  # the scorer top-k ranks by (default: the store's classifier, else shipped)
     per_source: bool = False  # top-k per source, in proportion to the pool (see curate.handover.subsets.per_source_top)
+    quota_min_score: float | None = None  # with per_source: quotas follow the mix of records scoring at least this
     k: int = 200
     seed: int = 0
     seeds: list[int] | None = None  # train every arm once per seed and pool the comparison (default: [seed])
@@ -94,7 +95,8 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
         draws with each seed (its own subset per seed when there are several)."""
         if arm == "topk":
             return SubsetCriteria(name=f"{cfg.name}-topk", run_id=cfg.run, license_use=cfg.license_use, top_k=cfg.k,
-                                  score=cfg.score, diversity=cfg.diversity, per_source=cfg.per_source)
+                                  score=cfg.score, diversity=cfg.diversity, per_source=cfg.per_source,
+                                  quota_min_score=cfg.quota_min_score)
         if arm == "random":
             return SubsetCriteria(name=f"{cfg.name}-random" + (f"-s{seed}" if several else ""), run_id=cfg.run,
                                   license_use=cfg.license_use, random=cfg.k, seed=seed)

@@ -220,7 +220,7 @@ def cmd_subset(args) -> int:
     criteria = SubsetCriteria(
         name=args.name, run_id=args.run, license_use=args.license_use, no_share_alike=args.no_share_alike,
         exclude_generated_by=tuple(args.exclude_generated_by or ()), top_k=args.top_k, score=args.score,
-        per_source=args.per_source,
+        per_source=args.per_source, quota_min_score=args.quota_min_score,
         random=args.random, seed=args.seed, diversity=args.diversity, embedding_backend=args.embedding_backend,
         embedding_model=args.embedding_model,
     )
@@ -521,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     subset.add_argument("--per-source", action="store_true",
                         help="take the top-k from each source in proportion to its share of the eligible records "
                              "(rank within a source only: for a scorer not calibrated across datasets)")
+    subset.add_argument("--quota-min-score", type=float, default=None, metavar="S",
+                        help="with --per-source: each source's quota in proportion to its eligible records scoring "
+                             "at least S, not to all of them (sources the scorer rates poor get little or nothing)")
     subset.add_argument("--score", default=None,
                         help="scorer to rank by for --top-k: shipped, classifier, judge, label (default: the store's "
                              "classifier where it scored the run, else shipped)")

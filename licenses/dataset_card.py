@@ -85,7 +85,10 @@ def dataset_card(con, subset: str, catalogue: Catalogue) -> str:
     if criteria.get("top_k") is not None:
         how = (f"the top {criteria['top_k']} kept records by the `{criteria['score']}` scorer "
                f"({', '.join(scorer_models) or 'no model recorded'}), ties broken by a hash of the record id")
-        if criteria.get("per_source"):
+        if criteria.get("per_source") and criteria.get("quota_min_score") is not None:
+            how += (f", taken from each source in proportion to its share of the eligible records scoring at least "
+                    f"{criteria['quota_min_score']}")
+        elif criteria.get("per_source"):
             how += ", taken from each source in proportion to its share of the eligible records"
     elif criteria.get("random") is not None:
         how = f"{criteria['random']} kept records drawn at random (seed {criteria['seed']}): a baseline arm"

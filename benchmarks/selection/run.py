@@ -11,12 +11,15 @@
    answer's length in characters (the "Long Is More" baseline), ``model:<name>`` a shipped-scorer model
    (``curate/scoring/models/<name>`` or a folder); ``random`` needs no score. A scored arm with the suffix
    ``+per-source`` (``model:jquality-v4+per-source``) takes its top-k within each source in proportion to the
-   pool (``jcurate subset --per-source``).
+   pool (``jcurate subset --per-source``); ``+per-source-min4`` counts each source's share over its records
+   scoring at least 4 (``--quota-min-score 4``).
 4. Per arm and seed: ``jcurate subset`` (same k, same license filter), LoRA with the same recipe and seed
    (``train-gemma3-270m-lora.yaml`` of the top-k experiment), and the judge-free reference NLL of the dev
    and the test set, each also with the end tokens' probability renormalised away (``eval/likelihood.py``).
    Each arm's per-item results go to ``OUT/arms/<arm>-s<seed>.json``: a re-run skips what is done, so arms
-   can be added later and a killed run resumes.
+   can be added later and a killed run resumes. A copy goes to ``benchmarks/selection/results/arms/<pool>-k<k>/``
+   (committed), with a fingerprint of what decides the result (the records in rank order, the recipe, the seed):
+   on a fresh machine an arm whose fingerprint matches is reused, not trained again.
 5. ``OUT/results.md``: per arm the mean NLLs, and the paired bootstrap of each arm against random and
    against longest, pooled over seeds (pairs: the same item under the same seed). The dev set chooses; the
    test set is reported, never used to choose.
@@ -53,17 +56,26 @@ def jcurate(*args: str) -> None:
 
 
 PER_SOURCE = "+per-source"  # an arm's suffix: its top-k taken within each source in proportion to the pool
+MIN = "-min"  # ``+per-source-min4``: the quotas in proportion to each source's records scoring at least 4
 
 
-def split_arm(arm: str) -> tuple[str, bool]:
-    """(the selector, whether its top-k is taken per source): ``model:jquality-v4+per-source`` is
-    ``jcurate subset --top-k K --per-source`` by jquality-v4."""
-    if arm.endswith(PER_SOURCE):
-        base = arm[: -len(PER_SOURCE)]
-        if base == "random":
-            raise SystemExit("random+per-source: a random draw already keeps the pool's mix; use random")
-        return base, True
-    return arm, False
+def split_arm(arm: str) -> tuple[str, bool, float | None]:
+    """(the selector, whether its top-k is taken per source, the quotas' minimum score):
+    ``model:jquality-v4+per-source`` is ``jcurate subset --top-k K --per-source`` by jquality-v4,
+    ``model:jquality-v4+per-source-min4`` adds ``--quota-min-score 4``."""
+    if PER_SOURCE not in arm:
+        return arm, False, None
+    base, _, rest = arm.partition(PER_SOURCE)
+    if base == "random":
+        raise SystemExit("random+per-source: a random draw already keeps the pool's mix; use random")
+    if not rest:
+        return base, True, None
+    try:
+        if not rest.startswith(MIN):
+            raise ValueError
+        return base, True, float(rest[len(MIN):])
+    except ValueError:
+        raise SystemExit(f"arm {arm!r}: after {PER_SOURCE} only {MIN}<score> (e.g. {base}{PER_SOURCE}{MIN}4)") from None
 
 
 def selector_scores(arm: str):
@@ -145,12 +157,12 @@ def run_arm(arm: str, seed: int, args, db: Path, model: Path, out: Path) -> dict
     result_file = out / "arms" / f"{tag}-s{seed}.json"
     if result_file.is_file():
         return json.loads(result_file.read_text(encoding="utf-8"))
-    selector, per_source = split_arm(arm)
+    selector, per_source, quota_min_score = split_arm(arm)
     scorer = store_selector(db, selector)
     name = f"sel-{args.pool}-k{args.k}-{tag}-s{seed}"
     criteria = (SubsetCriteria(name=name, license_use=args.license_use, random=args.k, seed=seed) if scorer is None
                 else SubsetCriteria(name=name, license_use=args.license_use, top_k=args.k, score=scorer,
-                                    per_source=per_source))
+                                    per_source=per_source, quota_min_score=quota_min_score))
     subset = create_subset(db, criteria, load_catalogue(), replace=True)
     con = connect(db, read_only=True)
     try:
@@ -158,9 +170,20 @@ def run_arm(arm: str, seed: int, args, db: Path, model: Path, out: Path) -> dict
                                   WHERE m.subset = ? GROUP BY 1 ORDER BY 2 DESC""", [name]).fetchall())
         chars = con.execute("""SELECT avg(length(coalesce(r.output, r.text))) FROM subset_members m
                                JOIN records r USING (record_id) WHERE m.subset = ?""", [name]).fetchone()[0]
+        member_ids = [r[0] for r in con.execute(
+            "SELECT record_id FROM subset_members WHERE subset = ? ORDER BY rank", [name]).fetchall()]
     finally:
         con.close()
-    train_cfg = yaml.safe_load((TOPK / "train-gemma3-270m-lora.yaml").read_text(encoding="utf-8"))
+    recipe_text = (TOPK / "train-gemma3-270m-lora.yaml").read_text(encoding="utf-8")
+    fingerprint = arm_fingerprint(member_ids, recipe_text, seed, args.max_tokens)
+    kept = committed_result(args.pool, args.k, tag, seed, fingerprint)
+    if kept is not None:
+        log(f"{arm} seed {seed}: the same records, recipe and seed were measured before; "
+            f"reusing {kept_path(args.pool, args.k, tag, seed).relative_to(ROOT)}")
+        result_file.parent.mkdir(parents=True, exist_ok=True)
+        result_file.write_text(json.dumps(kept, ensure_ascii=False, indent=0), encoding="utf-8")
+        return kept
+    train_cfg = yaml.safe_load(recipe_text)
     train_cfg["model"]["model_name_or_path"] = str(model)
     train_cfg["data"].update(subset=name, db=str(db), file=None)
     adapter = out / "adapters" / f"{tag}-s{seed}"
@@ -175,11 +198,45 @@ def run_arm(arm: str, seed: int, args, db: Path, model: Path, out: Path) -> dict
     nll = measure(model, adapter, args.realdata, args.max_tokens)
     result = {"arm": arm, "seed": seed, "k": args.k, "pool": args.pool, "n_records": subset["n_records"], "mix": mix,
               "mean_answer_chars": chars, "train_seconds": round(train_s, 1), "eval_seconds":
-              round(time.perf_counter() - start, 1), "train_loss_last": trained.get("train_loss_last"), **nll}
-    result_file.parent.mkdir(parents=True, exist_ok=True)
-    result_file.write_text(json.dumps(result, ensure_ascii=False, indent=0), encoding="utf-8")
+              round(time.perf_counter() - start, 1), "train_loss_last": trained.get("train_loss_last"),
+              "fingerprint": fingerprint, **nll}
+    for path in (result_file, kept_path(args.pool, args.k, tag, seed)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, ensure_ascii=False, indent=0), encoding="utf-8")
     log(f"{arm} seed {seed}: dev {mean(result, 'dev'):.4f} test {mean(result, 'test'):.4f} "
         f"(train {train_s:.0f} s, eval {result['eval_seconds']:.0f} s; mix {mix})")
+    return result
+
+
+KEPT = ROOT / "benchmarks" / "selection" / "results" / "arms"  # committed: a LoRA arm costs 8-20 min of CPU
+
+
+def kept_path(pool: str, k: int, tag: str, seed: int) -> Path:
+    return KEPT / f"{pool}-k{k}" / f"{tag}-s{seed}.json"
+
+
+def arm_fingerprint(member_ids: list[str], recipe_text: str, seed: int, max_tokens: int) -> str:
+    """What decides an arm's result: its records in rank order, the LoRA recipe, the seed and the NLL's
+    token limit (the base model is the packaged GGUF's, pinned by the lock file)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in (*member_ids, recipe_text, str(seed), str(max_tokens)):
+        h.update(part.encode("utf-8") + b"\0")
+    return h.hexdigest()[:16]
+
+
+def committed_result(pool: str, k: int, tag: str, seed: int, fingerprint: str) -> dict | None:
+    """An arm measured in an earlier session and committed under ``KEPT``, if it trained exactly these records
+    with this recipe and seed: the per-item NLLs are then reused instead of training again."""
+    path = kept_path(pool, k, tag, seed)
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text(encoding="utf-8"))
+    if result.get("fingerprint") != fingerprint:
+        log(f"{path.relative_to(ROOT)} holds another selection or recipe (fingerprint {result.get('fingerprint')} "
+            f"!= {fingerprint}): training again")
+        return None
     return result
 
 
@@ -277,8 +334,14 @@ def main() -> None:
     model = prepare(args.model_dir)
     db = curate_pool(args.realdata, args.pool, out)
     base_file = out / "base.json"
+    kept_base = KEPT / f"base-t{args.max_tokens}.json"  # the model without LoRA: the same for every pool and k
     if not base_file.is_file():
-        base_file.write_text(json.dumps(measure(model, None, args.realdata, args.max_tokens)), encoding="utf-8")
+        text = (kept_base.read_text(encoding="utf-8") if kept_base.is_file()
+                else json.dumps(measure(model, None, args.realdata, args.max_tokens)))
+        base_file.write_text(text, encoding="utf-8")
+    if not kept_base.is_file():
+        kept_base.parent.mkdir(parents=True, exist_ok=True)
+        kept_base.write_text(base_file.read_text(encoding="utf-8"), encoding="utf-8")
     base = json.loads(base_file.read_text(encoding="utf-8"))
     results = {}
     for seed in args.seeds:  # seed-major: every arm gets its first seed before any gets a third

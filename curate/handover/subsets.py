@@ -32,6 +32,7 @@ class SubsetCriteria:
     exclude_generated_by: tuple[str, ...] = ()
     top_k: int | None = None
     per_source: bool = False  # top-k from each source in proportion to its share of the eligible records
+    quota_min_score: float | None = None  # with per_source: shares counted over records scoring at least this
     score: str | None = None  # a scorer in `scores` ("label": the quality labels sources ship); top-k default below
     random: int | None = None
     seed: int = 0
@@ -104,25 +105,40 @@ def select_members(con, c: SubsetCriteria, run_id: str) -> list[tuple[str, float
         ORDER BY {order}
         {f'LIMIT {int(limit)}' if limit is not None and c.diversity is None and not stratified else ''}"""
     rows = con.execute(sql, params).fetchall()
+    if c.quota_min_score is not None and not stratified:
+        raise JcurateError("--quota-min-score sets the per-source quotas: add --per-source (and --top-k)")
     if stratified:
-        rows = per_source_top(rows, c.top_k)
+        rows = per_source_top(rows, c.top_k, c.quota_min_score)
     return [(r[0], r[1]) for r in rows]
 
 
-def per_source_top(rows: list[tuple], k: int) -> list[tuple]:
+def per_source_top(rows: list[tuple], k: int, min_score: float | None = None) -> list[tuple]:
     """The best of each source, ``k`` in all, each source's quota in proportion to its share of
     ``rows`` (largest remainder): a scorer that is not calibrated across datasets then ranks only
     within each, and the subset keeps the pool's mix. ``rows``: (record_id, score, source_id) in rank
     order; the result keeps that order.
 
+    With ``min_score`` the shares are counted only over the records scoring at least that: the quotas
+    follow the mix of what the scorer rates good, so a source it rates poor throughout (chit-chat, span
+    answers, for an instruction scorer) gets a small quota or none, while a large source of good records
+    keeps its share (where a global top-k would take most of ``k`` from the one source the scorer
+    favours). A quota larger than what its source holds is not refilled from other sources.
+
     >>> rows = [("a1", 5, "a"), ("b1", 4, "b"), ("a2", 3, "a"), ("a3", 2, "a"), ("b2", 1, "b"), ("a4", 0, "a")]
     >>> [r[0] for r in per_source_top(rows, 3)]
     ['a1', 'b1', 'a2']
+    >>> [r[0] for r in per_source_top(rows, 2, min_score=3)]
+    ['a1', 'b1']
+    >>> [r[0] for r in per_source_top(rows, 3, min_score=4.5)]
+    ['a1', 'a2', 'a3']
     """
     sizes: dict[str, int] = {}
     for r in rows:
-        sizes[r[2]] = sizes.get(r[2], 0) + 1
-    total = sum(sizes.values()) or 1
+        if min_score is None or (r[1] is not None and r[1] >= min_score):
+            sizes[r[2]] = sizes.get(r[2], 0) + 1
+    if not sizes:
+        raise JcurateError(f"no eligible record scores {min_score} or more: lower --quota-min-score")
+    total = sum(sizes.values())
     exact = {src: k * n / total for src, n in sizes.items()}
     quota = {src: int(q) for src, q in exact.items()}
     for src in sorted(exact, key=lambda s: (-(exact[s] - quota[s]), s))[:k - sum(quota.values())]:
@@ -130,7 +146,7 @@ def per_source_top(rows: list[tuple], k: int) -> list[tuple]:
     taken: dict[str, int] = {}
     out = []
     for r in rows:
-        if taken.get(r[2], 0) < quota[r[2]]:
+        if taken.get(r[2], 0) < quota.get(r[2], 0):
             taken[r[2]] = taken.get(r[2], 0) + 1
             out.append(r)
     return out

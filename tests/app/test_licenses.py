@@ -299,3 +299,30 @@ def test_per_source_top_k_keeps_the_pool_s_mix(store):
         assert abs(got - 60 * n / total) < 1, (src, got, 60 * n / total)
     assert [s for _, s in picked] == sorted((s for _, s in picked), reverse=True), "kept in rank order"
     assert all(max(s for p, s in picked if p == src) == best[src] for src in {p for p, _ in picked})
+
+
+def test_quota_min_score_counts_each_source_s_share_over_its_good_records(store, tmp_path):
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        good = dict(con.execute("""SELECT r.source_id, count(*) FILTER (WHERE s.score >= 4) FROM record_fate f
+                                   JOIN records r USING (record_id)
+                                   JOIN scores s ON s.record_id = r.record_id AND s.scorer = 'label'
+                                   WHERE f.kept AND f.run_id = (SELECT run_id FROM latest_run) GROUP BY 1""").fetchall())
+    finally:
+        con.close()
+    assert len(good) > 1 and sum(good.values()) >= 20, good
+    assert run_cli("subset", "--name", "ps-good", "--top-k", "20", "--score", "label", "--per-source",
+                   "--quota-min-score", "4", "--out", str(tmp_path / "good"), "--db", str(store)) == 0
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        picked = dict(con.execute("""SELECT r.source_id, count(*) FROM subset_members m JOIN records r USING (record_id)
+                                     WHERE m.subset = 'ps-good' GROUP BY 1""").fetchall())
+    finally:
+        con.close()
+    total = sum(good.values())
+    for src, n in good.items():
+        assert abs(picked.get(src, 0) - 20 * n / total) < 1, (src, picked, good)
+    assert "scoring at least 4.0" in (tmp_path / "good" / "README.md").read_text(encoding="utf-8")
+    # without --per-source the option has nothing to set: a clear error, no subset
+    assert run_cli("subset", "--name", "bad", "--top-k", "20", "--score", "label", "--quota-min-score", "4",
+                   "--db", str(store)) != 0

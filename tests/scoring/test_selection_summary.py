@@ -50,8 +50,10 @@ def test_all_runs_pool_the_pairs_of_every_run_that_holds_both_arms(tmp_path):
 def test_a_per_source_arm_names_its_selector_and_random_refuses_it():
     from benchmarks.selection.run import arm_tag, split_arm
 
-    assert split_arm("model:jquality-v4+per-source") == ("model:jquality-v4", True)
-    assert split_arm("longest") == ("longest", False)
+    assert split_arm("model:jquality-v4+per-source") == ("model:jquality-v4", True, None)
+    assert split_arm("model:jquality-v4+per-source-min4") == ("model:jquality-v4", True, 4.0)
+    assert split_arm("model:jquality-v4+per-source-min3.5") == ("model:jquality-v4", True, 3.5)
+    assert split_arm("longest") == ("longest", False, None)
     assert arm_tag("model:jquality-v4+per-source") == "model-jquality-v4+per-source", "its own result files"
     with pytest.raises(SystemExit, match="random\\+per-source"):
         split_arm("random+per-source")
