@@ -179,7 +179,7 @@ def run_arm(arm: str, seed: int, args, db: Path, model: Path, out: Path) -> dict
     kept = committed_result(args.pool, args.k, tag, seed, fingerprint)
     if kept is not None:
         log(f"{arm} seed {seed}: the same records, recipe and seed were measured before; "
-            f"reusing {kept_path(args.pool, args.k, tag, seed).relative_to(ROOT)}")
+            f"reusing {shown(kept_path(args.pool, args.k, tag, seed))}")
         result_file.parent.mkdir(parents=True, exist_ok=True)
         result_file.write_text(json.dumps(kept, ensure_ascii=False, indent=0), encoding="utf-8")
         return kept
@@ -211,6 +211,10 @@ def run_arm(arm: str, seed: int, args, db: Path, model: Path, out: Path) -> dict
 KEPT = ROOT / "benchmarks" / "selection" / "results" / "arms"  # committed: a LoRA arm costs 8-20 min of CPU
 
 
+def shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def kept_path(pool: str, k: int, tag: str, seed: int) -> Path:
     return KEPT / f"{pool}-k{k}" / f"{tag}-s{seed}.json"
 
@@ -234,7 +238,7 @@ def committed_result(pool: str, k: int, tag: str, seed: int, fingerprint: str) -
         return None
     result = json.loads(path.read_text(encoding="utf-8"))
     if result.get("fingerprint") != fingerprint:
-        log(f"{path.relative_to(ROOT)} holds another selection or recipe (fingerprint {result.get('fingerprint')} "
+        log(f"{shown(path)} holds another selection or recipe (fingerprint {result.get('fingerprint')} "
             f"!= {fingerprint}): training again")
         return None
     return result

@@ -2,7 +2,8 @@
 
     uv run python benchmarks/selection/summary.py --arm model:jquality-v4 --also model:jquality-v3
 
-Reads what ``run.py`` measured (``runs/selection/<pool>-k<k>/arms/<arm>-s<seed>.json``; nothing is trained) and
+Reads what ``run.py`` measured (by default its committed copies, ``benchmarks/selection/results/arms/<pool>-k<k>/
+<arm>-s<seed>.json``; ``--runs runs/selection`` reads the working folders' ``<pool>-k<k>/arms/``; nothing is trained) and
 prints, per run folder that holds the arm, the mean NLLs of the arms (over the seeds ``--arm`` has) and the
 paired differences of ``--arm`` against ``random``, ``longest`` and each ``--also`` arm, pooled over the seeds
 that every arm of the comparison has (paired by (seed, item), 95% bootstrap): dev (Japanese MT-Bench, the set
@@ -23,13 +24,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.selection.run import arm_tag, differences, interval, mean  # noqa: E402
+from benchmarks.selection.run import KEPT, arm_tag, differences, interval, mean  # noqa: E402
+
+
+def arms_folder(folder: Path) -> Path:
+    """A working run folder keeps its arms in ``arms/``; a committed one (``results/arms/<pool>-k<k>``) directly."""
+    return folder / "arms" if (folder / "arms").is_dir() else folder
 
 
 def load_arms(folder: Path, arms: list[str]) -> dict[tuple[str, int], dict]:
     results = {}
     for arm in arms:
-        for path in sorted((folder / "arms").glob(f"{arm_tag(arm)}-s*.json")):
+        for path in sorted(arms_folder(folder).glob(f"{arm_tag(arm)}-s*.json")):
             seed = int(path.stem.rsplit("-s", 1)[1])
             results[(arm, seed)] = json.loads(path.read_text(encoding="utf-8"))
     return results
@@ -49,7 +55,7 @@ def summary(runs: Path, arm: str, also: list[str]) -> str:
     runs_of: dict[str, list[str]] = {b: [] for b in bases}
     lines = ["| run | seeds | comparison | dev | test |", "| --- | --- | --- | --- | --- |"]
     means = ["| run | arm | seeds | answer chars | dev | test |", "| --- | --- | --- | --- | --- | --- |"]
-    for folder in sorted(p for p in runs.iterdir() if (p / "arms").is_dir()):
+    for folder in sorted(p for p in runs.iterdir() if p.is_dir()):
         results = load_arms(folder, [arm, *bases])
         if not any(a == arm for a, _ in results):
             continue
@@ -79,7 +85,8 @@ def summary(runs: Path, arm: str, also: list[str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "selection")
+    ap.add_argument("--runs", type=Path, default=KEPT,
+                    help="run folders: the committed results (default) or runs/selection")
     ap.add_argument("--arm", default="model:jquality-v4")
     ap.add_argument("--also", nargs="*", default=["model:jquality-v3"], help="more arms to compare --arm with")
     args = ap.parse_args()

@@ -57,3 +57,32 @@ def test_a_per_source_arm_names_its_selector_and_random_refuses_it():
     assert arm_tag("model:jquality-v4+per-source") == "model-jquality-v4+per-source", "its own result files"
     with pytest.raises(SystemExit, match="random\\+per-source"):
         split_arm("random+per-source")
+
+
+def test_the_committed_layout_reads_like_a_run_folder(tmp_path):
+    """``results/arms/<pool>-k<k>/<arm>-s<seed>.json`` (no ``arms/`` level), beside the base model's file."""
+    run = tmp_path / "mixed-k100"
+    for arm, dev in (("random", 2.10), ("model:jquality-v4", 2.00)):
+        _arm(run, arm, 0, dev, 2.7)
+        (run / "arms" / f"{arm.replace(':', '-')}-s0.json").rename(run / f"{arm.replace(':', '-')}-s0.json")
+    (run / "arms").rmdir()
+    (tmp_path / "base-t768.json").write_text("{}", encoding="utf-8")
+    text = summary(tmp_path, "model:jquality-v4", [])
+    assert "| mixed-k100 | 0 | model:jquality-v4 − random | -0.1000 [" in text, text
+
+
+def test_a_committed_arm_is_reused_only_for_the_same_records_recipe_and_seed(tmp_path, monkeypatch):
+    from benchmarks.selection import run
+
+    monkeypatch.setattr(run, "KEPT", tmp_path)
+    print_ = run.arm_fingerprint(["r1", "r2"], "recipe: a", 0, 768)
+    assert print_ == run.arm_fingerprint(["r1", "r2"], "recipe: a", 0, 768), "deterministic"
+    others = {run.arm_fingerprint(["r2", "r1"], "recipe: a", 0, 768), run.arm_fingerprint(["r1", "r2"], "recipe: b", 0, 768),
+              run.arm_fingerprint(["r1", "r2"], "recipe: a", 1, 768), run.arm_fingerprint(["r1", "r2"], "recipe: a", 0, 512)}
+    assert print_ not in others and len(others) == 4, "order, recipe, seed and token limit each change it"
+    path = run.kept_path("instruction", 100, "longest", 0)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"fingerprint": print_, "dev": {}}), encoding="utf-8")
+    assert run.committed_result("instruction", 100, "longest", 0, print_) == {"fingerprint": print_, "dev": {}}
+    assert run.committed_result("instruction", 100, "longest", 0, "another") is None, "other records: train again"
+    assert run.committed_result("instruction", 100, "longest", 1, print_) is None, "nothing committed for seed 1"
