@@ -60,6 +60,8 @@ def select_members(con, c: SubsetCriteria, run_id: str) -> list[tuple[str, float
     """(record_id, score) of the run's kept records, in rank order."""
     if c.top_k is not None and c.random is not None:
         raise JcurateError("--top-k and --random are alternatives: pick one")
+    if c.quota_min_score is not None and not (c.per_source and c.top_k is not None):
+        raise JcurateError("--quota-min-score sets the per-source quotas of a top-k: add --per-source and --top-k N")
     if c.top_k is not None and not c.score:
         raise JcurateError("--top-k needs --score NAME (a scorer in the store: shipped, classifier, judge, label)")
     where = ["f.run_id = $run", "f.kept"]
@@ -105,8 +107,6 @@ def select_members(con, c: SubsetCriteria, run_id: str) -> list[tuple[str, float
         ORDER BY {order}
         {f'LIMIT {int(limit)}' if limit is not None and c.diversity is None and not stratified else ''}"""
     rows = con.execute(sql, params).fetchall()
-    if c.quota_min_score is not None and not stratified:
-        raise JcurateError("--quota-min-score sets the per-source quotas: add --per-source (and --top-k)")
     if stratified:
         rows = per_source_top(rows, c.top_k, c.quota_min_score)
     return [(r[0], r[1]) for r in rows]
