@@ -18,7 +18,8 @@
    and the test set, each also with the end tokens' probability renormalised away (``eval/likelihood.py``).
    Each arm's per-item results go to ``OUT/arms/<arm>-s<seed>.json``: a re-run skips what is done, so arms
    can be added later and a killed run resumes. A copy goes to ``benchmarks/selection/results/arms/<pool>-k<k>/``
-   (committed), with a fingerprint of what decides the result (the records in rank order, the recipe, the seed):
+   (committed), with a fingerprint of what decides the result (the records in rank order, the recipe, the seed,
+   the NLL's token limit):
    on a fresh machine an arm whose fingerprint matches is reused, not trained again.
 5. ``OUT/results.md``: per arm the mean NLLs, and the paired bootstrap of each arm against random and
    against longest, pooled over seeds (pairs: the same item under the same seed). The dev set chooses; the
@@ -70,12 +71,12 @@ def split_arm(arm: str) -> tuple[str, bool, float | None]:
         raise SystemExit("random+per-source: a random draw already keeps the pool's mix; use random")
     if not rest:
         return base, True, None
-    try:
-        if not rest.startswith(MIN):
-            raise ValueError
-        return base, True, float(rest[len(MIN):])
-    except ValueError:
-        raise SystemExit(f"arm {arm!r}: after {PER_SOURCE} only {MIN}<score> (e.g. {base}{PER_SOURCE}{MIN}4)") from None
+    if rest.startswith(MIN):
+        try:
+            return base, True, float(rest[len(MIN):])
+        except ValueError:
+            pass
+    raise SystemExit(f"arm {arm!r}: after {PER_SOURCE} only {MIN}<score> (e.g. {base}{PER_SOURCE}{MIN}4)")
 
 
 def selector_scores(arm: str):
@@ -180,8 +181,7 @@ def run_arm(arm: str, seed: int, args, db: Path, model: Path, out: Path) -> dict
     if kept is not None:
         log(f"{arm} seed {seed}: the same records, recipe and seed were measured before; "
             f"reusing {shown(kept_path(args.pool, args.k, tag, seed))}")
-        result_file.parent.mkdir(parents=True, exist_ok=True)
-        result_file.write_text(json.dumps(kept, ensure_ascii=False, indent=0), encoding="utf-8")
+        save_result(kept, result_file)
         return kept
     train_cfg = yaml.safe_load(recipe_text)
     train_cfg["model"]["model_name_or_path"] = str(model)
@@ -200,15 +200,19 @@ def run_arm(arm: str, seed: int, args, db: Path, model: Path, out: Path) -> dict
               "mean_answer_chars": chars, "train_seconds": round(train_s, 1), "eval_seconds":
               round(time.perf_counter() - start, 1), "train_loss_last": trained.get("train_loss_last"),
               "fingerprint": fingerprint, **nll}
-    for path in (result_file, kept_path(args.pool, args.k, tag, seed)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, ensure_ascii=False, indent=0), encoding="utf-8")
+    save_result(result, result_file, kept_path(args.pool, args.k, tag, seed))
     log(f"{arm} seed {seed}: dev {mean(result, 'dev'):.4f} test {mean(result, 'test'):.4f} "
         f"(train {train_s:.0f} s, eval {result['eval_seconds']:.0f} s; mix {mix})")
     return result
 
 
 KEPT = ROOT / "benchmarks" / "selection" / "results" / "arms"  # committed: a LoRA arm costs 8-20 min of CPU
+
+
+def save_result(result: dict, *paths: Path) -> None:
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, ensure_ascii=False, indent=0), encoding="utf-8")
 
 
 def shown(path: Path) -> str:
