@@ -9,7 +9,7 @@ paired differences of ``--arm`` against ``random``, ``longest`` and each ``--als
 that every arm of the comparison has (paired by (seed, item), 95% bootstrap): dev (Japanese MT-Bench, the set
 choices are made on) and test (ELYZA-tasks-100, reported only). A last row per comparison, ``all runs``, pools
 the pairs of every run folder that holds both arms (pairs: (run, seed, item)), as a rule over several pools and
-k asks (``results/per-source-rule.md``).
+k asks (``results/per-source-rule.md``). ``--seeds 1`` reads only those seeds' results.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ def arms_folder(folder: Path) -> Path:
     return folder / "arms" if (folder / "arms").is_dir() else folder
 
 
-def load_arms(folder: Path, arms: list[str]) -> dict[tuple[str, int], dict]:
+def load_arms(folder: Path, arms: list[str], only_seeds: list[int] | None = None) -> dict[tuple[str, int], dict]:
     results = {}
     for arm in arms:
         for path in sorted(arms_folder(folder).glob(f"{arm_tag(arm)}-s*.json")):
             seed = int(path.stem.rsplit("-s", 1)[1])
+            if only_seeds is not None and seed not in only_seeds:
+                continue
             results[(arm, seed)] = json.loads(path.read_text(encoding="utf-8"))
     return results
 
@@ -49,14 +51,15 @@ def cell(p) -> str:
     return "–" if p is None else f"{p[0]:+.4f} [{p[1]:+.4f}, {p[2]:+.4f}]"
 
 
-def summary(runs: Path, arm: str, also: list[str]) -> str:
+def summary(runs: Path, arm: str, also: list[str], only_seeds: list[int] | None = None) -> str:
+    """The tables; ``only_seeds`` reads those seeds alone (a rule may ask what a new seed shows on its own)."""
     bases = ["random", "longest", *also]
     pooled: dict[str, dict[str, list[float]]] = {b: {"dev": [], "test": []} for b in bases}
     runs_of: dict[str, list[str]] = {b: [] for b in bases}
     lines = ["| run | seeds | comparison | dev | test |", "| --- | --- | --- | --- | --- |"]
     means = ["| run | arm | seeds | answer chars | dev | test |", "| --- | --- | --- | --- | --- | --- |"]
     for folder in sorted(p for p in runs.iterdir() if p.is_dir()):
-        results = load_arms(folder, [arm, *bases])
+        results = load_arms(folder, [arm, *bases], only_seeds)
         if not any(a == arm for a, _ in results):
             continue
         arm_seeds = seeds_of(results, arm)  # every arm's means over the seeds --arm has, so that they compare
@@ -89,10 +92,11 @@ def main() -> None:
                     help="run folders: the committed results (default) or runs/selection")
     ap.add_argument("--arm", default="model:jquality-v4")
     ap.add_argument("--also", nargs="*", default=["model:jquality-v3"], help="more arms to compare --arm with")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="only these seeds (default: every seed)")
     args = ap.parse_args()
     if not args.runs.is_dir():
         raise SystemExit(f"{args.runs} not found: run benchmarks/selection/run.py first")
-    print(summary(args.runs, args.arm, args.also))
+    print(summary(args.runs, args.arm, args.also, args.seeds))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,16 @@ def test_all_runs_pool_the_pairs_of_every_run_that_holds_both_arms(tmp_path):
     assert text.count("| all runs") == 1, "no run holds longest: no pooled row for it"
 
 
+def test_only_the_seeds_asked_for(tmp_path):
+    run = tmp_path / "instruction-k100"
+    for seed, gap in ((0, -0.10), (1, -0.02)):
+        _arm(run, "random", seed, 2.10, 2.80)
+        _arm(run, "model:jquality-v4", seed, 2.10 + gap, 2.80 + gap)
+    text = summary(tmp_path, "model:jquality-v4", [], only_seeds=[1])
+    assert "| instruction-k100 | 1 | model:jquality-v4 − random | -0.0200 [" in text, text
+    assert "| instruction-k100 | model:jquality-v4 | 1 | 100 | 2.0950 |" in text, "means over seed 1 alone"
+
+
 def test_a_per_source_arm_names_its_selector_and_random_refuses_it():
     from benchmarks.selection.run import arm_tag, split_arm
 
