@@ -8,6 +8,7 @@ record fields live in ``doc.metadata``.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import unicodedata
 
@@ -67,25 +68,50 @@ def _spacing_unchanged(text: str) -> bool:
 
 
 def normalise_text(text: str) -> str:
-    """NFKC, one newline convention, runs of spaces folded, blank-line runs capped at one.
+    """NFKC, one newline convention, runs of spaces inside a line folded, trailing spaces and blank-line
+    runs cut, and each line's indentation kept *relative to the text's common indentation*.
 
     NFKC folds full-width ASCII and half-width katakana, so ``ＡＩ`` and ``AI`` hash the same.
-    Dakuten are kept (unlike datatrove's default ``simplify_text``).
+    Dakuten are kept (unlike datatrove's default ``simplify_text``). Indentation is kept because a
+    program or a nested list means it (every line used to be stripped, so every Python answer was stored,
+    exported and trained on unrunnable); what all lines share (a quoted block, a
+    paragraph indent on every line, a stray space before a one-line answer) is cut as before, so a text
+    whose lines are not indented relative to each other normalises exactly as it did. The exact-dedup key
+    still folds indentation away (``content_hash``).
 
     >>> normalise_text("ＡＩは　すごい。\\r\\n\\r\\n\\r\\nｶﾀｶﾅ  です ")
     'AIは すごい。\\n\\nカタカナ です'
+    >>> normalise_text("  def f(x):\\n      if x:   # 正\\n\\t\\n          return  x\\n")
+    'def f(x):\\n    if x: # 正\\n\\n        return x'
     """
     text = nfkc(text)
     if _spacing_unchanged(text):
         return text  # most fields: nothing below would change them
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = [line.strip() for line in _SPACES.sub(" ", text).split("\n")]  # _SPACES never spans a newline
-    return _MANY_NEWLINES.sub("\n\n", "\n".join(lines)).strip()
+    lines = [(_as_spaces(line[:len(line) - len(line.lstrip())]), line.strip())
+             for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    common = len(os.path.commonprefix([indent for indent, body in lines if body]))
+    # _SPACES never spans a newline
+    out = [indent[common:] + _SPACES.sub(" ", body) if body else "" for indent, body in lines]
+    return _MANY_NEWLINES.sub("\n\n", "\n".join(out)).strip("\n")
+
+
+def _as_spaces(indent: str) -> str:
+    """A kept indentation: tabs stay tabs, any other whitespace (U+3000 after NFKC is a space already) a space."""
+    return "".join("\t" if c == "\t" else " " for c in indent)
+
+
+def fold_indentation(text: str) -> str:
+    """The text with every line's indentation cut: what ``normalise_text`` returned before it kept
+    indentation, and what the exact-dedup key hashes (two copies of a program that differ only in how
+    they are indented are the same record)."""
+    if "\n " not in text and "\n\t" not in text and not text[:1].isspace():
+        return text
+    return "\n".join(line.lstrip(" \t") for line in text.split("\n"))
 
 
 def content_hash(text: str) -> str:
-    """Hash of the normalised rendered text (exact dedup key)."""
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    """Hash of the normalised rendered text with indentation folded (exact dedup key)."""
+    return hashlib.blake2b(fold_indentation(text).encode("utf-8"), digest_size=16).hexdigest()
 
 
 def render_text(instruction: str, input_: str, output: str, messages: list[dict] | None) -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 
 from curate.config import LanguageConfig, QualityConfig
 from curate.filters.record_filters import JapaneseLanguageFilter, JapaneseQualityFilter
-from curate.records import content_hash, make_document, normalise_text
+from curate.records import content_hash, fold_indentation, make_document, normalise_text
 
 
 def doc(instruction="質問です。", output="これは答えです。", input_=""):
@@ -86,8 +87,9 @@ def test_normalisation_keeps_dakuten_and_folds_width():
     assert a.metadata["content_hash"] == b.metadata["content_hash"] == content_hash(a.text)
 
 
-def _normalise_reference(text: str) -> str:
-    """normalise_text as defined, step by step (the fast paths must agree with it)."""
+def _folded_reference(text: str) -> str:
+    """normalise_text with every line's indentation folded away, step by step (what it returned before it kept
+    indentation, and what the exact-dedup key hashes): the fast paths and the kept indentation must agree."""
     import unicodedata
 
     text = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n")
@@ -108,10 +110,26 @@ def test_normalisation_fast_paths_agree_with_the_definition():
         " \t\n\r\u00a0\u3000\u2028\x0b\x0c\x1c\u2003")
     rng = random.Random(0)
     texts = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 40))) for _ in range(20_000)]
-    texts += ["カ\u3099", "\u3099カ", "  東京\n\n\n\n京都  ", "a\r\nb", "\u3000"]
+    texts += ["カ\u3099", "\u3099カ", "  東京\n\n\n\n京都  ", "a\r\nb", "\u3000", " a\n  b\n\t\tc", "\u3000a\n b"]
     for text in texts:
         assert nfkc(text) == unicodedata.normalize("NFKC", text), repr(text)
-        assert normalise_text(text) == _normalise_reference(text), repr(text)
+        normalised = normalise_text(text)
+        assert fold_indentation(normalised) == _folded_reference(text), repr(text)
+        lines = [line for line in normalised.split("\n") if line.strip()]
+        assert os.path.commonprefix([line[:len(line) - len(line.lstrip())] for line in lines]) == "", (
+            f"the indentation every line shares is cut: {text!r}")
+        assert all(line == line.rstrip() for line in normalised.split("\n")), repr(text)
+
+
+def test_normalisation_keeps_a_program_s_indentation_and_the_dedup_key_folds_it():
+    program = "次のコードです。\n\ndef f(xs):\n    for x in xs:\n        if x:\n            return x\n\tpass"
+    assert normalise_text(program) == program, "a program's indentation is part of it"
+    assert normalise_text("    x = 1\n    y = 2") == "x = 1\ny = 2", "indentation every line shares is cut"
+    assert normalise_text("  - 東京\n    - 渋谷\n  - 大阪") == "- 東京\n  - 渋谷\n- 大阪", "a nested list"
+    a = doc(output="def f():\n    return 1")
+    b = doc(output="def f():\n        return 1")
+    assert a.metadata["output"] == "def f():\n    return 1"
+    assert a.metadata["content_hash"] == b.metadata["content_hash"], "copies that differ in indentation only"
 
 
 class _AlwaysLid(JapaneseLanguageFilter):
