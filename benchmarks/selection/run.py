@@ -18,8 +18,8 @@
    and the test set, each also with the end tokens' probability renormalised away (``eval/likelihood.py``).
    Each arm's per-item results go to ``OUT/arms/<arm>-s<seed>.json``: a re-run skips what is done, so arms
    can be added later and a killed run resumes. A copy goes to ``benchmarks/selection/results/arms/<pool>-k<k>/``
-   (committed), with a fingerprint of what decides the result (the records in rank order, the recipe, the seed,
-   the NLL's token limit):
+   (committed), with a fingerprint of what decides the result (the records in rank order with their texts, the
+   recipe, the seed, the NLL's token limit):
    on a fresh machine an arm whose fingerprint matches is reused, not trained again.
 5. ``OUT/results.md``: per arm the mean NLLs, and the paired bootstrap of each arm against random and
    against longest, pooled over seeds (pairs: the same item under the same seed). The dev set chooses; the
@@ -171,12 +171,11 @@ def run_arm(arm: str, seed: int, args, db: Path, model: Path, out: Path) -> dict
                                   WHERE m.subset = ? GROUP BY 1 ORDER BY 2 DESC""", [name]).fetchall())
         chars = con.execute("""SELECT avg(length(coalesce(r.output, r.text))) FROM subset_members m
                                JOIN records r USING (record_id) WHERE m.subset = ?""", [name]).fetchone()[0]
-        member_ids = [r[0] for r in con.execute(
-            "SELECT record_id FROM subset_members WHERE subset = ? ORDER BY rank", [name]).fetchall()]
+        members = subset_members(con, name)
     finally:
         con.close()
     recipe_text = (TOPK / "train-gemma3-270m-lora.yaml").read_text(encoding="utf-8")
-    fingerprint = arm_fingerprint(member_ids, recipe_text, seed, args.max_tokens)
+    fingerprint = arm_fingerprint(members, recipe_text, seed, args.max_tokens)
     kept = committed_result(args.pool, args.k, tag, seed, fingerprint)
     if kept is not None:
         log(f"{arm} seed {seed}: the same records, recipe and seed were measured before; "
@@ -223,13 +222,23 @@ def kept_path(pool: str, k: int, tag: str, seed: int) -> Path:
     return KEPT / f"{pool}-k{k}" / f"{tag}-s{seed}.json"
 
 
-def arm_fingerprint(member_ids: list[str], recipe_text: str, seed: int, max_tokens: int) -> str:
-    """What decides an arm's result: its records in rank order, the LoRA recipe, the seed and the NLL's
-    token limit (the base model is the packaged GGUF's, pinned by the lock file)."""
+def subset_members(con, name: str) -> list[tuple[str, ...]]:
+    """The subset's records in rank order, each as its id and the fields its training example is built from."""
+    rows = con.execute("""SELECT m.record_id, r.instruction, r.input, r.output, r.messages::VARCHAR
+                          FROM subset_members m JOIN records r USING (record_id) WHERE m.subset = ?
+                          ORDER BY m.rank""", [name]).fetchall()
+    return [tuple("" if v is None else v for v in row) for row in rows]
+
+
+def arm_fingerprint(members: list[tuple[str, ...]], recipe_text: str, seed: int, max_tokens: int) -> str:
+    """What decides an arm's result: its records in rank order with the texts it trains on (the same ids
+    curated by another normaliser are other examples), the LoRA recipe, the seed and the NLL's token limit
+    (the base model is the packaged GGUF's, pinned by the lock file). A member given as its id alone hashes
+    as the fingerprints of results committed before the texts counted did."""
     import hashlib
 
     h = hashlib.sha256()
-    for part in (*member_ids, recipe_text, str(seed), str(max_tokens)):
+    for part in (*("\x1f".join(member) for member in members), recipe_text, str(seed), str(max_tokens)):
         h.update(part.encode("utf-8") + b"\0")
     return h.hexdigest()[:16]
 

@@ -3,6 +3,7 @@ every arm's means over the seeds of the arm in question (so that the rows compar
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -85,11 +86,16 @@ def test_a_committed_arm_is_reused_only_for_the_same_records_recipe_and_seed(tmp
     from benchmarks.selection import run
 
     monkeypatch.setattr(run, "KEPT", tmp_path)
-    print_ = run.arm_fingerprint(["r1", "r2"], "recipe: a", 0, 768)
-    assert print_ == run.arm_fingerprint(["r1", "r2"], "recipe: a", 0, 768), "deterministic"
-    others = {run.arm_fingerprint(["r2", "r1"], "recipe: a", 0, 768), run.arm_fingerprint(["r1", "r2"], "recipe: b", 0, 768),
-              run.arm_fingerprint(["r1", "r2"], "recipe: a", 1, 768), run.arm_fingerprint(["r1", "r2"], "recipe: a", 0, 512)}
-    assert print_ not in others and len(others) == 4, "order, recipe, seed and token limit each change it"
+    r1, r2 = ("r1", "質問", "", "def f():\n    return 1", ""), ("r2", "問い", "", "答え", "")
+    print_ = run.arm_fingerprint([r1, r2], "recipe: a", 0, 768)
+    assert print_ == run.arm_fingerprint([r1, r2], "recipe: a", 0, 768), "deterministic"
+    unindented = (*r1[:3], "def f():\nreturn 1", "")
+    others = {run.arm_fingerprint([r2, r1], "recipe: a", 0, 768), run.arm_fingerprint([r1, r2], "recipe: b", 0, 768),
+              run.arm_fingerprint([r1, r2], "recipe: a", 1, 768), run.arm_fingerprint([r1, r2], "recipe: a", 0, 512),
+              run.arm_fingerprint([unindented, r2], "recipe: a", 0, 768)}
+    assert print_ not in others and len(others) == 5, "order, recipe, seed, token limit and texts each change it"
+    old = hashlib.sha256(b"".join(p.encode() + b"\0" for p in ("r1", "r2", "recipe: a", "0", "768"))).hexdigest()[:16]
+    assert run.arm_fingerprint([("r1",), ("r2",)], "recipe: a", 0, 768) == old, "ids alone: as committed before"
     path = run.kept_path("instruction", 100, "longest", 0)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"fingerprint": print_, "dev": {}}), encoding="utf-8")
