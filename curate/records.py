@@ -73,11 +73,11 @@ def normalise_text(text: str) -> str:
 
     NFKC folds full-width ASCII and half-width katakana, so ``ＡＩ`` and ``AI`` hash the same.
     Dakuten are kept (unlike datatrove's default ``simplify_text``). Indentation is kept because a
-    program or a nested list means it (every line used to be stripped, so every Python answer was stored,
-    exported and trained on unrunnable); what all lines share (a quoted block, a
-    paragraph indent on every line, a stray space before a one-line answer) is cut as before, so a text
-    whose lines are not indented relative to each other normalises exactly as it did. The exact-dedup key
-    still folds indentation away (``content_hash``).
+    program or a nested list means it (every line used to be stripped, so every indented program was
+    stored, exported and trained on unrunnable); what all lines share (a quoted block, a paragraph indent
+    on every line, a stray space before a one-line answer) is cut as before, so a text whose lines are not
+    indented relative to each other normalises exactly as it did. The exact-dedup key still folds
+    indentation away (``content_hash``).
 
     >>> normalise_text("ＡＩは　すごい。\\r\\n\\r\\n\\r\\nｶﾀｶﾅ  です ")
     'AIは すごい。\\n\\nカタカナ です'
