@@ -20,6 +20,7 @@ import yaml
 
 from core.config import from_dict, load_yaml
 from core.errors import JcurateError
+from curate.handover.subsets import DEFAULT_QUOTA_MIN_SCORE
 
 
 @dataclass
@@ -29,8 +30,11 @@ class ExperimentConfig:
     run: str | None = None  # curation run (default: the latest)
     license_use: str | None = "commercial"
     score: str | None = None  # the scorer top-k ranks by (default: the store's classifier, else shipped)
-    per_source: bool = False  # top-k per source, in proportion to the pool (see curate.handover.subsets.per_source_top)
-    quota_min_score: float | None = None  # with per_source: quotas follow the mix of records scoring at least this
+    # the top-k arm, as `jcurate subset --top-k` takes it by default: per source, each source's quota in proportion to
+    # its records scoring at least quota_min_score (curate.handover.subsets.per_source_top); quota_min_score: null for
+    # the pool's shares, per_source: false for the best k of all sources together (the default until 2026-12-07)
+    per_source: bool = True
+    quota_min_score: float | None = DEFAULT_QUOTA_MIN_SCORE
     k: int = 200
     seed: int = 0
     seeds: list[int] | None = None  # train every arm once per seed and pool the comparison (default: [seed])
@@ -94,9 +98,10 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
         """top-k and longest-k are the same records under every seed (only training's seed changes); random
         draws with each seed (its own subset per seed when there are several)."""
         if arm == "topk":
+            per_source = cfg.per_source and cfg.diversity is None  # diversity walks one ranking over all sources
             return SubsetCriteria(name=f"{cfg.name}-topk", run_id=cfg.run, license_use=cfg.license_use, top_k=cfg.k,
-                                  score=cfg.score, diversity=cfg.diversity, per_source=cfg.per_source,
-                                  quota_min_score=cfg.quota_min_score)
+                                  score=cfg.score, diversity=cfg.diversity, per_source=per_source,
+                                  quota_min_score=cfg.quota_min_score if per_source else None)
         if arm == "random":
             return SubsetCriteria(name=f"{cfg.name}-random" + (f"-s{seed}" if several else ""), run_id=cfg.run,
                                   license_use=cfg.license_use, random=cfg.k, seed=seed)

@@ -33,12 +33,19 @@ class SubsetCriteria:
     top_k: int | None = None
     per_source: bool = False  # top-k from each source in proportion to its share of the eligible records
     quota_min_score: float | None = None  # with per_source: shares counted over records scoring at least this
+    # (the CLI's and the experiment's default top-k: per source, quotas over records scoring DEFAULT_QUOTA_MIN_SCORE)
     score: str | None = None  # a scorer in `scores` ("label": the quality labels sources ship); top-k default below
     random: int | None = None
     seed: int = 0
     diversity: float | None = None  # skip a record closer than this cosine distance to one already selected
     embedding_backend: str = "use"
     embedding_model: str | None = None
+
+
+# the default top-k of `jcurate subset` and `jcurate experiment`: each source's quota in proportion to its eligible
+# records scoring 4 or more, the label scale's "correct and follows the instruction" (every scorer here is on that
+# 1-5 scale); chosen by the selection benchmark against a rule written before its runs (docs/licenses.md)
+DEFAULT_QUOTA_MIN_SCORE = 4.0
 
 
 def subset_exists(con, name: str) -> bool:
@@ -60,6 +67,9 @@ def select_members(con, c: SubsetCriteria, run_id: str) -> list[tuple[str, float
     """(record_id, score) of the run's kept records, in rank order."""
     if c.top_k is not None and c.random is not None:
         raise JcurateError("--top-k and --random are alternatives: pick one")
+    if c.per_source and c.diversity is not None:
+        raise JcurateError("--diversity walks one ranking over all sources; per-source quotas are an alternative: "
+                           "pick one")
     if c.quota_min_score is not None and not (c.per_source and c.top_k is not None):
         raise JcurateError("--quota-min-score sets the per-source quotas of a top-k: add --per-source and --top-k N")
     if c.top_k is not None and not c.score:
@@ -122,7 +132,8 @@ def per_source_top(rows: list[tuple], k: int, min_score: float | None = None) ->
     follow the mix of what the scorer rates good, so a source it rates poor throughout (chit-chat, span
     answers, for an instruction scorer) gets a small quota or none, while a large source of good records
     keeps its share (where a global top-k would take most of ``k`` from the one source the scorer
-    favours). A quota larger than what its source holds is not refilled from other sources.
+    favours). Where a source holds fewer records than its quota, the places left go to the best of the
+    rest in rank order, so the result has ``k`` records whenever ``rows`` has.
 
     >>> rows = [("a1", 5, "a"), ("b1", 4, "b"), ("a2", 3, "a"), ("a3", 2, "a"), ("b2", 1, "b"), ("a4", 0, "a")]
     >>> [r[0] for r in per_source_top(rows, 3)]
@@ -131,25 +142,31 @@ def per_source_top(rows: list[tuple], k: int, min_score: float | None = None) ->
     ['a1', 'b1']
     >>> [r[0] for r in per_source_top(rows, 3, min_score=4.5)]
     ['a1', 'a2', 'a3']
+    >>> [r[0] for r in per_source_top([("a1", 5, "a"), ("b1", 4, "b"), ("b2", 3, "b"), ("b3", 2, "b")], 3, 5)]
+    ['a1', 'b1', 'b2']
     """
     sizes: dict[str, int] = {}
     for r in rows:
         if min_score is None or (r[1] is not None and r[1] >= min_score):
             sizes[r[2]] = sizes.get(r[2], 0) + 1
     if not sizes:
-        raise JcurateError(f"no eligible record scores {min_score} or more: lower --quota-min-score")
+        raise JcurateError(f"no eligible record scores {min_score} or more: lower --quota-min-score, or take the "
+                           f"global top-k (--global)")
     total = sum(sizes.values())
     exact = {src: k * n / total for src, n in sizes.items()}
     quota = {src: int(q) for src, q in exact.items()}
     for src in sorted(exact, key=lambda s: (-(exact[s] - quota[s]), s))[:k - sum(quota.values())]:
         quota[src] += 1
     taken: dict[str, int] = {}
-    out = []
-    for r in rows:
+    chosen = []
+    for i, r in enumerate(rows):
         if taken.get(r[2], 0) < quota.get(r[2], 0):
             taken[r[2]] = taken.get(r[2], 0) + 1
-            out.append(r)
-    return out
+            chosen.append(i)
+    if len(chosen) < k:  # a source short of its quota: the best of the rest fill its places
+        picked = set(chosen)
+        chosen += [i for i in range(len(rows)) if i not in picked][:k - len(chosen)]
+    return [rows[i] for i in sorted(chosen)]
 
 
 def _diverse(con, members: list[tuple[str, float | None]], c: SubsetCriteria) -> list[tuple[str, float | None]]:

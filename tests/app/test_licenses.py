@@ -311,18 +311,41 @@ def test_quota_min_score_counts_each_source_s_share_over_its_good_records(store,
     finally:
         con.close()
     assert len(good) > 1 and sum(good.values()) >= 20, good
-    assert run_cli("subset", "--name", "ps-good", "--top-k", "20", "--score", "label", "--per-source",
-                   "--quota-min-score", "4", "--out", str(tmp_path / "good"), "--db", str(store)) == 0
+    # the default top-k is these quotas; --per-source --quota-min-score 4 and --quota-min-score 4 say the same
+    for name, flags in (("ps-good", ["--per-source", "--quota-min-score", "4"]), ("q-good", ["--quota-min-score", "4"]),
+                        ("default", [])):
+        assert run_cli("subset", "--name", name, "--top-k", "20", "--score", "label", *flags,
+                       "--out", str(tmp_path / name), "--db", str(store)) == 0
     con = duckdb.connect(str(store), read_only=True)
     try:
         picked = dict(con.execute("""SELECT r.source_id, count(*) FROM subset_members m JOIN records r USING (record_id)
                                      WHERE m.subset = 'ps-good' GROUP BY 1""").fetchall())
+        members = {name: con.execute("SELECT record_id FROM subset_members WHERE subset = ? ORDER BY rank",
+                                     [name]).fetchall() for name in ("ps-good", "q-good", "default")}
     finally:
         con.close()
     total = sum(good.values())
     for src, n in good.items():
         assert abs(picked.get(src, 0) - 20 * n / total) < 1, (src, picked, good)
-    assert "scoring at least 4.0" in (tmp_path / "good" / "README.md").read_text(encoding="utf-8")
-    # without --per-source the option has nothing to set: a clear error, no subset
-    assert run_cli("subset", "--name", "bad", "--top-k", "20", "--score", "label", "--quota-min-score", "4",
-                   "--db", str(store)) != 0
+    assert members["ps-good"] == members["q-good"] == members["default"]
+    assert "scoring at least 4.0" in (tmp_path / "default" / "README.md").read_text(encoding="utf-8")
+    # quotas and one ranking over all sources are alternatives: a clear error, no subset
+    for flags in (["--quota-min-score", "4", "--global"], ["--per-source", "--diversity", "0.1"]):
+        assert run_cli("subset", "--name", "bad", "--top-k", "20", "--score", "label", *flags,
+                       "--db", str(store)) != 0
+    assert run_cli("subset", "--name", "bad", "--random", "20", "--per-source", "--db", str(store)) != 0
+
+
+def test_global_top_k_ranks_all_sources_together(store):
+    assert run_cli("subset", "--name", "global", "--top-k", "30", "--score", "label", "--global", "--db", str(store)) == 0
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        picked = [r[0] for r in con.execute("SELECT score FROM subset_members WHERE subset = 'global' ORDER BY rank")
+                  .fetchall()]
+        best = [r[0] for r in con.execute("""SELECT s.score FROM record_fate f JOIN scores s USING (record_id)
+                                             WHERE f.kept AND f.run_id = (SELECT run_id FROM latest_run)
+                                             AND s.scorer = 'label' ORDER BY s.score DESC LIMIT 30""").fetchall()]
+        assert not con.execute("SELECT 1 FROM subsets WHERE name = 'bad'").fetchone(), "no subset from an error"
+    finally:
+        con.close()
+    assert picked == best, "the 30 best of all sources"
