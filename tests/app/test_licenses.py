@@ -334,6 +334,11 @@ def test_quota_min_score_counts_each_source_s_share_over_its_good_records(store,
         assert run_cli("subset", "--name", "bad", "--top-k", "20", "--score", "label", *flags,
                        "--db", str(store)) != 0
     assert run_cli("subset", "--name", "bad", "--random", "20", "--per-source", "--db", str(store)) != 0
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        assert not con.execute("SELECT 1 FROM subsets WHERE name = 'bad'").fetchone(), "no subset from an error"
+    finally:
+        con.close()
 
 
 def test_global_top_k_ranks_all_sources_together(store):
@@ -345,7 +350,6 @@ def test_global_top_k_ranks_all_sources_together(store):
         best = [r[0] for r in con.execute("""SELECT s.score FROM record_fate f JOIN scores s USING (record_id)
                                              WHERE f.kept AND f.run_id = (SELECT run_id FROM latest_run)
                                              AND s.scorer = 'label' ORDER BY s.score DESC LIMIT 30""").fetchall()]
-        assert not con.execute("SELECT 1 FROM subsets WHERE name = 'bad'").fetchone(), "no subset from an error"
     finally:
         con.close()
     assert picked == best, "the 30 best of all sources"
