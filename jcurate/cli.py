@@ -39,6 +39,7 @@ def cmd_run(args) -> int:
 
         start_worker_server()  # first: it imports the pipeline's modules while this process does
     from curate.config import load_config
+    from curate.handover.declarations import check_store_before_run
     from curate.handover.ingest import EarlyRecords, ingest_run
     from curate.reading.manifest import load_manifest
     from curate.running.pipeline import FILTER_STAGE_DROPS, STAGES, ExecutorOptions, mark_finished, run_stages
@@ -55,6 +56,8 @@ def cmd_run(args) -> int:
     config = load_config(args.config)
     catalogue = load_catalogue()
     sources = load_manifest(args.sources, catalogue)
+    relicense = tuple(args.relicense or ())
+    check_store_before_run(args.db, sources, str(args.sources), relicense)
     out = Path(args.out)
     print(f"jcurate run: {len(sources)} source(s) from {args.sources} -> {out} "
           f"(executor {args.executor}, {args.workers} worker(s))", file=sys.stderr)
@@ -74,7 +77,7 @@ def cmd_run(args) -> int:
                              after_stage=lambda name: early.start() if early and name == "filter" else None)
         if args.executor == "slurm":
             print(f"submitted to Slurm. When the jobs finish: jcurate ingest --out {out} --sources {args.sources} "
-                  f"--db {args.db}")
+                  f"--db {args.db}" + "".join(f" --relicense {r}" for r in relicense))
             return 0
         report = build_report(out, timings)
         report["hub_sources"] = {s.id: {"hub": s.hub_id, "revision": s.hub_revision, "license": s.license,
@@ -82,7 +85,7 @@ def cmd_run(args) -> int:
                                  for s in sources if s.hub_id}
         run_id = ingest_run(args.db, out, sources, catalogue, config=config.to_dict(), report=report,
                             sources_file=str(args.sources), executor=args.executor, workers=args.workers,
-                            started_at=started, stages=STAGES, early=early)
+                            started_at=started, stages=STAGES, early=early, relicense=relicense)
     except BaseException:
         if early is not None:
             early.abort()  # nothing of the run stays in the store
@@ -93,8 +96,18 @@ def cmd_run(args) -> int:
     path = write_report(out, report)
     mark_finished(out)
     print(format_report(report))
+    print_relicensed(report, run_id)
     print(f"report: {path}   store: {args.db} (run {run_id})")
     return 0
+
+
+def print_relicensed(report: dict, run_id: str) -> None:
+    """One line per source whose declaration the run changed (``--relicense``), to stderr."""
+    for c in report.get("relicensed") or []:
+        held = f"; subsets holding them: {', '.join(c['subsets'])} (files exported before carry the earlier terms)" \
+            if c["subsets"] else ""
+        print(f"relicensed source '{c['source_id']}' (run {run_id}, --relicense): its {c['records']} stored record(s) "
+              f"are now under {c['to']}, was {c['from']} (run {c['from_run']}){held}", file=sys.stderr)
 
 
 def score_after_run(db: str, model_dir: Path, scoring, run_id: str, shipped: dict | None = None) -> dict:
@@ -182,6 +195,7 @@ def cmd_classifier(args) -> int:
 
 def cmd_ingest(args) -> int:
     from curate.config import load_config
+    from curate.handover.declarations import check_relicense_names
     from curate.handover.ingest import ingest_run
     from curate.reading.manifest import load_manifest
     from curate.running.pipeline import STAGES, mark_finished
@@ -191,13 +205,17 @@ def cmd_ingest(args) -> int:
     config = load_config(args.config)
     catalogue = load_catalogue()
     sources = load_manifest(args.sources, catalogue)
+    relicense = tuple(args.relicense or ())
+    check_relicense_names(sources, relicense)
     out = Path(args.out)
     report = build_report(out)
     report["run_id"] = ingest_run(args.db, out, sources, catalogue, config=config.to_dict(), report=report,
-                                  sources_file=str(args.sources), executor="slurm", stages=STAGES)
+                                  sources_file=str(args.sources), executor="slurm", stages=STAGES,
+                                  relicense=relicense)
     write_report(out, report)
     mark_finished(out)
     print(format_report(report))
+    print_relicensed(report, report["run_id"])
     return 0
 
 
@@ -456,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true",
                      help="start afresh: by default a run killed before it finished, started again with the same "
                           "sources, config, executor and workers on the same --out, skips the tasks it completed")
+    run.add_argument("--relicense", action="append", metavar="SOURCE",
+                     help="change the stored declaration (license, generated_by, attribution) of source SOURCE to "
+                          "the manifest's: its stored records and the subsets holding them take it (refused without)")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="show datatrove's per-task logs here instead of in OUT/work/logs/datatrove.log")
     run.set_defaults(func=cmd_run)
@@ -465,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--sources", default="data/sources.yaml")
     ingest.add_argument("--config", default=None)
     ingest.add_argument("--db", default=DEFAULT_DB)
+    ingest.add_argument("--relicense", action="append", metavar="SOURCE",
+                        help="change the stored declaration (license, generated_by, attribution) of source SOURCE to "
+                             "the manifest's: its stored records and the subsets holding them take it (refused without)")
     ingest.set_defaults(func=cmd_ingest)
 
     judge = sub.add_parser("judge", help="score kept records with the LLM judge of the config's judge: section")
