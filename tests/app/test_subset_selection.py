@@ -9,6 +9,7 @@ code does: a benchmark trains on these selections, and they must not move under 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -46,12 +47,14 @@ def build_store(db) -> None:
                     outcomes.append(dict(run_id="r1", record_id=rid, dropped_at="near_dedup" if dropped else None,
                                          dropped_order=2 if dropped else None))
                     if i % 7 != 6:
-                        scores.append(dict(record_id=rid, scorer="label", score=float((i * 37 + row) % 5 + 1),
+                        scores.append(dict(record_id=rid, scorer="label", model="source labels",
+                                           score=float((i * 37 + row) % 5 + 1),
                                            created_at=datetime(2026, 1, 2, tzinfo=timezone.utc)))
-                    scores.append(dict(record_id=rid, scorer="classifier", score=round((i * 0.737) % 5, 3),
+                    scores.append(dict(record_id=rid, scorer="classifier", model="clf-1",
+                                       score=round((i * 0.737) % 5, 3),
                                        created_at=datetime(2026, 1, 3, tzinfo=timezone.utc)))
                     if i % 3 == 0:  # an older score the newer one replaces
-                        scores.append(dict(record_id=rid, scorer="classifier", score=4.99,
+                        scores.append(dict(record_id=rid, scorer="classifier", model="clf-1", score=4.99,
                                            created_at=datetime(2026, 1, 2, tzinfo=timezone.utc)))
                     i += 1
             insert_rows(con, "records", records)
@@ -121,3 +124,126 @@ def test_the_selections_stay_what_they_were(small):
         assert run_cli("subset", "--name", f"pin{i}", *flags.split(), "--db", str(small)) == 0, flags
         got[flags] = members(small, f"pin{i}")
     assert got == PINNED
+
+
+def subset_row(db, name: str):
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("SELECT n_records, size_note, criteria, export_path FROM subsets WHERE name = ?",
+                           [name]).fetchone()
+    finally:
+        con.close()
+
+
+def test_a_pool_smaller_than_k_is_said_on_stderr_in_the_store_notice_and_card(small, tmp_path, capsys):
+    pool = "kept records of run r1 match the criteria (license use commercial"
+    cases = {"short-top": (["--top-k", "100", "--score", "label"], 20, f"only 20 {pool}, a `label` score)"),
+             "short-random": (["--random", "100"], 23, f"only 23 {pool})")}
+    for name, (flags, n, why) in cases.items():
+        out = tmp_path / f"{name}.jsonl"
+        assert run_cli("subset", "--name", name, "--license-use", "commercial", *flags, "--out", str(out),
+                       "--db", str(small)) == 0
+        note = f"asked for 100, {why}: the subset has {n}"
+        assert capsys.readouterr().err == f"jcurate: warning: subset '{name}': {note}\n"
+        assert subset_row(small, name)[:2] == (n, note)
+        assert len(out.read_text(encoding="utf-8").splitlines()) == n
+        assert f"Size: {note}." in (tmp_path / f"{name}.NOTICE.md").read_text(encoding="utf-8")
+        card = (tmp_path / f"{name}.README.md").read_text(encoding="utf-8")
+        assert f"- Size: {note}." in card and "100" not in card.split("## How the records were selected")[1].split(
+            "- Size:")[0], "the selection line gives the real count"
+    # a subset that has its k: no warning, no note
+    assert run_cli("subset", "--name", "full", "--random", "8", "--out", str(tmp_path / "full.jsonl"),
+                   "--db", str(small)) == 0
+    assert capsys.readouterr().err == "" and subset_row(small, "full")[:2] == (8, None)
+    assert "Size:" not in (tmp_path / "full.README.md").read_text(encoding="utf-8")
+    assert "8 kept records drawn at random" in (tmp_path / "full.README.md").read_text(encoding="utf-8")
+
+
+def test_an_exclusion_matching_nothing_is_refused_and_another_case_is_taken(small, capsys):
+    assert run_cli("subset", "--name", "typo", "--exclude-generated-by", "gpt-4o", "--top-k", "6", "--score", "label",
+                   "--db", str(small)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--exclude-generated-by gpt-4o: no generating model or license" in err
+    assert "gpt-3.5-turbo (OpenAI-ToU); google/gemma-3-270m (Gemma)" in err or \
+        "google/gemma-3-270m (Gemma); gpt-3.5-turbo (OpenAI-ToU)" in err
+    assert subset_row(small, "typo") is None
+    assert run_cli("subset", "--name", "lower", "--exclude-generated-by", "openai-tou", "--top-k", "6", "--score",
+                   "label", "--global", "--db", str(small)) == 0
+    assert capsys.readouterr().err == "jcurate: warning: --exclude-generated-by openai-tou: taken as OpenAI-ToU\n"
+    assert members(small, "lower") == PINNED["--exclude-generated-by OpenAI-ToU --top-k 6 --score label --global"]
+    assert '"exclude_generated_by": ["OpenAI-ToU"]' in subset_row(small, "lower")[2]
+    # a license id of the catalogue that no record of this store has is a valid statement: nothing to exclude
+    assert run_cli("subset", "--name", "nollama", "--exclude-generated-by", "Llama-3.1", "--db", str(small)) == 0
+
+
+def test_a_failed_export_stores_nothing_leaves_nothing_and_the_retry_works(small, tmp_path, capsys):
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    (tmp_path / "adir.jsonl").mkdir()
+    (tmp_path / "blocked.README.md").mkdir()  # the card cannot be written: the records and NOTICE were
+    cases = [(tmp_path / "afile/sub.jsonl", f"--out {tmp_path}/afile/sub.jsonl: {tmp_path}/afile is a file"),
+             (tmp_path / "adir.jsonl", f"cannot write the export {tmp_path}/adir.jsonl: Is a directory"),
+             (tmp_path / "blocked.jsonl", f"cannot write the export {tmp_path}/blocked.jsonl: Is a directory "
+                                          f"({tmp_path}/blocked.README.md)")]
+    if Path("/dev/full").exists():  # a full disk: every write fails with ENOSPC
+        (tmp_path / "full.jsonl").symlink_to("/dev/full")
+        cases.append((tmp_path / "full.jsonl", f"cannot write the export {tmp_path}/full.jsonl: No space left on "
+                                               f"device; subset 'failexp' was not stored"))
+    for out, says in cases:
+        assert run_cli("subset", "--name", "failexp", "--random", "5", "--out", str(out), "--db", str(small)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"jcurate: error: {says}") and err.count("\n") == 1, err
+        assert subset_row(small, "failexp") is None and members(small, "failexp") == []
+    left = {p.name for p in tmp_path.iterdir()} - {"small.duckdb", "small.duckdb.wal"}
+    assert left <= {"adir.jsonl", "afile", "blocked.README.md", "full.jsonl"}, "what the exports wrote is removed"
+    assert run_cli("subset", "--name", "failexp", "--random", "5", "--out", str(tmp_path / "ok.jsonl"),
+                   "--db", str(small)) == 0
+    assert subset_row(small, "failexp")[0] == 5 and (tmp_path / "ok.README.md").is_file()
+    # --replace with an export that fails: the subset stays as it was
+    before = members(small, "failexp")
+    assert run_cli("subset", "--name", "failexp", "--random", "7", "--replace", "--out", str(tmp_path / "adir.jsonl"),
+                   "--db", str(small)) == 2
+    assert members(small, "failexp") == before and subset_row(small, "failexp")[3] == str(tmp_path / "ok.jsonl")
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--top-k", "0"], "argument --top-k: a number of records, at least 1, got 0"),
+    (["--top-k", "-5"], "argument --top-k: a number of records, at least 1, got -5"),
+    (["--random", "0"], "argument --random: a number of records, at least 1, got 0"),
+    (["--random", "5", "--out", "OUT/a.csv"], "--out OUT/a.csv: a subset is exported as .jsonl, .parquet, or a folder"),
+])
+def test_bad_sizes_and_export_names_are_refused_before_any_work(small, tmp_path, capsys, flags, says):
+    flags = [f.replace("OUT", str(tmp_path)) for f in flags]
+    says = says.replace("OUT", str(tmp_path))
+    try:
+        rc = run_cli("subset", "--name", "bad", *flags, "--db", str(small))
+    except SystemExit as e:  # argparse
+        rc = e.code
+    assert rc == 2 and says in capsys.readouterr().err
+    assert subset_row(small, "bad") is None and not (tmp_path / "a.csv").exists()
+
+
+@pytest.mark.parametrize("command", [["subset", "--name", "x", "--top-k", "5"], ["sql", "SELECT 1"],
+                                     ["licenses", "check", "--subset", "x"], ["serve"], ["judge", "--sample", "3"],
+                                     ["classifier", "score"], ["compare", "a", "b"]])
+def test_a_missing_store_is_said_and_not_created(tmp_path, capsys, command):
+    db = tmp_path / "missing.duckdb"
+    assert run_cli(*command, "--db", str(db)) == 2
+    assert capsys.readouterr().err == f"jcurate: error: no store at {db}: run `jcurate run` first (or pass --db)\n"
+    assert not db.exists()
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(small):
+    """`jcurate sql … | head`: the reader closes the pipe before the output is written."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-m", "jcurate.cli", "sql", "SELECT range AS n FROM range(100000)",
+                             "--db", str(small)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == "", err
+
