@@ -247,3 +247,26 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(small):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == "", err
 
+
+def test_an_experiment_refuses_arms_of_unequal_size_before_training(small, tmp_path):
+    """Top-k ranks only scored records (20 pass the commercial filter), random and longest draw from all
+    23: with k 100 the arms would differ."""
+    from core.errors import JcurateError
+    from eval.experiment import load_experiment_config, run_experiment
+
+    (tmp_path / "exp.yaml").write_text(f"db: {small}\nk: 100\nscore: label\nlicense_use: commercial\n"
+                                       f"out_dir: {tmp_path / 'runs'}\n", encoding="utf-8")
+    logged = []
+    with pytest.raises(JcurateError, match=r"the arms differ in size \(topk-vs-random-topk 20, topk-vs-random-random "
+                                           r"23, topk-vs-random-longest 23 records; k 100\).* Nothing was trained: set "
+                                           r"k to 20"):
+        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=logged.append)
+    assert "[topk] warning: subset 'topk-vs-random-topk': asked for 100, only 20 kept records" in "\n".join(logged)
+    con = duckdb.connect(str(small), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM train_runs").fetchone()[0] == 0
+    finally:
+        con.close()
+    (tmp_path / "exp.yaml").write_text(f"db: {small}\nk: 0\n", encoding="utf-8")
+    with pytest.raises(JcurateError, match="k is the number of records in each arm: at least 1, got 0"):
+        load_experiment_config(tmp_path / "exp.yaml")
