@@ -16,7 +16,7 @@ import json
 import yaml
 
 from licenses.catalogue import Catalogue, License
-from licenses.notice import subset_licenses, subset_notice, subset_sources
+from licenses.notice import subset_licenses, subset_notice, subset_size_note, subset_sources
 
 # license ids the hub knows; anything else is `license: other` with license_name / license_link
 HUB_LICENSES = {"apache-2.0", "mit", "cc0-1.0", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0",
@@ -119,7 +119,7 @@ def dataset_card(con, subset: str, catalogue: Catalogue) -> str:
             """SELECT DISTINCT s.model FROM scores s JOIN subset_members m USING (record_id)
                WHERE m.subset = ? AND s.scorer = ? ORDER BY 1""", [subset, criteria["score"]]).fetchall()]
     if criteria.get("top_k") is not None:
-        how = (f"the top {criteria['top_k']} kept records by the `{criteria['score']}` scorer "
+        how = (f"the top {n} kept records by the `{criteria['score']}` scorer "
                f"({', '.join(scorer_models) or 'no model recorded'}), ties broken by a hash of the record id")
         if criteria.get("per_source") and criteria.get("quota_min_score") is not None:
             how += (f", taken from each source in proportion to its share of the eligible records scoring at least "
@@ -127,7 +127,7 @@ def dataset_card(con, subset: str, catalogue: Catalogue) -> str:
         elif criteria.get("per_source"):
             how += ", taken from each source in proportion to its share of the eligible records"
     elif criteria.get("random") is not None:
-        how = f"{criteria['random']} kept records drawn at random (seed {criteria['seed']}): a baseline arm"
+        how = f"{n} kept records drawn at random (seed {criteria['seed']}): a baseline arm"
     else:
         how = "every kept record that passes the license criteria"
     if criteria.get("diversity") is not None:
@@ -144,6 +144,7 @@ def dataset_card(con, subset: str, catalogue: Catalogue) -> str:
              f"against evaluation sets, and every record's source and license tracked.", "",
              "## How the records were selected", "",
              f"- Selection: {how}.", *[f"- {f}" for f in filters if f],
+             *([f"- Size: {note}."] if (note := subset_size_note(con, subset)) else []),
              *[f"- Source `{sid}`: hub dataset `{hub_id}` at revision `{rev}`" for sid, (hub_id, rev) in hub.items()],
              "",
              "## Licenses and obligations", "",
