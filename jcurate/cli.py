@@ -43,7 +43,7 @@ def cmd_run(args) -> int:
     from curate.handover.ingest import EarlyRecords, ingest_run
     from curate.reading.manifest import load_manifest
     from curate.running.pipeline import FILTER_STAGE_DROPS, STAGES, ExecutorOptions, mark_finished, run_stages
-    from curate.running.report import build_report, format_report, write_report
+    from curate.running.report import build_report, files_without_rows_lines, format_report, write_report
     from licenses.catalogue import load_catalogue
 
     started = datetime.now(timezone.utc)
@@ -79,7 +79,9 @@ def cmd_run(args) -> int:
             print(f"submitted to Slurm. When the jobs finish: jcurate ingest --out {out} --sources {args.sources} "
                   f"--db {args.db}" + "".join(f" --relicense {r}" for r in relicense))
             return 0
-        report = build_report(out, timings)
+        report = build_report(out, timings, sources)
+        for line in files_without_rows_lines(report):
+            print(line, file=sys.stderr)
         report["hub_sources"] = {s.id: {"hub": s.hub_id, "revision": s.hub_revision, "license": s.license,
                                         "license_from": "dataset card" if s.license_from_card else "manifest"}
                                  for s in sources if s.hub_id}
@@ -199,7 +201,7 @@ def cmd_ingest(args) -> int:
     from curate.handover.ingest import ingest_run
     from curate.reading.manifest import load_manifest
     from curate.running.pipeline import STAGES, mark_finished
-    from curate.running.report import build_report, format_report, write_report
+    from curate.running.report import build_report, files_without_rows_lines, format_report, write_report
     from licenses.catalogue import load_catalogue
 
     config = load_config(args.config)
@@ -208,7 +210,9 @@ def cmd_ingest(args) -> int:
     relicense = tuple(args.relicense or ())
     check_relicense_names(sources, relicense)
     out = Path(args.out)
-    report = build_report(out)
+    report = build_report(out, sources=sources)
+    for line in files_without_rows_lines(report):
+        print(line, file=sys.stderr)
     report["run_id"] = ingest_run(args.db, out, sources, catalogue, config=config.to_dict(), report=report,
                                   sources_file=str(args.sources), executor="slurm", stages=STAGES,
                                   relicense=relicense)
