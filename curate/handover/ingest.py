@@ -46,7 +46,8 @@ def load_records(con, run_id: str, files: list[str]) -> None:
         "SELECT record_id, count(*) FROM run_records GROUP BY record_id HAVING count(*) > 1 LIMIT 3").fetchall()
     if dups:
         raise JcurateError(
-            f"record ids are not unique (e.g. {', '.join(d[0] for d in dups)}): check the sources' id_field")
+            f"record ids are not unique (e.g. {', '.join(d[0] for d in dups)}), though the reading drops a repeated "
+            f"id as a `read` drop (duplicate_id): a defect of jcurate; nothing was stored, the run's shards are kept")
     insert_records(con, run_id, "run_records")
     con.execute("DROP VIEW run_records")
 
