@@ -163,9 +163,11 @@ def build() -> None:
                                 ensure_ascii=False).encode("utf-8").replace("メートル".encode(), b"\xff\xfe\x80")
     (OUT / "alpaca_ja.jsonl").write_bytes(b"\n".join(data) + b"\n")
     for (line, case), pos in zip(bad, positions):
-        rid = "jcurate-alpaca:" + (json.loads(line)["id"] if case not in ("bad JSON", "not an object") else str(pos))
+        # a row without a readable id is named by its line (curate/reading/record_ids.py)
+        rid = "jcurate-alpaca:" + (json.loads(line)["id"] if case not in ("bad JSON", "not an object") else f"#line-{pos + 1}")
         plant(rid, f"malformed row: {case}", "read", "malformed_row", f"line {pos + 1}")
-    plant(f"jcurate-alpaca:{utf8_pos}", "malformed row: invalid UTF-8", "read", "malformed_row", f"line {utf8_pos + 1}")
+    plant(f"jcurate-alpaca:#line-{utf8_pos + 1}", "malformed row: invalid UTF-8", "read", "malformed_row",
+          f"line {utf8_pos + 1}")
 
     # 2. Parquet with its own column names, CC BY-SA 4.0: text tasks + writing (hand labels)
     import pyarrow as pa

@@ -2,12 +2,15 @@
 -- Run one with: uv run jcurate sql "$(sed -n '/^-- Q1/,/;$/p' docs/questions.sql)"
 
 -- Q1: which sources, under which licenses, make up subset S, and what do they oblige?
-SELECT s.source_id, s.license_id, s.generated_by_license AS model_license, count(*) AS records,
-       l.use, l.attribution, l.share_alike
+SELECT rl.source_id, rl.source_license, rl.model_license, rl.license AS effective_license, count(*) AS records,
+       l.use, sl.attribution OR coalesce(ml.attribution, false) AS attribution,
+       sl.share_alike OR coalesce(ml.share_alike, false) AS share_alike,
+       coalesce(ml.restricts_training_other_models, false) AS restricts_training
 FROM subset_members m
-JOIN records r USING (record_id)
-JOIN current_sources s USING (source_id)
-JOIN licenses l ON l.license_id = s.license_id
+JOIN record_license rl USING (record_id)
+JOIN licenses l ON l.license_id = rl.license
+JOIN licenses sl ON sl.license_id = rl.source_license
+LEFT JOIN licenses ml ON ml.license_id = rl.model_license
 WHERE m.subset = 'commercial-top100'
 GROUP BY ALL ORDER BY records DESC;
 

@@ -60,6 +60,8 @@ def load_experiment_config(path: str | Path) -> ExperimentConfig:
     if unknown or not cfg.baselines or len(set(cfg.baselines)) != len(cfg.baselines):
         raise JcurateError(f"{path}: baselines must be one or more of {', '.join(BASELINES)}, each once, got "
                            f"{cfg.baselines}")
+    if cfg.k < 1:
+        raise JcurateError(f"{path}: k is the number of records in each arm: at least 1, got {cfg.k}")
     if cfg.seeds is not None and (not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds)):
         raise JcurateError(f"{path}: seeds must be distinct integers, at least one, got {cfg.seeds}")
     return cfg
@@ -79,6 +81,22 @@ def score_answer_lengths(db: str, run: str | None) -> str:
     return LENGTH_SCORER
 
 
+def check_arm_sizes(k: int, sizes: dict[str, int], log=print) -> None:
+    """Top-k and its baselines must hold as many records each, or the comparison measures the sizes too.
+    Where the pool of a license filter holds fewer than ``k`` (top-k needs scored records, the others do
+    not), or ``diversity`` skipped records, the arms differ: refused before any training. Arms equal but
+    short of ``k`` go on, with a warning."""
+    if len(set(sizes.values())) > 1:
+        listed = ", ".join(f"{name} {n}" for name, n in sizes.items())
+        raise JcurateError(f"the arms differ in size ({listed} records; k {k}): a fair comparison needs as many in "
+                           f"each. Nothing was trained: set k to {min(sizes.values())} (the smallest arm) or widen the "
+                           f"pool (license_use, run)")
+    n = next(iter(sizes.values()))
+    if n < k:
+        log(f"warning: every arm has {n} records, fewer than k {k}: the pool is smaller than k (see the arms' "
+            f"warnings above); the comparison is of {n} records each")
+
+
 def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
     from curate.handover.subsets import SubsetCriteria, create_subset
     from eval.compare import compare_scores, load_run_scores, plot, to_markdown
@@ -88,6 +106,8 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
     from train.config import load_train_config
     from train.sft import run_training
 
+    if not Path(cfg.db).is_file():  # a writing connection would create an empty store
+        raise JcurateError(f"no store at {cfg.db} (the experiment config's db): run `jcurate run` first")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seeds = cfg.seeds or [cfg.seed]
@@ -110,17 +130,24 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
 
     arms = ["topk", *cfg.baselines]
     base_train = load_yaml(cfg.train_config, "train config")
-    train_runs, subsets = {}, {}  # (arm, seed) -> train run id / subset name
-    for seed in seeds:
+    subsets, sizes = {}, {}  # (arm, seed) -> subset name; subset name -> its records
+    for seed in seeds:  # every arm's subset before any training: arms of unequal size stop the experiment here
         for arm in arms:
             criteria = criteria_of(arm, seed)
-            if criteria.name not in subsets.values():
+            if criteria.name not in sizes:
                 subset = create_subset(cfg.db, criteria, load_catalogue(), replace=True)
                 log(f"[{arm}] subset {subset['name']}: {subset['n_records']} records")
+                for note in subset["notes"]:
+                    log(f"[{arm}] warning: {note}")
+                sizes[criteria.name] = subset["n_records"]
             subsets[(arm, seed)] = criteria.name
+    check_arm_sizes(cfg.k, sizes, log)
+    train_runs = {}  # (arm, seed) -> train run id
+    for seed in seeds:
+        for arm in arms:
             tag = f"{arm}-s{seed}" if several else arm
             train_cfg = copy.deepcopy(base_train)
-            train_cfg.setdefault("data", {}).update(subset=criteria.name, db=cfg.db, file=None)
+            train_cfg.setdefault("data", {}).update(subset=subsets[(arm, seed)], db=cfg.db, file=None)
             train_cfg.setdefault("training", {}).update(output_dir=str(out / tag), seed=seed)
             path = Path(tempfile.mkdtemp()) / f"{tag}.yaml"
             path.write_text(yaml.safe_dump(train_cfg, allow_unicode=True), encoding="utf-8")

@@ -39,10 +39,11 @@ def cmd_run(args) -> int:
 
         start_worker_server()  # first: it imports the pipeline's modules while this process does
     from curate.config import load_config
+    from curate.handover.declarations import check_store_before_run
     from curate.handover.ingest import EarlyRecords, ingest_run
     from curate.reading.manifest import load_manifest
     from curate.running.pipeline import FILTER_STAGE_DROPS, STAGES, ExecutorOptions, mark_finished, run_stages
-    from curate.running.report import build_report, format_report, write_report
+    from curate.running.report import build_report, files_without_rows_lines, format_report, write_report
     from licenses.catalogue import load_catalogue
 
     started = datetime.now(timezone.utc)
@@ -55,6 +56,8 @@ def cmd_run(args) -> int:
     config = load_config(args.config)
     catalogue = load_catalogue()
     sources = load_manifest(args.sources, catalogue)
+    relicense = tuple(args.relicense or ())
+    check_store_before_run(args.db, sources, str(args.sources), relicense)
     out = Path(args.out)
     print(f"jcurate run: {len(sources)} source(s) from {args.sources} -> {out} "
           f"(executor {args.executor}, {args.workers} worker(s))", file=sys.stderr)
@@ -74,15 +77,17 @@ def cmd_run(args) -> int:
                              after_stage=lambda name: early.start() if early and name == "filter" else None)
         if args.executor == "slurm":
             print(f"submitted to Slurm. When the jobs finish: jcurate ingest --out {out} --sources {args.sources} "
-                  f"--db {args.db}")
+                  f"--db {args.db}" + "".join(f" --relicense {r}" for r in relicense))
             return 0
-        report = build_report(out, timings)
+        report = build_report(out, timings, sources)
+        for line in files_without_rows_lines(report):
+            print(line, file=sys.stderr)
         report["hub_sources"] = {s.id: {"hub": s.hub_id, "revision": s.hub_revision, "license": s.license,
                                         "license_from": "dataset card" if s.license_from_card else "manifest"}
                                  for s in sources if s.hub_id}
         run_id = ingest_run(args.db, out, sources, catalogue, config=config.to_dict(), report=report,
                             sources_file=str(args.sources), executor=args.executor, workers=args.workers,
-                            started_at=started, stages=STAGES, early=early)
+                            started_at=started, stages=STAGES, early=early, relicense=relicense)
     except BaseException:
         if early is not None:
             early.abort()  # nothing of the run stays in the store
@@ -93,8 +98,18 @@ def cmd_run(args) -> int:
     path = write_report(out, report)
     mark_finished(out)
     print(format_report(report))
+    print_relicensed(report, run_id)
     print(f"report: {path}   store: {args.db} (run {run_id})")
     return 0
+
+
+def print_relicensed(report: dict, run_id: str) -> None:
+    """One line per source whose declaration the run changed (``--relicense``), to stderr."""
+    for c in report.get("relicensed") or []:
+        held = f"; subsets holding them: {', '.join(c['subsets'])} (files exported before carry the earlier terms)" \
+            if c["subsets"] else ""
+        print(f"relicensed source '{c['source_id']}' (run {run_id}, --relicense): its {c['records']} stored record(s) "
+              f"are now under {c['to']}, was {c['from']} (run {c['from_run']}){held}", file=sys.stderr)
 
 
 def score_after_run(db: str, model_dir: Path, scoring, run_id: str, shipped: dict | None = None) -> dict:
@@ -182,22 +197,29 @@ def cmd_classifier(args) -> int:
 
 def cmd_ingest(args) -> int:
     from curate.config import load_config
+    from curate.handover.declarations import check_relicense_names
     from curate.handover.ingest import ingest_run
     from curate.reading.manifest import load_manifest
     from curate.running.pipeline import STAGES, mark_finished
-    from curate.running.report import build_report, format_report, write_report
+    from curate.running.report import build_report, files_without_rows_lines, format_report, write_report
     from licenses.catalogue import load_catalogue
 
     config = load_config(args.config)
     catalogue = load_catalogue()
     sources = load_manifest(args.sources, catalogue)
+    relicense = tuple(args.relicense or ())
+    check_relicense_names(sources, relicense)
     out = Path(args.out)
-    report = build_report(out)
+    report = build_report(out, sources=sources)
+    for line in files_without_rows_lines(report):
+        print(line, file=sys.stderr)
     report["run_id"] = ingest_run(args.db, out, sources, catalogue, config=config.to_dict(), report=report,
-                                  sources_file=str(args.sources), executor="slurm", stages=STAGES)
+                                  sources_file=str(args.sources), executor="slurm", stages=STAGES,
+                                  relicense=relicense)
     write_report(out, report)
     mark_finished(out)
     print(format_report(report))
+    print_relicensed(report, report["run_id"])
     return 0
 
 
@@ -250,6 +272,8 @@ def cmd_subset(args) -> int:
     )
     result = create_subset(args.db, criteria, load_catalogue(), Path(args.out) if args.out else None,
                            replace=args.replace)
+    for note in result["notes"]:
+        print(f"jcurate: warning: {note}", file=sys.stderr)
     print(f"subset {result['name']}: {result['n_records']} records from run {result['run_id']}"
           + (f", ranked by {result['score']}" if result.get("score") else "")
           + (f" -> {result['export']} (+ {result['notice']}, dataset card {result['card']})"
@@ -439,6 +463,17 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """argparse's type for a number of records to take."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of records, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"a number of records, at least 1, got {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     from store import DEFAULT_DB
 
@@ -456,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true",
                      help="start afresh: by default a run killed before it finished, started again with the same "
                           "sources, config, executor and workers on the same --out, skips the tasks it completed")
+    run.add_argument("--relicense", action="append", metavar="SOURCE",
+                     help="change the stored declaration (license, generated_by, attribution) of source SOURCE to "
+                          "the manifest's: its stored records and the subsets holding them take it (refused without)")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="show datatrove's per-task logs here instead of in OUT/work/logs/datatrove.log")
     run.set_defaults(func=cmd_run)
@@ -465,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--sources", default="data/sources.yaml")
     ingest.add_argument("--config", default=None)
     ingest.add_argument("--db", default=DEFAULT_DB)
+    ingest.add_argument("--relicense", action="append", metavar="SOURCE",
+                        help="change the stored declaration (license, generated_by, attribution) of source SOURCE to "
+                             "the manifest's: its stored records and the subsets holding them take it (refused without)")
     ingest.set_defaults(func=cmd_ingest)
 
     judge = sub.add_parser("judge", help="score kept records with the LLM judge of the config's judge: section")
@@ -541,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     subset.add_argument("--no-share-alike", action="store_true", help="leave out share-alike records")
     subset.add_argument("--exclude-generated-by", action="append", metavar="MODEL_OR_LICENSE",
                         help="leave out records generated by this model or under this model license (repeatable)")
-    subset.add_argument("--top-k", type=int, default=None, metavar="N",
+    subset.add_argument("--top-k", type=positive_int, default=None, metavar="N",
                         help="the N best by --score: by default per source, each source's quota in proportion to "
                              "its eligible records scoring 4 or more (--global: one ranking over all sources)")
     subset.add_argument("--per-source", action="store_true",
@@ -555,14 +596,16 @@ def build_parser() -> argparse.ArgumentParser:
     subset.add_argument("--score", default=None,
                         help="scorer to rank by for --top-k: shipped, classifier, judge, label (default: the store's "
                              "classifier where it scored the run, else shipped)")
-    subset.add_argument("--random", type=int, default=None, metavar="N", help="a random sample of N (baseline arm)")
+    subset.add_argument("--random", type=positive_int, default=None, metavar="N",
+                        help="a random sample of N (baseline arm)")
     subset.add_argument("--seed", type=int, default=0)
     subset.add_argument("--diversity", type=float, default=None, metavar="T",
                         help="walk the ranking and skip a record within cosine distance T of one already selected")
     subset.add_argument("--embedding-backend", choices=["use", "sentence-transformers"], default="use",
                         help="use = multilingual USE shipped in a package (offline); or any sentence-transformers model")
     subset.add_argument("--embedding-model", default=None, help="model name for sentence-transformers")
-    subset.add_argument("--out", default=None, help=".jsonl, .parquet, or a folder (HF datasets save_to_disk)")
+    subset.add_argument("--out", default=None, help="a .jsonl or .parquet file, or a folder: a path without an "
+                                                     "extension (HF datasets save_to_disk)")
     subset.add_argument("--replace", action="store_true", help="rebuild a subset of the same name")
     subset.add_argument("--db", default=DEFAULT_DB)
     subset.set_defaults(func=cmd_subset)
@@ -612,10 +655,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.getLogger("datasets").setLevel(logging.ERROR)
     try:
+        require_store(args)
         return args.func(args)
     except JcurateError as e:
         print(f"jcurate: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        if not stdout_reader_gone():
+            raise  # another pipe or socket of the command: a failure to show
+        return quiet_stdout()
     except Exception as e:
         if (full := disk_full(e, getattr(args, "out", None))) is None:
             raise
@@ -624,6 +672,43 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("jcurate: interrupted", file=sys.stderr)
         return 130
+
+
+# the commands that read a store a run made; a writing connection to a --db that names no file would
+# create an empty store there (run and ingest make stores; eval's --db is optional)
+READS_A_STORE = ("subset", "sql", "licenses", "serve", "judge", "classifier", "compare")
+
+
+def require_store(args) -> None:
+    db = getattr(args, "db", None)
+    if args.command in READS_A_STORE and db is not None and not Path(db).is_file():
+        raise JcurateError(f"no store at {db}: run `jcurate run` first (or pass --db)")
+
+
+# the exit status of a command whose reader closed the pipe (`jcurate … | head`), as a shell reports a
+# process that SIGPIPE ended: Python ignores the signal, so the write raises BrokenPipeError instead
+BROKEN_PIPE = 128 + 13
+
+
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end was closed (poll reports an error on the writing end)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor behind stdout
+        return False
+
+
+def quiet_stdout() -> int:
+    """Stop writing to a pipe whose reader has gone, without a traceback: stdout is pointed at
+    /dev/null, so that the output still buffered is not written (and fails) again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return BROKEN_PIPE
 
 
 def disk_full(error: BaseException, out: str | None) -> str | None:
@@ -664,7 +749,9 @@ def entry() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more can be written to it
+        except BrokenPipeError:  # the reader closed the pipe
+            code = code or BROKEN_PIPE
+        except (OSError, ValueError):  # a closed stream: nothing more can be written to it
             code = code or 1
     os._exit(code or 0)
 

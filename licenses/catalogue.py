@@ -72,6 +72,32 @@ class Catalogue:
     def __contains__(self, license_id: str) -> bool:
         return license_id in self.licenses
 
+    def license_id(self, spelling: str) -> str | None:
+        """The catalogue id a manifest's spelling names: the id, the id in another case, or a hub spelling
+        that ``card_licenses`` maps (``cc-by-4.0``, ``apache-2.0``); None where it names none, or more than one.
+
+        >>> cat = load_catalogue()
+        >>> cat.license_id("CC-BY-4.0"), cat.license_id("cc-by-4.0"), cat.license_id("openai-tou"), cat.license_id("odc-by")
+        ('CC-BY-4.0', 'CC-BY-4.0', 'OpenAI-ToU', 'ODC-BY-1.0')
+        >>> cat.license_id("CC-BY-9.9") is None
+        True
+        """
+        if spelling in self.licenses:
+            return spelling
+        low = str(spelling).lower()
+        found = {i for i in self.licenses if i.lower() == low}
+        if low in self.card_licenses:
+            found.add(self.card_licenses[low])
+        return found.pop() if len(found) == 1 else None
+
+    def closest_id(self, spelling: str) -> str | None:
+        """The catalogue id closest to a spelling it does not know (``CC-BY-4`` -> ``CC-BY-4.0``), if any is close."""
+        import difflib
+
+        names = {i.lower(): i for i in self.licenses} | dict(self.card_licenses)
+        close = difflib.get_close_matches(str(spelling).lower(), list(names), n=1, cutoff=0.6)
+        return names[close[0]] if close else None
+
     def resolve_model(self, model_or_license: str) -> License | None:
         """A license id, or a hub model id by the catalogue alone: the first family rule it matches,
         else the hub_models lists (``licenses.models.resolve_model_license`` reads model cards first)."""

@@ -3,9 +3,10 @@
 YAML front matter in the hub's format (license, language, task_categories, size_categories,
 source_datasets, pretty_name) and a body that says how the subset was selected (criteria, the
 scorer and its version, counts), where its records come from, and what their licenses oblige
-(the subset's NOTICE). The license is the subset's effective license where every record has
-the same one; a subset under several is ``other``, and the body lists them with their
-obligations.
+(the subset's NOTICE). The front matter's ``license`` lists every license that applies to the
+records, their sources' data licenses and the terms of the models that generated them (a hub user
+reads the card, not each record): one hub id, or a list of them; terms the hub does not know are
+``other``, named by ``license_name`` (and ``license_link`` where there is one set of them).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import json
 
 import yaml
 
-from licenses.catalogue import Catalogue
-from licenses.notice import subset_notice, subset_sources
+from licenses.catalogue import Catalogue, License
+from licenses.notice import subset_licenses, subset_notice, subset_size_note, subset_sources
 
 # license ids the hub knows; anything else is `license: other` with license_name / license_link
 HUB_LICENSES = {"apache-2.0", "mit", "cc0-1.0", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0",
@@ -40,13 +41,50 @@ def size_category(n: int) -> str:
     return next((label for bound, label in SIZES if n < bound), "n>100M")
 
 
-def hub_license(license_id: str, catalogue: Catalogue) -> dict:
-    """The front matter's license keys for one catalogue license."""
-    hub_id = next((k for k, v in catalogue.card_licenses.items() if v == license_id and k in HUB_LICENSES), None)
-    if hub_id:
-        return {"license": hub_id}
-    lic = catalogue.get(license_id)
-    return {"license": "other", "license_name": license_id.lower(), "license_link": lic.url}
+def hub_id(license_id: str, catalogue: Catalogue) -> str | None:
+    """The hub's id of a catalogue license (``unknown`` is the hub's too); None for terms the hub does not know."""
+    if license_id == "unknown":
+        return "unknown"
+    return next((k for k, v in catalogue.card_licenses.items() if v == license_id and k in HUB_LICENSES), None)
+
+
+def hub_license_keys(licenses: list[License], catalogue: Catalogue) -> dict:
+    """The front matter's license keys for every license that applies: ``license`` one hub id or a list
+    (``other`` standing for the terms the hub does not know), and for those ``license_name`` (their ids) and
+    ``license_link`` (where there is one set of them).
+
+    >>> from licenses.catalogue import load_catalogue
+    >>> cat = load_catalogue()
+    >>> hub_license_keys([cat.get("CC-BY-4.0")], cat)
+    {'license': 'cc-by-4.0'}
+    >>> hub_license_keys([cat.get("Apache-2.0"), cat.get("OpenAI-ToU")], cat)
+    {'license': ['apache-2.0', 'other'], 'license_name': 'openai-tou', 'license_link': 'https://openai.com/policies/row-terms-of-use/'}
+    """
+    ids = [hub_id(lic.id, catalogue) for lic in licenses]
+    others = [lic for lic, hub in zip(licenses, ids) if hub is None]
+    values = list(dict.fromkeys(hub for hub in ids if hub)) + (["other"] if others else [])
+    keys: dict = {"license": values[0] if len(values) == 1 else values}
+    if others:
+        keys["license_name"] = ", ".join(lic.id.lower() for lic in others)
+        if len(others) == 1 and others[0].url:
+            keys["license_link"] = others[0].url
+    return keys
+
+
+def _kinds(licenses: list[License], sources: list[dict]) -> str:
+    """``Apache-2.0 (data), OpenAI-ToU (terms of gpt-3.5-turbo, which generated records)``"""
+    models: dict[str, list[str]] = {}
+    for s in sources:
+        if s["generated_by_model"]:
+            models.setdefault(s["generated_by_license"], []).append(s["generated_by_model"])
+    data = {s["license_id"] for s in sources}
+    parts = []
+    for lic in licenses:
+        roles = ["data"] if lic.id in data else []
+        if lic.id in models:
+            roles.append(f"terms of {', '.join(sorted(set(models[lic.id])))}, which generated records")
+        parts.append(f"{lic.id} ({'; '.join(roles)})")
+    return ", ".join(parts)
 
 
 def _source_dataset(src: dict, hub: dict) -> str:
@@ -62,20 +100,18 @@ def dataset_card(con, subset: str, catalogue: Catalogue) -> str:
     run_id, criteria, n = con.execute("SELECT run_id, criteria, n_records FROM subsets WHERE name = ?",
                                       [subset]).fetchone()
     criteria = json.loads(criteria)
-    licenses = [r[0] for r in con.execute(
+    effective = [r[0] for r in con.execute(
         """SELECT rl.license, count(*) FROM subset_members m JOIN record_license rl USING (record_id)
            WHERE m.subset = ? GROUP BY ALL ORDER BY 2 DESC, 1""", [subset]).fetchall()]
+    governing = subset_licenses(con, subset, catalogue)
     sources = subset_sources(con, subset)
     hub = {r[0]: (r[1], r[2]) for r in con.execute(
         """SELECT source_id, hub_id, hub_revision FROM current_sources
            WHERE hub_id IS NOT NULL AND source_id IN (SELECT unnest(?))""", [[s["source_id"] for s in sources]]
     ).fetchall()}
-    if len(licenses) == 1:
-        license_keys = hub_license(licenses[0], catalogue)
-    else:
-        license_keys = {"license": "other", "license_name": "mixed: " + ", ".join(licenses)}
-    front = {**license_keys, "language": ["ja"], "task_categories": ["text-generation"],
-             "size_categories": [size_category(n)], "source_datasets": [_source_dataset(s, hub) for s in sources],
+    front = {**hub_license_keys(governing, catalogue), "language": ["ja"], "task_categories": ["text-generation"],
+             "size_categories": [size_category(n)],
+             "source_datasets": list(dict.fromkeys(_source_dataset(s, hub) for s in sources)),
              "pretty_name": subset, "tags": ["jcurate", "instruction-tuning", "sft", "japanese"]}
     scorer_models = []
     if criteria.get("score"):
@@ -83,7 +119,7 @@ def dataset_card(con, subset: str, catalogue: Catalogue) -> str:
             """SELECT DISTINCT s.model FROM scores s JOIN subset_members m USING (record_id)
                WHERE m.subset = ? AND s.scorer = ? ORDER BY 1""", [subset, criteria["score"]]).fetchall()]
     if criteria.get("top_k") is not None:
-        how = (f"the top {criteria['top_k']} kept records by the `{criteria['score']}` scorer "
+        how = (f"the top {n} kept records by the `{criteria['score']}` scorer "
                f"({', '.join(scorer_models) or 'no model recorded'}), ties broken by a hash of the record id")
         if criteria.get("per_source") and criteria.get("quota_min_score") is not None:
             how += (f", taken from each source in proportion to its share of the eligible records scoring at least "
@@ -91,7 +127,7 @@ def dataset_card(con, subset: str, catalogue: Catalogue) -> str:
         elif criteria.get("per_source"):
             how += ", taken from each source in proportion to its share of the eligible records"
     elif criteria.get("random") is not None:
-        how = f"{criteria['random']} kept records drawn at random (seed {criteria['seed']}): a baseline arm"
+        how = f"{n} kept records drawn at random (seed {criteria['seed']}): a baseline arm"
     else:
         how = "every kept record that passes the license criteria"
     if criteria.get("diversity") is not None:
@@ -108,10 +144,13 @@ def dataset_card(con, subset: str, catalogue: Catalogue) -> str:
              f"against evaluation sets, and every record's source and license tracked.", "",
              "## How the records were selected", "",
              f"- Selection: {how}.", *[f"- {f}" for f in filters if f],
+             *([f"- Size: {note}."] if (note := subset_size_note(con, subset)) else []),
              *[f"- Source `{sid}`: hub dataset `{hub_id}` at revision `{rev}`" for sid, (hub_id, rev) in hub.items()],
              "",
              "## Licenses and obligations", "",
-             f"Effective licenses of the records: {', '.join(licenses)}. Each record carries its own `license`.", "",
+             f"Licenses that apply to the records: {_kinds(governing, sources)}. Each record carries its "
+             f"effective `license` ({', '.join(effective)} here: the most restrictive of its source's and its "
+             f"generating model's) and both of those, `source_license` and `model_license`.", "",
              notice.strip(), "", "## Fields", "",
              *[f"- `{name}`" + (f": {what}" if what else "") for name, what in FIELDS], ""]
     return "---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n\n" + "\n".join(lines)

@@ -17,6 +17,14 @@ from core.errors import JcurateError
 from licenses.catalogue import Catalogue, License
 
 
+class UnknownModelLicense(JcurateError):
+    """No card, family rule or hub_models entry names the model's terms; ``looked_in`` says where it looked."""
+
+    def __init__(self, model: str, looked_in: str, advice: str):
+        super().__init__(f"model {model!r}: no license found: {looked_in}. {advice}")
+        self.model, self.looked_in = model, looked_in
+
+
 @dataclass(frozen=True)
 class ModelCard:
     path: str
@@ -103,7 +111,7 @@ def resolve_model_license(model: str, catalogue: Catalogue, cache_dir: str | Pat
         return ModelLicense(model, catalogue.licenses[license_id], f"model card {card.path}", note)
     if by_catalogue[0]:
         return ModelLicense(model, catalogue.licenses[by_catalogue[0]], by_catalogue[1])
-    raise JcurateError(
-        f"model {model!r}: no license found: no model card with a license (a local folder's README.md or the card in "
-        f"the Hugging Face cache), no model_families pattern and no hub_models entry in licenses/catalogue.yaml. "
-        f"Pass its license id instead (e.g. --base-model Apache-2.0), or add it under hub_models of its license")
+    raise UnknownModelLicense(
+        model, "no model card with a license (a local folder's README.md or the card in the Hugging Face cache), no "
+               "model_families pattern and no hub_models entry in licenses/catalogue.yaml",
+        "Pass its license id instead (e.g. --base-model Apache-2.0), or add it under hub_models of its license")

@@ -60,13 +60,24 @@ def _terms_families(licenses: list[License]) -> dict[str, list[str]]:
     return families
 
 
+def _named(lic: License, data_ids: set[str]) -> str:
+    """How a reason names a license: the data's (a source's license, or the terms of a model that generated
+    records), or the base model's."""
+    if lic.id not in data_ids:
+        return f"base model terms {lic.id}"
+    if lic.kind == "model-terms":
+        return f"model terms {lic.id} (of a model that generated records)"
+    return f"data license {lic.id}"
+
+
 def check(data_licenses: list[License], base: License | None = None) -> Verdict:
-    """May the data (and a model fine-tuned on it from ``base``) be used commercially and redistributed?"""
+    """May the data (and a model fine-tuned on it from ``base``) be used commercially and redistributed?
+    ``data_licenses``: every license that governs the records, their sources' and their generating models'."""
     v = Verdict()
     data_ids = {lic.id for lic in data_licenses}
     everything = sorted({lic.id: lic for lic in data_licenses + ([base] if base else [])}.values(), key=lambda x: x.id)
     for lic in everything:
-        what = f"data license {lic.id}" if lic.id in data_ids else f"base model terms {lic.id}"
+        what = _named(lic, data_ids)
         if lic.use == "unspecified":
             v.commercial = v.redistribute = False
             v.reasons.append(f"{what}: the license is unknown; resolve it before any use ({lic.url or 'no URL'})")

@@ -64,6 +64,9 @@ CREATE TABLE IF NOT EXISTS eval_runs (
 -- hub datasets: the id and the commit sha a source resolved to; older stores gain the columns
 ALTER TABLE sources ADD COLUMN IF NOT EXISTS hub_id VARCHAR;
 ALTER TABLE sources ADD COLUMN IF NOT EXISTS hub_revision VARCHAR;
+-- a run that changed a stored source's declaration (`jcurate run --relicense`): the run whose declaration it
+-- replaced; the earlier runs' rows stay, the source's license history
+ALTER TABLE sources ADD COLUMN IF NOT EXISTS relicensed_from_run VARCHAR;
 -- the judge-free metric (eval/likelihood.py): mean per-token NLL of the reference answer; older stores gain it
 ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS ref_nll DOUBLE;
 ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS ref_tokens INTEGER;
@@ -76,6 +79,8 @@ CREATE TABLE IF NOT EXISTS subsets (
     name VARCHAR PRIMARY KEY, run_id VARCHAR, created_at TIMESTAMPTZ, criteria JSON, n_records BIGINT,
     export_path VARCHAR);
 CREATE TABLE IF NOT EXISTS subset_members (subset VARCHAR, record_id VARCHAR, rank INTEGER, score DOUBLE);
+-- why a subset has fewer records than the k it asked for (NULL: it has them); older stores gain the column
+ALTER TABLE subsets ADD COLUMN IF NOT EXISTS size_note VARCHAR;
 """
 
 VIEWS = """

@@ -98,7 +98,8 @@ def _drop(doc: Document, reason: str, value) -> tuple[bool, str]:
 
 
 class ReadErrorFilter(BatchStatsFilter):
-    """Drops rows the reader could not turn into a record (bad JSON, missing field, wrong type, bad UTF-8)."""
+    """Drops rows the reader could not turn into a record (bad JSON, missing field, wrong type, bad UTF-8):
+    reason ``malformed_row``; and rows whose id an earlier row of their source holds: ``duplicate_id``."""
 
     name = "🧱 read errors"
 
@@ -109,7 +110,7 @@ class ReadErrorFilter(BatchStatsFilter):
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         error = doc.metadata.get("read_error")
         if error:
-            return _drop(doc, "malformed_row", error)
+            return _drop(doc, doc.metadata.get("read_reason", "malformed_row"), error)
         return True
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from core.errors import JcurateError
+from curate.handover.declarations import Change, refuse_changes
 from licenses.catalogue import Catalogue, sync_licenses
 from store.connection import connect
 from store.ids import new_id
@@ -45,7 +46,8 @@ def load_records(con, run_id: str, files: list[str]) -> None:
         "SELECT record_id, count(*) FROM run_records GROUP BY record_id HAVING count(*) > 1 LIMIT 3").fetchall()
     if dups:
         raise JcurateError(
-            f"record ids are not unique (e.g. {', '.join(d[0] for d in dups)}): check the sources' id_field")
+            f"record ids are not unique (e.g. {', '.join(d[0] for d in dups)}), though the reading drops a repeated "
+            f"id as a `read` drop (duplicate_id): a defect of jcurate; nothing was stored, the run's shards are kept")
     insert_records(con, run_id, "run_records")
     con.execute("DROP VIEW run_records")
 
@@ -116,12 +118,13 @@ class EarlyRecords:
 
 def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, config: dict, report: dict,
                sources_file: str, executor: str = "local", workers: int = 1, started_at: datetime | None = None,
-               stages: tuple[str, ...] = (), early: EarlyRecords | None = None) -> str:
+               stages: tuple[str, ...] = (), early: EarlyRecords | None = None, relicense=()) -> str:
     """Loads one finished run (``out/kept``, ``out/dropped``, the dedup plan, the shipped scores the
     workers gave the kept records) in one transaction. Where the kept shards carry shipped scores,
     ``report["scoring"]["shipped"]`` says how many were stored (and the stored report holds it).
     ``early``: the run's records are being loaded already (``EarlyRecords``), in the transaction this
-    completes."""
+    completes. A source the store holds under another declaration is refused unless ``relicense`` names
+    it (``curate.handover.declarations``); ``report["relicensed"]`` lists those it changed."""
     kept = sorted(out.glob("kept/*.parquet"))
     dropped = sorted(out.glob("dropped/*/*.parquet"))
     files = [str(p) for p in kept + dropped]
@@ -139,13 +142,17 @@ def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, conf
             load_records(con, run_id, files)
         _parquet_view(con, "shard", files)
         sync_licenses(con, catalogue)
+        changes = {c.source_id: c for c in refuse_changes(con, sources, db, sources_file, relicense)}
         now = datetime.now(timezone.utc)
         insert_rows(con, "sources", [dict(
             run_id=run_id, source_id=s.id, name=s.name, path=s.path, format=s.format, url=s.url, license_id=s.license,
             generated_by_model=s.generated_by.model if s.generated_by else None,
             generated_by_license=s.generated_by.license if s.generated_by else None,
             attribution=s.attribution, fields=json.dumps(s.fields), hub_id=s.hub_id,
-            hub_revision=s.hub_revision) for s in sources])
+            hub_revision=s.hub_revision,
+            relicensed_from_run=changes[s.id].stored_run if s.id in changes else None) for s in sources])
+        if changes:
+            report["relicensed"] = [relicense_records(con, c) for c in changes.values()]
         # what became of each record (the decisions view: a row per stage it went through); no stages, no decisions
         insert_rows(con, "run_stages", [dict(run_id=run_id, stage=s, stage_order=i) for i, s in enumerate(stages)])
         if stages:
@@ -189,6 +196,17 @@ def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, conf
     finally:
         con.close()
     return run_id
+
+
+def relicense_records(con, change: Change) -> dict:
+    """The stored records of a relicensed source name its new generating model (``records.generated_by``
+    agrees with the model ``record_license`` reports); returns the change and the subsets holding them."""
+    con.execute("UPDATE records SET generated_by = ? WHERE source_id = ?",
+                [change.declared.generated_by_model, change.source_id])
+    subsets = [r[0] for r in con.execute(
+        """SELECT DISTINCT m.subset FROM subset_members m JOIN records r USING (record_id)
+           WHERE r.source_id = ? ORDER BY 1""", [change.source_id]).fetchall()]
+    return {**change.to_dict(), "subsets": subsets}
 
 
 RECORD_FIELDS = ("source_id", "file", "row", "instruction", "input", "output", "messages", "text", "content_hash",

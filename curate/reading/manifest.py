@@ -83,6 +83,39 @@ def _resolve_files(path: str, fmt: str, base: Path) -> tuple[str, ...]:
     return ()
 
 
+def _license_id(value, catalogue: Catalogue, where: str) -> str:
+    """The catalogue id a manifest's license value names (``cc-by-4.0`` and ``Apache-2.0`` alike), or one line
+    that names the key and the closest id."""
+    license_id = catalogue.license_id(str(value))
+    if license_id is None:
+        close = catalogue.closest_id(str(value))
+        raise JcurateError(f"{where}: {value!r} is not in the license catalogue ("
+                           + (f"did you mean {close}? " if close else "")
+                           + "see `jcurate licenses list`; add it to licenses/catalogue.yaml)")
+    return license_id
+
+
+def _generated_by(gb, catalogue: Catalogue, where: str) -> GeneratedBy:
+    """A source's ``generated_by``: the model, and its terms as declared or as its card or the catalogue say."""
+    from licenses.models import UnknownModelLicense, resolve_model_license
+
+    if not isinstance(gb, dict) or "model" not in gb:
+        raise JcurateError(f"{where}: key 'generated_by' needs 'model' (and 'license' where the model's card and "
+                           f"the catalogue do not say it)")
+    model = str(gb["model"])
+    if "license" in gb:
+        return GeneratedBy(model, _license_id(gb["license"], catalogue, f"{where}: key 'generated_by.license'"))
+    try:
+        return GeneratedBy(model, resolve_model_license(model, catalogue).license.id)
+    except UnknownModelLicense as e:
+        raise JcurateError(
+            f"{where}: key 'generated_by': no license known for model {model!r}: {e.looked_in}. Name its terms in "
+            f"the manifest: generated_by: {{model: {model}, license: ID}}, ID a license id of `jcurate licenses list` "
+            f"(e.g. Apache-2.0, Llama-3.1, OpenAI-ToU)") from None
+    except JcurateError as e:
+        raise JcurateError(f"{where}: key 'generated_by': {e}") from None
+
+
 def _parse_source(i: int, entry, manifest: Path, catalogue: Catalogue) -> Source:
     where = f"{manifest}: sources[{i}]"
     if not isinstance(entry, dict):
@@ -106,6 +139,7 @@ def _parse_source(i: int, entry, manifest: Path, catalogue: Catalogue) -> Source
     fmt = entry["format"]
     if fmt not in FORMATS or (hub and fmt == "hf-disk"):
         raise JcurateError(f"{where}: key 'format' must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    declared = _license_id(entry["license"], catalogue, f"{where}: key 'license'") if "license" in entry else None
     dataset = None
     if hub:
         from curate.reading.hub_sources import resolve_hub_dataset
@@ -118,15 +152,10 @@ def _parse_source(i: int, entry, manifest: Path, catalogue: Catalogue) -> Source
                 raise JcurateError(f"{where}: no 'license' key and the dataset card of {hub} "
                                    + (f"says {dataset.card_license_raw!r}, which the catalogue does not map"
                                       if dataset.card_license_raw else "names no license") + ": declare it")
-        elif dataset.card_license and dataset.card_license != entry["license"]:
+        elif dataset.card_license and dataset.card_license != declared:
             raise JcurateError(f"{where}: the manifest says license {entry['license']!r}, the dataset card of {hub} "
                                f"says {dataset.card_license_raw!r} ({dataset.card_license}): resolve which is right")
-    license_id = entry["license"] if "license" in entry else dataset.card_license
-    if license_id not in catalogue:
-        raise JcurateError(
-            f"{where}: key 'license': {license_id!r} is not in the license catalogue "
-            f"(see `jcurate licenses list`; add it to licenses/catalogue.yaml)"
-        )
+    license_id = declared or dataset.card_license
     fields_ = entry["fields"]
     if not isinstance(fields_, dict) or not fields_:
         raise JcurateError(f"{where}: key 'fields' must map record fields to source columns")
@@ -141,26 +170,7 @@ def _parse_source(i: int, entry, manifest: Path, catalogue: Catalogue) -> Source
         raise JcurateError(f"{where}: key 'fields': 'messages' cannot be combined with single-turn fields")
     if "messages" not in fields_ and not {"instruction", "output"} <= set(fields_):
         raise JcurateError(f"{where}: key 'fields' must map at least 'instruction' and 'output' (or 'messages')")
-    generated_by = None
-    if "generated_by" in entry:
-        gb = entry["generated_by"]
-        if not isinstance(gb, dict) or "model" not in gb:
-            raise JcurateError(f"{where}: key 'generated_by' needs 'model' (and 'license' where the model's card and "
-                               f"the catalogue do not say it)")
-        if "license" in gb:
-            if gb["license"] not in catalogue:
-                raise JcurateError(
-                    f"{where}: key 'generated_by.license': {gb['license']!r} is not in the license catalogue"
-                )
-            generated_by = GeneratedBy(str(gb["model"]), gb["license"])
-        else:
-            from licenses.models import resolve_model_license
-
-            try:
-                resolved = resolve_model_license(str(gb["model"]), catalogue)
-            except JcurateError as e:
-                raise JcurateError(f"{where}: key 'generated_by': {e}") from None
-            generated_by = GeneratedBy(str(gb["model"]), resolved.license.id)
+    generated_by = _generated_by(entry["generated_by"], catalogue, where) if "generated_by" in entry else None
     files = dataset.files if dataset else _resolve_files(str(entry["path"]), fmt, manifest.parent)
     if not files:
         raise JcurateError(f"{where}: key 'path': no {fmt} file found at {entry['path']}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from datatrove.utils.logging import logger
 from core.errors import JcurateError, first_line
 from curate.batch_stats import count, record_doc_stats
 from curate.reading.manifest import ROLE_FIELDS_NOTE, Source
+from curate.reading.record_ids import file_labels, given_key, own_key, position, row_number_key
 from curate.records import ROLE_ALIASES, ROLES, content_hash, make_document
 
 
@@ -84,9 +86,10 @@ def encoding_hint(path: str, limit: int = 1 << 16) -> str:
     return ""
 
 
-def iter_jsonl(path: str, encoding: str | None = None, keep=None) -> Iterator[tuple[int, dict | None, str, str | None]]:
-    """Yields (row, parsed, raw text, error). Rows are 0-based non-blank lines; with ``keep``, only
-    the rows it accepts (the others are counted, not decoded: how tasks split one file).
+def iter_jsonl(path: str, encoding: str | None = None, keep=None) -> Iterator[tuple]:
+    """Yields (row, parsed, raw text, error, lines): rows are 0-based non-blank lines (what record ids
+    count), ``lines`` the row's line in the file, 1-based (what messages say); with ``keep``, only the
+    rows it accepts (the others are counted, not decoded: how tasks split one file).
 
     ``encoding`` None is UTF-8, with or without a byte-order mark. A compressed file that breaks
     off (truncated, corrupt) ends with one dropped row saying where: what follows cannot be read."""
@@ -103,8 +106,8 @@ def iter_jsonl(path: str, encoding: str | None = None, keep=None) -> Iterator[tu
                 return
             except DECOMPRESSION_ERRORS as e:
                 if keep is None or keep(row + 1):
-                    yield (row + 1, None, "", f"line {lineno + 1}: the compressed file breaks off here "
-                           f"({first_line(e, 150)}); the rest of it is unreadable")
+                    yield (row + 1, None, "", f"the compressed file breaks off here ({first_line(e, 150)}); "
+                           "the rest of it is unreadable", (lineno + 1, lineno + 1))
                 return
             lineno += 1
             if lineno == 1 and encoding is None:
@@ -114,23 +117,24 @@ def iter_jsonl(path: str, encoding: str | None = None, keep=None) -> Iterator[tu
             row += 1
             if keep is not None and not keep(row):
                 continue
+            at = (lineno, lineno)
             try:
                 text = raw.decode(encoding or "utf-8")
             except UnicodeDecodeError as e:
                 if hint is None:
                     hint = encoding_hint(path) if encoding is None else ""
                 yield (row, None, raw.decode(encoding or "utf-8", errors="replace"),
-                       f"line {lineno}: invalid {encoding or 'UTF-8'} at byte {e.start}{hint}")
+                       f"invalid {encoding or 'UTF-8'} at byte {e.start}{hint}", at)
                 continue
             try:
                 obj = orjson.loads(text)
             except orjson.JSONDecodeError as e:
-                yield row, None, text, f"line {lineno}: bad JSON ({e})"
+                yield row, None, text, f"bad JSON ({e})", at
                 continue
             if not isinstance(obj, dict):
-                yield row, None, text, f"line {lineno}: expected a JSON object, got {type(obj).__name__}"
+                yield row, None, text, f"expected a JSON object, got {type(obj).__name__}", at
                 continue
-            yield row, obj, text, None
+            yield row, obj, text, None, at
 
 
 def iter_json_array(path: str, encoding: str | None = None):
@@ -138,25 +142,26 @@ def iter_json_array(path: str, encoding: str | None = None):
         with open_binary(path) as f:
             raw = f.read()
     except DECOMPRESSION_ERRORS as e:
-        yield 0, None, "", f"the whole file is unreadable: the compressed file is corrupt ({first_line(e, 150)})"
+        yield 0, None, "", f"the whole file is unreadable: the compressed file is corrupt ({first_line(e, 150)})", None
         return
     try:
         data = json.loads(raw.decode(encoding or "utf-8-sig"))
     except UnicodeDecodeError as e:
         hint = encoding_hint(path) if encoding is None else ""
-        yield 0, None, raw.decode("utf-8", errors="replace"), f"the whole file is not valid {encoding or 'UTF-8'} ({e}){hint}"
+        yield (0, None, raw.decode("utf-8", errors="replace"),
+               f"the whole file is not valid {encoding or 'UTF-8'} ({e}){hint}", None)
         return
     except json.JSONDecodeError as e:
-        yield 0, None, raw.decode("utf-8", errors="replace"), f"the whole file is not valid JSON ({e})"
+        yield 0, None, raw.decode("utf-8", errors="replace"), f"the whole file is not valid JSON ({e})", None
         return
     if not isinstance(data, list):
-        yield 0, None, raw.decode("utf-8", errors="replace"), "expected a JSON array of objects"
+        yield 0, None, raw.decode("utf-8", errors="replace"), "the whole file is not a JSON array of objects", None
         return
     for row, obj in enumerate(data):
         if not isinstance(obj, dict):
-            yield row, None, json.dumps(obj, ensure_ascii=False), f"item {row}: expected an object"
+            yield row, None, json.dumps(obj, ensure_ascii=False), "expected an object", None
         else:
-            yield row, obj, None, None
+            yield row, obj, None, None, None
 
 
 def iter_parquet(path: str):
@@ -172,11 +177,11 @@ def iter_parquet(path: str):
                 n = pf.metadata.row_group(group).num_rows
                 reason = f"row group {group} ({n} rows) is unreadable: {first_line(e, 200)}"
                 for _ in range(n):
-                    yield row, None, "", reason
+                    yield row, None, "", reason, None
                     row += 1
                 continue
             for obj in rows:
-                yield row, obj, None, None
+                yield row, obj, None, None, None
                 row += 1
 
 
@@ -196,32 +201,54 @@ def check_readable(sources: list[Source]) -> None:
                                    ) from None
 
 
+def _csv_rows(f) -> Iterator[tuple[dict, tuple[int, int]]]:
+    """``csv.DictReader``'s rows (blank lines skipped, a short row's missing cells None, extra cells
+    under the key None), each with the file's lines it spans, 1-based: a quoted field may hold line
+    breaks, and a quote that is never closed joins the lines after it into one row."""
+    reader = csv.reader(f)
+    header = next(reader, None)
+    if header is None:
+        return
+    end = reader.line_num
+    for cells in reader:
+        first, end = end + 1, reader.line_num
+        if not cells:
+            continue
+        obj = dict(zip(header, cells))
+        if len(cells) > len(header):
+            obj[None] = cells[len(header):]
+        for key in header[len(cells):]:
+            obj[key] = None
+        yield obj, (first, end)
+
+
 def iter_csv(path: str, encoding: str | None = None):
     import io
 
     hint = None
-    row = -1
+    row, end = -1, 0
     with io.TextIOWrapper(open_binary(path), encoding=encoding or "utf-8-sig", errors="replace", newline="") as f:
-        rows = enumerate(csv.DictReader(f))
+        rows = _csv_rows(f)
         while True:
             try:
-                row, obj = next(rows)
+                obj, lines = next(rows)
             except StopIteration:
                 return
             except DECOMPRESSION_ERRORS as e:
-                yield (row + 1, None, "", f"row {row + 1}: the compressed file breaks off here "
-                       f"({first_line(e, 150)}); the rest of it is unreadable")
+                yield (row + 1, None, "", f"the compressed file breaks off here ({first_line(e, 150)}); "
+                       "the rest of it is unreadable", (end + 1, end + 1))
                 return
+            row, end = row + 1, lines[1]
             bad = [k for k, v in obj.items() if isinstance(v, str) and "\ufffd" in v]
             raw = json.dumps(obj, ensure_ascii=False, default=str)
             if None in obj:
-                yield row, obj, raw, "more cells than header columns"
+                yield row, obj, raw, "more cells than header columns", lines
             elif bad:
                 if hint is None:
                     hint = encoding_hint(path) if encoding is None else ""
-                yield row, obj, raw, f"invalid {encoding or 'UTF-8'} in column '{bad[0]}'{hint}"
+                yield row, obj, raw, f"invalid {encoding or 'UTF-8'} in column '{bad[0]}'{hint}", lines
             else:
-                yield row, obj, None, None
+                yield row, obj, None, None, lines
 
 
 def iter_hf_disk(path: str):
@@ -232,13 +259,13 @@ def iter_hf_disk(path: str):
     row = 0
     for _, split in splits:
         for obj in split:
-            yield row, obj, None, None
+            yield row, obj, None, None, None
             row += 1
 
 
 def read_rows(source: Source, file: str, keep=None):
-    """(row, parsed, raw, error) of one file of a source, in its format and encoding; with ``keep``
-    (a function of the row number), only the rows it accepts."""
+    """(row, parsed, raw, error, lines) of one file of a source, in its format and encoding (``iter_jsonl``);
+    with ``keep`` (a function of the row number), only the rows it accepts."""
     if source.format == "jsonl":
         return iter_jsonl(file, source.encoding, keep)
     rows = ITERATORS[source.format](file, source.encoding) if source.format in ("json", "csv") else \
@@ -298,46 +325,63 @@ def record_fields(obj: dict, fields: dict[str, str], multi_turn: bool) -> dict:
     }
 
 
-def _label(value, source: Source, file: str, row: int) -> float | None:
+def _label(value, source: Source, file: str, row: int, lines: tuple[int, int] | None) -> float | None:
     """A quality label the source ships; an unreadable one is reported and ignored, the record stays."""
     if value is None or value == "":
         return None
     try:
         return float(value)
     except (TypeError, ValueError):
-        logger.warning(f"{file}: row {row}: label field '{source.label_field}' is not a number ({value!r}); ignored")
+        logger.warning(f"{file}: {position(row, lines)}: label field '{source.label_field}' is not a number "
+                       f"({value!r}); ignored")
         return None
 
 
-def row_to_document(source: Source, file: str, row: int, obj: dict | None, raw: str | None, error: str | None) -> Document:
-    """One row -> one Document; a malformed row keeps its raw text and a ``read_error``."""
-    key = str(row)
-    if len(source.files) > 1:
-        key = f"{Path(file).name}#{row}"
+def row_to_document(source: Source, file: str, row: int, obj: dict | None, raw: str | None, error: str | None,
+                    lines: tuple[int, int] | None, file_label: str | None = None, repeats: str | None = None
+                    ) -> Document:
+    """One row (``read_rows``) -> one Document. A row that cannot become a record keeps its raw text
+    and a ``read_error`` (dropped at stage ``read``, reason ``malformed_row``). ``repeats``: the row's own
+    id is an earlier row's (``find_repeated_ids``); it gets a key of its own and is dropped, reason
+    ``duplicate_id``, with its fields where they parse. Record ids: ``curate.reading.record_ids``."""
+    own = None if repeats else own_key(source.id_field, obj)
+    if own is not None:
+        key = own  # a row the reader half-parsed keeps its own id too
+    elif source.id_field:
+        key = given_key(row, lines, file_label)
+    else:
+        key = row_number_key(row, file_label)
     extra = {
         "file": file,
         "row": row,
         "source_order": source.order,
         "generated_by": source.generated_by.model if source.generated_by else None,
     }
-    if error and obj is not None and source.id_field and obj.get(source.id_field) not in (None, ""):
-        key = str(obj[source.id_field])  # a row the reader half-parsed keeps its own id
     if obj is not None and error is None:
         try:
-            if source.id_field:
-                if obj.get(source.id_field) in (None, ""):
-                    raise RowError(f"missing id field '{source.id_field}'")
-                key = str(obj[source.id_field])
+            if source.id_field and own is None and not repeats:
+                raise RowError(f"missing id field '{source.id_field}'")
             if source.label_field:
-                extra["label"] = _label(obj.get(source.label_field), source, file, row)
-            return make_document(record_id=f"{source.id}:{key}", source_id=source.id, extra=extra,
-                                 **record_fields(obj, source.fields, source.multi_turn))
+                extra["label"] = _label(obj.get(source.label_field), source, file, row, lines)
+            doc = make_document(record_id=f"{source.id}:{key}", source_id=source.id, extra=extra,
+                                **record_fields(obj, source.fields, source.multi_turn))
         except (RowError, ValueError, TypeError) as e:
-            error = f"row {row}: {e}"
+            error = str(e)
+        else:
+            if not repeats:
+                return doc
+            message = f"{file}: {repeats}"
+            logger.warning(f"row with a duplicate id in source '{source.id}': {message}")
+            doc.metadata.update(read_error=message, read_reason="duplicate_id")
+            return doc
         raw = json.dumps(obj, ensure_ascii=False, default=str)
-    elif not error.startswith(("line", "row", "item", "the whole")):
-        error = f"row {row}: {error}"
-    message = f"{file}: {error}"
+    where = position(row, lines)
+    if not error.startswith("the whole file"):
+        error = f"{where}: {error}"
+        if lines is not None and lines[0] != lines[1]:  # a CSV row with line breaks in a field
+            error += (f" (if lines {lines[0]}-{lines[1]} should be several rows, a quote in them is never closed: "
+                      f"look from line {lines[0]} on)")
+    message = f"{file}: {error}" + (f"; {repeats.removeprefix(f'{where}: ')}" if repeats else "")
     logger.warning(f"malformed row in source '{source.id}': {message}")
     text = raw or "<empty row>"
     metadata = {"source_id": source.id, "read_error": message, "content_hash": content_hash(text), **extra}
@@ -348,13 +392,16 @@ class SourceReader(BaseReader):
     """Reads all sources of the manifest, split over the tasks: by (source, file) where there are at
     least as many files as tasks, else by rows within each file (row ``r`` to task ``r % tasks``), so
     ``--workers N`` speeds up a single large file too. Row numbers, record ids and decisions do not
-    depend on the split."""
+    depend on the split: the rows whose id repeats an earlier row's are found before (``repeated_ids``,
+    from ``find_repeated_ids``)."""
 
     name = "📖 jcurate sources"
 
-    def __init__(self, sources: list[Source]):
+    def __init__(self, sources: list[Source], repeated_ids: dict | None = None):
         super().__init__()
         self.sources = sources
+        self.repeated_ids = repeated_ids or {}
+        self.file_labels = {s.id: file_labels(s.files) for s in sources}
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
@@ -368,11 +415,14 @@ class SourceReader(BaseReader):
             self.stat_update("input_files")
             logger.info(f"reading source '{source.id}' ({source.format}), file {i + 1} of {len(work)}: {file}"
                         + (f" (rows r % {world_size} == {rank})" if by_rows else ""))
+            label = self.file_labels[source.id][file]
+            repeated = self.repeated_ids.get(source.id, {}).get(file)
             # a batch of rows at a time, their statistics recorded at once (``curate.batch_stats``): a timer
             # and three statistics per record were a tenth of the reader's time
             for rows in batched(read_rows(source, file, keep), READ_BATCH):
                 with self.track_time("batch"):
-                    docs = [row_to_document(source, file, *row) for row in rows]
+                    docs = [row_to_document(source, file, *row, file_label=label,
+                                            repeats=repeated.get(row[0]) if repeated else None) for row in rows]
                 count(self, "documents", len(docs))
                 record_doc_stats(self, docs)
                 yield from docs
@@ -390,7 +440,7 @@ def _first_columns(source: Source, file: str, sample: int = 50) -> set[str] | No
         ds = load_from_disk(file)
         return set(next(iter(ds.values())).column_names if isinstance(ds, DatasetDict) else ds.column_names)
     columns: set[str] = set()
-    for i, (_, obj, _, _) in enumerate(read_rows(source, file)):
+    for i, (_, obj, *_) in enumerate(read_rows(source, file)):
         if obj is not None:
             columns |= set(obj)
         if i >= sample:
@@ -413,3 +463,83 @@ def check_field_mappings(sources: list[Source]) -> None:
                 f"source '{source.id}': field mapping {', '.join(missing)} names a column that {source.files[0]} "
                 f"does not have (columns: {', '.join(sorted(columns))})"
             )
+
+
+def find_repeated_ids(sources: list[Source]) -> dict[str, dict[str, dict[int, str]]]:
+    """Before any work: the rows of each ``id_field`` source whose own id an earlier row of the source
+    holds already, as {source id: {file: {row: where it is and what its dropped record says}}} (plain
+    keys: datatrove saves the steps as JSON). The first row keeps
+    the id; ``SourceReader`` drops the later ones at stage ``read`` (reason ``duplicate_id``).
+
+    Why a pass of its own, before the stages: the filter stage's tasks read shares of the files, or of one
+    file's rows, so no task knows whether another one met an id first, and a record id must be settled
+    when the record is made. (Found when the store is written, as until 2026-12-07, a repeated id failed
+    the whole run at its end.) The pass parses every row of these sources once more: about 1 s per 300,000
+    JSONL rows of 550 bytes (``_own_keys``), a few percent of a run."""
+    found = {source.id: _repeated_ids_of(source) for source in sources if source.id_field}
+    return {sid: files for sid, files in found.items() if files}
+
+
+def _own_keys(source: Source, file: str) -> Iterator[str | None]:
+    """Each row's own id (``own_key``), for the first pass of ``_repeated_ids_of``. A UTF-8 JSONL file is
+    parsed as bytes, twice as fast as ``iter_jsonl`` (0.5 against 1.1 s per 300,000 rows): orjson takes
+    exactly the lines that decode as UTF-8, so the two find the same ids."""
+    if source.format != "jsonl" or source.encoding is not None:
+        for _, obj, *_ in read_rows(source, file):
+            yield own_key(source.id_field, obj)
+        return
+    import orjson
+
+    with open_binary(file) as f:
+        try:
+            for i, raw in enumerate(f):
+                if not raw.strip():
+                    continue
+                try:
+                    obj = orjson.loads(raw.removeprefix(b"\xef\xbb\xbf") if i == 0 else raw)
+                except orjson.JSONDecodeError:
+                    obj = None
+                yield own_key(source.id_field, obj) if isinstance(obj, dict) else None
+        except DECOMPRESSION_ERRORS:  # iter_jsonl ends there too, with a row that has no id
+            yield None
+
+
+# CPython's hash() never returns -1 (it stands for an error in its C API): the mark of a row without an id
+_NO_ID = -1
+
+
+def _repeated_ids_of(source: Source) -> dict[str, dict[int, str]]:
+    """Two passes, so that memory stays at 8 bytes a row (a dict of 10 million ids would take 1.3 GB): the
+    hash of every row's id, then, only where a hash repeats, the ids themselves, compared exactly."""
+    import numpy as np
+
+    hashes, files_at = array("q"), []
+    for file in source.files:
+        files_at.append(len(hashes))
+        hashes.extend(_NO_ID if key is None else hash(key) for key in _own_keys(source, file))
+    values = np.frombuffer(hashes, dtype=np.int64) if hashes else np.zeros(0, dtype=np.int64)
+    unique, counts = np.unique(values[values != _NO_ID], return_counts=True)
+    suspects = unique[counts > 1]
+    if not len(suspects):
+        return {}
+    is_suspect = np.isin(values, suspects)
+    bounds = [*files_at, len(values)]
+    suspect_files = [f for f, lo, hi in zip(source.files, bounds, bounds[1:]) if is_suspect[lo:hi].any()]
+    suspect_hashes = set(suspects.tolist())
+    labels = file_labels(source.files)
+    first: dict[str, tuple[str, str]] = {}
+    found: dict[str, dict[int, str]] = {}
+    for file in suspect_files:
+        for row, obj, _, _, lines in read_rows(source, file):
+            key = own_key(source.id_field, obj)
+            if key is None or hash(key) not in suspect_hashes:
+                continue
+            where = position(row, lines)
+            if key not in first:
+                first[key] = (file, where)
+                continue
+            first_file, first_where = first[key]
+            there = first_where if first_file == file else f"{labels[first_file] or first_file} {first_where}"
+            found.setdefault(file, {})[row] = (
+                f"{where}: duplicate id {obj[source.id_field]!r}: the first, {there}, keeps it")
+    return found

@@ -43,7 +43,7 @@ RECORD_COLUMNS = {
 }
 RECORD_SCHEMA = pa.schema(list(RECORD_COLUMNS.items()))
 _FIXED = set(RECORD_COLUMNS) - {"record_id", "text", "stage", "reason", "value", "signals"}
-_NOT_SIGNALS = _FIXED | {"read_error", "drop_value", "filter_reason", "file_path"}
+_NOT_SIGNALS = _FIXED | {"read_error", "read_reason", "drop_value", "filter_reason", "file_path"}
 # json.dumps(x, ensure_ascii=False[, default=str]) without building an encoder per call (a quarter of its time)
 _messages_json = json.JSONEncoder(ensure_ascii=False).encode
 _signals_json = json.JSONEncoder(ensure_ascii=False, default=str).encode

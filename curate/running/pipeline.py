@@ -51,7 +51,7 @@ from curate.dedup.part_shingles import PartShingleWriter
 from curate.dedup.plan import DedupPlan, NearPairSharder, NearPairVerifier, PlanTableWriter, verify_threads
 from curate.filters.record_filters import JapaneseLanguageFilter, JapaneseQualityFilter, ReadErrorFilter
 from curate.reading.manifest import Source
-from curate.reading.readers import SourceReader, check_field_mappings, check_readable
+from curate.reading.readers import SourceReader, check_field_mappings, check_readable, find_repeated_ids
 from curate.running.outputs import RecordWriter, dropped_writer, intermediate_reader
 from curate.running.progress import ProgressCounter, count_input_rows, machine_busy_seconds, parquet_rows
 from curate.running.stage_pool import StagePool, run_on_pool
@@ -109,17 +109,32 @@ def mark_finished(out: Path) -> None:
         path.write_text(json.dumps({**state, "finished": True}), encoding="utf-8")
 
 
+def repeated_id_lines(sources: list[Source], repeated_ids: dict) -> list[str]:
+    """One line per source with rows whose id repeats an earlier row's, naming the first of them."""
+    lines = []
+    for source in sources:
+        if files := repeated_ids.get(source.id):
+            n = sum(len(rows) for rows in files.values())
+            file, rows = next(iter(files.items()))
+            lines.append(f"source '{source.id}': {n} row(s) repeat an earlier row's id, dropped at stage read "
+                         f"(duplicate_id; is id_field '{source.id_field}' the records' id?); e.g. {file}: "
+                         f"{rows[min(rows)]}")
+    return lines
+
+
 def completed_tasks(logging_dir: Path) -> int:
     folder = logging_dir / "completions"
     return sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
 
 
-def build_stages(sources: list[Source], config: PipelineConfig, out: Path, workers: int) -> list[tuple[str, list, int]]:
-    """The pipeline as (name, steps, tasks) stages, for any executor."""
+def build_stages(sources: list[Source], config: PipelineConfig, out: Path, workers: int,
+                 repeated_ids: dict | None = None) -> list[tuple[str, list, int]]:
+    """The pipeline as (name, steps, tasks) stages, for any executor; ``repeated_ids``: the rows whose id
+    an earlier row holds (``find_repeated_ids``), dropped by the reader."""
     work = out / "work"
     near = config.near_dedup if config.near_dedup.enabled else None
     filter_stage = [
-        SourceReader(sources),
+        SourceReader(sources, repeated_ids),
         ProgressCounter(str(work / "progress/filter")),
         ReadErrorFilter(exclusion_writer=dropped_writer(str(out), "read")),
         JapaneseQualityFilter(config.quality, exclusion_writer=dropped_writer(str(out), "quality")),
@@ -324,6 +339,9 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
     called with each stage's name once it has ended (not on Slurm)."""
     check_readable(sources)
     check_field_mappings(sources)
+    repeated_ids = find_repeated_ids(sources)
+    for line in repeated_id_lines(sources, repeated_ids):
+        log(line)
     fingerprint = run_fingerprint(sources, config, options)
     resume = not options.fresh and can_resume(out, fingerprint)
     if not resume:
@@ -334,7 +352,7 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
     if config.decontamination.enabled:
         n = build_decont_index(config.decontamination.eval_files, out / "work/decont_index", config.decontamination.n_grams)
         log(f"decontamination index: {n} n-grams from {len(config.decontamination.eval_files)} eval file(s)")
-    stages = build_stages(sources, config, out, options.workers)
+    stages = build_stages(sources, config, out, options.workers, repeated_ids)
     timings: dict[str, float] = {}
     previous = None
     executors = []

@@ -31,9 +31,11 @@ def test_five_questions_are_there():
 
 def test_q1_subset_sources_and_licenses(db):
     cols, rows = run_query(db, questions()["Q1"])
-    assert cols[:4] == ["source_id", "license_id", "model_license", "records"]
-    assert sum(r[3] for r in rows) == 100
-    assert all(r[4] == "commercial" for r in rows)
+    assert cols[:6] == ["source_id", "source_license", "model_license", "effective_license", "records", "use"]
+    assert sum(r[4] for r in rows) == 100
+    assert all(r[5] == "commercial" for r in rows)
+    # a model-generated source shows its model's terms, and they decide the effective license
+    assert {(r[0], r[2], r[3]) for r in rows if r[2]} == {("jcurate-synthetic", "Gemma", "Gemma")}
     assert "jcurate-chat" not in {r[0] for r in rows}
 
 

@@ -57,9 +57,9 @@ def test_malformed_rows_name_file_row_and_field(default_run):
     assert "alpaca_ja.jsonl" in fates["jcurate-alpaca:bad-missing"][2]
     assert "missing field 'output'" in fates["jcurate-alpaca:bad-missing"][2]
     assert "must be a string, got int" in fates["jcurate-alpaca:bad-type"][2]
-    # the row number is the Parquet row (0-based), which data/build_sources.py writes as row 61
+    # a Parquet file has no lines: its 62nd record, the row data/build_sources.py writes as row 61 (0-based)
     assert fates["jcurate-labelled:null-output"][2] == (
-        "data/sources/labelled_ja.parquet: row 61: missing field 'output' (column 'response')")
+        "data/sources/labelled_ja.parquet: row 62: missing field 'output' (column 'response')")
     utf8 = [v for v in fates.values() if v[2] and "invalid UTF-8" in v[2]]
     assert len(utf8) == 1 and "line" in utf8[0][2]
 

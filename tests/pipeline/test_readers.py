@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import JcurateError
 from curate.reading.manifest import load_manifest
-from curate.reading.readers import SourceReader, check_field_mappings
+from curate.reading.readers import SourceReader, check_field_mappings, find_repeated_ids
 
 
 def _read(tmp_path, path, fmt, fields, extra=""):
@@ -35,14 +35,15 @@ def test_jsonl_malformed_rows_are_kept_as_errors(tmp_path):
         json.dumps({"q": "x", "a": "y"}).encode(),  # missing id field
     ]) + b"\n")
     docs = _read(tmp_path, path, "jsonl", "{instruction: q, output: a}", "    id_field: id\n")
-    assert [d.id for d in docs] == ["s:a", "s:1", "s:c", "s:d", "s:4", "s:5"]
+    # a row without a usable id of its own is named by its line, which no id of the source can be
+    assert [d.id for d in docs] == ["s:a", "s:#line-2", "s:c", "s:d", "s:#line-5", "s:#line-7"]
     errors = [d.metadata.get("read_error") for d in docs]
     assert errors[0] is None
     assert "line 2: bad JSON" in errors[1]
     assert "missing field 'output' (column 'a')" in errors[2]
     assert "field 'output' (column 'a') must be a string, got list" in errors[3]
     assert "line 5: invalid UTF-8" in errors[4]
-    assert "missing id field 'id'" in errors[5]
+    assert "line 7: missing id field 'id'" in errors[5], "the blank line 6 counts"
     assert all(str(path) in e for e in errors[1:])
     assert docs[1].text.startswith('{"id": "b"'), "the raw row is kept, nothing is lost"
 
@@ -85,3 +86,35 @@ def test_a_column_missing_from_the_file_stops_before_reading(tmp_path):
     pq.write_table(pa.table({"p": ["x"], "r": ["y"]}), tmp_path / "a.parquet")
     with pytest.raises(JcurateError, match="field mapping output -> 'response' names a column"):
         _read(tmp_path, tmp_path / "a.parquet", "parquet", "{instruction: p, output: response}")
+
+
+def _manifest(tmp_path, *entries: str):
+    path = tmp_path / "m.yaml"
+    path.write_text("sources:\n" + "".join(
+        f"  - id: {sid}\n    path: {name}\n    format: {fmt}\n    license: MIT\n    fields: {{instruction: q, output: a}}\n"
+        "    id_field: id\n" for sid, name, fmt in entries), encoding="utf-8")
+    return load_manifest(path)
+
+
+def test_repeated_ids_are_found_in_every_format_and_only_within_a_source(tmp_path):
+    rows = [{"id": i, "q": f"質問{i}", "a": "答え"} for i in (1, 2, 1, 3, 2, 1)]
+    # a byte-order mark and a blank line (the fast JSONL pass must count as iter_jsonl does), bad JSON
+    (tmp_path / "a.jsonl").write_bytes(b"\xef\xbb\xbf" + b"\n".join(
+        json.dumps(r).encode() for r in rows[:3]) + b"\n\n{bad\n" + b"\n".join(json.dumps(r).encode() for r in rows[3:]))
+    (tmp_path / "a.csv").write_text("id,q,a\n" + "".join(f"{r['id']},\"{r['q']}\n二行目\",{r['a']}\n" for r in rows),
+                                    encoding="utf-8")
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet")
+    sources = _manifest(tmp_path, ("j", "a.jsonl", "jsonl"), ("c", "a.csv", "csv"), ("p", "a.parquet", "parquet"),
+                        ("u", "a.jsonl", "jsonl"))
+    found = find_repeated_ids(sources)
+    jsonl = str(tmp_path / "a.jsonl")
+    assert found["j"] == {jsonl: {2: "line 3: duplicate id 1: the first, line 1, keeps it",
+                                  5: "line 7: duplicate id 2: the first, line 2, keeps it",
+                                  6: "line 8: duplicate id 1: the first, line 1, keeps it"}}
+    assert found["u"] == found["j"], "another source reading the same file has ids of its own"
+    assert found["c"][str(tmp_path / "a.csv")][2] == "lines 6-7: duplicate id '1': the first, lines 2-3, keeps it"
+    assert found["p"][str(tmp_path / "a.parquet")][5] == "row 6: duplicate id 1: the first, row 1, keeps it"
+    docs = list(SourceReader(sources[:1], found).run())
+    assert [d.id for d in docs] == ["j:1", "j:2", "j:#line-3", "j:#line-5", "j:3", "j:#line-7", "j:#line-8"]
+    assert [d.metadata.get("read_reason") for d in docs][2:4] == ["duplicate_id", None]
+    assert docs[2].metadata["instruction"] == "質問1", "a row with a repeated id keeps its fields"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -58,6 +59,45 @@ def test_bad_manifest_names_source_and_key(tmp_path, license, fields, path, mess
     manifest = _write(tmp_path, "sources.yaml", MANIFEST.format(path=path, license=license, fields=fields))
     with pytest.raises(JcurateError, match=message):
         load_manifest(manifest)
+
+
+@pytest.mark.parametrize("written, stored", [("cc-by-4.0", "CC-BY-4.0"), ("apache-2.0", "Apache-2.0"),
+                                             ("APACHE-2.0", "Apache-2.0"), ("odc-by", "ODC-BY-1.0")])
+def test_a_license_in_another_case_or_the_hub_s_spelling_is_read_as_its_catalogue_id(tmp_path, written, stored):
+    manifest = _write(tmp_path, "sources.yaml", MANIFEST.format(
+        path="data/sources/alpaca_ja.jsonl", license=written, fields="{instruction: instruction, output: output}")
+        + f"    generated_by: {{model: some/model, license: {written}}}\n")
+    (source,) = load_manifest(manifest)
+    assert (source.license, source.generated_by.license) == (stored, stored)
+
+
+@pytest.mark.parametrize("written, message", [
+    ("cc-by-4", "key 'license': 'cc-by-4' is not in the license catalogue (did you mean CC-BY-4.0? see"),
+    ("CC BY-NC 4.0", "key 'license': 'CC BY-NC 4.0' is not in the license catalogue (did you mean CC-BY-NC-4.0? see"),
+    ("gpl-3.0", "key 'license': 'gpl-3.0' is not in the license catalogue (see `jcurate licenses list`"),
+])
+def test_an_unknown_license_spelling_is_refused_with_the_closest_id(tmp_path, written, message):
+    manifest = _write(tmp_path, "sources.yaml", MANIFEST.format(
+        path="data/sources/alpaca_ja.jsonl", license=written, fields="{instruction: instruction, output: output}"))
+    with pytest.raises(JcurateError, match=re.escape(f"source 's': {message}")):
+        load_manifest(manifest)
+
+
+def test_generated_by_an_openai_model_takes_its_terms_and_an_unknown_model_says_the_manifest_key(tmp_path):
+    def source(model: str):
+        manifest = _write(tmp_path, "sources.yaml", MANIFEST.format(
+            path="data/sources/alpaca_ja.jsonl", license="CC-BY-4.0", fields="{instruction: instruction, output: output}")
+            + f"    generated_by: {{model: {model}}}\n")
+        return load_manifest(manifest)[0]
+
+    assert {source(m).generated_by.license for m in ("gpt-4o", "gpt-3.5-turbo", "o1-mini")} == {"OpenAI-ToU"}
+    with pytest.raises(JcurateError) as e:
+        source("acme/mystery-7b")
+    assert str(e.value).startswith(f"{tmp_path / 'sources.yaml'}: source 's': key 'generated_by': no license known "
+                                   f"for model 'acme/mystery-7b': no model card with a license")
+    assert str(e.value).endswith("Name its terms in the manifest: generated_by: {model: acme/mystery-7b, license: ID}, "
+                                 "ID a license id of `jcurate licenses list` (e.g. Apache-2.0, Llama-3.1, OpenAI-ToU)")
+    assert "--base-model" not in str(e.value)
 
 
 def test_cli_prints_one_line_not_a_traceback(tmp_path):

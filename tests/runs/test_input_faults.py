@@ -233,3 +233,15 @@ def test_a_subset_of_a_hub_source_names_its_id_and_revision_in_the_card(tmp_path
     card = DatasetCard.load(out / "README.md")
     assert card.data.source_datasets == ["someone/ja-instructions"] and card.data.license == "apache-2.0"
     assert f"hub dataset `someone/ja-instructions` at revision `{sha}`" in card.text
+
+
+def test_a_hub_dataset_whose_manifest_writes_the_card_s_license_in_the_hub_s_spelling_agrees(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from curate.reading.manifest import load_manifest
+
+    cache, _ = _hub_cache(tmp_path, "---\nlicense: cc-by-nc-4.0\n---\n")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (source,) = load_manifest(_hub_manifest(tmp_path, "    license: cc-by-nc-4.0\n"))
+    assert source.license == "CC-BY-NC-4.0" and not source.license_from_card
