@@ -115,13 +115,15 @@ def hammer_while(url: str, record_id: str, write, clients: int = 2):
     runs (e.g. a `jcurate run` on the served store); a Counter of the statuses they got, ``"reset"`` for
     a connection the server dropped. Used by ``benchmarks/service/service_probes.py`` and by the tests."""
     from collections import Counter
+    from urllib.parse import quote
 
     import httpx
 
     statuses: Counter = Counter()
     stop = threading.Event()
+    record_path = f"/v1/records/{quote(record_id, safe='')}"  # ids may hold '#' (a bad row's `ma:#line-104`)
     requests = (("POST", "/v1/score", {"json": {"records": [
-        {"instruction": "東京について教えて", "output": "東京は日本の首都です。"}]}}), ("GET", f"/v1/records/{record_id}", {}))
+        {"instruction": "東京について教えて", "output": "東京は日本の首都です。"}]}}), ("GET", record_path, {}))
 
     def hammer() -> None:
         with httpx.Client(base_url=url, timeout=60) as c:

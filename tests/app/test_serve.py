@@ -197,6 +197,19 @@ def test_score_limits_and_bad_bodies(client):
     assert chunked_ok.status_code == 200, chunked_ok.text
 
 
+def test_a_bad_rows_record_is_found_by_its_encoded_id(client, store):
+    """A malformed row's id holds '#' (``jcurate-alpaca:#line-65``), which a URL would cut as a fragment:
+    percent-encoded, the API finds it, with the reason it was dropped."""
+    from urllib.parse import quote
+
+    rid = _query(store, "SELECT record_id FROM record_fate WHERE dropped_at = 'read' AND record_id LIKE '%#line-%' "
+                        "ORDER BY record_id LIMIT 1")[0][0]
+    r = client.get(f"/v1/records/{quote(rid, safe='')}")
+    assert r.status_code == 200 and r.json()["record"]["record_id"] == rid
+    assert r.json()["fate"]["dropped_at"] == "read"
+    assert client.get(f"/v1/records/{rid}").status_code == 404  # unencoded: the path ends at the '#'
+
+
 def test_record_provenance(client, store):
     # a near duplicate: dropped, with its cluster and the record kept in its place
     rid, survivor = _query(store, "SELECT record_id, value FROM record_fate WHERE dropped_at = 'near_dedup' "
