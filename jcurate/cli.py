@@ -198,18 +198,21 @@ def cmd_classifier(args) -> int:
 def cmd_ingest(args) -> int:
     from curate.config import load_config
     from curate.handover.declarations import check_relicense_names
-    from curate.handover.ingest import ingest_run
+    from curate.handover.ingest import check_manifest_covers_shards, ingest_run
     from curate.reading.manifest import load_manifest
-    from curate.running.pipeline import STAGES, mark_finished
+    from curate.running.pipeline import STAGES, mark_finished, unfinished_run_problem
     from curate.running.report import build_report, files_without_rows_lines, format_report, write_report
     from licenses.catalogue import load_catalogue
 
+    out = Path(args.out)
+    if problem := unfinished_run_problem(out):
+        raise JcurateError(f"{problem}; nothing was stored")
     config = load_config(args.config)
     catalogue = load_catalogue()
     sources = load_manifest(args.sources, catalogue)
     relicense = tuple(args.relicense or ())
     check_relicense_names(sources, relicense)
-    out = Path(args.out)
+    check_manifest_covers_shards(out, sources, args.sources)
     report = build_report(out, sources=sources)
     for line in files_without_rows_lines(report):
         print(line, file=sys.stderr)

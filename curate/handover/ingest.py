@@ -116,6 +116,29 @@ class EarlyRecords:
             self.con = None
 
 
+def shard_files(out: Path) -> list[str]:
+    """The run's kept and dropped Parquet shards: every record of the run once."""
+    return [str(p) for p in sorted(out.glob("kept/*.parquet")) + sorted(out.glob("dropped/*/*.parquet"))]
+
+
+def check_manifest_covers_shards(out: Path, sources, sources_file: str | Path) -> None:
+    """Refuses a manifest that lacks a source the run's shards hold: its records would be stored without a
+    license. Reads only the shards' ``source_id`` column."""
+    files = shard_files(out)
+    if not files:
+        return  # ingest_run names the empty folder
+    con = duckdb.connect()
+    try:
+        held = {r[0] for r in con.execute(
+            f"SELECT DISTINCT source_id FROM read_parquet({json.dumps(files)}, union_by_name=true)").fetchall()}
+    finally:
+        con.close()
+    missing = sorted(held - {s.id for s in sources} - {None})
+    if missing:
+        raise JcurateError(f"{out}: its shards hold source(s) {', '.join(map(repr, missing))} that the manifest "
+                           f"{sources_file} lacks; nothing was stored. Pass the run's own manifest with --sources")
+
+
 def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, config: dict, report: dict,
                sources_file: str, executor: str = "local", workers: int = 1, started_at: datetime | None = None,
                stages: tuple[str, ...] = (), early: EarlyRecords | None = None, relicense=()) -> str:
@@ -125,9 +148,7 @@ def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, conf
     ``early``: the run's records are being loaded already (``EarlyRecords``), in the transaction this
     completes. A source the store holds under another declaration is refused unless ``relicense`` names
     it (``curate.handover.declarations``); ``report["relicensed"]`` lists those it changed."""
-    kept = sorted(out.glob("kept/*.parquet"))
-    dropped = sorted(out.glob("dropped/*/*.parquet"))
-    files = [str(p) for p in kept + dropped]
+    files = shard_files(out)
     if not files:
         if early is not None:
             early.abort()

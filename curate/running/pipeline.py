@@ -79,6 +79,7 @@ class ExecutorOptions:
 
 
 RUN_STATE = "work/run.json"
+LAST_STAGE = "dedup-decont"  # build_stages' last: its completions say the stages all ran
 
 
 def run_fingerprint(sources: list[Source], config: PipelineConfig, options: ExecutorOptions) -> str:
@@ -107,6 +108,28 @@ def mark_finished(out: Path) -> None:
     if path.is_file():
         state = json.loads(path.read_text(encoding="utf-8"))
         path.write_text(json.dumps({**state, "finished": True}), encoding="utf-8")
+
+
+def unfinished_run_problem(out: Path) -> str | None:
+    """Why ``out`` holds no finished run, or None where it holds one: a run finished once the store
+    holds it (``mark_finished``) or, on Slurm, once the last stage's every task has completed."""
+    try:
+        state = json.loads((out / RUN_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"{out} is not a jcurate run folder (no readable {RUN_STATE})"
+    if state.get("finished"):
+        return None
+    last = out / "work/logs" / LAST_STAGE
+    try:
+        tasks = json.loads((last / "executor.json").read_text(encoding="utf-8"))["world_size"]
+    except (OSError, ValueError, KeyError):
+        tasks = None
+    done = completed_tasks(last)
+    if tasks is not None and done >= tasks:
+        return None
+    stage = f"its last stage {LAST_STAGE} has {done} of {tasks} task(s) completed" if tasks else \
+        f"its last stage {LAST_STAGE} never started"
+    return f"the run in {out} did not finish ({stage}); the same `jcurate run` command resumes it"
 
 
 def repeated_id_lines(sources: list[Source], repeated_ids: dict) -> list[str]:
@@ -200,7 +223,7 @@ def build_stages(sources: list[Source], config: PipelineConfig, out: Path, worke
                                f"(a name under curate/scoring/models/ or a folder with a model.json)")
         final.append(ShippedScoreStep(config.scoring.shipped_model))
     final.append(RecordWriter(str(out / "kept")))
-    stages.append(("dedup-decont", final, workers))
+    stages.append((LAST_STAGE, final, workers))
     return stages
 
 

@@ -3,8 +3,11 @@ the records loaded while the later stages run (``EarlyRecords``)."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -12,8 +15,9 @@ import pytest
 
 from core.errors import JcurateError
 from curate.handover.ingest import RECORD_FIELDS, EarlyRecords, ingest_run, insert_records
-from curate.running.pipeline import FILTER_STAGE_DROPS
+from curate.running.pipeline import FILTER_STAGE_DROPS, LAST_STAGE, RUN_STATE
 from store.connection import connect
+from tests.conftest import ROOT, run_cli
 
 
 def _shard(con, rows: list[dict]) -> None:
@@ -121,3 +125,69 @@ def test_a_run_whose_later_stage_fails_stores_nothing(tmp_path, monkeypatch):
     con = duckdb.connect(str(db), read_only=True)  # not locked: the load's connection is closed
     assert con.execute("SELECT (SELECT count(*) FROM records), (SELECT count(*) FROM runs)").fetchone() == (0, 0)
     con.close()
+
+
+def _copy_run(default_run, tmp_path, finished: bool = True) -> Path:
+    """A copy of the default run's folder; ``finished=False``: as a Slurm run leaves it before ``jcurate ingest``."""
+    out = tmp_path / "out"
+    shutil.copytree(default_run[0], out)
+    state = out / RUN_STATE
+    state.write_text(json.dumps({**json.loads(state.read_text(encoding="utf-8")), "finished": finished}),
+                     encoding="utf-8")
+    return out
+
+
+def _error_lines(capsys) -> list[str]:
+    return capsys.readouterr().err.strip().splitlines()
+
+
+def test_ingest_refuses_a_run_whose_last_stage_did_not_finish_and_stores_nothing(default_run, tmp_path, capsys):
+    out = _copy_run(default_run, tmp_path, finished=False)
+    completions = sorted((out / "work/logs" / LAST_STAGE / "completions").iterdir())
+    completions[-1].unlink()  # one task of the last stage was cut off
+    db = tmp_path / "store.duckdb"
+    capsys.readouterr()
+    assert run_cli("ingest", "--out", str(out), "--db", str(db)) == 2
+    err = _error_lines(capsys)
+    assert err == [f"jcurate: error: the run in {out} did not finish (its last stage {LAST_STAGE} has "
+                   f"{len(completions) - 1} of {len(completions)} task(s) completed); the same `jcurate run` command "
+                   f"resumes it; nothing was stored"]
+    assert not db.exists()
+
+
+def test_ingest_refuses_a_folder_that_holds_no_run(default_run, tmp_path, capsys):
+    out = _copy_run(default_run, tmp_path)
+    (out / RUN_STATE).unlink()
+    db = tmp_path / "store.duckdb"
+    capsys.readouterr()
+    assert run_cli("ingest", "--out", str(out), "--db", str(db)) == 2
+    assert _error_lines(capsys) == [f"jcurate: error: {out} is not a jcurate run folder (no readable {RUN_STATE}); "
+                                    f"nothing was stored"]
+    assert not db.exists()
+
+
+def test_ingest_stores_a_slurm_run_whose_stages_all_completed(default_run, tmp_path):
+    """Slurm: the stages ran, nothing marked the run finished yet; the ingest stores it and marks it."""
+    out = _copy_run(default_run, tmp_path, finished=False)
+    db = tmp_path / "store.duckdb"
+    assert run_cli("ingest", "--out", str(out), "--db", str(db)) == 0
+    ingested, run = _tables(db), _tables(default_run[1])  # the run's store also holds its classifier's scores
+    assert {k: v for k, v in ingested.items() if k != "scores"} == {k: v for k, v in run.items() if k != "scores"}
+    assert json.loads((out / RUN_STATE).read_text(encoding="utf-8"))["finished"] is True
+
+
+def test_ingest_refuses_a_manifest_that_lacks_a_source_the_shards_hold(default_run, tmp_path, capsys):
+    """Those records would be stored without a license: the refusal names the missing ids and the manifest."""
+    out = _copy_run(default_run, tmp_path)
+    text = (ROOT / "data/sources.yaml").read_text(encoding="utf-8")
+    first, *others = text.split("\n  - id: ")
+    manifest = tmp_path / "one.yaml"
+    manifest.write_text(first + "\n  - id: " + others[0], encoding="utf-8")
+    missing = sorted(entry.split("\n")[0].strip() for entry in others[1:])
+    db = tmp_path / "store.duckdb"
+    capsys.readouterr()
+    assert run_cli("ingest", "--out", str(out), "--sources", str(manifest), "--db", str(db)) == 2
+    assert _error_lines(capsys) == [
+        f"jcurate: error: {out}: its shards hold source(s) {', '.join(map(repr, missing))} that the manifest "
+        f"{manifest} lacks; nothing was stored. Pass the run's own manifest with --sources"]
+    assert not db.exists()
