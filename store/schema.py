@@ -79,6 +79,9 @@ CREATE TABLE IF NOT EXISTS subsets (
     name VARCHAR PRIMARY KEY, run_id VARCHAR, created_at TIMESTAMPTZ, criteria JSON, n_records BIGINT,
     export_path VARCHAR);
 CREATE TABLE IF NOT EXISTS subset_members (subset VARCHAR, record_id VARCHAR, rank INTEGER, score DOUBLE);
+-- the id the run's folder was given when the run started (work/run.json): a folder is stored once; older
+-- stores gain the column
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS run_folder_id VARCHAR;
 -- why a subset has fewer records than the k it asked for (NULL: it has them); older stores gain the column
 ALTER TABLE subsets ADD COLUMN IF NOT EXISTS size_note VARCHAR;
 """

@@ -139,6 +139,13 @@ def check_manifest_covers_shards(out: Path, sources, sources_file: str | Path) -
                            f"{sources_file} lacks; nothing was stored. Pass the run's own manifest with --sources")
 
 
+def refuse_a_stored_folder(con, out: Path, folder_id: str | None) -> None:
+    """The same run folder ingested twice would record the run twice (its decisions and sources doubled)."""
+    stored = folder_id and con.execute("SELECT run_id FROM runs WHERE run_folder_id = ?", [folder_id]).fetchone()
+    if stored:
+        raise JcurateError(f"run folder {out} was ingested already as run {stored[0]} in this store; nothing done")
+
+
 def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, config: dict, report: dict,
                sources_file: str, executor: str = "local", workers: int = 1, started_at: datetime | None = None,
                stages: tuple[str, ...] = (), early: EarlyRecords | None = None, relicense=()) -> str:
@@ -158,7 +165,11 @@ def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, conf
     else:
         run_id, con = new_id("run"), _ingest_connection(db)
         con.execute("BEGIN TRANSACTION")
+    from curate.running.pipeline import run_folder_id  # here: the pipeline's imports are heavy
+
+    folder_id = run_folder_id(out)
     try:
+        refuse_a_stored_folder(con, out, folder_id)
         if early is None:
             load_records(con, run_id, files)
         _parquet_view(con, "shard", files)
@@ -208,7 +219,7 @@ def ingest_run(db: str | Path, out: Path, sources, catalogue: Catalogue, *, conf
             run_id=run_id, started_at=started_at or now, finished_at=now, out_dir=str(out),
             sources_file=sources_file, executor=executor, workers=workers, config=json.dumps(config),
             versions=json.dumps(package_versions()), git_commit=git_commit(), n_read=report["read"],
-            n_kept=report["kept"], report=json.dumps(report)))
+            n_kept=report["kept"], report=json.dumps(report), run_folder_id=folder_id))
         con.execute("DROP VIEW shard")
         con.execute("COMMIT")
     except BaseException:

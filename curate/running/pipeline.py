@@ -58,6 +58,7 @@ from curate.running.stage_pool import StagePool, run_on_pool
 from curate.running.worker_server import drain_worker_output, start_worker_server
 from curate.scoring.shipped_scorer import ShippedScoreStep, model_folder
 from curate.text.tokenizers import make_tokenizer
+from store.ids import new_id
 
 STAGES = ("read", "quality", "language", "exact_dedup", "near_dedup", "decontamination")
 # the records' order that task 0 of the minhash-buckets stage builds after its buckets costs about as much as
@@ -100,6 +101,15 @@ def can_resume(out: Path, fingerprint: str) -> bool:
     except (OSError, ValueError):
         return False
     return state.get("fingerprint") == fingerprint and not state.get("finished")
+
+
+def run_folder_id(out: Path) -> str | None:
+    """The id the run in ``out`` was given when it started (a resumed run keeps it): the store records it
+    with the run, so the same folder is never stored twice. None for a folder from before these ids."""
+    try:
+        return json.loads((out / RUN_STATE).read_text(encoding="utf-8")).get("run_folder_id")
+    except (OSError, ValueError):
+        return None
 
 
 def mark_finished(out: Path) -> None:
@@ -367,11 +377,13 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
         log(line)
     fingerprint = run_fingerprint(sources, config, options)
     resume = not options.fresh and can_resume(out, fingerprint)
+    folder_id = resume and run_folder_id(out)
     if not resume:
         for sub in ("kept", "dropped", "work"):
             shutil.rmtree(out / sub, ignore_errors=True)
     (out / "work").mkdir(parents=True, exist_ok=True)
-    (out / RUN_STATE).write_text(json.dumps({"fingerprint": fingerprint, "finished": False}), encoding="utf-8")
+    (out / RUN_STATE).write_text(json.dumps({"fingerprint": fingerprint, "finished": False,
+                                             "run_folder_id": folder_id or new_id("folder")}), encoding="utf-8")
     if config.decontamination.enabled:
         n = build_decont_index(config.decontamination.eval_files, out / "work/decont_index", config.decontamination.n_grams)
         log(f"decontamination index: {n} n-grams from {len(config.decontamination.eval_files)} eval file(s)")

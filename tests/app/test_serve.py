@@ -573,6 +573,8 @@ def test_scorer_follows_a_newer_run(default_run, store, tmp_path):
     assert live.reloads == 0 and live.last_error is None
 
     shutil.copytree(out, tmp_path / "out")
+    state = tmp_path / "out/work/run.json"  # as a later run of the same inputs leaves it: a folder the store lacks
+    state.write_text(json.dumps({**json.loads(state.read_text()), "run_folder_id": "folder-a-later-run"}))
     assert run_cli("ingest", "--out", str(tmp_path / "out"), "--db", str(db)) == 0
     new = _query(db, "SELECT run_id FROM latest_run")[0][0]
     assert new != old

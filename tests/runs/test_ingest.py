@@ -191,3 +191,42 @@ def test_ingest_refuses_a_manifest_that_lacks_a_source_the_shards_hold(default_r
         f"jcurate: error: {out}: its shards hold source(s) {', '.join(map(repr, missing))} that the manifest "
         f"{manifest} lacks; nothing was stored. Pass the run's own manifest with --sources"]
     assert not db.exists()
+
+
+def _runs(db) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("SELECT run_id, run_folder_id FROM runs ORDER BY run_id").fetchall()
+    finally:
+        con.close()
+
+
+def test_a_run_folder_is_stored_once(default_run, tmp_path, capsys):
+    """After `jcurate run` into the store, and after an ingest: the same folder again is refused, nothing added."""
+    out = _copy_run(default_run, tmp_path)
+    db = tmp_path / "run.duckdb"
+    shutil.copy(default_run[1], db)
+    (stored,) = _runs(db)
+    assert stored[1] == json.loads((out / RUN_STATE).read_text(encoding="utf-8"))["run_folder_id"]
+    capsys.readouterr()
+    assert run_cli("ingest", "--out", str(out), "--db", str(db)) == 2
+    assert _error_lines(capsys) == [f"jcurate: error: run folder {out} was ingested already as run {stored[0]} in "
+                                    f"this store; nothing done"]
+    assert _runs(db) == [stored]
+
+    other = tmp_path / "ingest.duckdb"
+    assert run_cli("ingest", "--out", str(out), "--db", str(other)) == 0
+    before = _tables(other)
+    (first,) = _runs(other)
+    assert run_cli("ingest", "--out", str(out), "--db", str(other)) == 2
+    assert f"was ingested already as run {first[0]} in this store" in capsys.readouterr().err
+    assert _runs(other) == [first] and _tables(other) == before
+
+
+def test_a_store_from_before_folder_ids_gains_the_column(default_run, tmp_path):
+    db = tmp_path / "old.duckdb"
+    con = connect(db)
+    con.execute("ALTER TABLE runs DROP COLUMN run_folder_id")
+    con.close()
+    assert run_cli("ingest", "--out", str(_copy_run(default_run, tmp_path)), "--db", str(db)) == 0
+    assert _runs(db)[0][1].startswith("folder-")

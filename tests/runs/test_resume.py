@@ -65,6 +65,14 @@ def _contents(db: Path) -> dict:
         con.close()
 
 
+def _folder_ids(db) -> list[str]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return [r[0] for r in con.execute("SELECT run_folder_id FROM runs ORDER BY started_at").fetchall()]
+    finally:
+        con.close()
+
+
 def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(inputs, tmp_path, capsys):
     out, db = tmp_path / "out", tmp_path / "store.duckdb"
     proc = subprocess.Popen([sys.executable, "-m", "jcurate.cli", *_args(inputs, out, db)], cwd=ROOT,
@@ -79,11 +87,13 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(inputs, tmp_path,
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert not db.exists() or _contents(db)["runs"] == 0, "nothing reached the store"
+    folder_id = json.loads((out / "work/run.json").read_text(encoding="utf-8"))["run_folder_id"]
 
     capsys.readouterr()
     assert jcurate(_args(inputs, out, db)) == 0
     log = capsys.readouterr().err
     assert "resuming" in log and "stage filter has 1 of 2 task(s) completed by the interrupted run" in log
+    assert _folder_ids(db) == [folder_id], "the resumed run is the killed one: the store holds its folder's id"
 
     fresh_out, fresh_db = tmp_path / "fresh-out", tmp_path / "fresh.duckdb"
     assert jcurate(_args(inputs, fresh_out, fresh_db)) == 0
@@ -96,6 +106,7 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(inputs, tmp_path,
     capsys.readouterr()
     assert jcurate(_args(inputs, out, db)) == 0
     assert "resuming" not in capsys.readouterr().err
+    assert len(set(_folder_ids(db))) == 2, "a run started afresh is another run: the store takes it"
 
 
 def test_fresh_and_changed_inputs_do_not_resume(inputs, tmp_path, capsys):
