@@ -42,6 +42,7 @@ def cmd_run(args) -> int:
     from curate.handover.declarations import check_store_before_run
     from curate.handover.ingest import EarlyRecords, ingest_run
     from curate.reading.manifest import load_manifest
+    from curate.running.out_lock import lock_out_folder
     from curate.running.pipeline import FILTER_STAGE_DROPS, STAGES, ExecutorOptions, mark_finished, run_stages
     from curate.running.report import build_report, files_without_rows_lines, format_report, write_report
     from licenses.catalogue import load_catalogue
@@ -59,6 +60,7 @@ def cmd_run(args) -> int:
     relicense = tuple(args.relicense or ())
     check_store_before_run(args.db, sources, str(args.sources), relicense)
     out = Path(args.out)
+    lock_out_folder(out)  # held until this process ends, however it ends: one run per --out
     print(f"jcurate run: {len(sources)} source(s) from {args.sources} -> {out} "
           f"(executor {args.executor}, {args.workers} worker(s))", file=sys.stderr)
     if note := bytecode_note():

@@ -4,6 +4,7 @@ stored records silently: a run that declares a stored source otherwise is refuse
 
 from __future__ import annotations
 
+import json
 import shutil
 from itertools import islice
 
@@ -114,6 +115,8 @@ def test_ingest_refuses_a_changed_declaration_in_its_transaction(first_run, stor
     ingest: nothing of the run is stored."""
     folder, _ = first_run
     shutil.copytree(folder / "o1", tmp_path / "o1")
+    state = tmp_path / "o1/work/run.json"  # as a later run of the same data leaves it: a folder the store lacks
+    state.write_text(json.dumps({**json.loads(state.read_text()), "run_folder_id": "folder-a-later-run"}))
     before = _query(store, LICENSES)
     assert run_cli("ingest", "--out", str(tmp_path / "o1"), "--sources",
                    str(_manifest(tmp_path, "m2.yaml", extra="", data=folder / "ma.jsonl")), "--db", str(store)) == 2
