@@ -22,8 +22,9 @@ record lands in ``OUT/dropped/<stage>/`` with its reason and value. Workers neve
 report and the store are built from the Parquet shards afterwards.
 
 Resuming: ``OUT/work/run.json`` holds a fingerprint of the run's inputs (sources and their
-files' sizes and times, the configuration, executor, workers and the pipeline's code) and whether the run
-finished (``mark_finished``, after the store is written). A run started again on the same
+files' sizes and times, the configuration, executor, workers and the pipeline's code), the id the run got
+when it started (``run_folder_id``: kept on resume; the store records it, so a folder is stored once) and
+whether the run finished (``mark_finished``, after the store is written). A run started again on the same
 ``OUT`` with the same fingerprint after it was killed keeps its outputs and skips the tasks
 DataTrove marked completed (``logs/<stage>/completions/``); a task that was cut off is run
 again from its start and overwrites its partial files. Any other case starts afresh.
