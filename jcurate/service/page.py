@@ -270,13 +270,11 @@ def _fate_bar(fates: dict[str, int], width: int = 320, height: int = 18) -> str:
             f'aria-label="kept and dropped by stage">{"".join(rects)}</svg>')
 
 
-def _histogram(scores: list[float], width: int = 320, height: int = 70, bins: int = 16) -> str:
-    if not scores:
+def _histogram(counts: list[int], width: int = 320, height: int = 70) -> str:
+    """Bars of exact per-bin counts (`provenance.SCORE_BINS` bins over 1-5), each titled with its range and count."""
+    if not any(counts):
         return "<p><small>no scores</small></p>"
-    lo, hi = 1.0, 5.0
-    counts = [0] * bins
-    for v in scores:
-        counts[min(bins - 1, max(0, int((v - lo) / (hi - lo) * bins)))] += 1
+    lo, hi, bins = provenance.SCORE_LO, provenance.SCORE_HI, len(counts)
     top = max(counts)
     bw = width / bins
     bars = "".join(f'<rect x="{i * bw + 1:.1f}" y="{height - 14 - (height - 14) * c / top:.1f}" width="{bw - 2:.1f}" '
@@ -299,5 +297,5 @@ def _charts(sources: list[dict]) -> str:
         cards.append(f'<div class="chart source-chart"><h3>{escape(src["source_id"])}</h3>'
                      f"<p><small>{kept} kept of {sum(fates.values())}; {escape(dropped)}</small></p>"
                      f"{_fate_bar(fates)}<p><small>{escape(src['scorer'] or 'score')} of the kept records "
-                     f"({len(src['scores'])})</small></p>{_histogram(src['scores'])}</div>")
+                     f"({src['n_scored']})</small></p>{_histogram(src['bins'])}</div>")
     return _legend() + '<div class="charts">' + "".join(cards) + "</div>"

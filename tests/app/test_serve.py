@@ -400,6 +400,49 @@ def test_drops_of_a_source_and_stage_are_a_click_away(client, store):
     assert len(seen) == len(set(seen)) == total
 
 
+def _chart_counts(html: str) -> dict[str, list[tuple[float, int]]]:
+    """Per source card on the home page: its histogram bars as (bin start, count), read from the bars' titles."""
+    import re
+
+    charts = {}
+    for card in html.split('<div class="chart source-chart">')[1:]:
+        source = re.search(r"<h3>(.*?)</h3>", card).group(1)
+        charts[source] = [(float(lo), int(n)) for lo, n in re.findall(r"<title>([0-9.]+)–[0-9.]+: (\d+)</title>", card)]
+    return charts
+
+
+def test_score_charts_count_every_kept_record_exactly(store, tmp_path):
+    """The home page's score histograms count all of the latest run's kept, scored records, also in a
+    store whose score rows (other scorers, other runs) far outnumber them: no sample hides bars' records."""
+    db = tmp_path / "many-scores.duckdb"
+    shutil.copy(store, db)
+    con = duckdb.connect(str(db))
+    # 40 judge rows per record: ~40x more score rows than kept records, as a store with judges and reruns has
+    con.execute("""INSERT INTO scores (record_id, scorer, score, run_id)
+                   SELECT record_id, 'judge', 3.0, 'older-run' FROM records, range(40)""")
+    con.close()
+    kept_scored = dict(_query(db, """
+        SELECT r.source_id, count(*) FROM record_fate f JOIN records r USING (record_id)
+        JOIN scores s ON s.record_id = f.record_id AND s.run_id = f.run_id AND s.scorer = 'classifier'
+        WHERE f.run_id = (SELECT run_id FROM latest_run) AND f.kept GROUP BY 1"""))
+    top = dict(_query(db, """
+        SELECT r.source_id, count(*) FROM record_fate f JOIN records r USING (record_id)
+        JOIN scores s ON s.record_id = f.record_id AND s.run_id = f.run_id AND s.scorer = 'classifier'
+        WHERE f.run_id = (SELECT run_id FROM latest_run) AND f.kept AND s.score >= 4.75 GROUP BY 1"""))
+    assert _query(db, "SELECT count(*) FROM scores")[0][0] > 20_000 and kept_scored
+    proc, url = _serve(db)
+    try:
+        html = httpx.get(url + "/", timeout=60).text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    charts = _chart_counts(html)
+    assert {s: sum(n for _, n in bars) for s, bars in charts.items() if bars} == kept_scored
+    assert {s: sum(n for lo, n in bars if lo >= 4.75) for s, bars in charts.items() if s in top} == top
+    for n in kept_scored.values():
+        assert f"classifier of the kept records ({n})" in html
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
 def test_page_in_headless_chromium(server, store):
     from playwright.sync_api import sync_playwright
