@@ -30,7 +30,7 @@ from typing import Any
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from curate.handover.subsets import subset_exists
 from jcurate.service import page, provenance
@@ -60,8 +60,12 @@ class ServeSettings:
 
 
 class Turn(BaseModel):
-    role: str = Field(description="system, user or assistant (ShareGPT's human / gpt are accepted)")
-    content: str
+    """A turn as `jcurate run` reads one: `{role, content}` or ShareGPT's `{from, value}`."""
+
+    role: str = Field(validation_alias=AliasChoices("role", "from"),
+                      description="system, user or assistant (ShareGPT's `from` with human / gpt is accepted)")
+    content: str = Field(validation_alias=AliasChoices("content", "value"),
+                         description="the turn's text (ShareGPT's `value` is accepted)")
 
 
 class RecordIn(BaseModel):

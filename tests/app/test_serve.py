@@ -167,6 +167,31 @@ def test_score_shipped_is_the_score_the_run_stored(client, store):
     assert [r["shipped"]["score"] for r in answer["results"]] == pytest.approx([s for *_, s in rows], abs=1e-4)
 
 
+def test_score_accepts_sharegpt_turns_like_the_run(client, store):
+    """ShareGPT `{from, value}` turns, as `jcurate run` reads them: the same decisions and scores as the
+    same conversations in `{role, content}` form, and the score the run stored for them."""
+    rows = _query(store, """SELECT r.messages, s.score FROM records r
+                            JOIN scores s ON s.record_id = r.record_id AND s.scorer = 'shipped'
+                            WHERE r.messages IS NOT NULL ORDER BY r.record_id LIMIT 4""")
+    assert rows
+    speaker = {"user": "human", "assistant": "gpt", "system": "system"}
+    chat = [{"messages": json.loads(m)} for m, _ in rows]
+    sharegpt = [{"messages": [{"from": speaker[t["role"]], "value": t["content"]} for t in rec["messages"]]}
+                for rec in chat]
+    as_chat = client.post("/v1/score", json={"records": chat})
+    as_sharegpt = client.post("/v1/score", json={"records": sharegpt})
+    assert as_sharegpt.status_code == 200, as_sharegpt.text
+    a, b = as_chat.json()["results"], as_sharegpt.json()["results"]
+    for x, y in zip(a, b, strict=True):
+        assert y["verdict"] == x["verdict"] and y["decisions"] == x["decisions"]
+        assert y["shipped"] == x["shipped"] and y["classifier"] == x["classifier"]
+        assert y["normalised"] == x["normalised"]
+    assert [r["shipped"]["score"] for r in b] == pytest.approx([s for _, s in rows], abs=1e-4)
+    # a turn with neither form's role is still refused, naming the field
+    r = client.post("/v1/score", json={"records": [{"messages": [{"speaker": "human", "value": "x"}]}]})
+    assert r.status_code == 422 and "role" in json.dumps(r.json())
+
+
 def test_score_limits_and_bad_bodies(client):
     one = {"instruction": "日本の首都はどこですか。", "output": "東京です。"}
     r = client.post("/v1/score", json={"records": [one] * 65})
