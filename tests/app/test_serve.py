@@ -364,6 +364,20 @@ def test_token(store, tmp_path):
         proc.wait(timeout=30)
 
 
+def test_a_taken_or_impossible_port_is_refused_before_loading(server, store):
+    """`jcurate serve` on the port a server already holds, or on one out of range: one line, rc 2, at once
+    (the index is not loaded and no ready URL is printed)."""
+    taken = server.rsplit(":", 1)[1]
+    for port, expected in ((taken, f"--port {taken}: address 127.0.0.1:{taken} is already in use"),
+                           ("70000", "--port 70000: out of range; pick a port from 1 to 65535")):
+        done = subprocess.run([sys.executable, "-m", "jcurate.cli", "serve", "--db", str(store), "--port", port],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0] and "loading" not in done.stderr, done.stderr
+    assert httpx.get(server + "/healthz").status_code == 200
+
+
 def test_non_loopback_needs_a_token(store, capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("JCURATE_TOKEN", raising=False)
     assert run_cli("serve", "--db", str(store), "--host", "0.0.0.0") == 2
