@@ -301,15 +301,22 @@ def create_app(settings: ServeSettings) -> FastAPI:
                    page_no: int = Query(1, alias="page", ge=1, le=1_000_000),
                    sample: int | None = Query(None, ge=1, le=500), seed: int = Query(0, ge=0, le=2**31)):
         with read_only(settings.db) as con:
+            unknown = provenance.unknown_drops_filter(con, source, stage)
+            if unknown:
+                return HTMLResponse(page.drops_not_found(unknown), status_code=404)
             return page.drops(provenance.drops(con, source, stage, reason, page_no, sample, seed))
 
-    @app.get("/v1/drops", tags=["provenance"], responses=ERRORS)
+    @app.get("/v1/drops", tags=["provenance"],
+             responses={**ERRORS, 404: {"description": "a source the latest run did not read, or no such stage"}})
     def drops_api(source: str | None = None, stage: str | None = None, reason: str | None = None,
                   page_no: int = Query(1, alias="page", ge=1, le=1_000_000),
                   sample: int | None = Query(None, ge=1, le=500), seed: int = Query(0, ge=0, le=2**31)) -> dict[str, Any]:
         """The latest run's drops of a source at a stage (and reason): a page of 50 in record order, or a
         random sample; each with its answer, prompt, reason and the value that decided."""
         with read_only(settings.db) as con:
+            unknown = provenance.unknown_drops_filter(con, source, stage)
+            if unknown:
+                raise HTTPException(404, unknown)
             return provenance.jsonable(provenance.drops(con, source, stage, reason, page_no, sample, seed))
 
     @app.get("/records/{record_id:path}", response_class=HTMLResponse, include_in_schema=False)

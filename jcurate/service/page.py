@@ -199,6 +199,10 @@ def _drops_url(source: str | None, stage: str | None, reason: str | None = None,
     return "/drops?" + "&amp;".join(f"{k}={quote(str(v), safe='')}" for k, v in query.items() if v not in (None, ""))
 
 
+def drops_not_found(message: str) -> str:
+    return _page("Drops not found", f"<p>{escape(message)}.</p>")
+
+
 def drops(found: dict) -> str:
     """A run's drops of a source at a stage, a page at a time or a random sample: the record's text first,
     then the reason and the value that decided; reading an audit sample is a click."""

@@ -171,6 +171,21 @@ def sources_overview(con) -> list[dict]:
 DROP_PAGE = 50
 
 
+def unknown_drops_filter(con, source_id: str | None, stage: str | None) -> str | None:
+    """Why ``/drops`` cannot answer for this source or stage (naming the known ones), or None: a source the
+    latest run did not read, or a stage the pipeline does not have, is an error, not "0 dropped"."""
+    from curate.running.pipeline import STAGES
+
+    if stage and stage not in STAGES:
+        return f"unknown stage {stage!r}; the stages: {', '.join(STAGES)}"
+    if source_id:
+        latest = "FROM record_fate f JOIN records r USING (record_id) WHERE f.run_id = (SELECT run_id FROM latest_run)"
+        if not _rows(con, f"SELECT 1 AS hit {latest} AND r.source_id = ? LIMIT 1", [source_id]):
+            known = [row["source_id"] for row in _rows(con, f"SELECT DISTINCT r.source_id {latest} ORDER BY 1")]
+            return f"unknown source {source_id!r}; the latest run's sources: {', '.join(known) or 'none'}"
+    return None
+
+
 def drops(con, source_id: str | None, stage: str | None, reason: str | None = None, page: int = 1,
           sample: int | None = None, seed: int = 0) -> dict:
     """The latest run's drops of a source at a stage (and reason): the reasons with their counts, the total,

@@ -482,6 +482,21 @@ def test_score_charts_count_every_kept_record_exactly(store, tmp_path):
         assert f"classifier of the kept records ({n})" in html
 
 
+def test_drops_of_an_unknown_source_or_stage_are_a_404_naming_the_known_ones(client, store):
+    sources = [s for (s,) in _query(store, """SELECT DISTINCT r.source_id FROM record_fate f JOIN records r
+                                             USING (record_id) WHERE f.run_id = (SELECT run_id FROM latest_run)
+                                             ORDER BY 1""")]
+    for params, named in (({"source": "nope", "stage": "quality"}, ["nope", *sources]),
+                          ({"source": sources[0], "stage": "bogus"}, ["bogus", "read", "near_dedup"]),
+                          ({"stage": "bogus"}, ["bogus", "decontamination"])):
+        api = client.get("/v1/drops", params=params)
+        assert api.status_code == 404 and all(n in api.json()["detail"] for n in named), api.text
+        html = client.get("/drops", params=params)
+        assert html.status_code == 404 and all(n in html.text for n in named)
+    # a known source at a known stage with no drops is still an answer: 0 dropped
+    assert client.get("/v1/drops", params={"source": sources[0], "stage": "decontamination"}).status_code == 200
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
 def test_page_in_headless_chromium(server, store):
     from playwright.sync_api import sync_playwright
