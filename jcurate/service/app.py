@@ -241,9 +241,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.get("/v1/records", tags=["provenance"], responses=ERRORS)
     def search_records(q: str = Query(..., min_length=1, max_length=500,
                                       description="a record id, or a fragment of its text"),
-                       limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
+                       limit: int = Query(provenance.SEARCH_LIMIT, ge=1, le=500)) -> dict[str, Any]:
+        """The first ``limit`` matches in record id order; ``truncated`` says that more records match."""
         with read_only(settings.db) as con:
-            return {"query": q, "results": provenance.search(con, q, limit)}
+            return {"query": q, **provenance.search_results(con, q, limit)}
 
     @app.get("/v1/records/{record_id:path}", tags=["provenance"], responses={404: {"description": "no such record"},
                                                                             **ERRORS})

@@ -82,8 +82,10 @@ def _search_form(q: str | None) -> str:
 def home(con, catalogue, q: str | None) -> str:
     parts = [_search_form(q)]
     if q:
-        results = provenance.search(con, q.strip(), limit=100) if q.strip() else []
-        shown = f"first {len(results)}" if len(results) == 100 else str(len(results))
+        found = provenance.search_results(con, q.strip()) if q.strip() else {"results": [], "truncated": False}
+        results = found["results"]
+        shown = (f"the first {len(results)}; more match (GET /v1/records?q=…&amp;limit=500 gives up to 500)"
+                 if found["truncated"] else str(len(results)))
         parts.append(f"<h2>Results for “{escape(q)}” ({shown})</h2>")
         parts.append(_table(results, ["record_id", "source_id", "license", "fate", "dropped_at", "reason", "preview"],
                             {"record_id": lambda r: _record_link(r["record_id"]), "fate": lambda r: _fate(r["kept"])}))

@@ -144,6 +144,15 @@ def search(con, query: str, limit: int = 50) -> list[dict]:
         LIMIT $n""", {"q": query, "p": pattern, "n": limit})
 
 
+SEARCH_LIMIT = 50  # results of a search, the API's default and the page's
+
+
+def search_results(con, query: str, limit: int = SEARCH_LIMIT) -> dict:
+    """``search`` with its limit and whether more records match than it shows (``truncated``)."""
+    rows = search(con, query, limit + 1)
+    return {"results": rows[:limit], "limit": limit, "truncated": len(rows) > limit}
+
+
 def sources_overview(con) -> list[dict]:
     """Sources x effective licenses x kept/dropped counts in the latest run, with drops per stage."""
     rows = _rows(con, """

@@ -274,6 +274,22 @@ def test_search(client, store):
     assert wide and all("(1192)" in texts[r] for r in wide)
 
 
+def test_search_says_when_more_records_match_than_it_shows(client, store):
+    """The API and the page show the same first 50, and both say when more match; a wider limit shows all."""
+    counts = {q: _query(store, "SELECT count(*) FROM records WHERE text ILIKE ?", [f"%{q}%"])[0][0]
+              for q in ("東京", "日本", "説明", "です。", "ます。", "。")}
+    q, matching = next((q, n) for q, n in counts.items() if 50 < n <= 500)
+    first = client.get("/v1/records", params={"q": q}).json()
+    assert len(first["results"]) == first["limit"] == 50 and first["truncated"] is True
+    every = client.get("/v1/records", params={"q": q, "limit": 500}).json()
+    assert len(every["results"]) == matching and every["truncated"] is False
+    assert every["results"][:50] == first["results"]
+    html = client.get("/", params={"q": q}).text
+    assert "(the first 50; more match" in html and html.count('href="/records/') >= 50
+    few = client.get("/v1/records", params={"q": "鎌倉幕府"}).json()
+    assert few["truncated"] is False and len(few["results"]) < 50
+
+
 def test_sources_overview_counts_every_record(client, store):
     rows = client.get("/v1/sources").json()["sources"]
     n_read = _query(store, "SELECT n_read FROM latest_run")[0][0]
