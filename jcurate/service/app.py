@@ -23,6 +23,7 @@ nothing but itself (no scripts, no third-party sources).
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,19 @@ def _check_text(records: list[RecordIn], s: ServeSettings) -> None:
                                      f"{s.max_text_chars} per record (serve --max-text-chars)")
 
 
+def _undecodable(body: bytes) -> str | None:
+    """Why a JSON body cannot be decoded (a Shift-JIS body, say), naming the byte; None when it can.
+    JSON is UTF-8 (or UTF-16/32, which the parser detects); without this check the parser's failure
+    is a 400 that names nothing."""
+    encoding = json.detect_encoding(body)
+    try:
+        body.decode(encoding)
+    except UnicodeDecodeError as e:
+        return (f"request body: not valid {encoding.upper()} (byte 0x{body[e.start]:02x} at offset {e.start}); "
+                f"send the JSON encoded as UTF-8 (not Shift-JIS or another legacy encoding)")
+    return None
+
+
 class BodyLimit:
     """ASGI middleware: a request body is read here, counting the bytes as they arrive, and refused with
     413 as soon as it passes ``limit`` — chunked bodies too, which carry no Content-Length. What was
@@ -159,6 +173,9 @@ class BodyLimit:
             if not message.get("more_body"):
                 break
         whole, handed = b"".join(chunks), False
+        undecodable = _undecodable(whole)
+        if undecodable:
+            return await JSONResponse({"detail": undecodable}, status_code=422)(scope, receive, send)
 
         async def replay():
             nonlocal handed
@@ -341,7 +358,6 @@ SETTINGS_ENV = "JCURATE_SERVE_SETTINGS"
 
 def app_from_env() -> FastAPI:
     """The app factory uvicorn calls in each worker process (``jcurate serve --workers N``)."""
-    import json
     import os
 
     return create_app(ServeSettings(**json.loads(os.environ[SETTINGS_ENV])))

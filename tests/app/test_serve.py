@@ -222,6 +222,19 @@ def test_score_limits_and_bad_bodies(client):
     assert chunked_ok.status_code == 200, chunked_ok.text
 
 
+def test_a_body_not_in_utf8_is_a_422_naming_the_encoding(client):
+    """A Shift-JIS body (a Japanese user's legacy encoding) is refused as documented, naming the byte."""
+    body = json.dumps({"records": [{"instruction": "日本の首都はどこですか。", "output": "東京です。"}]},
+                      ensure_ascii=False)
+    for path in ("/v1/score", "/v1/sql"):
+        r = client.post(path, content=body.encode("shift_jis"), headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert "not valid UTF-8" in r.json()["detail"] and "Shift-JIS" in r.json()["detail"]
+    # UTF-16, which JSON parsers detect, still reads
+    r = client.post("/v1/score", content=body.encode("utf-16"), headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json()["results"][0]["verdict"]
+
+
 def test_a_bad_rows_record_is_found_by_its_encoded_id(client, store):
     """A malformed row's id holds '#' (``jcurate-alpaca:#line-65``), which a URL would cut as a fragment:
     percent-encoded, the API finds it, with the reason it was dropped."""
