@@ -220,6 +220,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             return JSONResponse({"detail": "missing or wrong token: send 'Authorization: Bearer TOKEN' "
                                            "(the page: open /?token=TOKEN once)"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
+        live.get()  # any request, a GET or /healthz too, may start the (background) look for a newer run
         response = await call_next(request)
         response.headers["X-Content-Type-Options"] = "nosniff"
         if not request.url.path.startswith(("/docs", "/redoc")):

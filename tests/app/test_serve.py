@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -709,6 +710,30 @@ def test_scorer_follows_a_newer_run(default_run, store, tmp_path):
             break
         time.sleep(0.1)
     assert live.get().run_id == new and live.describe()["reloads"] == 1
+
+
+def test_health_checks_and_lookups_alone_notice_a_newer_run(store, tmp_path):
+    """No score request at all: /healthz and GETs are requests too, so the service moves to a newer run."""
+    db = tmp_path / "reload.duckdb"
+    shutil.copy(store, db)
+    old = _query(db, "SELECT run_id FROM latest_run")[0][0]
+    proc, url = _serve(db, "--reload-interval", "0.2")
+    try:
+        assert httpx.get(url + "/healthz", timeout=30).json()["run_id"] == old
+        assert run_cli("run", "--out", str(tmp_path / "out"), "--db", str(db), "--workers", "1") == 0
+        new = _query(db, "SELECT run_id FROM latest_run")[0][0]
+        assert new != old
+        seen = old
+        for _ in range(300):
+            httpx.get(url + "/v1/sources", timeout=30)
+            seen = httpx.get(url + "/healthz", timeout=30).json()["run_id"]
+            if seen == new:
+                break
+            time.sleep(0.2)
+        assert seen == new
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_no_5xx_while_the_service_reloads_and_a_run_writes_the_store(store, tmp_path):
