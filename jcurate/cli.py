@@ -414,6 +414,7 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     from jcurate.service.app import ServeSettings, create_app
+    from jcurate.service.ports import check_port
 
     token = read_token(args)
     if not _is_loopback(args.host) and not token:
@@ -421,6 +422,7 @@ def cmd_serve(args) -> int:
                            f"--token-file FILE) so that only clients holding it get in")
     if not Path(args.db).is_file():
         raise JcurateError(f"no store at {args.db}: run `jcurate run` first (or pass --db)")
+    check_port(args.host, args.port)  # before the index is loaded: a taken port is known at once
     for name in ("max_batch", "max_text_chars", "max_body_bytes", "sql_max_rows"):
         if getattr(args, name) < 1:
             raise JcurateError(f"--{name.replace('_', '-')} must be at least 1")

@@ -23,6 +23,7 @@ nothing but itself (no scripts, no third-party sources).
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from curate.handover.subsets import subset_exists
 from jcurate.service import page, provenance
@@ -60,8 +61,12 @@ class ServeSettings:
 
 
 class Turn(BaseModel):
-    role: str = Field(description="system, user or assistant (ShareGPT's human / gpt are accepted)")
-    content: str
+    """A turn as `jcurate run` reads one: `{role, content}` or ShareGPT's `{from, value}`."""
+
+    role: str = Field(validation_alias=AliasChoices("role", "from"),
+                      description="system, user or assistant (ShareGPT's `from` with human / gpt is accepted)")
+    content: str = Field(validation_alias=AliasChoices("content", "value"),
+                         description="the turn's text (ShareGPT's `value` is accepted)")
 
 
 class RecordIn(BaseModel):
@@ -129,6 +134,19 @@ def _check_text(records: list[RecordIn], s: ServeSettings) -> None:
                                      f"{s.max_text_chars} per record (serve --max-text-chars)")
 
 
+def _undecodable(body: bytes) -> str | None:
+    """Why a JSON body cannot be decoded (a Shift-JIS body, say), naming the byte; None when it can.
+    JSON is UTF-8 (or UTF-16/32, which the parser detects); without this check the parser's failure
+    is a 400 that names nothing."""
+    encoding = json.detect_encoding(body)
+    try:
+        body.decode(encoding)
+    except UnicodeDecodeError as e:
+        return (f"request body: not valid {encoding.upper()} (byte 0x{body[e.start]:02x} at offset {e.start}); "
+                f"send the JSON encoded as UTF-8 (not Shift-JIS or another legacy encoding)")
+    return None
+
+
 class BodyLimit:
     """ASGI middleware: a request body is read here, counting the bytes as they arrive, and refused with
     413 as soon as it passes ``limit`` — chunked bodies too, which carry no Content-Length. What was
@@ -155,6 +173,9 @@ class BodyLimit:
             if not message.get("more_body"):
                 break
         whole, handed = b"".join(chunks), False
+        undecodable = _undecodable(whole)
+        if undecodable:
+            return await JSONResponse({"detail": undecodable}, status_code=422)(scope, receive, send)
 
         async def replay():
             nonlocal handed
@@ -199,6 +220,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             return JSONResponse({"detail": "missing or wrong token: send 'Authorization: Bearer TOKEN' "
                                            "(the page: open /?token=TOKEN once)"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
+        live.get()  # any request, a GET or /healthz too, may start the (background) look for a newer run
         response = await call_next(request)
         response.headers["X-Content-Type-Options"] = "nosniff"
         if not request.url.path.startswith(("/docs", "/redoc")):
@@ -237,9 +259,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.get("/v1/records", tags=["provenance"], responses=ERRORS)
     def search_records(q: str = Query(..., min_length=1, max_length=500,
                                       description="a record id, or a fragment of its text"),
-                       limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
+                       limit: int = Query(provenance.SEARCH_LIMIT, ge=1, le=500)) -> dict[str, Any]:
+        """The first ``limit`` matches in record id order; ``truncated`` says that more records match."""
         with read_only(settings.db) as con:
-            return {"query": q, "results": provenance.search(con, q, limit)}
+            return {"query": q, **provenance.search_results(con, q, limit)}
 
     @app.get("/v1/records/{record_id:path}", tags=["provenance"], responses={404: {"description": "no such record"},
                                                                             **ERRORS})
@@ -297,15 +320,22 @@ def create_app(settings: ServeSettings) -> FastAPI:
                    page_no: int = Query(1, alias="page", ge=1, le=1_000_000),
                    sample: int | None = Query(None, ge=1, le=500), seed: int = Query(0, ge=0, le=2**31)):
         with read_only(settings.db) as con:
+            unknown = provenance.unknown_drops_filter(con, source, stage)
+            if unknown:
+                return HTMLResponse(page.drops_not_found(unknown), status_code=404)
             return page.drops(provenance.drops(con, source, stage, reason, page_no, sample, seed))
 
-    @app.get("/v1/drops", tags=["provenance"], responses=ERRORS)
+    @app.get("/v1/drops", tags=["provenance"],
+             responses={**ERRORS, 404: {"description": "a source the latest run did not read, or no such stage"}})
     def drops_api(source: str | None = None, stage: str | None = None, reason: str | None = None,
                   page_no: int = Query(1, alias="page", ge=1, le=1_000_000),
                   sample: int | None = Query(None, ge=1, le=500), seed: int = Query(0, ge=0, le=2**31)) -> dict[str, Any]:
         """The latest run's drops of a source at a stage (and reason): a page of 50 in record order, or a
         random sample; each with its answer, prompt, reason and the value that decided."""
         with read_only(settings.db) as con:
+            unknown = provenance.unknown_drops_filter(con, source, stage)
+            if unknown:
+                raise HTTPException(404, unknown)
             return provenance.jsonable(provenance.drops(con, source, stage, reason, page_no, sample, seed))
 
     @app.get("/records/{record_id:path}", response_class=HTMLResponse, include_in_schema=False)
@@ -329,7 +359,6 @@ SETTINGS_ENV = "JCURATE_SERVE_SETTINGS"
 
 def app_from_env() -> FastAPI:
     """The app factory uvicorn calls in each worker process (``jcurate serve --workers N``)."""
-    import json
     import os
 
     return create_app(ServeSettings(**json.loads(os.environ[SETTINGS_ENV])))

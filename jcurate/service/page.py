@@ -82,8 +82,10 @@ def _search_form(q: str | None) -> str:
 def home(con, catalogue, q: str | None) -> str:
     parts = [_search_form(q)]
     if q:
-        results = provenance.search(con, q.strip(), limit=100) if q.strip() else []
-        shown = f"first {len(results)}" if len(results) == 100 else str(len(results))
+        found = provenance.search_results(con, q.strip()) if q.strip() else {"results": [], "truncated": False}
+        results = found["results"]
+        shown = (f"the first {len(results)}; more match (GET /v1/records?q=…&amp;limit=500 gives up to 500)"
+                 if found["truncated"] else str(len(results)))
         parts.append(f"<h2>Results for “{escape(q)}” ({shown})</h2>")
         parts.append(_table(results, ["record_id", "source_id", "license", "fate", "dropped_at", "reason", "preview"],
                             {"record_id": lambda r: _record_link(r["record_id"]), "fate": lambda r: _fate(r["kept"])}))
@@ -199,6 +201,10 @@ def _drops_url(source: str | None, stage: str | None, reason: str | None = None,
     return "/drops?" + "&amp;".join(f"{k}={quote(str(v), safe='')}" for k, v in query.items() if v not in (None, ""))
 
 
+def drops_not_found(message: str) -> str:
+    return _page("Drops not found", f"<p>{escape(message)}.</p>")
+
+
 def drops(found: dict) -> str:
     """A run's drops of a source at a stage, a page at a time or a random sample: the record's text first,
     then the reason and the value that decided; reading an audit sample is a click."""
@@ -270,13 +276,11 @@ def _fate_bar(fates: dict[str, int], width: int = 320, height: int = 18) -> str:
             f'aria-label="kept and dropped by stage">{"".join(rects)}</svg>')
 
 
-def _histogram(scores: list[float], width: int = 320, height: int = 70, bins: int = 16) -> str:
-    if not scores:
+def _histogram(counts: list[int], width: int = 320, height: int = 70) -> str:
+    """Bars of exact per-bin counts (`provenance.SCORE_BINS` bins over 1-5), each titled with its range and count."""
+    if not any(counts):
         return "<p><small>no scores</small></p>"
-    lo, hi = 1.0, 5.0
-    counts = [0] * bins
-    for v in scores:
-        counts[min(bins - 1, max(0, int((v - lo) / (hi - lo) * bins)))] += 1
+    lo, hi, bins = provenance.SCORE_LO, provenance.SCORE_HI, len(counts)
     top = max(counts)
     bw = width / bins
     bars = "".join(f'<rect x="{i * bw + 1:.1f}" y="{height - 14 - (height - 14) * c / top:.1f}" width="{bw - 2:.1f}" '
@@ -299,5 +303,5 @@ def _charts(sources: list[dict]) -> str:
         cards.append(f'<div class="chart source-chart"><h3>{escape(src["source_id"])}</h3>'
                      f"<p><small>{kept} kept of {sum(fates.values())}; {escape(dropped)}</small></p>"
                      f"{_fate_bar(fates)}<p><small>{escape(src['scorer'] or 'score')} of the kept records "
-                     f"({len(src['scores'])})</small></p>{_histogram(src['scores'])}</div>")
+                     f"({src['n_scored']})</small></p>{_histogram(src['bins'])}</div>")
     return _legend() + '<div class="charts">' + "".join(cards) + "</div>"

@@ -144,6 +144,15 @@ def search(con, query: str, limit: int = 50) -> list[dict]:
         LIMIT $n""", {"q": query, "p": pattern, "n": limit})
 
 
+SEARCH_LIMIT = 50  # results of a search, the API's default and the page's
+
+
+def search_results(con, query: str, limit: int = SEARCH_LIMIT) -> dict:
+    """``search`` with its limit and whether more records match than it shows (``truncated``)."""
+    rows = search(con, query, limit + 1)
+    return {"results": rows[:limit], "limit": limit, "truncated": len(rows) > limit}
+
+
 def sources_overview(con) -> list[dict]:
     """Sources x effective licenses x kept/dropped counts in the latest run, with drops per stage."""
     rows = _rows(con, """
@@ -169,6 +178,21 @@ def sources_overview(con) -> list[dict]:
 
 
 DROP_PAGE = 50
+
+
+def unknown_drops_filter(con, source_id: str | None, stage: str | None) -> str | None:
+    """Why ``/drops`` cannot answer for this source or stage (naming the known ones), or None: a source the
+    latest run did not read, or a stage the pipeline does not have, is an error, not "0 dropped"."""
+    from curate.running.pipeline import STAGES
+
+    if stage and stage not in STAGES:
+        return f"unknown stage {stage!r}; the stages: {', '.join(STAGES)}"
+    if source_id:
+        latest = "FROM record_fate f JOIN records r USING (record_id) WHERE f.run_id = (SELECT run_id FROM latest_run)"
+        if not _rows(con, f"SELECT 1 AS hit {latest} AND r.source_id = ? LIMIT 1", [source_id]):
+            known = [row["source_id"] for row in _rows(con, f"SELECT DISTINCT r.source_id {latest} ORDER BY 1")]
+            return f"unknown source {source_id!r}; the latest run's sources: {', '.join(known) or 'none'}"
+    return None
 
 
 def drops(con, source_id: str | None, stage: str | None, reason: str | None = None, page: int = 1,
@@ -216,28 +240,41 @@ def drops(con, source_id: str | None, stage: str | None, reason: str | None = No
             "seed": seed if sample else None, "records": rows}
 
 
-def source_charts(con, max_scores: int = 20_000) -> list[dict]:
-    """Per source in the latest run: kept and dropped-by-stage counts, and the kept records' scores
-    (the store's classifier where it scored them, else the shipped scorer), for the page's charts."""
+SCORE_BINS, SCORE_LO, SCORE_HI = 16, 1.0, 5.0
+
+
+def source_charts(con) -> list[dict]:
+    """Per source in the latest run: kept and dropped-by-stage counts, and a histogram of the kept records'
+    scores (the store's classifier where it scored them, else the shipped scorer) for the page's charts.
+
+    The histogram is counted exactly in SQL (`SCORE_BINS` bins over 1-5): no sample, so a bar's count is the
+    number of kept records whose score falls in it, and `n_scored` is the number of kept records scored."""
     fates = _rows(con, """
         SELECT r.source_id, CASE WHEN f.kept THEN 'kept' ELSE f.dropped_at END AS fate, count(*) AS n
         FROM record_fate f JOIN records r USING (record_id)
         WHERE f.run_id = (SELECT run_id FROM latest_run) GROUP BY ALL ORDER BY 1, 2""")
     out: dict[str, dict] = {}
     for row in fates:
-        out.setdefault(row["source_id"], {"source_id": row["source_id"], "fates": {}, "scores": [], "scorer": None})
+        out.setdefault(row["source_id"], {"source_id": row["source_id"], "fates": {}, "bins": [0] * SCORE_BINS,
+                                          "n_scored": 0, "scorer": None})
         out[row["source_id"]]["fates"][row["fate"]] = row["n"]
+    width = (SCORE_HI - SCORE_LO) / SCORE_BINS
     for scorer in ("classifier", "shipped"):
         rows = _rows(con, f"""
-            SELECT r.source_id, s.score FROM scores s JOIN record_fate f ON f.record_id = s.record_id
+            SELECT r.source_id,
+                   least({SCORE_BINS - 1}, greatest(0, floor((s.score - {SCORE_LO}) / {width})))::INTEGER AS bin,
+                   count(*) AS n
+            FROM scores s JOIN record_fate f ON f.record_id = s.record_id AND s.run_id = f.run_id
             JOIN records r ON r.record_id = s.record_id
-            WHERE f.run_id = (SELECT run_id FROM latest_run) AND f.kept AND s.scorer = ? AND s.run_id = f.run_id
-            USING SAMPLE reservoir({int(max_scores)} ROWS) REPEATABLE (0)""", [scorer])
+            WHERE f.run_id = (SELECT run_id FROM latest_run) AND f.kept AND s.scorer = ? AND isfinite(s.score)
+            GROUP BY ALL""", [scorer])
         if rows:
             for row in rows:
                 if row["source_id"] in out:
-                    out[row["source_id"]]["scores"].append(float(row["score"]))
-                    out[row["source_id"]]["scorer"] = scorer
+                    chart = out[row["source_id"]]
+                    chart["bins"][row["bin"]] += row["n"]
+                    chart["n_scored"] += row["n"]
+                    chart["scorer"] = scorer
             break
     return list(out.values())
 

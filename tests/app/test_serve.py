@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -167,6 +168,31 @@ def test_score_shipped_is_the_score_the_run_stored(client, store):
     assert [r["shipped"]["score"] for r in answer["results"]] == pytest.approx([s for *_, s in rows], abs=1e-4)
 
 
+def test_score_accepts_sharegpt_turns_like_the_run(client, store):
+    """ShareGPT `{from, value}` turns, as `jcurate run` reads them: the same decisions and scores as the
+    same conversations in `{role, content}` form, and the score the run stored for them."""
+    rows = _query(store, """SELECT r.messages, s.score FROM records r
+                            JOIN scores s ON s.record_id = r.record_id AND s.scorer = 'shipped'
+                            WHERE r.messages IS NOT NULL ORDER BY r.record_id LIMIT 4""")
+    assert rows
+    speaker = {"user": "human", "assistant": "gpt", "system": "system"}
+    chat = [{"messages": json.loads(m)} for m, _ in rows]
+    sharegpt = [{"messages": [{"from": speaker[t["role"]], "value": t["content"]} for t in rec["messages"]]}
+                for rec in chat]
+    as_chat = client.post("/v1/score", json={"records": chat})
+    as_sharegpt = client.post("/v1/score", json={"records": sharegpt})
+    assert as_sharegpt.status_code == 200, as_sharegpt.text
+    a, b = as_chat.json()["results"], as_sharegpt.json()["results"]
+    for x, y in zip(a, b, strict=True):
+        assert y["verdict"] == x["verdict"] and y["decisions"] == x["decisions"]
+        assert y["shipped"] == x["shipped"] and y["classifier"] == x["classifier"]
+        assert y["normalised"] == x["normalised"]
+    assert [r["shipped"]["score"] for r in b] == pytest.approx([s for _, s in rows], abs=1e-4)
+    # a turn with neither form's role is still refused, naming the field
+    r = client.post("/v1/score", json={"records": [{"messages": [{"speaker": "human", "value": "x"}]}]})
+    assert r.status_code == 422 and "role" in json.dumps(r.json())
+
+
 def test_score_limits_and_bad_bodies(client):
     one = {"instruction": "日本の首都はどこですか。", "output": "東京です。"}
     r = client.post("/v1/score", json={"records": [one] * 65})
@@ -195,6 +221,19 @@ def test_score_limits_and_bad_bodies(client):
     chunked_ok = client.post("/v1/score", content=iter([json.dumps({"records": [one]}).encode()]),
                              headers={"content-type": "application/json"})
     assert chunked_ok.status_code == 200, chunked_ok.text
+
+
+def test_a_body_not_in_utf8_is_a_422_naming_the_encoding(client):
+    """A Shift-JIS body (a Japanese user's legacy encoding) is refused as documented, naming the byte."""
+    body = json.dumps({"records": [{"instruction": "日本の首都はどこですか。", "output": "東京です。"}]},
+                      ensure_ascii=False)
+    for path in ("/v1/score", "/v1/sql"):
+        r = client.post(path, content=body.encode("shift_jis"), headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert "not valid UTF-8" in r.json()["detail"] and "Shift-JIS" in r.json()["detail"]
+    # UTF-16, which JSON parsers detect, still reads
+    r = client.post("/v1/score", content=body.encode("utf-16"), headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json()["results"][0]["verdict"]
 
 
 def test_a_bad_rows_record_is_found_by_its_encoded_id(client, store):
@@ -247,6 +286,22 @@ def test_search(client, store):
     # full-width digits are NFKC-folded like the stored text: １１９２ finds 1192
     wide = {h["record_id"] for h in client.get("/v1/records", params={"q": "（１１９２）"}).json()["results"]}
     assert wide and all("(1192)" in texts[r] for r in wide)
+
+
+def test_search_says_when_more_records_match_than_it_shows(client, store):
+    """The API and the page show the same first 50, and both say when more match; a wider limit shows all."""
+    counts = {q: _query(store, "SELECT count(*) FROM records WHERE text ILIKE ?", [f"%{q}%"])[0][0]
+              for q in ("東京", "日本", "説明", "です。", "ます。", "。")}
+    q, matching = next((q, n) for q, n in counts.items() if 50 < n <= 500)
+    first = client.get("/v1/records", params={"q": q}).json()
+    assert len(first["results"]) == first["limit"] == 50 and first["truncated"] is True
+    every = client.get("/v1/records", params={"q": q, "limit": 500}).json()
+    assert len(every["results"]) == matching and every["truncated"] is False
+    assert every["results"][:50] == first["results"]
+    html = client.get("/", params={"q": q}).text
+    assert "(the first 50; more match" in html and html.count('href="/records/') >= 50
+    few = client.get("/v1/records", params={"q": "鎌倉幕府"}).json()
+    assert few["truncated"] is False and len(few["results"]) < 50
 
 
 def test_sources_overview_counts_every_record(client, store):
@@ -339,6 +394,20 @@ def test_token(store, tmp_path):
         proc.wait(timeout=30)
 
 
+def test_a_taken_or_impossible_port_is_refused_before_loading(server, store):
+    """`jcurate serve` on the port a server already holds, or on one out of range: one line, rc 2, at once
+    (the index is not loaded and no ready URL is printed)."""
+    taken = server.rsplit(":", 1)[1]
+    for port, expected in ((taken, f"--port {taken}: address 127.0.0.1:{taken} is already in use"),
+                           ("70000", "--port 70000: out of range; pick a port from 1 to 65535")):
+        done = subprocess.run([sys.executable, "-m", "jcurate.cli", "serve", "--db", str(store), "--port", port],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0] and "loading" not in done.stderr, done.stderr
+    assert httpx.get(server + "/healthz").status_code == 200
+
+
 def test_non_loopback_needs_a_token(store, capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("JCURATE_TOKEN", raising=False)
     assert run_cli("serve", "--db", str(store), "--host", "0.0.0.0") == 2
@@ -398,6 +467,64 @@ def test_drops_of_a_source_and_stage_are_a_click_away(client, store):
     for k in range(1, total // 50 + 2):
         seen += [r["record_id"] for r in client.get("/v1/drops", params={"page": k}).json()["records"]]
     assert len(seen) == len(set(seen)) == total
+
+
+def _chart_counts(html: str) -> dict[str, list[tuple[float, int]]]:
+    """Per source card on the home page: its histogram bars as (bin start, count), read from the bars' titles."""
+    import re
+
+    charts = {}
+    for card in html.split('<div class="chart source-chart">')[1:]:
+        source = re.search(r"<h3>(.*?)</h3>", card).group(1)
+        charts[source] = [(float(lo), int(n)) for lo, n in re.findall(r"<title>([0-9.]+)–[0-9.]+: (\d+)</title>", card)]
+    return charts
+
+
+def test_score_charts_count_every_kept_record_exactly(store, tmp_path):
+    """The home page's score histograms count all of the latest run's kept, scored records, also in a
+    store whose score rows (other scorers, other runs) far outnumber them: no sample hides bars' records."""
+    db = tmp_path / "many-scores.duckdb"
+    shutil.copy(store, db)
+    con = duckdb.connect(str(db))
+    # 40 judge rows per record: ~40x more score rows than kept records, as a store with judges and reruns has
+    con.execute("""INSERT INTO scores (record_id, scorer, score, run_id)
+                   SELECT record_id, 'judge', 3.0, 'older-run' FROM records, range(40)""")
+    con.close()
+    kept_scored = dict(_query(db, """
+        SELECT r.source_id, count(*) FROM record_fate f JOIN records r USING (record_id)
+        JOIN scores s ON s.record_id = f.record_id AND s.run_id = f.run_id AND s.scorer = 'classifier'
+        WHERE f.run_id = (SELECT run_id FROM latest_run) AND f.kept GROUP BY 1"""))
+    top = dict(_query(db, """
+        SELECT r.source_id, count(*) FROM record_fate f JOIN records r USING (record_id)
+        JOIN scores s ON s.record_id = f.record_id AND s.run_id = f.run_id AND s.scorer = 'classifier'
+        WHERE f.run_id = (SELECT run_id FROM latest_run) AND f.kept AND s.score >= 4.75 GROUP BY 1"""))
+    assert _query(db, "SELECT count(*) FROM scores")[0][0] > 20_000 and kept_scored
+    proc, url = _serve(db)
+    try:
+        html = httpx.get(url + "/", timeout=60).text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    charts = _chart_counts(html)
+    assert {s: sum(n for _, n in bars) for s, bars in charts.items() if bars} == kept_scored
+    assert {s: sum(n for lo, n in bars if lo >= 4.75) for s, bars in charts.items() if s in top} == top
+    for n in kept_scored.values():
+        assert f"classifier of the kept records ({n})" in html
+
+
+def test_drops_of_an_unknown_source_or_stage_are_a_404_naming_the_known_ones(client, store):
+    sources = [s for (s,) in _query(store, """SELECT DISTINCT r.source_id FROM record_fate f JOIN records r
+                                             USING (record_id) WHERE f.run_id = (SELECT run_id FROM latest_run)
+                                             ORDER BY 1""")]
+    for params, named in (({"source": "nope", "stage": "quality"}, ["nope", *sources]),
+                          ({"source": sources[0], "stage": "bogus"}, ["bogus", "read", "near_dedup"]),
+                          ({"stage": "bogus"}, ["bogus", "decontamination"])):
+        api = client.get("/v1/drops", params=params)
+        assert api.status_code == 404 and all(n in api.json()["detail"] for n in named), api.text
+        html = client.get("/drops", params=params)
+        assert html.status_code == 404 and all(n in html.text for n in named)
+    # a known source at a known stage with no drops is still an answer: 0 dropped
+    assert client.get("/v1/drops", params={"source": sources[0], "stage": "decontamination"}).status_code == 200
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
@@ -585,6 +712,30 @@ def test_scorer_follows_a_newer_run(default_run, store, tmp_path):
             break
         time.sleep(0.1)
     assert live.get().run_id == new and live.describe()["reloads"] == 1
+
+
+def test_health_checks_and_lookups_alone_notice_a_newer_run(store, tmp_path):
+    """No score request at all: /healthz and GETs are requests too, so the service moves to a newer run."""
+    db = tmp_path / "reload.duckdb"
+    shutil.copy(store, db)
+    old = _query(db, "SELECT run_id FROM latest_run")[0][0]
+    proc, url = _serve(db, "--reload-interval", "0.2")
+    try:
+        assert httpx.get(url + "/healthz", timeout=30).json()["run_id"] == old
+        assert run_cli("run", "--out", str(tmp_path / "out"), "--db", str(db), "--workers", "1") == 0
+        new = _query(db, "SELECT run_id FROM latest_run")[0][0]
+        assert new != old
+        seen = old
+        for _ in range(300):
+            httpx.get(url + "/v1/sources", timeout=30)
+            seen = httpx.get(url + "/healthz", timeout=30).json()["run_id"]
+            if seen == new:
+                break
+            time.sleep(0.2)
+        assert seen == new
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_no_5xx_while_the_service_reloads_and_a_run_writes_the_store(store, tmp_path):
