@@ -148,14 +148,20 @@ def score_after_run(db: str, model_dir: Path, scoring, run_id: str, shipped: dic
 
 def cmd_judge(args) -> int:
     from curate.config import load_config
-    from curate.scoring.judge import make_judge, run_judge
+    from curate.scoring.judge import check_judge_answers, make_judge, run_judge
 
     if args.sample is None and not args.all:
         raise JcurateError("say how many records to judge: --sample N (stratified per source) or --all")
     config = load_config(args.config)
-    summary = run_judge(args.db, make_judge(config.judge), None if args.all else args.sample, seed=args.seed,
+    judge = make_judge(config.judge)
+    check_judge_answers(judge, args.config or "the config (--config)")
+    summary = run_judge(args.db, judge, None if args.all else args.sample, seed=args.seed,
                         run_id=args.run, log=lambda m: print(m, file=sys.stderr))
     print(", ".join(f"{k} {v}" for k, v in summary.items()))
+    if summary["judged"] and summary["failed"] == summary["judged"]:
+        raise JcurateError(f"all {summary['judged']} judgements failed (the reason is above; they are recorded as "
+                           f"failed and tried again by the same command): check the judge: section of "
+                           f"{args.config or 'the config'} and its server")
     return 0
 
 
@@ -429,8 +435,11 @@ def cmd_serve(args) -> int:
                              reload_interval=args.reload_interval)
     if args.config:
         from curate.config import load_config
+        from curate.scoring.judge import check_judge_answers, make_judge
 
-        load_config(args.config)  # a bad config stops here, not in every worker
+        config = load_config(args.config)  # a bad config stops here, not in every worker
+        if config.judge.model and config.judge.backend == "openai":  # an in-process judge loads at its first use
+            check_judge_answers(make_judge(config.judge), args.config, "the service did not start")
     from store.connection import connect
     from store.runs import resolve_run
 
