@@ -679,8 +679,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jcurate: error: {full}", file=sys.stderr)
         return 28
     except KeyboardInterrupt:
-        print("jcurate: interrupted", file=sys.stderr)
+        print(f"jcurate: interrupted{AFTER_INTERRUPT.get(args.command, '')}", file=sys.stderr)
         return 130
+
+
+# what to do after Ctrl-C, for the commands that keep what they finished
+AFTER_INTERRUPT = {"run": "; run the same command again to resume from the finished tasks",
+                   "judge": "; run the same command again to judge only the records not judged yet"}
 
 
 # the commands that read a store a run made; a writing connection to a --db that names no file would
