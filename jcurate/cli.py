@@ -640,7 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="look this often for a newer run or classifier and rebuild the scorer (0: never)")
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes; each scores one batch at a time and holds its own index")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                       help="the server's log level; debug also logs every request (default: %(default)s)")
     serve.set_defaults(func=cmd_serve)
 
     lic = sub.add_parser("licenses", help="the license catalogue and license checks")
