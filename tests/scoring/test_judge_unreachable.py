@@ -103,3 +103,45 @@ def test_judge_exits_non_zero_when_every_judgement_fails(store, tmp_path):
     # failed judgements are stored with their reason by design (docs/scoring.md), and tried again next time
     rows = judge_rows(store)
     assert len(rows) == 3 and all(score is None and "HTTP 404" in raw for score, raw in rows)
+
+
+class Slow(NotFound):
+    """Lists its models at once; answers a judgement after a while (404)."""
+
+    posts = 0
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"data": []}')
+
+    def do_POST(self):
+        type(self).posts += 1
+        time.sleep(2)
+        super().do_POST()
+
+
+def test_ctrl_c_during_judging_says_the_same_command_goes_on(store, tmp_path):
+    import os
+    import signal
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        config = judge_config(tmp_path, f"http://127.0.0.1:{httpd.server_address[1]}/v1")
+        proc = subprocess.Popen([sys.executable, "-m", "jcurate.cli", "judge", "--sample", "3", "--config", str(config),
+                                 "--db", str(store)], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not Slow.posts and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == ("jcurate: interrupted; run the same command again to judge only the "
+                                            "records not judged yet")
