@@ -69,6 +69,15 @@ class QualityConfig:
         for name in ("max_duplicate_sentence_fraction", "max_duplicate_sentence_char_fraction",
                      "max_repeated_ngram_char_fraction", "min_compression_ratio", "max_symbol_ratio"):
             in_range(f"{key}.{name}", getattr(self, name), 0, 1)
+        at_most(key, "min_output_chars", self.min_output_chars, "max_output_chars", self.max_output_chars)
+        at_most(key, "min_instruction_chars", self.min_instruction_chars, "max_text_chars", self.max_text_chars)
+
+
+def at_most(key: str, low_name: str, low, high_name: str, high) -> None:
+    """A lower bound above its upper bound would drop every record: refused, naming both keys."""
+    if low > high:
+        raise JcurateError(f"config key '{key}.{low_name}': {low} is more than '{key}.{high_name}' ({high}), "
+                           f"which would drop every record; lower one or raise the other")
 
 
 @dataclass
@@ -128,6 +137,10 @@ class DecontaminationConfig:
                     raise JcurateError(f"config key '{key}.eval_files[{i}]': file not found: {path}")
 
 
+# the scorers whose scores the classifier can learn: the labels sources ship, or the LLM judge's
+LABEL_SCORERS = ("label", "judge")
+
+
 @dataclass
 class ScoringConfig:
     """What `jcurate run` does after the store is filled: score every kept record with the shipped
@@ -144,6 +157,9 @@ class ScoringConfig:
 
     def validate(self, key: str) -> None:
         in_range(f"{key}.min_labels", self.min_labels, 30, None)
+        if self.label_scorer not in LABEL_SCORERS:
+            raise JcurateError(f"config key '{key}.label_scorer': must be {' or '.join(LABEL_SCORERS)}, "
+                               f"got {self.label_scorer!r}")
 
 
 @dataclass
@@ -202,11 +218,12 @@ def load_config(path: str | Path | None) -> PipelineConfig:
     """Load and validate a pipeline config; ``None`` gives the defaults."""
     if path is None:
         config = PipelineConfig()
+        config.validate()
     else:
         data = load_yaml(path, "config file") or {}
         try:
             config = from_dict(PipelineConfig, data)
+            config.validate()
         except JcurateError as e:
             raise JcurateError(f"{path}: {e}") from None
-    config.validate()
     return config

@@ -150,14 +150,20 @@ def score_after_run(db: str, model_dir: Path, scoring, run_id: str, shipped: dic
 
 def cmd_judge(args) -> int:
     from curate.config import load_config
-    from curate.scoring.judge import make_judge, run_judge
+    from curate.scoring.judge import check_judge_answers, make_judge, run_judge
 
     if args.sample is None and not args.all:
         raise JcurateError("say how many records to judge: --sample N (stratified per source) or --all")
     config = load_config(args.config)
-    summary = run_judge(args.db, make_judge(config.judge), None if args.all else args.sample, seed=args.seed,
+    judge = make_judge(config.judge)
+    check_judge_answers(judge, args.config or "the config (--config)")
+    summary = run_judge(args.db, judge, None if args.all else args.sample, seed=args.seed,
                         run_id=args.run, log=lambda m: print(m, file=sys.stderr))
     print(", ".join(f"{k} {v}" for k, v in summary.items()))
+    if summary["judged"] and summary["failed"] == summary["judged"]:
+        raise JcurateError(f"all {summary['judged']} judgements failed (the reason is above; they are recorded as "
+                           f"failed and tried again by the same command): check the judge: section of "
+                           f"{args.config or 'the config'} and its server")
     return 0
 
 
@@ -436,8 +442,11 @@ def cmd_serve(args) -> int:
                              reload_interval=args.reload_interval)
     if args.config:
         from curate.config import load_config
+        from curate.scoring.judge import check_judge_answers, make_judge
 
-        load_config(args.config)  # a bad config stops here, not in every worker
+        config = load_config(args.config)  # a bad config stops here, not in every worker
+        if config.judge.model and config.judge.backend == "openai":  # an in-process judge loads at its first use
+            check_judge_answers(make_judge(config.judge), args.config, "the service did not start")
     from store.connection import connect
     from store.runs import resolve_run
 
@@ -638,7 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="look this often for a newer run or classifier and rebuild the scorer (0: never)")
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes; each scores one batch at a time and holds its own index")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                       help="the server's log level; debug also logs every request (default: %(default)s)")
     serve.set_defaults(func=cmd_serve)
 
     lic = sub.add_parser("licenses", help="the license catalogue and license checks")
@@ -677,8 +687,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jcurate: error: {full}", file=sys.stderr)
         return 28
     except KeyboardInterrupt:
-        print("jcurate: interrupted", file=sys.stderr)
+        print(f"jcurate: interrupted{AFTER_INTERRUPT.get(args.command, '')}", file=sys.stderr)
         return 130
+
+
+# what to do after Ctrl-C, for the commands that keep what they finished
+AFTER_INTERRUPT = {"run": "; run the same command again to resume from the finished tasks",
+                   "judge": "; run the same command again to judge only the records not judged yet"}
 
 
 # the commands that read a store a run made; a writing connection to a --db that names no file would

@@ -169,8 +169,8 @@ class JapaneseQualityFilter(BatchStatsFilter):
         if len(instruction.strip()) < c.min_instruction_chars:
             return _drop(doc, "empty_instruction", len(instruction.strip()))
         shortest = min(len(a.strip()) for a in answers)
-        if shortest < c.min_output_chars:
-            return _drop(doc, "empty_output", shortest)
+        if shortest < c.min_output_chars:  # a raised quality.min_output_chars also drops short answers
+            return _drop(doc, "empty_output" if shortest == 0 else "output_too_short", shortest)
         longest = max(len(a) for a in answers)
         if longest > c.max_output_chars:  # code does not count: a long program is not a runaway answer
             longest = max(len(prose_lines(a)) for a in answers)

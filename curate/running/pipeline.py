@@ -95,13 +95,18 @@ def run_fingerprint(sources: list[Source], config: PipelineConfig, options: Exec
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def can_resume(out: Path, fingerprint: str) -> bool:
-    """True where ``out`` holds an unfinished run of the same inputs."""
+def unfinished_fingerprint(out: Path) -> str | None:
+    """The fingerprint of the unfinished run ``out`` holds, or None (no run, or a finished one)."""
     try:
         state = json.loads((out / RUN_STATE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return state.get("fingerprint") == fingerprint and not state.get("finished")
+        return None
+    return None if state.get("finished") else state.get("fingerprint")
+
+
+def can_resume(out: Path, fingerprint: str) -> bool:
+    """True where ``out`` holds an unfinished run of the same inputs."""
+    return unfinished_fingerprint(out) == fingerprint
 
 
 def run_folder_id(out: Path) -> str | None:
@@ -379,6 +384,9 @@ def run_stages(sources: list[Source], config: PipelineConfig, out: Path, options
     fingerprint = run_fingerprint(sources, config, options)
     resume = not options.fresh and can_resume(out, fingerprint)
     folder_id = resume and run_folder_id(out)
+    if not resume and not options.fresh and unfinished_fingerprint(out):
+        log(f"{out} holds an interrupted run of other inputs (sources, config, executor or --workers differ): "
+            f"starting afresh; its work is discarded")
     if not resume:
         for sub in ("kept", "dropped", "work"):
             shutil.rmtree(out / sub, ignore_errors=True)

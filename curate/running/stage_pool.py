@@ -31,8 +31,10 @@ class StagePool:
         if self._pool is None:
             import multiprocess
 
-            self._manager = multiprocess.Manager()
-            self._pool = multiprocess.get_context("forkserver").Pool(self.workers)
+            from curate.running.worker_server import ignore_interrupts
+
+            self._manager = multiprocess.Manager()  # its server process ignores SIGINT itself
+            self._pool = multiprocess.get_context("forkserver").Pool(self.workers, initializer=ignore_interrupts)
         return self._pool, self._manager
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 
 # what every worker of every stage imports (datatrove, pyarrow, numpy, fugashi, our steps; scipy.sparse for the
 # shipped scorer, which imports it lazily; scipy's graph components for the dedup plan): ~1.1 s a process. Not
@@ -139,13 +140,42 @@ def start_worker_server() -> None:
     try:
         os.dup2(devnull, 1)  # the server (spawned now) takes this process's fds 1 and 2 as its own
         os.dup2(write_end, 2)
-        forkserver.ensure_running()
+        with interrupts_ignored():
+            forkserver.ensure_running()
     finally:
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         for fd in (*saved, devnull, write_end):
             os.close(fd)
     _COPIER = _StderrCopier(read_end)
+
+
+@contextmanager
+def interrupts_ignored():
+    """SIGINT ignored while the forkserver is spawned: an ignored signal stays ignored across exec, and
+    Python then installs no KeyboardInterrupt handler, so Ctrl-C (sent to the whole process group)
+    reaches only this process. Otherwise the server, importing its modules for a second, and each worker
+    forked from it (the server hands its children the disposition it started with) printed a traceback
+    of where the signal found them, before this process's one line."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def ignore_interrupts() -> None:
+    """A pool worker's initializer: Ctrl-C is for the main process, which ends the pool (see
+    ``interrupts_ignored``; for a forkserver that another caller started)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def drain_worker_output() -> None:

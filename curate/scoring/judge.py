@@ -106,6 +106,29 @@ class OpenAIJudge(JudgeBackend):
     top_logprobs: int = 20  # OpenAI allows up to 20; vLLM serves more when started with --max-logprobs
     extra_body: dict = field(default_factory=dict)
 
+    def _headers(self) -> dict:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def unreachable(self, timeout: float = 5.0) -> str | None:
+        """Why the server cannot be reached (``GET {base_url}/models``, one try), or None when it answers.
+
+        Any HTTP answer counts as reachable, an error status too (a server that lists no models, a key
+        it refuses): the judgements then fail with the server's own message. Only no answer at all
+        (nothing listening, a wrong host, a timeout, a malformed URL) is a reason."""
+        url = self.base_url.rstrip("/") + "/models"
+        try:
+            req = urllib.request.Request(url, headers=self._headers(), method="GET")
+            with urllib.request.urlopen(req, timeout=min(timeout, self.timeout)):
+                return None
+        except urllib.error.HTTPError:
+            return None
+        except (urllib.error.URLError, TimeoutError, OSError, ValueError) as e:
+            return f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+
     def _request(self, prompt: str, choices: tuple[str, ...] = SCORE_TOKENS) -> dict:
         body = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
                 "max_tokens": 1, "temperature": 0.0, **self.extra_body}
@@ -114,12 +137,8 @@ class OpenAIJudge(JudgeBackend):
         if self.constrained_choice:  # vLLM reads the first, llama.cpp's server the second; each ignores the other
             body["structured_outputs"] = {"choice": list(choices)}
             body["grammar"] = "root ::= " + " | ".join(json.dumps(c) for c in choices)
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
         url = self.base_url.rstrip("/") + "/chat/completions"
-        req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=self._headers(), method="POST")
         last, last_body = "no attempt", ""
         for attempt in range(self.max_retries + 1):
             try:
@@ -356,6 +375,17 @@ def make_judge(cfg) -> JudgeBackend:
     if cfg.backend == "llama_cpp":
         return LlamaCppJudge(cfg.model, chat_format=cfg.chat_format, n_ctx=cfg.n_ctx)
     return VLLMJudge(cfg.model)
+
+
+def check_judge_answers(backend: JudgeBackend, config_name: str, outcome: str = "nothing was judged") -> None:
+    """Refuses a judge server that does not answer, before any record is sent: otherwise every record
+    would be retried ``max_retries`` times with backoff (~1 s each) and stored as a failed judgement.
+    Backends in process (transformers, vllm, llama_cpp) have nothing to check."""
+    if not isinstance(backend, OpenAIJudge):
+        return
+    if reason := backend.unreachable():
+        raise JcurateError(f"the judge server at {backend.base_url} does not answer ({reason}); {outcome}. "
+                           f"Start it (e.g. `jcurate judge-server`) or fix judge.base_url in {config_name}")
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,14 @@ def test_quality_drops(quality, output, reason):
     assert d.metadata["drop_value"]
 
 
+def test_a_short_answer_under_a_raised_minimum_is_too_short_not_empty():
+    quality = JapaneseQualityFilter(QualityConfig(min_output_chars=100))
+    short = doc(output="あ" * 99)
+    assert quality.filter(short) == (False, "output_too_short")
+    assert short.metadata["drop_value"] == "99"
+    assert quality.filter(doc(output="  ")) == (False, "empty_output")
+
+
 @pytest.mark.parametrize("output", [
     "ポジティブ",
     "1. 東京タワー\n2. スカイツリー\n3. 浅草寺",

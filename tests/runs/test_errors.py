@@ -28,10 +28,25 @@ def _write(tmp_path, name, text):
     ("decontamination: {eval_files: [nope.jsonl]}\n", "'decontamination.eval_files[0]': file not found"),
     ("language: [1, 2]\n", "'language': expected a mapping"),
     ("language: {min_ja_score: 0.5\n", "is not valid YAML"),
+    ("scoring: {label_scorer: judgee}\n", "'scoring.label_scorer': must be label or judge, got 'judgee'"),
+    ("quality: {min_output_chars: 100, max_output_chars: 10}\n",
+     "'quality.min_output_chars': 100 is more than 'quality.max_output_chars' (10), which would drop every record"),
+    ("quality: {min_instruction_chars: 30, max_text_chars: 20}\n",
+     "'quality.min_instruction_chars': 30 is more than 'quality.max_text_chars' (20)"),
 ])
 def test_bad_config_names_the_key(tmp_path, text, message):
-    with pytest.raises(JcurateError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(JcurateError, match=re.escape(message)):
         load_config(_write(tmp_path, "c.yaml", text))
+
+
+@pytest.mark.parametrize("text", ["near_dedup: {n_grams: five}\n", "near_dedup: {min_jaccard: 1.5}\n",
+                                  "near_dedup: {tokens: words}\n", "scoring: {label_scorer: judgee}\n"])
+def test_every_config_error_names_the_file(tmp_path, text):
+    """Type, range and choice errors alike start with the config file."""
+    path = _write(tmp_path, "c.yaml", text)
+    with pytest.raises(JcurateError, match=f"^{re.escape(str(path))}: config key 'near_dedup|^{re.escape(str(path))}: "
+                                           f"config key 'scoring"):
+        load_config(path)
 
 
 def test_ints_are_accepted_for_floats(tmp_path):

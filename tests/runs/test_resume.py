@@ -1,5 +1,5 @@
 """A run killed with SIGKILL and started again with the same arguments skips the tasks it completed
-and ends with the same store contents as a run that was never interrupted."""
+and ends with the same store contents as a run that was never interrupted; Ctrl-C says so in one line."""
 
 from __future__ import annotations
 
@@ -109,6 +109,46 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(inputs, tmp_path,
     assert len(set(_folder_ids(db))) == 2, "a run started afresh is another run: the store takes it"
 
 
+INTERRUPTED = "jcurate: interrupted; run the same command again to resume from the finished tasks"
+
+
+def _interrupt(inputs: Path, out: Path, db: Path, when) -> str:
+    """Starts `jcurate run`, sends SIGINT to its whole process group (as Ctrl-C in a terminal does) once
+    ``when()`` holds, and returns what it wrote to stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "jcurate.cli", *_args(inputs, out, db)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not when() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before the interrupt"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    return err
+
+
+def test_ctrl_c_prints_one_line_that_says_the_same_command_resumes(inputs, tmp_path, capsys):
+    """SIGINT to the process group: during the filter stage (in the workers) and during start-up (while
+    the forkserver imports its modules), no process prints a traceback; the main process says one line."""
+    out, db = tmp_path / "out", tmp_path / "store.duckdb"
+    completions = out / "work/logs/filter/completions"
+    in_filter = _interrupt(inputs, out, db, lambda: (completions / "00001").exists())
+    assert not (completions / "00000").exists(), "the big task finished before the interrupt"
+    started = time.monotonic()  # right after the start, while the worker server imports (~1 s)
+    at_start = _interrupt(inputs, tmp_path / "out-2", tmp_path / "store-2.duckdb",
+                          lambda: time.monotonic() - started > 0.5)
+    # what the workers write lands in the terminal or, while a stage runs, in its log
+    stage_log = (out / "work/logs/datatrove.log").read_text(encoding="utf-8", errors="replace")
+    for err in (in_filter, at_start, stage_log):
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    for err in (in_filter, at_start):
+        assert err.strip().splitlines()[-1] == INTERRUPTED
+
+    capsys.readouterr()  # the same command resumes, as the line says
+    assert jcurate(_args(inputs, out, db)) == 0
+    assert "stage filter has 1 of 2 task(s) completed by the interrupted run" in capsys.readouterr().err
+
+
 def test_fresh_and_changed_inputs_do_not_resume(inputs, tmp_path, capsys):
     from curate.config import PipelineConfig
     from curate.reading.manifest import load_manifest
@@ -127,6 +167,23 @@ def test_fresh_and_changed_inputs_do_not_resume(inputs, tmp_path, capsys):
     assert run_fingerprint(sources, changed, options) != fingerprint
     (out / "work/run.json").write_text(json.dumps({"fingerprint": fingerprint, "finished": True}))
     assert not can_resume(out, fingerprint)
+
+
+def test_an_interrupted_run_of_other_inputs_is_discarded_with_a_message(inputs, tmp_path, capsys):
+    (tmp_path / "sources.yaml").write_text(
+        f"sources:\n  - {{id: small, path: {inputs / 'small.jsonl'}, format: jsonl, license: CC-BY-4.0, "
+        f"fields: {{instruction: instruction, output: output}}}}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    (out / "work").mkdir(parents=True)
+    (out / "work/run.json").write_text(json.dumps({"fingerprint": "of-other-inputs", "finished": False}))
+    args = ["run", "--sources", str(tmp_path / "sources.yaml"), "--out", str(out), "--db", str(tmp_path / "s.duckdb"),
+            "--workers", "1"]
+    assert jcurate(args) == 0
+    assert (f"{out} holds an interrupted run of other inputs (sources, config, executor or --workers differ): "
+            f"starting afresh; its work is discarded") in capsys.readouterr().err
+    (out / "work/run.json").write_text(json.dumps({"fingerprint": "of-other-inputs", "finished": False}))
+    assert jcurate([*args, "--fresh"]) == 0  # asked for: no message
+    assert "interrupted run of other inputs" not in capsys.readouterr().err
 
 
 def test_two_workers_split_one_file_and_decide_as_one(tmp_path):
