@@ -112,11 +112,19 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(inputs, tmp_path,
 INTERRUPTED = "jcurate: interrupted; run the same command again to resume from the finished tasks"
 
 
+def default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default. A test runner started in the background by a
+    non-interactive shell (`cmd &`) ignores SIGINT, an ignored signal stays ignored across exec, and Python
+    then installs no KeyboardInterrupt handler: the run would never see the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(inputs: Path, out: Path, db: Path, when) -> str:
     """Starts `jcurate run`, sends SIGINT to its whole process group (as Ctrl-C in a terminal does) once
     ``when()`` holds, and returns what it wrote to stderr."""
     proc = subprocess.Popen([sys.executable, "-m", "jcurate.cli", *_args(inputs, out, db)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 300
     while not when() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

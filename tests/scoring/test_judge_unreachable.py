@@ -15,6 +15,7 @@ import duckdb
 import pytest
 
 from tests.conftest import ROOT
+from tests.runs.test_resume import default_sigint
 
 
 def closed_port() -> int:
@@ -132,7 +133,7 @@ def test_ctrl_c_during_judging_says_the_same_command_goes_on(store, tmp_path):
         config = judge_config(tmp_path, f"http://127.0.0.1:{httpd.server_address[1]}/v1")
         proc = subprocess.Popen([sys.executable, "-m", "jcurate.cli", "judge", "--sample", "3", "--config", str(config),
                                  "--db", str(store)], cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=default_sigint)
         deadline = time.monotonic() + 60
         while not Slow.posts and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
