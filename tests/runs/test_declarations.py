@@ -8,9 +8,9 @@ import json
 import shutil
 from itertools import islice
 
-import duckdb
 import pytest
 
+from store.query import run_query
 from tests.conftest import ROOT, run_cli
 
 MANIFEST = """sources:
@@ -32,11 +32,7 @@ def _manifest(folder, name: str, license: str = "Apache-2.0", extra: str = OPENA
 
 
 def _query(db, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+    return run_query(db, sql)[1]
 
 
 LICENSES = "SELECT license, source_license, model_license, generated_by_model, count(*) FROM record_license GROUP BY ALL"

@@ -17,6 +17,7 @@ from core.errors import JcurateError
 from curate.handover.ingest import RECORD_FIELDS, EarlyRecords, ingest_run, insert_records
 from curate.running.pipeline import FILTER_STAGE_DROPS, LAST_STAGE, RUN_STATE
 from store.connection import connect
+from store.query import run_query
 from tests.conftest import ROOT, run_cli
 
 
@@ -194,11 +195,7 @@ def test_ingest_refuses_a_manifest_that_lacks_a_source_the_shards_hold(default_r
 
 
 def _runs(db) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute("SELECT run_id, run_folder_id FROM runs ORDER BY run_id").fetchall()
-    finally:
-        con.close()
+    return run_query(db, "SELECT run_id, run_folder_id FROM runs ORDER BY run_id")[1]
 
 
 def test_a_run_folder_is_stored_once(default_run, tmp_path, capsys):

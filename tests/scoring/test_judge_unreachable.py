@@ -11,9 +11,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import duckdb
 import pytest
 
+from store.query import run_query
 from tests.conftest import ROOT
 from tests.runs.test_resume import default_sigint
 
@@ -44,11 +44,7 @@ def store(default_run, tmp_path):
 
 
 def judge_rows(db) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute("SELECT score, raw FROM scores WHERE scorer = 'judge'").fetchall()
-    finally:
-        con.close()
+    return run_query(db, "SELECT score, raw FROM scores WHERE scorer = 'judge'")[1]
 
 
 def test_judge_refuses_a_server_that_does_not_answer(store, tmp_path):
