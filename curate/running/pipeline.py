@@ -95,13 +95,18 @@ def run_fingerprint(sources: list[Source], config: PipelineConfig, options: Exec
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def unfinished_fingerprint(out: Path) -> str | None:
-    """The fingerprint of the unfinished run ``out`` holds, or None (no run, or a finished one)."""
+def run_state(out: Path) -> dict | None:
+    """``OUT/work/run.json``'s contents, or None where there is no readable one."""
     try:
-        state = json.loads((out / RUN_STATE).read_text(encoding="utf-8"))
+        return json.loads((out / RUN_STATE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return None if state.get("finished") else state.get("fingerprint")
+
+
+def unfinished_fingerprint(out: Path) -> str | None:
+    """The fingerprint of the unfinished run ``out`` holds, or None (no run, or a finished one)."""
+    state = run_state(out)
+    return None if state is None or state.get("finished") else state.get("fingerprint")
 
 
 def can_resume(out: Path, fingerprint: str) -> bool:
@@ -112,10 +117,8 @@ def can_resume(out: Path, fingerprint: str) -> bool:
 def run_folder_id(out: Path) -> str | None:
     """The id the run in ``out`` was given when it started (a resumed run keeps it): the store records it
     with the run, so the same folder is never stored twice. None for a folder from before these ids."""
-    try:
-        return json.loads((out / RUN_STATE).read_text(encoding="utf-8")).get("run_folder_id")
-    except (OSError, ValueError):
-        return None
+    state = run_state(out)
+    return None if state is None else state.get("run_folder_id")
 
 
 def mark_finished(out: Path) -> None:
@@ -129,9 +132,8 @@ def mark_finished(out: Path) -> None:
 def unfinished_run_problem(out: Path) -> str | None:
     """Why ``out`` holds no finished run, or None where it holds one: a run finished once the store
     holds it (``mark_finished``) or, on Slurm, once the last stage's every task has completed."""
-    try:
-        state = json.loads((out / RUN_STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    state = run_state(out)
+    if state is None:
         return f"{out} is not a jcurate run folder (no readable {RUN_STATE})"
     if state.get("finished"):
         return None
