@@ -31,11 +31,11 @@ from typing import Any
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, model_validator
 
 from curate.handover.subsets import subset_exists
 from jcurate.service import page, provenance
-from jcurate.service.scoring import LiveScorer
+from jcurate.service.scoring import JudgeUnavailable, LiveScorer
 from jcurate.service.store_access import QueryError, StoreBusy, read_only, run_sql
 from licenses.catalogue import load_catalogue
 from store.runs import latest_run_id
@@ -77,6 +77,13 @@ class RecordIn(BaseModel):
     input: str | None = None
     output: str | None = None
     messages: list[Turn] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        """A record with both forms would be scored as one of them without saying which: refused instead."""
+        if self.messages is not None and any(v is not None for v in (self.instruction, self.input, self.output)):
+            raise ValueError("give either instruction/input/output or messages, not both")
+        return self
 
 
 class ScoreRequest(BaseModel):
@@ -239,7 +246,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return {"status": "ok", "db": settings.db, **live.describe()}
 
     @app.post("/v1/score", response_model=ScoreResponse, tags=["scoring"], responses={
-        413: {"description": "a batch or record over a limit (named in detail)"}, **ERRORS})
+        413: {"description": "a batch or record over a limit (named in detail)"},
+        **ERRORS, 503: {"description": "the store is being written, or judge=true and the judge's server "
+                                       "does not answer (named in detail)"}})
     def score(request: ScoreRequest = Body(...)):
         if len(request.records) > settings.max_batch:
             raise HTTPException(413, f"batch of {len(request.records)} records is over the limit of "
@@ -250,15 +259,18 @@ def create_app(settings: ServeSettings) -> FastAPI:
             raise HTTPException(422, "judge=true, but no judge is configured: start the server with --config "
                                      "FILE whose judge: section names a model (judge.model)")
         start = time.perf_counter()
-        results = scorer.score([r.model_dump() for r in request.records], judge=request.judge,
-                               near_limit=request.near_duplicates)
+        try:
+            results = scorer.score([r.model_dump() for r in request.records], judge=request.judge,
+                                   near_limit=request.near_duplicates)
+        except JudgeUnavailable as e:
+            raise HTTPException(503, str(e)) from None
         return {"run_id": scorer.run_id, "shipped_scorer": scorer.shipped.model_id,
                 "classifier": scorer.classifier_id if scorer.classifier else None,
                 "elapsed_ms": round((time.perf_counter() - start) * 1000, 2), "results": results}
 
     @app.get("/v1/records", tags=["provenance"], responses=ERRORS)
     def search_records(q: str = Query(..., min_length=1, max_length=500,
-                                      description="a record id, or a fragment of its text"),
+                                      description="a record id or a part of one, or a fragment of its text"),
                        limit: int = Query(provenance.SEARCH_LIMIT, ge=1, le=500)) -> dict[str, Any]:
         """The first ``limit`` matches in record id order; ``truncated`` says that more records match."""
         with read_only(settings.db) as con:

@@ -128,20 +128,25 @@ def duplicate_of(con, rec: dict, fate: dict) -> dict | None:
 
 
 def search(con, query: str, limit: int = 50) -> list[dict]:
-    """Records whose id equals ``query`` or whose text contains it (case-insensitive), with fate in the latest run.
+    """Records whose id equals ``query``, whose id or text contains it (case-insensitive), with fate in the
+    latest run; the record whose id equals it comes first.
 
     The fragment is NFKC-normalised like the stored text, so ｶﾀｶﾅ or ＡＩ find カタカナ and AI."""
-    fragment = unicodedata.normalize("NFKC", query)
-    pattern = "%" + fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    pattern, id_pattern = (_like_pattern(unicodedata.normalize("NFKC", query)), _like_pattern(query))
     return _rows(con, """
         SELECT r.record_id, r.source_id, l.license, f.kept, f.dropped_at, f.reason,
                left(replace(r.text, chr(10), ' '), 160) AS preview
         FROM records r
         LEFT JOIN record_license l USING (record_id)
         LEFT JOIN record_fate f ON f.record_id = r.record_id AND f.run_id = (SELECT run_id FROM latest_run)
-        WHERE r.record_id = $q OR r.text ILIKE $p ESCAPE '\\'
+        WHERE r.record_id = $q OR r.record_id ILIKE $i ESCAPE '\\' OR r.text ILIKE $p ESCAPE '\\'
         ORDER BY (r.record_id = $q) DESC, r.record_id
-        LIMIT $n""", {"q": query, "p": pattern, "n": limit})
+        LIMIT $n""", {"q": query, "p": pattern, "i": id_pattern, "n": limit})
+
+
+def _like_pattern(fragment: str) -> str:
+    """``%fragment%`` for ILIKE with ``\\`` as the escape: a ``%`` or ``_`` in the fragment is itself."""
+    return "%" + fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 SEARCH_LIMIT = 50  # results of a search, the API's default and the page's

@@ -31,6 +31,10 @@ from store.connection import LOCK_WAIT_S
 from store.runs import latest_run_id, resolve_run
 
 
+class JudgeUnavailable(JcurateError):
+    """judge=true was asked and the judge's server does not answer (the service answers 503)."""
+
+
 class RecordScorer:
     def __init__(self, db: str | Path, config: PipelineConfig | None = None, run_id: str | None = None):
         self.db = str(db)
@@ -185,6 +189,7 @@ class RecordScorer:
             [r["normalised"]["content_hash"] for r in results], self._judge.model, PROMPT_VERSION))
         todo = [r for r in results if r["normalised"]["content_hash"] not in self._judge_cache]
         if todo:
+            self._check_judge_answers()
             start = time.perf_counter()
             prompts = [build_prompt(r["normalised"]["instruction"], r["normalised"]["output"]) for r in todo]
             for r, j in zip(todo, self._judge.judge(prompts)):
@@ -197,6 +202,15 @@ class RecordScorer:
         for r in results:
             r["judge"] = r["judge"] or self._judge_cache.get(r["normalised"]["content_hash"])
 
+
+    def _check_judge_answers(self) -> None:
+        """A judge server that stopped after the service started: one look (``GET /models``, ~ms) before the
+        batch, so the request fails at once with the server named instead of after every record's retries."""
+        from curate.scoring.judge import OpenAIJudge
+
+        if isinstance(self._judge, OpenAIJudge) and (reason := self._judge.unreachable()):
+            raise JudgeUnavailable(f"the judge server at {self._judge.base_url} does not answer ({reason}); "
+                                   f"nothing was judged. Scores without the judge: send judge=false")
 
     def _stored_judgements(self, hashes: list[str], model: str, prompt_version: str) -> dict[str, dict]:
         """Judgements already in the store's judge cache (from `jcurate judge` or earlier runs). The service

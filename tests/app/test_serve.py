@@ -223,6 +223,17 @@ def test_score_limits_and_bad_bodies(client):
     assert chunked_ok.status_code == 200, chunked_ok.text
 
 
+def test_a_record_with_both_forms_is_a_422_naming_it(client):
+    """instruction/output and messages together: which would be scored is not the user's guess to make."""
+    both = {"instruction": "日本の首都は?", "output": "東京です。",
+            "messages": [{"role": "user", "content": "日本の首都は?"}, {"role": "assistant", "content": "東京です。"}]}
+    ok = {"instruction": "日本の首都は?", "output": "東京です。"}
+    r = client.post("/v1/score", json={"records": [ok, both]})
+    assert r.status_code == 422
+    detail = r.json()["detail"][0]
+    assert detail["loc"][:3] == ["body", "records", 1] and "not both" in detail["msg"]
+
+
 def test_a_body_not_in_utf8_is_a_422_naming_the_encoding(client):
     """A Shift-JIS body (a Japanese user's legacy encoding) is refused as documented, naming the byte."""
     body = json.dumps({"records": [{"instruction": "日本の首都はどこですか。", "output": "東京です。"}]},
@@ -286,6 +297,17 @@ def test_search(client, store):
     # full-width digits are NFKC-folded like the stored text: １１９２ finds 1192
     wide = {h["record_id"] for h in client.get("/v1/records", params={"q": "（１１９２）"}).json()["results"]}
     assert wide and all("(1192)" in texts[r] for r in wide)
+
+
+def test_search_finds_a_record_by_a_part_of_its_id(client, store):
+    """A user who remembers part of an id (a source's prefix cut off, a row number) finds the record; the record
+    whose id equals the query comes first."""
+    record_id = _query(store, "SELECT max(record_id) FROM records WHERE record_id LIKE 'jcurate-synthetic:%'")[0][0]
+    part = record_id.split(":", 1)[1][1:]  # no source, first character cut
+    hits = [h["record_id"] for h in client.get("/v1/records", params={"q": part, "limit": 500}).json()["results"]]
+    texts = dict(_query(store, "SELECT record_id, text FROM records"))
+    assert record_id in hits and all(part.lower() in (h + texts[h]).lower() for h in hits)
+    assert client.get("/v1/records", params={"q": record_id}).json()["results"][0]["record_id"] == record_id
 
 
 def test_search_says_when_more_records_match_than_it_shows(client, store):
@@ -661,6 +683,17 @@ def test_judge_when_asked_and_configured(store, tmp_path):
             no_judge = httpx.post(f"{url}/v1/score", json={**batch, "judge": False}, timeout=120).json()["results"]
             assert all(r["judge"] is None for r in no_judge)
             assert httpx.get(f"{url}/healthz").json()["judge"] == "tiny"
+            model_server.__exit__(None, None, None)  # the judge's server stops while the service runs
+            start = time.perf_counter()
+            fresh = {"records": [{"instruction": "富士山の高さは?", "output": "3776メートルです。"}], "judge": True}
+            gone = httpx.post(f"{url}/v1/score", json=fresh, timeout=120)
+            assert gone.status_code == 503 and model_server.base_url in gone.json()["detail"]
+            assert "judge=false" in gone.json()["detail"]
+            assert time.perf_counter() - start < 10  # one look at the server, not every record's retries
+            assert httpx.post(f"{url}/v1/score", json={**fresh, "judge": False}, timeout=120).status_code == 200
+            cached = httpx.post(f"{url}/v1/score", json=batch, timeout=120)  # judged before: from the cache
+            assert cached.status_code == 200 and [r["judge"]["score"] for r in cached.json()["results"]] == \
+                [r["judge"]["score"] for r in first]
         finally:
             proc.terminate()
             proc.wait(timeout=30)
