@@ -55,7 +55,7 @@ from curate.reading.manifest import Source
 from curate.reading.readers import SourceReader, check_field_mappings, check_readable, find_repeated_ids
 from curate.running.outputs import RecordWriter, dropped_writer, intermediate_reader
 from curate.running.progress import ProgressCounter, count_input_rows, machine_busy_seconds, parquet_rows
-from curate.running.stage_pool import StagePool, run_on_pool
+from curate.running.stage_pool import StagePool, run_in_process, run_on_pool
 from curate.running.worker_server import drain_worker_output, start_worker_server
 from curate.scoring.shipped_scorer import ShippedScoreStep, model_folder
 from curate.text.tokenizers import make_tokenizer
@@ -453,6 +453,8 @@ def _run_in_order(executors, stage_pool: StagePool | None, sources: list[Source]
             with stage_output_to(stage_log, name, enabled=not options.verbose, progress=progress, total=total):
                 if stage_pool is not None:
                     run_on_pool(executor, stage_pool)
+                elif options.kind == "local" and executor.workers == 1:
+                    run_in_process(executor)
                 else:
                     executor.run()
         except Exception:

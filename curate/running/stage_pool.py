@@ -29,12 +29,19 @@ class StagePool:
 
     def get(self):
         if self._pool is None:
+            import os
+
             import multiprocess
+            from multiprocess.managers import SyncManager
 
-            from curate.running.worker_server import ignore_interrupts
+            from curate.running.worker_server import end_with, ignore_interrupts
 
-            self._manager = multiprocess.Manager()  # its server process ignores SIGINT itself
-            self._pool = multiprocess.get_context("forkserver").Pool(self.workers, initializer=ignore_interrupts)
+            # multiprocess.Manager() with an initializer: its server process ignores SIGINT itself; it and the
+            # workers end with this process, a kill -9 of it included (``end_with``)
+            self._manager = SyncManager(ctx=multiprocess.get_context())
+            self._manager.start(end_with, (os.getpid(),))
+            self._pool = multiprocess.get_context("forkserver").Pool(self.workers, initializer=ignore_interrupts,
+                                                                     initargs=(os.getpid(),))
         return self._pool, self._manager
 
     def close(self) -> None:
@@ -74,6 +81,37 @@ def run_on_pool(executor, stage_pool: StagePool) -> PipelineStats | None:
     stats = list(pool.imap_unordered(partial(_run_task, executor, stage_pool.without_pandas, ranks_q=ranks_q,
                                              completed=completed_counter, completed_lock=completed_lock),
                                      ranks_to_run))
+    stats = sum(stats, start=PipelineStats())
+    with executor.logging_dir.open("stats.json", "wt") as statsfile:
+        stats.save_to_disk(statsfile)
+    logger.success(stats.get_repr(f"All {executor.local_tasks} tasks"))
+    return stats
+
+
+def run_in_process(executor) -> PipelineStats | None:
+    """``LocalPipelineExecutor.run`` of a one-worker ``executor`` (no ``depends``): its tasks in turn in this
+    process, as datatrove does, without the manager process datatrove starts for the ranks' queue (one
+    rank, so an in-process queue serves). Why: that manager, forked per stage, waits for connections
+    forever and stayed behind after a ``kill -9`` of the run."""
+    import queue
+    from copy import deepcopy
+
+    assert executor.workers == 1, "run_in_process runs one worker's tasks"
+    executor._launched = True
+    local = range(executor.local_rank_offset, executor.local_rank_offset + executor.local_tasks)
+    if all(map(executor.is_rank_completed, local)):
+        logger.info(f"Not doing anything as all {executor.local_tasks} tasks have already been completed.")
+        return None
+    executor.save_executor_as_json()
+    ranks_q = queue.Queue()
+    ranks_q.put(0)
+    ranks_to_run = executor.get_incomplete_ranks(local)
+    if (skipped := executor.local_tasks - len(ranks_to_run)) > 0:
+        logger.info(f"Skipping {skipped} already completed tasks")
+    pipeline, stats = executor.pipeline, []
+    for rank in ranks_to_run:
+        executor.pipeline = deepcopy(pipeline)
+        stats.append(executor._launch_run_for_rank(rank, ranks_q))
     stats = sum(stats, start=PipelineStats())
     with executor.logging_dir.open("stats.json", "wt") as statsfile:
         stats.save_to_disk(statsfile)

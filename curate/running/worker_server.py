@@ -170,12 +170,57 @@ def interrupts_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
-def ignore_interrupts() -> None:
+def ignore_interrupts(main_pid: int | None = None) -> None:
     """A pool worker's initializer: Ctrl-C is for the main process, which ends the pool (see
-    ``interrupts_ignored``; for a forkserver that another caller started)."""
+    ``interrupts_ignored``; for a forkserver that another caller started); with ``main_pid``, the worker
+    also ends when that process does (``end_with``)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if main_pid is not None:
+        end_with(main_pid)
+
+
+def end_with(pid: int) -> None:
+    """Ends this process (exit status 143, as SIGTERM's) soon after process ``pid`` ends, a ``kill -9`` of
+    it included: a daemon thread waits on a pidfd of it (Linux), else looks every 2 s.
+
+    Why: after a ``kill -9`` of the main process its pool's workers went on with their tasks, the run's
+    manager process waited for connections forever, and the forkserver (held open by its workers) and the
+    resource tracker (held open by all of them) stayed behind. A worker's parent is the forkserver, not the
+    main process, so the kernel's parent-death signal cannot serve; this watches the main process itself."""
+    import threading
+
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+    if fd is None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(143)
+
+    def watch() -> None:
+        if fd is not None:
+            import select
+
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            while not poller.poll():
+                pass
+        else:
+            import time
+
+            while True:
+                time.sleep(2)
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+        os._exit(143)
+
+    threading.Thread(target=watch, name=f"end-with-{pid}", daemon=True).start()
 
 
 def drain_worker_output() -> None:

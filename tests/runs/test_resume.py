@@ -109,6 +109,50 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(inputs, tmp_path,
     assert len(set(_folder_ids(db))) == 2, "a run started afresh is another run: the store takes it"
 
 
+def _live_in_group(pgid: int) -> list[str]:
+    """The processes of process group ``pgid`` that are not zombies: 'pid command' each (Linux /proc)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:100]
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(f"{stat.parent.name} {cmd}")
+    return live
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from Linux's /proc")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_kill_9_of_the_run_leaves_no_process_behind(inputs, tmp_path, workers):
+    """kill -9 of the main process alone (an OOM killer, a lost terminal): its workers, their forkserver, the
+    manager process and the resource tracker end too, instead of working on or waiting forever."""
+    out, db = tmp_path / "out", tmp_path / "store.duckdb"
+    args = _args(inputs, out, db)
+    args[args.index("--workers") + 1] = str(workers)
+    proc = subprocess.Popen([sys.executable, "-m", "jcurate.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        progress = out / "work/progress/filter"
+        while not progress.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before the kill"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while (left := _live_in_group(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert left == [], f"left behind after kill -9 of the run: {left}"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 INTERRUPTED = "jcurate: interrupted; run the same command again to resume from the finished tasks"
 
 
