@@ -122,25 +122,30 @@ def score(args) -> None:
             other = k["B"] if k["A"] == default else k["A"]
             v = verdicts[pid][0]
             outcome = 0 if v == "tie" else (1 if k[v] == default else -1)
-            rows.setdefault(other, []).append(outcome)
+            rows.setdefault(other, []).append((k["item_id"], outcome))
     if len(defaults) != 1:
         raise SystemExit(f"readings {names} compare different default arms {sorted(defaults)}: score them apart")
     blind = args.out / names[-1]
     pooled = f" (readings {', '.join(names)} pooled)" if len(names) > 1 else ""
     lines = [f"# Blind pairwise reading: `{default}` against each other arm", "",
              f"{n_read} of {n_pairs} pairs read{pooled}. Win share = wins / (wins + losses), 95% bootstrap over "
-             "pairs; ties are reported and left out of the share.", "",
+             "test items (an item's pairs of several readings, e.g. two seeds, drawn together); ties are "
+             "reported and left out of the share.", "",
              "| against | pairs read | wins | ties | losses | win share of decided |", "| --- | --- | --- | --- | --- | --- |"]
     rng = np.random.default_rng(0)
-    for other, outcomes in sorted(rows.items()):
-        o = np.array(outcomes)
+    for other, pairs in sorted(rows.items()):
+        by_item: dict[str, list[int]] = {}
+        for item_id, outcome in pairs:
+            by_item.setdefault(item_id, []).append(outcome)
+        groups = [np.array(v) for v in by_item.values()]
+        o = np.concatenate(groups)
         wins, ties, losses = int((o == 1).sum()), int((o == 0).sum()), int((o == -1).sum())
         share, interval = "–", ""
         if wins + losses:
             share = f"{wins / (wins + losses):.2f}"
             boot = []
             for _ in range(10_000):
-                s = o[rng.integers(0, len(o), len(o))]
+                s = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
                 w, l_ = (s == 1).sum(), (s == -1).sum()
                 if w + l_:
                     boot.append(w / (w + l_))
