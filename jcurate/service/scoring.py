@@ -202,10 +202,10 @@ class RecordScorer:
         for r in results:
             r["judge"] = r["judge"] or self._judge_cache.get(r["normalised"]["content_hash"])
 
-
     def _check_judge_answers(self) -> None:
-        """A judge server that stopped after the service started: one look (``GET /models``, ~ms) before the
-        batch, so the request fails at once with the server named instead of after every record's retries."""
+        """A judge server that stopped after the service started: one look (``GET /models``: a millisecond
+        on a local server, one round trip to a remote one) before a batch that needs the judge, so the
+        request fails at once with the server named instead of after every record's retries (~8 s each)."""
         from curate.scoring.judge import OpenAIJudge
 
         if isinstance(self._judge, OpenAIJudge) and (reason := self._judge.unreachable()):
