@@ -342,9 +342,10 @@ def cmd_licenses_list(args) -> int:
 
 def cmd_train(args) -> int:
     from train.config import load_train_config
-    from train.sft import run_training
+    from train.sft import check_output_dir, run_training
 
     job = load_train_config(args.config)
+    check_output_dir(job)
     result = run_training(job, log=lambda m: print(m, file=sys.stderr))
     print(f"train run {result['train_run_id']}: {result['output_dir']} (loss {result['train_loss_first']} -> "
           f"{result['train_loss_last']}, {result['tokens_per_second']} tokens/s, peak RAM {result['peak_ram_mb']:.0f} MB)")
