@@ -357,9 +357,28 @@ def cmd_eval(args) -> int:
 
     cfg = load_eval_config(args.config, train_run=args.train_run, db=args.db)
     result = run_eval(cfg, log=lambda m: print(m, file=sys.stderr))
-    print(f"eval run {result['eval_run_id']}: {result['graded']} graded answers ({result['failed']} failed), "
-          f"mean {result['mean']}, decontamination overlap {result['decont_overlap']}")
+    print(eval_summary(result))
     return 0
+
+
+SCALES = {"elyza": "ELYZA shape, 1-5", "mt-bench": "MT-Bench shape, 1-10"}
+
+
+def eval_summary(result: dict) -> str:
+    """One line saying what each number of an eval run is: the judge's scores per scale (ELYZA-shape
+    answers are graded 1-5, MT-Bench turns 1-10), the reference NLL, the decontamination overlap."""
+    if result["graded"]:
+        shapes = ", ".join(f"{SCALES[s]}: {m:.3f} on {n}" for s, (m, n) in result.get("mean_by_shape", {}).items())
+        judge = (f"judge scores on {result['graded']} answers ({result['failed']} failed)"
+                 + (f": {shapes}" if shapes else ""))
+    else:
+        judge = "no judge scores (no judge.model)"
+    nll = (f"reference NLL {result['mean_ref_nll']:.4f} nats/token on {result['reference_nll_items']} items "
+           f"(lower is better)" if result.get("mean_ref_nll") is not None else "no reference NLL")
+    overlap = result["decont_overlap"]
+    decont = ("" if overlap is None else
+              f"; {overlap} training record(s) overlap the eval set" + ("" if overlap == 0 else " (they inflate it)"))
+    return f"eval run {result['eval_run_id']}: {judge}; {nll}{decont}"
 
 
 def cmd_compare(args) -> int:

@@ -259,3 +259,59 @@ def test_an_unknown_experiment_baseline_is_named(tmp_path):
     (tmp_path / "exp.yaml").write_text("k: 10\nseeds: [0, 0]\n", encoding="utf-8")
     with pytest.raises(JcurateError, match=r"exp.yaml: seeds must be distinct integers"):
         load_experiment_config(tmp_path / "exp.yaml")
+
+
+def test_an_eval_file_not_in_utf8_stops_and_a_repeated_id_is_a_bad_row(tmp_path):
+    from core.errors import JcurateError
+
+    rows = [{"id": 1, "input": "日本の首都はどこですか？", "output": "東京です。", "eval_aspect": "東京なら5点"},
+            {"id": 2, "input": "富士山の高さは？", "output": "3776メートルです。", "eval_aspect": "正確なら5点"}]
+    sjis = tmp_path / "sjis.jsonl"
+    sjis.write_bytes("\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode("shift_jis"))
+    with pytest.raises(JcurateError, match=rf"eval file {sjis} line 1: not UTF-8 text"):
+        load_tasks(sjis)
+    repeated = tmp_path / "repeated.jsonl"  # a BOM, and the second row under the first one's id
+    repeated.write_text("\ufeff" + "\n".join(json.dumps({**r, "id": 1}, ensure_ascii=False) for r in rows),
+                        encoding="utf-8")
+    warnings = []
+    items = load_tasks(repeated, warn=warnings.append)
+    assert [i.item_id for i in items] == ["repeated:1"] and items[0].turns == [rows[0]["input"]]
+    assert warnings == [f"skipped bad eval row: {repeated} line 2: id '1' repeats line 1's"]
+
+
+@needs_torch
+def test_an_eval_of_a_train_run_skips_bad_rows_and_names_its_numbers(default_run, tmp_path, capsys):
+    from tests.conftest import run_cli
+    from train.config import load_train_config
+    from train.sft import run_training
+    from train.tiny import build_tiny_model
+
+    db = tmp_path / "store.duckdb"
+    shutil.copy(default_run[1], db)
+    assert run_cli("subset", "--name", "few", "--license-use", "commercial", "--top-k", "8", "--db", str(db)) == 0
+    train = {"model": {"model_name_or_path": str(build_tiny_model(tmp_path / "tiny")), "dtype": "float32"},
+             "data": {"subset": "few", "db": str(db), "eval_fraction": 0.0},
+             "training": {"output_dir": str(tmp_path / "arm"), "max_steps": 1, "per_device_train_batch_size": 4,
+                          "max_length": 64, "disable_tqdm": True}}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train), encoding="utf-8")
+    train_run = run_training(load_train_config(tmp_path / "train.yaml"), log=lambda m: None)["train_run_id"]
+    lines = (ROOT / "data/eval/elyza_style.jsonl").read_text(encoding="utf-8").splitlines()[:2]
+    eval_file = tmp_path / "with_a_bad_row.jsonl"
+    eval_file.write_text("\n".join([lines[0], '{"input": "閉じていない', lines[1]]) + "\n", encoding="utf-8")
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump({"eval_files": [str(eval_file)], "judge": {"model": None}}),
+                                        encoding="utf-8")
+    capsys.readouterr()
+    assert run_cli("eval", "--config", str(tmp_path / "eval.yaml"), "--train-run", train_run, "--db", str(db)) == 0
+    out, err = capsys.readouterr()
+    assert f"skipped bad eval row: {eval_file} line 2" in err, "reported by line and skipped, as the docs say"
+    assert "no judge scores (no judge.model); reference NLL " in out
+    assert "nats/token on 2 items (lower is better); 0 training record(s) overlap the eval set" in out
+    # two eval files of the same name: their items' ids would collide
+    (tmp_path / "other").mkdir()
+    shutil.copy(eval_file, tmp_path / "other" / eval_file.name)
+    (tmp_path / "eval2.yaml").write_text(yaml.safe_dump({"eval_files": [str(eval_file), str(tmp_path / "other" /
+                                                                                           eval_file.name)],
+                                                         "judge": {"model": None}}), encoding="utf-8")
+    assert run_cli("eval", "--config", str(tmp_path / "eval2.yaml"), "--train-run", train_run, "--db", str(db)) == 2
+    assert "have the same name 'with_a_bad_row'" in capsys.readouterr().err
+
