@@ -382,17 +382,24 @@ def eval_summary(result: dict) -> str:
 
 
 def cmd_compare(args) -> int:
-    from eval.compare import compare_scores, load_run_scores, plot, to_markdown
+    from eval.compare import compare_scores, differences, load_run_scores, plot, resolve_eval_run, to_markdown
     from store.connection import connect
 
     con = connect(args.db, read_only=True)
     try:
-        run_a, a = load_run_scores(con, args.run_a, args.metric)
-        run_b, b = load_run_scores(con, args.run_b, args.metric)
+        (eval_a, note_a), (eval_b, note_b) = resolve_eval_run(con, args.run_a), resolve_eval_run(con, args.run_b)
+        run_a, a = load_run_scores(con, eval_a, args.metric)
+        run_b, b = load_run_scores(con, eval_b, args.metric)
+        warnings = [n for n in (note_a, note_b) if n] + differences(con, eval_a, eval_b, args.metric)
     finally:
         con.close()
+    for w in warnings:  # before the comparison, which may stop on what they name
+        print(f"warning: {w}", file=sys.stderr)
     comparison = compare_scores(a, b, run_a, run_b, metric=args.metric)
-    report = to_markdown(comparison)
+    if comparison.only_a or comparison.only_b:
+        print(f"warning: only {comparison.n} item(s) are in both runs: {comparison.only_a} of A's and "
+              f"{comparison.only_b} of B's are left out", file=sys.stderr)
+    report = to_markdown(comparison, warnings=warnings)
     if args.plot:
         plot(comparison, args.plot)
     if args.format == "md" and args.out:

@@ -315,3 +315,21 @@ def test_an_eval_of_a_train_run_skips_bad_rows_and_names_its_numbers(default_run
     assert run_cli("eval", "--config", str(tmp_path / "eval2.yaml"), "--train-run", train_run, "--db", str(db)) == 2
     assert "have the same name 'with_a_bad_row'" in capsys.readouterr().err
 
+
+@needs_torch
+def test_compare_says_what_it_left_unpaired_and_what_differs_beside_the_model(default_run, tiny_models, tmp_path,
+                                                                               capsys):
+    from eval.runner import load_eval_config, run_eval
+    from tests.conftest import run_cli
+
+    db = tmp_path / "store.duckdb"
+    shutil.copy(default_run[1], db)
+    runs = [run_eval(load_eval_config(None, eval_files=[str(ROOT / "data/eval/elyza_style.jsonl")], limit=limit,
+                                      model=str(model), db=str(db)), log=lambda m: None)["eval_run_id"]
+            for model, limit in zip(tiny_models, (2, 4))]
+    capsys.readouterr()
+    assert run_cli("compare", *runs, "--metric", "ref_nll", "--db", str(db)) == 0
+    out, err = capsys.readouterr()
+    assert "Paired items: 2 (0 item(s) of A and 2 of B have no pair in the other run and are left out" in out
+    assert "> warning: eval settings differ: limit 2 vs 4" in out
+    assert "warning: only 2 item(s) are in both runs: 0 of A's and 2 of B's are left out" in err
