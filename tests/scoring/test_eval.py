@@ -247,6 +247,18 @@ def test_an_experiment_with_seeds_trains_each_arm_per_seed_and_pools_the_pairs(d
     nll = result["against"]["random"]["ref_nll"]
     assert nll.n == 2 * 2 and nll.ci_low <= nll.diff <= nll.ci_high, "2 ELYZA items under each of 2 seeds, paired"
     assert "seeds 0, 1 pooled, paired by (seed, item)" in (tmp_path / "runs/comparison.md").read_text(encoding="utf-8")
+    con.close()
+    # run again: its out_dir holds these train runs, and its subsets were trained on: both would be replaced
+    from core.errors import JcurateError
+
+    with pytest.raises(JcurateError, match=rf"out_dir {tmp_path / 'runs'} holds the train runs of an earlier "
+                                           r"experiment \(topk-s0, random-s0, topk-s1, random-s1\)"):
+        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+    exp["out_dir"] = str(tmp_path / "runs2")
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(JcurateError, match=r"subsets cpu-smoke-random-s0 \(train run train-.*were trained on already"):
+        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+    assert not (tmp_path / "runs2").exists()
 
 
 def test_an_unknown_experiment_baseline_is_named(tmp_path):
@@ -333,3 +345,40 @@ def test_compare_says_what_it_left_unpaired_and_what_differs_beside_the_model(de
     assert "Paired items: 2 (0 item(s) of A and 2 of B have no pair in the other run and are left out" in out
     assert "> warning: eval settings differ: limit 2 vs 4" in out
     assert "warning: only 2 item(s) are in both runs: 0 of A's and 2 of B's are left out" in err
+
+
+@needs_torch
+def test_an_experiment_stops_before_training_on_arms_that_are_the_same_records_or_a_bad_eval_config(default_run,
+                                                                                                    tmp_path):
+    from core.errors import JcurateError
+    from eval.experiment import load_experiment_config, run_experiment
+
+    db = tmp_path / "store.duckdb"
+    shutil.copy(default_run[1], db)
+    train = yaml.safe_load((ROOT / "train/configs/cpu-smoke.yaml").read_text(encoding="utf-8"))
+    train["model"]["model_name_or_path"] = str(tmp_path / "tiny")
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train, allow_unicode=True), encoding="utf-8")
+    exp = {"name": "big", "db": str(db), "license_use": "commercial", "k": 100_000, "baselines": ["random"],
+           "train_config": str(tmp_path / "train.yaml"), "eval_config": str(ROOT / "eval/configs/eval-cpu-smoke.yaml"),
+           "out_dir": str(tmp_path / "runs")}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp), encoding="utf-8")
+    # k above the pool: every arm is the whole pool, top-k and random the same records
+    with pytest.raises(JcurateError, match=r"top-k and random hold the same \d+ records .* Nothing was trained"):
+        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM train_runs").fetchone()[0] == 0
+    con.close()
+    # an eval config that does not load stops the experiment before any subset, not after the training
+    exp.update(name="late", k=20, eval_config=str(tmp_path / "no-such-eval.yaml"))
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp), encoding="utf-8")
+    with pytest.raises(JcurateError, match=r"eval config not found"):
+        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+    train["training"]["max_step"] = 3
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train, allow_unicode=True), encoding="utf-8")
+    exp["eval_config"] = str(ROOT / "eval/configs/eval-cpu-smoke.yaml")
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp), encoding="utf-8")
+    with pytest.raises(JcurateError, match=rf"train config {tmp_path / 'train.yaml'}: config key 'training.max_step'"):
+        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM subsets WHERE name LIKE 'late-%'").fetchone()[0] == 0
+    con.close()
