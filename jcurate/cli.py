@@ -402,8 +402,12 @@ def cmd_compare(args) -> int:
     report = to_markdown(comparison, warnings=warnings)
     if args.plot:
         plot(comparison, args.plot)
-    if args.format == "md" and args.out:
-        Path(args.out).write_text(report, encoding="utf-8")
+    if args.out:  # written whatever --format says (with text, --out was once ignored without a word)
+        try:
+            Path(args.out).write_text(report, encoding="utf-8")
+        except OSError as e:
+            raise JcurateError(f"--out {args.out}: cannot write the report ({e.strerror or e.__class__.__name__})"
+                               ) from None
         print(f"report: {args.out}")
     else:
         print(report)
@@ -590,25 +594,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="train YAML (see train/configs/)")
     train.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("eval", help="generate on eval sets and grade with the judge")
-    ev.add_argument("--config", required=True)
+    ev = sub.add_parser("eval", help="generate on eval sets and grade with the judge, and/or the reference NLL")
+    ev.add_argument("--config", required=True, help="eval YAML (see eval/configs/)")
     ev.add_argument("--train-run", default=None, help="evaluate this train run (base model + adapter)")
-    ev.add_argument("--db", default=None)
+    ev.add_argument("--db", default=None, help="the store (default: the config's db)")
     ev.set_defaults(func=cmd_eval)
 
     cmp_ = sub.add_parser("compare", help="compare two eval runs (or evaluated train runs): paired bootstrap")
-    cmp_.add_argument("run_a")
-    cmp_.add_argument("run_b")
+    cmp_.add_argument("run_a", help="A, the baseline: an eval run id, or a train run id (its latest eval run)")
+    cmp_.add_argument("run_b", help="B, compared with A: every difference is B - A")
     cmp_.add_argument("--metric", choices=["score", "ref_nll"], default="score",
                       help="the judge's score (higher is better) or the reference NLL (lower is better)")
-    cmp_.add_argument("--format", choices=["text", "md"], default="text")
-    cmp_.add_argument("--out", default=None, help="report file for --format md")
+    cmp_.add_argument("--format", choices=["text", "md"], default="text",
+                      help="the report is Markdown either way (kept for scripts that pass it)")
+    cmp_.add_argument("--out", default=None, help="write the report to this file instead of printing it")
     cmp_.add_argument("--plot", default=None, help="PNG of per-category means")
     cmp_.add_argument("--db", default=DEFAULT_DB)
     cmp_.set_defaults(func=cmd_compare)
 
     exp = sub.add_parser("experiment", help="top-k vs random-k: subsets, training, evaluation, comparison")
-    exp.add_argument("--config", required=True)
+    exp.add_argument("--config", required=True, help="experiment YAML (see eval/configs/experiment-cpu-smoke.yaml)")
     exp.set_defaults(func=cmd_experiment)
 
     sql = sub.add_parser("sql", help="read-only SQL over the store; no query opens the duckdb shell")

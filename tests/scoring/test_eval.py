@@ -345,6 +345,10 @@ def test_compare_says_what_it_left_unpaired_and_what_differs_beside_the_model(de
     assert "Paired items: 2 (0 item(s) of A and 2 of B have no pair in the other run and are left out" in out
     assert "> warning: eval settings differ: limit 2 vs 4" in out
     assert "warning: only 2 item(s) are in both runs: 0 of A's and 2 of B's are left out" in err
+    # --out writes the report (with the default --format it was ignored, the report only printed)
+    assert run_cli("compare", *runs, "--metric", "ref_nll", "--out", str(tmp_path / "r.md"), "--db", str(db)) == 0
+    assert capsys.readouterr().out == f"report: {tmp_path / 'r.md'}\n"
+    assert (tmp_path / "r.md").read_text(encoding="utf-8").startswith(f"# {runs[1]} vs {runs[0]}")
 
 
 @needs_torch
