@@ -28,6 +28,8 @@ class Comparison:
     losses: int
     per_category: dict[str, tuple[float, float, int]]
     metric: str = "score"
+    only_a: int = 0  # items with the metric in A and not in B: left out of every number above
+    only_b: int = 0
 
     @property
     def lower_is_better(self) -> bool:
@@ -51,8 +53,12 @@ def compare_scores(a: dict[str, tuple[str, float]], b: dict[str, tuple[str, floa
                    n_boot: int = 10_000, seed: int = 0, metric: str = "score") -> Comparison:
     """``a`` and ``b``: item id -> (category, score); only items scored in both runs are paired."""
     items = sorted(k for k in a.keys() & b.keys() if a[k][1] is not None and b[k][1] is not None)
+    measured_a = sum(v[1] is not None for v in a.values())
+    measured_b = sum(v[1] is not None for v in b.values())
     if not items:
-        raise JcurateError(f"runs {run_a} and {run_b} have no item with a {metric} in common")
+        raise JcurateError(f"runs {run_a} and {run_b} have no item with a {metric} in common ({measured_a} item(s) "
+                           f"with a {metric} in {run_a}, {measured_b} in {run_b}): were they evaluated on the same "
+                           f"eval files?")
     sa = np.array([a[k][1] for k in items])
     sb = np.array([b[k][1] for k in items])
     diffs = sb - sa
@@ -63,7 +69,21 @@ def compare_scores(a: dict[str, tuple[str, float]], b: dict[str, tuple[str, floa
     per_category = {c: (float(sa[ix].mean()), float(sb[ix].mean()), len(ix)) for c, ix in sorted(cats.items())}
     better = -diffs if metric in LOWER_IS_BETTER else diffs
     return Comparison(run_a, run_b, len(items), float(sa.mean()), float(sb.mean()), float(diffs.mean()), low, high,
-                      int((better > 0).sum()), int((better == 0).sum()), int((better < 0).sum()), per_category, metric)
+                      int((better > 0).sum()), int((better == 0).sum()), int((better < 0).sum()), per_category, metric,
+                      measured_a - len(items), measured_b - len(items))
+
+
+def resolve_eval_run(con, run: str) -> tuple[str, str | None]:
+    """(eval run id, a line saying which eval run a train run id stood for when it has several, else None)."""
+    rows = con.execute("""SELECT eval_run_id FROM eval_runs WHERE eval_run_id = ? OR train_run_id = ?
+                          ORDER BY created_at DESC""", [run, run]).fetchall()
+    if not rows:
+        raise JcurateError(f"no eval run or evaluated train run named {run!r}")
+    note = None
+    if rows[0][0] != run and len(rows) > 1:
+        note = (f"{run} has {len(rows)} eval runs; its latest, {rows[0][0]}, is compared (name an eval run id "
+                f"to compare another)")
+    return rows[0][0], note
 
 
 def load_run_scores(con, run: str, metric: str = "score") -> tuple[str, dict[str, tuple[str, float]]]:
@@ -79,11 +99,70 @@ def load_run_scores(con, run: str, metric: str = "score") -> tuple[str, dict[str
     return row[0], {item: (cat, score) for item, cat, score in rows}
 
 
-def to_markdown(c: Comparison, note: str | None = None) -> str:
+# eval settings that do not change what is measured (where the model is, how fast it is asked)
+EVAL_SETTINGS_IGNORED = {"train_run", "model", "adapter", "db", "backend", "nll_batch_size", "generation.batch_size",
+                         "judge.base_url", "judge.api_key_env", "judge.concurrency", "judge.timeout",
+                         "judge.max_retries", "judge.batch_size", "judge.device"}
+# train settings that differ between any two train runs (what they trained on, where they wrote it)
+TRAIN_SETTINGS_IGNORED = {"data.subset", "data.db", "data.file", "training.output_dir"}
+
+
+def _flat(d, prefix: str = "") -> dict:
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        out.update(_flat(v, f"{key}.") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def _changed(a: dict, b: dict, ignored: set[str]) -> list[str]:
+    fa, fb = _flat(a), _flat(b)
+    return [f"{k} {fa.get(k)!r} vs {fb.get(k)!r}" for k in sorted(fa.keys() | fb.keys())
+            if k not in ignored and fa.get(k) != fb.get(k)]
+
+
+# eval settings that bear on one metric only
+METRIC_SETTINGS = {"score": ("generation.", "judge."), "ref_nll": ("reference_nll", "nll_max_tokens")}
+
+
+def differences(con, eval_a: str, eval_b: str, metric: str = "score") -> list[str]:
+    """What differs between two eval runs beyond the model under test: their eval settings (files,
+    limit, generation, judge), and, for evaluated train runs, their training settings (seed, steps, base
+    model, ...) apart from the subset, and the curation runs their subsets were drawn from. Each is a
+    second cause of a difference that a comparison would put on the model."""
+    import json
+
+    rows = {r[0]: r[1:] for r in con.execute(
+        """SELECT e.eval_run_id, e.config, t.config, s.run_id FROM eval_runs e
+           LEFT JOIN train_runs t ON t.train_run_id = e.train_run_id LEFT JOIN subsets s ON s.name = t.subset
+           WHERE e.eval_run_id IN (?, ?)""", [eval_a, eval_b]).fetchall()}
+    if eval_a == eval_b or len(rows) != 2:
+        return []
+    (eval_cfg_a, train_cfg_a, curated_a), (eval_cfg_b, train_cfg_b, curated_b) = rows[eval_a], rows[eval_b]
+    found = []
+    other = tuple(p for m, prefixes in METRIC_SETTINGS.items() if m != metric for p in prefixes)
+    changed = [c for c in _changed(json.loads(eval_cfg_a or "{}"), json.loads(eval_cfg_b or "{}"),
+                                   EVAL_SETTINGS_IGNORED) if not c.startswith(other)]
+    if changed:
+        found.append("eval settings differ: " + "; ".join(changed))
+    if train_cfg_a and train_cfg_b and (changed := _changed(json.loads(train_cfg_a), json.loads(train_cfg_b),
+                                                            TRAIN_SETTINGS_IGNORED)):
+        found.append("training settings differ beyond the subset: " + "; ".join(changed))
+    if curated_a and curated_b and curated_a != curated_b:
+        found.append(f"the subsets come from different curation runs: {curated_a} vs {curated_b}")
+    return found
+
+
+def to_markdown(c: Comparison, note: str | None = None, warnings: list[str] = ()) -> str:
     lines = [f"# {c.run_b} vs {c.run_a}", ""]
     if note:
         lines += [f"> {note}", ""]
-    lines += [f"Metric: {METRICS[c.metric]}. Paired items: {c.n}", "",
+    lines += [f"> warning: {w}" for w in warnings] + ([""] if warnings else [])
+    unpaired = ""
+    if c.only_a or c.only_b:
+        unpaired = (f" ({c.only_a} item(s) of A and {c.only_b} of B have no pair in the other run and are left out "
+                    f"of every number below)")
+    lines += [f"Metric: {METRICS[c.metric]}. Paired items: {c.n}{unpaired}", "",
               f"| run | {c.metric} |", "| --- | --- |", f"| A: {c.run_a} | {c.mean_a:.4f} |",
               f"| B: {c.run_b} | {c.mean_b:.4f} |",
               "", f"Mean difference B - A: **{c.diff:+.4f}** (bootstrap 95% CI {c.ci_low:+.4f} .. {c.ci_high:+.4f})",

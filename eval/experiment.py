@@ -97,22 +97,90 @@ def check_arm_sizes(k: int, sizes: dict[str, int], log=print) -> None:
             f"warnings above); the comparison is of {n} records each")
 
 
+def check_arms_differ(members: dict[str, frozenset], log=print) -> None:
+    """Top-k must hold other records than each baseline, or the experiment compares a set with itself
+    (k at or above the size of the license filter's pool makes every arm the whole pool)."""
+    same = [name for name, records in members.items() if name != "topk" and records == members["topk"]]
+    if same:
+        raise JcurateError(f"top-k and {', '.join(same)} hold the same {len(members['topk'])} records (k is at or "
+                           f"above the pool the license filter leaves, so every arm is the whole pool): the "
+                           f"comparison would measure nothing. Nothing was trained: set k below "
+                           f"{len(members['topk'])}")
+
+
+def check_before_building(cfg: ExperimentConfig, tags: list[str], subset_names: list[str]) -> tuple[dict, object]:
+    """Everything that can stop the experiment, checked before any subset is built or arm trained: the
+    train and eval configs (an eval config read after hours of training would be too late) and the eval
+    files, the arms' output folders (an earlier experiment's train runs point at them) and the subsets'
+    names (rebuilding a subset that a train run used would change that run's lineage)."""
+    from eval.runner import load_eval_config, load_items
+    from store.connection import connect
+    from train.sft import RUN_FILES, check_model
+
+    base_train = load_yaml(cfg.train_config, "train config")
+    if not isinstance(base_train, dict):
+        raise JcurateError(f"train config {cfg.train_config}: expected a mapping of sections")
+    with tempfile.TemporaryDirectory() as folder:
+        job = load_arm_config(arm_train_config(base_train, "check", subset_names[0], cfg, Path(folder), 0), cfg)
+    try:
+        check_model(job)
+    except JcurateError as e:
+        raise JcurateError(f"train config {cfg.train_config}: {e}") from None
+    eval_cfg = load_eval_config(cfg.eval_config, db=cfg.db)
+    load_items(eval_cfg, log=lambda m: None)  # files that are missing or unreadable stop here; bad rows are told at eval
+    out = Path(cfg.out_dir)
+    used = [tag for tag in tags if any((out / tag / name).exists() for name in RUN_FILES)]
+    if used:
+        raise JcurateError(f"out_dir {out} holds the train runs of an earlier experiment ({', '.join(used)}): their "
+                           f"ids in the store point at those folders. Set a new out_dir (and name), or move it aside")
+    con = connect(cfg.db, read_only=True)
+    try:
+        trained = con.execute(f"""SELECT subset, min(train_run_id) FROM train_runs WHERE subset IN
+                                  ({", ".join("?" * len(subset_names))}) GROUP BY subset ORDER BY subset""",
+                              subset_names).fetchall()
+    finally:
+        con.close()
+    if trained:
+        listed = ", ".join(f"{name} (train run {run})" for name, run in trained)
+        raise JcurateError(f"subsets {listed} were trained on already: rebuilding them would change what those "
+                           f"train runs link to. Set a new name for this experiment")
+    return base_train, eval_cfg
+
+
+def load_arm_config(path: Path, cfg: ExperimentConfig):
+    """An arm's train config, loaded; its errors name the experiment's train_config, not the arm's copy."""
+    from train.config import load_train_config
+
+    try:
+        return load_train_config(path)
+    except JcurateError as e:
+        raise JcurateError(str(e).replace(str(path), f"train config {cfg.train_config}")) from None
+
+
+def arm_train_config(base_train: dict, tag: str, subset: str, cfg: ExperimentConfig, out: Path, seed: int) -> Path:
+    """The train config of one arm (its subset, output folder and seed), written to a file under ``out``."""
+    train_cfg = copy.deepcopy(base_train)
+    train_cfg.setdefault("data", {}).update(subset=subset, db=cfg.db, file=None)
+    train_cfg.setdefault("training", {}).update(output_dir=str(Path(cfg.out_dir) / tag), seed=seed)
+    path = out / f"{tag}.yaml"
+    path.write_text(yaml.safe_dump(train_cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
 def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
     from curate.handover.subsets import SubsetCriteria, create_subset
     from eval.compare import compare_scores, load_run_scores, plot, to_markdown
     from eval.runner import load_eval_config, run_eval
     from licenses.catalogue import load_catalogue
     from store.connection import connect
-    from train.config import load_train_config
     from train.sft import run_training
 
     if not Path(cfg.db).is_file():  # a writing connection would create an empty store
         raise JcurateError(f"no store at {cfg.db} (the experiment config's db): run `jcurate run` first")
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     seeds = cfg.seeds or [cfg.seed]
     several = len(seeds) > 1
-    length_scores = score_answer_lengths(cfg.db, cfg.run) if "longest" in cfg.baselines else None
+    length_scores = LENGTH_SCORER if "longest" in cfg.baselines else None  # stored below, once the checks pass
 
     def criteria_of(arm: str, seed: int) -> SubsetCriteria:
         """top-k and longest-k are the same records under every seed (only training's seed changes); random
@@ -129,7 +197,12 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
                               score=length_scores)
 
     arms = ["topk", *cfg.baselines]
-    base_train = load_yaml(cfg.train_config, "train config")
+    tags = [f"{arm}-s{seed}" if several else arm for seed in seeds for arm in arms]
+    names = sorted({criteria_of(arm, seed).name for seed in seeds for arm in arms})
+    base_train, _ = check_before_building(cfg, tags, names)
+    out.mkdir(parents=True, exist_ok=True)
+    if "longest" in cfg.baselines:
+        score_answer_lengths(cfg.db, cfg.run)
     subsets, sizes = {}, {}  # (arm, seed) -> subset name; subset name -> its records
     for seed in seeds:  # every arm's subset before any training: arms of unequal size stop the experiment here
         for arm in arms:
@@ -142,16 +215,20 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
                 sizes[criteria.name] = subset["n_records"]
             subsets[(arm, seed)] = criteria.name
     check_arm_sizes(cfg.k, sizes, log)
+    con = connect(cfg.db, read_only=True)
+    try:
+        for seed in seeds:
+            check_arms_differ({arm: frozenset(r[0] for r in con.execute(
+                "SELECT record_id FROM subset_members WHERE subset = ?", [subsets[(arm, seed)]]).fetchall())
+                for arm in arms})
+    finally:
+        con.close()
     train_runs = {}  # (arm, seed) -> train run id
     for seed in seeds:
         for arm in arms:
             tag = f"{arm}-s{seed}" if several else arm
-            train_cfg = copy.deepcopy(base_train)
-            train_cfg.setdefault("data", {}).update(subset=subsets[(arm, seed)], db=cfg.db, file=None)
-            train_cfg.setdefault("training", {}).update(output_dir=str(out / tag), seed=seed)
-            path = Path(tempfile.mkdtemp()) / f"{tag}.yaml"
-            path.write_text(yaml.safe_dump(train_cfg, allow_unicode=True), encoding="utf-8")
-            result = run_training(load_train_config(path), log=log)
+            path = arm_train_config(base_train, tag, subsets[(arm, seed)], cfg, Path(tempfile.mkdtemp()), seed)
+            result = run_training(load_arm_config(path, cfg), log=log)
             train_runs[(arm, seed)] = result["train_run_id"]
             log(f"[{tag}] train run {result['train_run_id']}: loss {result['train_loss_first']} -> "
                 f"{result['train_loss_last']}")

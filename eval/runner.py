@@ -77,13 +77,23 @@ def _resolve_model(con, cfg: EvalConfig) -> tuple[str, str | None, str | None]:
     return cfg.model, cfg.adapter, None
 
 
-def decontamination_overlap(con, subset: str, eval_files: list[str], n_grams: int = 13) -> int:
-    """Training records of the subset whose instruction side shares an n-gram with an eval prompt."""
+def decontamination_overlap(con, subset: str, eval_files: list[str], n_grams: int = 13,
+                            items: list[EvalItem] | None = None) -> int:
+    """Training records of the subset whose instruction side shares an n-gram with an eval prompt:
+    the prompts of ``items`` (the rows the eval uses, bad rows skipped), else of the files."""
+    import tempfile
+
     from curate.config import DecontaminationConfig
     from curate.decont.decontaminate import loaded_decont_filter
     from curate.records import make_document
 
-    filt = loaded_decont_filter(eval_files, DecontaminationConfig(eval_files=list(eval_files), n_grams=n_grams))
+    with tempfile.TemporaryDirectory(prefix="jcurate-eval-prompts-") as folder:
+        if items is not None:
+            prompts = Path(folder) / "eval-prompts.jsonl"
+            prompts.write_text("".join(json.dumps({"turns": it.turns}, ensure_ascii=False) + "\n" for it in items),
+                               encoding="utf-8")
+            eval_files = [str(prompts)]
+        filt = loaded_decont_filter(eval_files, DecontaminationConfig(eval_files=list(eval_files), n_grams=n_grams))
     rows = con.execute("""SELECT r.record_id, r.source_id, r.instruction, r.input, r.output, r.messages
                           FROM subset_members m JOIN records r USING (record_id) WHERE m.subset = ?""",
                        [subset]).fetchall()
@@ -187,16 +197,34 @@ def _reference_nll(generator, model: str, adapter: str | None, items: list[EvalI
     return {f"{r.item_id}#t1": r for r in results}
 
 
+def load_items(cfg: EvalConfig, log=print) -> tuple[list[EvalItem], list[EvalItem]]:
+    """(every usable item of the eval files, the first ``limit`` of each file's); two files whose items
+    share ids (the file's name without its folder, and the row's id) are refused: results are stored
+    and paired by that id."""
+    usable, items, files = [], [], {}
+    for f in cfg.eval_files:
+        loaded = load_tasks(f, warn=log)
+        usable += loaded
+        loaded = loaded[: cfg.limit or None]
+        stem = Path(f).stem
+        if stem in files:
+            raise JcurateError(f"eval files {files[stem]} and {f} have the same name {stem!r}: their items' ids "
+                               f"would collide (results are stored by file name and row id); rename one")
+        files[stem] = f
+        items += loaded
+    return usable, items
+
+
 def run_eval(cfg: EvalConfig, log=print) -> dict:
     from store.connection import connect
 
-    items = [it for f in cfg.eval_files for it in load_tasks(f, warn=log)[: cfg.limit or None]]
+    usable, items = load_items(cfg, log)
     con = connect(cfg.db)
     try:
         model, adapter, subset = _resolve_model(con, cfg)
         overlap = None
         if subset:
-            overlap = decontamination_overlap(con, subset, cfg.eval_files)
+            overlap = decontamination_overlap(con, subset, cfg.eval_files, items=usable)
             log(f"decontamination check: {overlap} training record(s) of subset {subset} overlap the eval set"
                 + (" (expected 0: the pipeline drops them)" if overlap == 0 else " -- these inflate the scores"))
         judge = make_judge(cfg.judge) if cfg.judge.model else None
@@ -214,6 +242,12 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
             rows.setdefault(key, dict(category=categories[r.item_id]))
             rows[key].update(ref_nll=r.nll, ref_tokens=r.tokens)
         scores = [g.score for g in graded if g.score is not None]
+        shapes = {it.item_id: it.shape for it in items}
+        by_shape = {}  # ELYZA answers are graded 1-5, MT-Bench turns 1-10: the mean of all mixes the scales
+        for shape in ("elyza", "mt-bench"):
+            own = [g.score for g in graded if g.score is not None and shapes[g.item_id] == shape]
+            if own:
+                by_shape[shape] = (sum(own) / len(own), len(own))
         eval_run_id = new_id("eval")
         now = datetime.now(timezone.utc)
         mean = sum(scores) / len(scores) if scores else None
@@ -230,6 +264,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
         log(f"eval {eval_run_id}: {len(graded)} graded answers, mean {mean if mean is None else round(mean, 3)}"
             + (f"; reference NLL on {len(nll)} item(s), mean {mean_nll:.4f}" if nll else ""))
         return {"eval_run_id": eval_run_id, "graded": len(graded), "failed": len(graded) - len(scores),
-                "mean": mean, "decont_overlap": overlap, "reference_nll_items": len(nll), "mean_ref_nll": mean_nll}
+                "mean": mean, "decont_overlap": overlap, "reference_nll_items": len(nll), "mean_ref_nll": mean_nll,
+                "mean_by_shape": by_shape}
     finally:
         con.close()

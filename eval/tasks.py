@@ -1,6 +1,7 @@
 """Eval sets in ELYZA-tasks-100 shape (``input``, ``output``, ``eval_aspect``) or Japanese
-MT-Bench shape (``turns``, ``category``, optional ``reference``). Bad rows are reported by
-line and skipped; a file with no usable row stops with one line."""
+MT-Bench shape (``turns``, ``category``, optional ``reference``). Bad rows (and a row whose id an
+earlier row holds) are reported by line and skipped; a file with no usable row, or that is not
+UTF-8, stops with one line."""
 
 from __future__ import annotations
 
@@ -45,17 +46,34 @@ def _item(obj, lineno: int, stem: str) -> EvalItem:
 
 
 def load_tasks(path: str | Path, warn=print) -> list[EvalItem]:
+    """The usable items of an eval file; bad rows (bad JSON, a missing or wrong field, an id that an
+    earlier row holds) are reported by line and skipped. Text that is not UTF-8 stops with its line."""
     path = Path(path)
     if not path.is_file():
         raise JcurateError(f"eval file not found: {path}")
-    items, errors = [], []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise JcurateError(f"eval file {path}: cannot read it ({e.strerror or e.__class__.__name__})") from None
+    items, errors, seen = [], [], {}
+    for lineno, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise JcurateError(f"eval file {path} line {lineno}: not UTF-8 text (save it as UTF-8; a Shift_JIS "
+                               f"file reads as nonsense)") from None
         if not line.strip():
             continue
         try:
-            items.append(_item(json.loads(line), lineno, path.stem))
+            item = _item(json.loads(line), lineno, path.stem)
         except (json.JSONDecodeError, ValueError) as e:
             errors.append(f"{path} line {lineno}: {e}")
+            continue
+        if item.item_id in seen:  # results are stored and paired by item id: a second one would replace the first
+            errors.append(f"{path} line {lineno}: id {item.item_id.split(':', 1)[1]!r} repeats line {seen[item.item_id]}'s")
+            continue
+        seen[item.item_id] = lineno
+        items.append(item)
     for error in errors:
         warn(f"skipped bad eval row: {error}")
     if not items:

@@ -342,9 +342,10 @@ def cmd_licenses_list(args) -> int:
 
 def cmd_train(args) -> int:
     from train.config import load_train_config
-    from train.sft import run_training
+    from train.sft import check_output_dir, run_training
 
     job = load_train_config(args.config)
+    check_output_dir(job)
     result = run_training(job, log=lambda m: print(m, file=sys.stderr))
     print(f"train run {result['train_run_id']}: {result['output_dir']} (loss {result['train_loss_first']} -> "
           f"{result['train_loss_last']}, {result['tokens_per_second']} tokens/s, peak RAM {result['peak_ram_mb']:.0f} MB)")
@@ -356,27 +357,57 @@ def cmd_eval(args) -> int:
 
     cfg = load_eval_config(args.config, train_run=args.train_run, db=args.db)
     result = run_eval(cfg, log=lambda m: print(m, file=sys.stderr))
-    print(f"eval run {result['eval_run_id']}: {result['graded']} graded answers ({result['failed']} failed), "
-          f"mean {result['mean']}, decontamination overlap {result['decont_overlap']}")
+    print(eval_summary(result))
     return 0
 
 
+SCALES = {"elyza": "ELYZA shape, 1-5", "mt-bench": "MT-Bench shape, 1-10"}
+
+
+def eval_summary(result: dict) -> str:
+    """One line saying what each number of an eval run is: the judge's scores per scale (ELYZA-shape
+    answers are graded 1-5, MT-Bench turns 1-10), the reference NLL, the decontamination overlap."""
+    if result["graded"]:
+        shapes = ", ".join(f"{SCALES[s]}: {m:.3f} on {n}" for s, (m, n) in result.get("mean_by_shape", {}).items())
+        judge = (f"judge scores on {result['graded']} answers ({result['failed']} failed)"
+                 + (f": {shapes}" if shapes else ""))
+    else:
+        judge = "no judge scores (no judge.model)"
+    nll = (f"reference NLL {result['mean_ref_nll']:.4f} nats/token on {result['reference_nll_items']} items "
+           f"(lower is better)" if result.get("mean_ref_nll") is not None else "no reference NLL")
+    overlap = result["decont_overlap"]
+    decont = ("" if overlap is None else
+              f"; {overlap} training record(s) overlap the eval set" + ("" if overlap == 0 else " (they inflate it)"))
+    return f"eval run {result['eval_run_id']}: {judge}; {nll}{decont}"
+
+
 def cmd_compare(args) -> int:
-    from eval.compare import compare_scores, load_run_scores, plot, to_markdown
+    from eval.compare import compare_scores, differences, load_run_scores, plot, resolve_eval_run, to_markdown
     from store.connection import connect
 
     con = connect(args.db, read_only=True)
     try:
-        run_a, a = load_run_scores(con, args.run_a, args.metric)
-        run_b, b = load_run_scores(con, args.run_b, args.metric)
+        (eval_a, note_a), (eval_b, note_b) = resolve_eval_run(con, args.run_a), resolve_eval_run(con, args.run_b)
+        run_a, a = load_run_scores(con, eval_a, args.metric)
+        run_b, b = load_run_scores(con, eval_b, args.metric)
+        warnings = [n for n in (note_a, note_b) if n] + differences(con, eval_a, eval_b, args.metric)
     finally:
         con.close()
+    for w in warnings:  # before the comparison, which may stop on what they name
+        print(f"warning: {w}", file=sys.stderr)
     comparison = compare_scores(a, b, run_a, run_b, metric=args.metric)
-    report = to_markdown(comparison)
+    if comparison.only_a or comparison.only_b:
+        print(f"warning: only {comparison.n} item(s) are in both runs: {comparison.only_a} of A's and "
+              f"{comparison.only_b} of B's are left out", file=sys.stderr)
+    report = to_markdown(comparison, warnings=warnings)
     if args.plot:
         plot(comparison, args.plot)
-    if args.format == "md" and args.out:
-        Path(args.out).write_text(report, encoding="utf-8")
+    if args.out:  # written whatever --format says (with text, --out was once ignored without a word)
+        try:
+            Path(args.out).write_text(report, encoding="utf-8")
+        except OSError as e:
+            raise JcurateError(f"--out {args.out}: cannot write the report ({e.strerror or e.__class__.__name__})"
+                               ) from None
         print(f"report: {args.out}")
     else:
         print(report)
@@ -563,25 +594,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="train YAML (see train/configs/)")
     train.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("eval", help="generate on eval sets and grade with the judge")
-    ev.add_argument("--config", required=True)
+    ev = sub.add_parser("eval", help="generate on eval sets and grade with the judge, and/or the reference NLL")
+    ev.add_argument("--config", required=True, help="eval YAML (see eval/configs/)")
     ev.add_argument("--train-run", default=None, help="evaluate this train run (base model + adapter)")
-    ev.add_argument("--db", default=None)
+    ev.add_argument("--db", default=None, help="the store (default: the config's db)")
     ev.set_defaults(func=cmd_eval)
 
     cmp_ = sub.add_parser("compare", help="compare two eval runs (or evaluated train runs): paired bootstrap")
-    cmp_.add_argument("run_a")
-    cmp_.add_argument("run_b")
+    cmp_.add_argument("run_a", help="A, the baseline: an eval run id, or a train run id (its latest eval run)")
+    cmp_.add_argument("run_b", help="B, compared with A: every difference is B - A")
     cmp_.add_argument("--metric", choices=["score", "ref_nll"], default="score",
                       help="the judge's score (higher is better) or the reference NLL (lower is better)")
-    cmp_.add_argument("--format", choices=["text", "md"], default="text")
-    cmp_.add_argument("--out", default=None, help="report file for --format md")
+    cmp_.add_argument("--format", choices=["text", "md"], default="text",
+                      help="the report is Markdown either way (kept for scripts that pass it)")
+    cmp_.add_argument("--out", default=None, help="write the report to this file instead of printing it")
     cmp_.add_argument("--plot", default=None, help="PNG of per-category means")
     cmp_.add_argument("--db", default=DEFAULT_DB)
     cmp_.set_defaults(func=cmd_compare)
 
     exp = sub.add_parser("experiment", help="top-k vs random-k: subsets, training, evaluation, comparison")
-    exp.add_argument("--config", required=True)
+    exp.add_argument("--config", required=True, help="experiment YAML (see eval/configs/experiment-cpu-smoke.yaml)")
     exp.set_defaults(func=cmd_experiment)
 
     sql = sub.add_parser("sql", help="read-only SQL over the store; no query opens the duckdb shell")

@@ -7,6 +7,8 @@ method, the subset (it must exist in the store) or the file.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +67,41 @@ def _known(section: str, data: dict, cls) -> None:
                            + (f" (and {', '.join(unknown[1:])})" if len(unknown) > 1 else ""))
 
 
+SCALARS = (bool, int, float, str)
+
+
+def _scalar_value(key: str, value, tp):
+    """``value`` checked against a field typed with scalars only (``float``, ``int | None``, ``bool``...),
+    before any model loads: TRL's dataclasses take a wrong type as it is and fail deep in training. A
+    number written as a string is taken as the number: YAML reads ``3e-4`` (no dot) as a string. Fields
+    of other types (dicts, lists, enums) are left to TRL."""
+    options = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    if value is None and type(None) in options:
+        return value
+    scalars = [o for o in options if o is not type(None)]
+    if not scalars or any(o not in SCALARS for o in scalars):
+        return value
+    if type(value) in scalars or isinstance(value, int) and not isinstance(value, bool) and float in scalars:
+        return value
+    if isinstance(value, str) and str not in scalars and (int in scalars or float in scalars):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is not None and float in scalars:
+            return number
+        if number is not None and number.is_integer():
+            return int(number)
+    wanted = " or ".join({bool: "true/false", int: "an integer", float: "a number", str: "a string"}[o]
+                         for o in scalars) + (" or null" if type(None) in options else "")
+    raise JcurateError(f"config key '{key}': expected {wanted}, got {value!r}")
+
+
+def _typed(section: str, data: dict, cls) -> dict:
+    fields = {f.name: f.type for f in dataclasses.fields(cls)}
+    return {k: _scalar_value(f"{section}.{k}", v, fields[k]) for k, v in data.items()}
+
+
 def load_train_config(path: str | Path) -> TrainJob:
     from trl import ModelConfig, SFTConfig
 
@@ -81,6 +118,7 @@ def load_train_config(path: str | Path) -> TrainJob:
         training_d = dict(raw.get("training") or {})
         _known("model", model_d, ModelConfig)
         _known("training", training_d, SFTConfig)
+        model_d, training_d = _typed("model", model_d, ModelConfig), _typed("training", training_d, SFTConfig)
         if not model_d.get("model_name_or_path"):
             raise JcurateError("config key 'model.model_name_or_path': name the base model (hub id or folder)")
         model_d["use_peft"] = method in ("lora", "qlora")

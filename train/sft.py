@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from core.errors import JcurateError
+from core.errors import JcurateError, first_line
 from store.ids import new_id
 from train.chat_template import TEMPLATES
 from train.config import TrainJob
@@ -54,7 +54,10 @@ def _memory_estimate(job: TrainJob, peft_config):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    cfg = AutoConfig.from_pretrained(job.model.model_name_or_path, revision=job.model.model_revision)
+    try:
+        cfg = AutoConfig.from_pretrained(job.model.model_name_or_path, revision=job.model.model_revision)
+    except (OSError, ValueError) as e:
+        raise _model_error(job, e) from None
     with torch.device("meta"):
         meta = AutoModelForCausalLM.from_config(cfg)
     params = sum(p.numel() for p in meta.parameters())
@@ -89,6 +92,57 @@ def _load_model(job: TrainJob):
     return AutoModelForCausalLM.from_pretrained(job.model.model_name_or_path, **kwargs)
 
 
+# files a train run leaves in its output folder (jcurate's own, and what save_model writes)
+RUN_FILES = ("jcurate-train.yaml", "train_log.json", "adapter_model.safetensors", "model.safetensors")
+
+
+def check_output_dir(job: TrainJob) -> None:
+    """Refuses an output folder that holds an earlier train run: that run's row in ``train_runs`` points
+    at the folder, so training into it would swap the model behind the earlier run's id (an eval of
+    that id would measure this run). Checked before anything loads."""
+    out = Path(job.training.output_dir)
+    found = next((name for name in RUN_FILES if (out / name).exists()), None)
+    if found is None:
+        return
+    owner = ""
+    if job.data.subset and Path(job.data.db).is_file():
+        from store.connection import connect
+
+        con = connect(job.data.db, read_only=True)
+        try:
+            row = con.execute("""SELECT train_run_id FROM train_runs WHERE output_path = ?
+                                 ORDER BY started_at DESC LIMIT 1""", [str(out)]).fetchone()
+        finally:
+            con.close()
+        owner = f" (train run {row[0]} in {job.data.db})" if row else ""
+    raise JcurateError(f"config key 'training.output_dir': {out} holds an earlier train run{owner}: its {found} "
+                       f"would be overwritten and the earlier run's id would point at this one's model. Name a new "
+                       f"output_dir, or move the folder aside")
+
+
+def _model_error(job: TrainJob, e: Exception) -> JcurateError:
+    name = job.model.model_name_or_path
+    if name.startswith(("/", ".", "~")) or name.count("/") != 1 or Path(name).exists():
+        where = (f"no folder {name}" if not Path(name).exists() else
+                 f"the folder {name} holds no loadable model and tokenizer ({first_line(e, 200)})")
+    else:
+        where = (f"{name} is not a local folder and cannot be loaded from the Hugging Face hub or its cache "
+                 f"({first_line(e, 200)}); jcurate sets HF_HUB_OFFLINE=1 unless HF_HUB_OFFLINE is set")
+    return JcurateError(f"config key 'model.model_name_or_path': {where}")
+
+
+def check_model(job: TrainJob) -> None:
+    """The base model's config loads (a folder, or a hub id in the cache): one small file, no weights."""
+    if job.build_tiny_model and not Path(job.model.model_name_or_path).exists():
+        return  # built on first use
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(job.model.model_name_or_path, revision=job.model.model_revision)
+    except (OSError, ValueError) as e:
+        raise _model_error(job, e) from None
+
+
 def prepare_trainer(job: TrainJob, log=print):
     """Checks, data, memory estimate, model and the SFTTrainer: everything but the training itself."""
     # everything that can be checked without a model is checked first
@@ -102,7 +156,10 @@ def prepare_trainer(job: TrainJob, log=print):
     from transformers import AutoTokenizer
     from trl import SFTTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(job.model.model_name_or_path, revision=job.model.model_revision)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(job.model.model_name_or_path, revision=job.model.model_revision)
+    except (OSError, ValueError) as e:  # no such folder, not in the cache offline, a folder without a tokenizer
+        raise _model_error(job, e) from None
     tokenizer.chat_template = _chat_template(job, tokenizer)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -112,7 +169,10 @@ def prepare_trainer(job: TrainJob, log=print):
     log(f"{job.method} on {job.model.model_name_or_path}: {len(train_rows)} train / {len(eval_rows)} eval records")
     log(est.table())
 
-    model = _load_model(job)
+    try:
+        model = _load_model(job)
+    except OSError as e:  # a folder with a config and tokenizer but no weights
+        raise _model_error(job, e) from None
     trainer = SFTTrainer(model=model, args=job.training, train_dataset=Dataset.from_list(train_rows),
                          eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
                          processing_class=tokenizer, peft_config=peft_config)

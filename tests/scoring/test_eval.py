@@ -247,6 +247,18 @@ def test_an_experiment_with_seeds_trains_each_arm_per_seed_and_pools_the_pairs(d
     nll = result["against"]["random"]["ref_nll"]
     assert nll.n == 2 * 2 and nll.ci_low <= nll.diff <= nll.ci_high, "2 ELYZA items under each of 2 seeds, paired"
     assert "seeds 0, 1 pooled, paired by (seed, item)" in (tmp_path / "runs/comparison.md").read_text(encoding="utf-8")
+    con.close()
+    # run again: its out_dir holds these train runs, and its subsets were trained on: both would be replaced
+    from core.errors import JcurateError
+
+    with pytest.raises(JcurateError, match=rf"out_dir {tmp_path / 'runs'} holds the train runs of an earlier "
+                                           r"experiment \(topk-s0, random-s0, topk-s1, random-s1\)"):
+        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+    exp["out_dir"] = str(tmp_path / "runs2")
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(JcurateError, match=r"subsets cpu-smoke-random-s0 \(train run train-.*were trained on already"):
+        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+    assert not (tmp_path / "runs2").exists()
 
 
 def test_an_unknown_experiment_baseline_is_named(tmp_path):
@@ -259,3 +271,118 @@ def test_an_unknown_experiment_baseline_is_named(tmp_path):
     (tmp_path / "exp.yaml").write_text("k: 10\nseeds: [0, 0]\n", encoding="utf-8")
     with pytest.raises(JcurateError, match=r"exp.yaml: seeds must be distinct integers"):
         load_experiment_config(tmp_path / "exp.yaml")
+
+
+def test_an_eval_file_not_in_utf8_stops_and_a_repeated_id_is_a_bad_row(tmp_path):
+    from core.errors import JcurateError
+
+    rows = [{"id": 1, "input": "日本の首都はどこですか？", "output": "東京です。", "eval_aspect": "東京なら5点"},
+            {"id": 2, "input": "富士山の高さは？", "output": "3776メートルです。", "eval_aspect": "正確なら5点"}]
+    sjis = tmp_path / "sjis.jsonl"
+    sjis.write_bytes("\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode("shift_jis"))
+    with pytest.raises(JcurateError, match=rf"eval file {sjis} line 1: not UTF-8 text"):
+        load_tasks(sjis)
+    repeated = tmp_path / "repeated.jsonl"  # a BOM, and the second row under the first one's id
+    repeated.write_text("\ufeff" + "\n".join(json.dumps({**r, "id": 1}, ensure_ascii=False) for r in rows),
+                        encoding="utf-8")
+    warnings = []
+    items = load_tasks(repeated, warn=warnings.append)
+    assert [i.item_id for i in items] == ["repeated:1"] and items[0].turns == [rows[0]["input"]]
+    assert warnings == [f"skipped bad eval row: {repeated} line 2: id '1' repeats line 1's"]
+
+
+@needs_torch
+def test_an_eval_of_a_train_run_skips_bad_rows_and_names_its_numbers(default_run, tmp_path, capsys):
+    from tests.conftest import run_cli
+    from train.config import load_train_config
+    from train.sft import run_training
+    from train.tiny import build_tiny_model
+
+    db = tmp_path / "store.duckdb"
+    shutil.copy(default_run[1], db)
+    assert run_cli("subset", "--name", "few", "--license-use", "commercial", "--top-k", "8", "--db", str(db)) == 0
+    train = {"model": {"model_name_or_path": str(build_tiny_model(tmp_path / "tiny")), "dtype": "float32"},
+             "data": {"subset": "few", "db": str(db), "eval_fraction": 0.0},
+             "training": {"output_dir": str(tmp_path / "arm"), "max_steps": 1, "per_device_train_batch_size": 4,
+                          "max_length": 64, "disable_tqdm": True}}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train), encoding="utf-8")
+    train_run = run_training(load_train_config(tmp_path / "train.yaml"), log=lambda m: None)["train_run_id"]
+    lines = (ROOT / "data/eval/elyza_style.jsonl").read_text(encoding="utf-8").splitlines()[:2]
+    eval_file = tmp_path / "with_a_bad_row.jsonl"
+    eval_file.write_text("\n".join([lines[0], '{"input": "閉じていない', lines[1]]) + "\n", encoding="utf-8")
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump({"eval_files": [str(eval_file)], "judge": {"model": None}}),
+                                        encoding="utf-8")
+    capsys.readouterr()
+    assert run_cli("eval", "--config", str(tmp_path / "eval.yaml"), "--train-run", train_run, "--db", str(db)) == 0
+    out, err = capsys.readouterr()
+    assert f"skipped bad eval row: {eval_file} line 2" in err, "reported by line and skipped, as the docs say"
+    assert "no judge scores (no judge.model); reference NLL " in out
+    assert "nats/token on 2 items (lower is better); 0 training record(s) overlap the eval set" in out
+    # two eval files of the same name: their items' ids would collide
+    (tmp_path / "other").mkdir()
+    shutil.copy(eval_file, tmp_path / "other" / eval_file.name)
+    (tmp_path / "eval2.yaml").write_text(yaml.safe_dump({"eval_files": [str(eval_file), str(tmp_path / "other" /
+                                                                                           eval_file.name)],
+                                                         "judge": {"model": None}}), encoding="utf-8")
+    assert run_cli("eval", "--config", str(tmp_path / "eval2.yaml"), "--train-run", train_run, "--db", str(db)) == 2
+    assert "have the same name 'with_a_bad_row'" in capsys.readouterr().err
+
+
+@needs_torch
+def test_compare_says_what_it_left_unpaired_and_what_differs_beside_the_model(default_run, tiny_models, tmp_path,
+                                                                               capsys):
+    from eval.runner import load_eval_config, run_eval
+    from tests.conftest import run_cli
+
+    db = tmp_path / "store.duckdb"
+    shutil.copy(default_run[1], db)
+    runs = [run_eval(load_eval_config(None, eval_files=[str(ROOT / "data/eval/elyza_style.jsonl")], limit=limit,
+                                      model=str(model), db=str(db)), log=lambda m: None)["eval_run_id"]
+            for model, limit in zip(tiny_models, (2, 4))]
+    capsys.readouterr()
+    assert run_cli("compare", *runs, "--metric", "ref_nll", "--db", str(db)) == 0
+    out, err = capsys.readouterr()
+    assert "Paired items: 2 (0 item(s) of A and 2 of B have no pair in the other run and are left out" in out
+    assert "> warning: eval settings differ: limit 2 vs 4" in out
+    assert "warning: only 2 item(s) are in both runs: 0 of A's and 2 of B's are left out" in err
+    # --out writes the report (with the default --format it was ignored, the report only printed)
+    assert run_cli("compare", *runs, "--metric", "ref_nll", "--out", str(tmp_path / "r.md"), "--db", str(db)) == 0
+    assert capsys.readouterr().out == f"report: {tmp_path / 'r.md'}\n"
+    assert (tmp_path / "r.md").read_text(encoding="utf-8").startswith(f"# {runs[1]} vs {runs[0]}")
+
+
+@needs_torch
+def test_an_experiment_stops_before_training_on_arms_that_are_the_same_records_or_a_bad_eval_config(default_run,
+                                                                                                    tmp_path):
+    from core.errors import JcurateError
+    from eval.experiment import load_experiment_config, run_experiment
+
+    db = tmp_path / "store.duckdb"
+    shutil.copy(default_run[1], db)
+    train = yaml.safe_load((ROOT / "train/configs/cpu-smoke.yaml").read_text(encoding="utf-8"))
+    train["model"]["model_name_or_path"] = str(tmp_path / "tiny")
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train, allow_unicode=True), encoding="utf-8")
+    exp = {"name": "big", "db": str(db), "license_use": "commercial", "k": 100_000, "baselines": ["random"],
+           "train_config": str(tmp_path / "train.yaml"), "eval_config": str(ROOT / "eval/configs/eval-cpu-smoke.yaml"),
+           "out_dir": str(tmp_path / "runs")}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp), encoding="utf-8")
+    # k above the pool: every arm is the whole pool, top-k and random the same records
+    with pytest.raises(JcurateError, match=r"top-k and random hold the same \d+ records .* Nothing was trained"):
+        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM train_runs").fetchone()[0] == 0
+    con.close()
+    # an eval config that does not load stops the experiment before any subset, not after the training
+    exp.update(name="late", k=20, eval_config=str(tmp_path / "no-such-eval.yaml"))
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp), encoding="utf-8")
+    with pytest.raises(JcurateError, match=r"eval config not found"):
+        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+    train["training"]["max_step"] = 3
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train, allow_unicode=True), encoding="utf-8")
+    exp["eval_config"] = str(ROOT / "eval/configs/eval-cpu-smoke.yaml")
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp), encoding="utf-8")
+    with pytest.raises(JcurateError, match=rf"train config {tmp_path / 'train.yaml'}: config key 'training.max_step'"):
+        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM subsets WHERE name LIKE 'late-%'").fetchone()[0] == 0
+    con.close()

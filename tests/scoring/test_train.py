@@ -143,6 +143,50 @@ def test_bad_configs_fail_before_any_model_is_loaded(setup):
     assert run_cli("train", "--config", write_config(setup, "bad4", method="dpo")) == 2
 
 
+def test_a_value_of_the_wrong_type_is_named_before_any_model_is_loaded(setup):
+    from train.config import load_train_config
+
+    with pytest.raises(JcurateError, match=r"'training.max_steps': expected an integer, got 'abc'"):
+        load_train_config(write_config(setup, "typed1", training={"max_steps": "abc"}))
+    with pytest.raises(JcurateError, match=r"'training.bf16': expected true/false or null, got 'no'"):
+        load_train_config(write_config(setup, "typed2", training={"bf16": "no"}))
+    # YAML reads 3e-3 (no dot) as a string: it is the number the user wrote, as TRL would need it
+    path = setup["tmp"] / "typed3.yaml"
+    path.write_text(open(write_config(setup, "typed3"), encoding="utf-8").read().replace(
+        "learning_rate: 0.01", "learning_rate: 3e-3"), encoding="utf-8")
+    assert yaml.safe_load(path.read_text(encoding="utf-8"))["training"]["learning_rate"] == "3e-3"
+    assert load_train_config(path).training.learning_rate == 0.003
+
+
+def test_a_model_that_cannot_be_loaded_is_one_line(setup, capsys):
+    empty = setup["tmp"] / "empty-model"
+    empty.mkdir(exist_ok=True)
+    for name, model, expected in (
+            ("nomodel1", str(setup["tmp"] / "no-such-model"), f"no folder {setup['tmp'] / 'no-such-model'}"),
+            ("nomodel2", str(empty), f"the folder {empty} holds no loadable model"),
+            ("nomodel3", "no-such-org/no-such-model", "no-such-org/no-such-model is not a local folder and cannot be loaded")):
+        capsys.readouterr()
+        assert run_cli("train", "--config", write_config(setup, name, model={"model_name_or_path": model})) == 2
+        err = capsys.readouterr().err
+        assert f"jcurate: error: config key 'model.model_name_or_path': {expected}" in err and "Traceback" not in err
+
+
+def test_train_refuses_an_output_folder_that_holds_an_earlier_run(setup, capsys):
+    path = write_config(setup, "again", training={"max_steps": 2})
+    assert run_cli("train", "--config", path) == 0
+    adapter = setup["tmp"] / "again" / "adapter_model.safetensors"
+    before = adapter.read_bytes()
+    con = duckdb.connect(str(setup["db"]), read_only=True)
+    (first,) = con.execute("SELECT train_run_id FROM train_runs WHERE output_path = ?",
+                           [str(setup["tmp"] / "again")]).fetchone()
+    con.close()
+    capsys.readouterr()
+    assert run_cli("train", "--config", write_config(setup, "again", training={"max_steps": 2, "seed": 5})) == 2
+    err = capsys.readouterr().err
+    assert f"holds an earlier train run (train run {first} in {setup['db']})" in err
+    assert adapter.read_bytes() == before, "the earlier run's model is untouched: its id still names it"
+
+
 @pytest.mark.parametrize("name", ["cpu-smoke", "qwen2.5-0.5b-lora", "qwen2.5-0.5b-qlora", "llm-jp-3-1.8b-lora",
                                   "llm-jp-3-1.8b-qlora"])
 def test_shipped_recipes_validate(name):
