@@ -21,6 +21,7 @@ import yaml
 from core.config import from_dict, load_yaml
 from core.errors import JcurateError
 from curate.handover.subsets import DEFAULT_QUOTA_MIN_SCORE
+from licenses.rules import LADDER
 
 
 @dataclass
@@ -62,6 +63,9 @@ def load_experiment_config(path: str | Path) -> ExperimentConfig:
                            f"{cfg.baselines}")
     if cfg.k < 1:
         raise JcurateError(f"{path}: k is the number of records in each arm: at least 1, got {cfg.k}")
+    if cfg.license_use is not None and cfg.license_use not in LADDER:
+        raise JcurateError(f"{path}: config key 'license_use' must be one of {', '.join(LADDER)} (or null: any "
+                           f"license), got {cfg.license_use!r}")
     if cfg.seeds is not None and (not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds)):
         raise JcurateError(f"{path}: seeds must be distinct integers, at least one, got {cfg.seeds}")
     return cfg

@@ -267,6 +267,26 @@ def top_k_selection(args) -> tuple[bool, float | None]:
     return True, args.quota_min_score
 
 
+def refuse_replacing_a_trained_subset(db: str, name: str) -> None:
+    """``--replace`` of a subset a train run used would change the records that run's lineage links to
+    (``train_runs.subset``): refused, naming the runs. (Library callers that rebuild their own subsets,
+    such as the selection benchmark, call ``create_subset`` directly.)"""
+    from store.connection import connect
+
+    if not Path(db).is_file():
+        return
+    con = connect(db, read_only=True)
+    try:
+        runs = [r[0] for r in con.execute("SELECT train_run_id FROM train_runs WHERE subset = ? ORDER BY started_at",
+                                          [name]).fetchall()]
+    finally:
+        con.close()
+    if runs:
+        raise JcurateError(f"--replace {name}: train run(s) {', '.join(runs)} trained on this subset; rebuilding it "
+                           f"would change what they link to. Build the new subset under another name; nothing "
+                           f"was changed")
+
+
 def cmd_subset(args) -> int:
     from curate.handover.subsets import SubsetCriteria, create_subset
     from licenses.catalogue import load_catalogue
@@ -274,6 +294,8 @@ def cmd_subset(args) -> int:
     if args.top_k is None and args.random is None and args.score:
         raise JcurateError("--score ranks for --top-k N: add --top-k")
     per_source, quota_min_score = top_k_selection(args)
+    if args.replace:
+        refuse_replacing_a_trained_subset(args.db, args.name)
     criteria = SubsetCriteria(
         name=args.name, run_id=args.run, license_use=args.license_use, no_share_alike=args.no_share_alike,
         exclude_generated_by=tuple(args.exclude_generated_by or ()), top_k=args.top_k, score=args.score,

@@ -386,3 +386,8 @@ def test_an_experiment_stops_before_training_on_arms_that_are_the_same_records_o
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*) FROM subsets WHERE name LIKE 'late-%'").fetchone()[0] == 0
     con.close()
+    # a misspelt license_use is named as the config key it is, not as a command-line flag
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({**exp, "license_use": "comercial"}), encoding="utf-8")
+    with pytest.raises(JcurateError, match=r"exp.yaml: config key 'license_use' must be one of commercial, "
+                                           r"non-commercial, academic .* got 'comercial'"):
+        load_experiment_config(tmp_path / "exp.yaml")

@@ -187,6 +187,31 @@ def test_train_refuses_an_output_folder_that_holds_an_earlier_run(setup, capsys)
     assert adapter.read_bytes() == before, "the earlier run's model is untouched: its id still names it"
 
 
+def test_a_subset_a_train_run_used_is_not_replaced(setup, capsys):
+    """`jcurate subset --replace` of a trained subset would change what the train run's lineage links to."""
+    assert run_cli("subset", "--name", "sft-replace", "--license-use", "commercial", "--top-k", "12", "--score",
+                   "classifier", "--db", str(setup["db"])) == 0
+    assert run_cli("train", "--config", write_config(setup, "replace-run", data={"subset": "sft-replace"},
+                                                     training={"max_steps": 1})) == 0
+    con = duckdb.connect(str(setup["db"]), read_only=True)
+    (run,) = con.execute("SELECT train_run_id FROM train_runs WHERE subset = 'sft-replace'").fetchone()
+    members = con.execute("SELECT record_id FROM subset_members WHERE subset = 'sft-replace' ORDER BY 1").fetchall()
+    con.close()
+    capsys.readouterr()
+    assert run_cli("subset", "--name", "sft-replace", "--license-use", "commercial", "--random", "12", "--replace",
+                   "--db", str(setup["db"])) == 2
+    assert f"train run(s) {run} trained on this subset" in capsys.readouterr().err
+    con = duckdb.connect(str(setup["db"]), read_only=True)
+    after = con.execute("SELECT record_id FROM subset_members WHERE subset = 'sft-replace' ORDER BY 1").fetchall()
+    con.close()
+    assert after == members
+    # a subset no train run used is rebuilt as before
+    assert run_cli("subset", "--name", "sft-small-2", "--license-use", "commercial", "--random", "5",
+                   "--db", str(setup["db"])) == 0
+    assert run_cli("subset", "--name", "sft-small-2", "--license-use", "commercial", "--random", "6", "--replace",
+                   "--db", str(setup["db"])) == 0
+
+
 @pytest.mark.parametrize("name", ["cpu-smoke", "qwen2.5-0.5b-lora", "qwen2.5-0.5b-qlora", "llm-jp-3-1.8b-lora",
                                   "llm-jp-3-1.8b-qlora"])
 def test_shipped_recipes_validate(name):
