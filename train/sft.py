@@ -176,7 +176,34 @@ def prepare_trainer(job: TrainJob, log=print):
     trainer = SFTTrainer(model=model, args=job.training, train_dataset=Dataset.from_list(train_rows),
                          eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
                          processing_class=tokenizer, peft_config=peft_config)
+    log_through(trainer, log)
     return trainer, tokenizer, len(train_rows), len(eval_rows), est
+
+
+def log_through(trainer, log) -> None:
+    """The trainer's periodic logs as one line each through ``log`` (stderr in the CLI): transformers
+    prints them as Python dicts on stdout (its printer, or its progress bar's ``write``), where they
+    mixed with the command's result line, e.g. ``{'loss': '2.687', 'grad_norm': '1.638', ...}``."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+
+    class QuietProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
+    class LogLines(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items()
+                              if k != "total_flos")
+            log(f"step {state.global_step}/{state.max_steps}: {shown}")
+
+    handler = trainer.callback_handler
+    if any(isinstance(c, ProgressCallback) for c in handler.callbacks):
+        handler.remove_callback(ProgressCallback)
+        handler.add_callback(QuietProgress)
+    handler.remove_callback(PrinterCallback)
+    handler.add_callback(LogLines)
 
 
 def run_training(job: TrainJob, log=print) -> dict:

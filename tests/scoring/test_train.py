@@ -187,6 +187,16 @@ def test_train_refuses_an_output_folder_that_holds_an_earlier_run(setup, capsys)
     assert adapter.read_bytes() == before, "the earlier run's model is untouched: its id still names it"
 
 
+def test_train_prints_only_its_result_on_stdout_and_its_progress_as_lines_on_stderr(setup, capsys):
+    """The trainer's logs were Python dicts on stdout, mixed with the result line a script reads."""
+    capsys.readouterr()
+    assert run_cli("train", "--config", write_config(setup, "quiet", training={"max_steps": 4, "logging_steps": 2,
+                                                                               "disable_tqdm": False})) == 0
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 1 and out.startswith("train run ") and "{" not in out
+    assert "step 2/4: loss " in err and "step 4/4: loss " in err and "{'loss'" not in err
+
+
 def test_a_subset_a_train_run_used_is_not_replaced(setup, capsys):
     """`jcurate subset --replace` of a trained subset would change what the train run's lineage links to."""
     assert run_cli("subset", "--name", "sft-replace", "--license-use", "commercial", "--top-k", "12", "--score",
