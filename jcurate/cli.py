@@ -367,8 +367,13 @@ def cmd_train(args) -> int:
     from train.sft import check_output_dir, run_training
 
     job = load_train_config(args.config)
-    check_output_dir(job)
-    result = run_training(job, log=lambda m: print(m, file=sys.stderr))
+    try:
+        check_output_dir(job)
+        result = run_training(job, log=lambda m: print(m, file=sys.stderr))
+    except JcurateError as e:  # a key found wrong once the data or model is looked at: named with its file too
+        if str(e).startswith("config key"):
+            raise JcurateError(f"{args.config}: {e}") from None
+        raise
     print(f"train run {result['train_run_id']}: {result['output_dir']} (loss {result['train_loss_first']} -> "
           f"{result['train_loss_last']}, {result['tokens_per_second']} tokens/s, peak RAM {result['peak_ram_mb']:.0f} MB)")
     return 0

@@ -143,6 +143,16 @@ def test_bad_configs_fail_before_any_model_is_loaded(setup):
     assert run_cli("train", "--config", write_config(setup, "bad4", method="dpo")) == 2
 
 
+def test_a_key_found_wrong_at_the_data_names_the_config_file(setup, capsys):
+    """data.subset is looked up when the data loads: the message names the file the key is in, as the
+    errors of the config's own checks do."""
+    path = write_config(setup, "bad5", data={"subset": "no-such-subset"})
+    capsys.readouterr()
+    assert run_cli("train", "--config", path) == 2
+    assert f"jcurate: error: {path}: config key 'data.subset': no subset named 'no-such-subset'" in \
+        capsys.readouterr().err
+
+
 def test_a_value_of_the_wrong_type_is_named_before_any_model_is_loaded(setup):
     from train.config import load_train_config
 
@@ -166,9 +176,11 @@ def test_a_model_that_cannot_be_loaded_is_one_line(setup, capsys):
             ("nomodel2", str(empty), f"the folder {empty} holds no loadable model"),
             ("nomodel3", "no-such-org/no-such-model", "no-such-org/no-such-model is not a local folder and cannot be loaded")):
         capsys.readouterr()
-        assert run_cli("train", "--config", write_config(setup, name, model={"model_name_or_path": model})) == 2
+        path = write_config(setup, name, model={"model_name_or_path": model})
+        assert run_cli("train", "--config", path) == 2
         err = capsys.readouterr().err
-        assert f"jcurate: error: config key 'model.model_name_or_path': {expected}" in err and "Traceback" not in err
+        assert f"jcurate: error: {path}: config key 'model.model_name_or_path': {expected}" in err
+        assert "Traceback" not in err
 
 
 def test_train_refuses_an_output_folder_that_holds_an_earlier_run(setup, capsys):
