@@ -235,12 +235,11 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_sql(args) -> int:
-    from store.query import format_rows, interactive_shell, run_query
+    from store.query import interactive_shell, write_query
 
-    if not args.query:
+    if args.query is None:
         return interactive_shell(args.db)
-    columns, rows = run_query(args.db, args.query)
-    print(format_rows(columns, rows, args.format))
+    write_query(args.db, args.query, sys.stdout, args.format, max_rows=args.max_rows or None)
     return 0
 
 
@@ -549,7 +548,7 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from store import DEFAULT_DB
+    from store import DEFAULT_DB, TABLE_ROWS
 
     parser = argparse.ArgumentParser(prog="jcurate", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -646,6 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
     sql = sub.add_parser("sql", help="read-only SQL over the store; no query opens the duckdb shell")
     sql.add_argument("query", nargs="?", help="a SELECT (or EXPLAIN / PRAGMA) statement")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.add_argument("--max-rows", type=int, default=TABLE_ROWS, metavar="N",
+                     help="rows a table shows; the rest are counted (0: all; csv and json hold every row) "
+                          "(default: %(default)s)")
     sql.add_argument("--db", default=DEFAULT_DB)
     sql.set_defaults(func=cmd_sql)
 
