@@ -547,6 +547,17 @@ def positive_int(text: str) -> int:
     return n
 
 
+def row_count(text: str) -> int:
+    """argparse's type for ``jcurate sql --max-rows``: 0 (all) or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of rows, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"a number of rows, 0 (all) or more, got {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     from store import DEFAULT_DB, TABLE_ROWS
 
@@ -645,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql = sub.add_parser("sql", help="read-only SQL over the store; no query opens the duckdb shell")
     sql.add_argument("query", nargs="?", help="a SELECT (or EXPLAIN / PRAGMA) statement")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    sql.add_argument("--max-rows", type=int, default=TABLE_ROWS, metavar="N",
+    sql.add_argument("--max-rows", type=row_count, default=TABLE_ROWS, metavar="N",
                      help="rows a table shows; the rest are counted (0: all; csv and json hold every row) "
                           "(default: %(default)s)")
     sql.add_argument("--db", default=DEFAULT_DB)

@@ -69,6 +69,12 @@ def test_csv_and_json_hold_every_row_as_format_rows_writes_them(capsys, db, fmt)
     assert out == format_rows(run_query(db, "SELECT * FROM runs")[0], [], fmt) + "\n"
 
 
+def test_a_negative_max_rows_is_refused(capsys, db):
+    with pytest.raises(SystemExit) as e:
+        run_cli("sql", "SELECT 1", "--max-rows", "-5", "--db", db)
+    assert e.value.code == 2 and "0 (all) or more, got -5" in capsys.readouterr().err
+
+
 def test_an_empty_query_is_refused_in_one_line(capsys, db):
     code, out, err = sql(capsys, db, "")
     assert code == 2 and out == "" and err == "jcurate: error: empty query\n"
