@@ -199,8 +199,26 @@ def cmd_classifier(args) -> int:
         result = train_classifier(args.db, args.model_dir, label_scorer=args.labels)
         print(f"model {result['model_id']}: {result['path']} (training data hash {result['data_hash']})")
     else:
+        if args.model is not None:
+            check_classifier_named(args.db, args.model)
         score_run(args.db, args.model, args.run)
     return 0
+
+
+def check_classifier_named(db: str, model_id: str) -> None:
+    """``classifier score --model ID`` of a classifier the store does not hold: refused, naming the ones it holds
+    (``score_run`` would say the store holds no classifier at all)."""
+    from store.connection import connect
+
+    con = connect(db, read_only=True)
+    try:
+        held = [r[0] for r in con.execute("SELECT model_id FROM classifier_models ORDER BY trained_at DESC").fetchall()]
+    finally:
+        con.close()
+    if model_id not in held:
+        raise JcurateError(f"no classifier {model_id!r} in {db}: "
+                           + (f"its classifiers, latest first: {', '.join(held)}" if held
+                              else "it holds none; run `jcurate classifier train` first"))
 
 
 def cmd_ingest(args) -> int:
