@@ -78,3 +78,24 @@ def test_a_negative_max_rows_is_refused(capsys, db):
 def test_an_empty_query_is_refused_in_one_line(capsys, db):
     code, out, err = sql(capsys, db, "")
     assert code == 2 and out == "" and err == "jcurate: error: empty query\n"
+
+
+@pytest.mark.parametrize("command", [["sql", "SELECT * FROM runs"], ["licenses", "check", "--subset", "x"],
+                                     ["subset", "--name", "x", "--random", "3"], ["classifier", "score"]])
+@pytest.mark.parametrize("wrong", ["report.json", "empty.duckdb"])
+def test_a_db_that_is_not_a_store_is_said_in_one_line_and_left_as_it_was(default_run, tmp_path, capsys, command,
+                                                                          wrong):
+    """`--db out/report.json`: DuckDB would open the JSON file as an empty database in memory (a write vanishing
+    with the process, a read failing on a missing table, in a traceback)."""
+    db = tmp_path / wrong
+    if wrong == "report.json":
+        db.write_bytes((default_run[0] / "report.json").read_bytes())
+    else:
+        db.touch()
+    before = db.read_bytes()
+    capsys.readouterr()
+    assert run_cli(*command, "--db", str(db)) == 2
+    what = "an empty file" if wrong == "empty.duckdb" else "not a DuckDB database file"
+    assert capsys.readouterr().err == (f"jcurate: error: {db} is {what}, not a store: pass the store's path with "
+                                       f"--db (`jcurate run` makes one)\n")
+    assert db.read_bytes() == before
