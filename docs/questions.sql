@@ -19,10 +19,12 @@ SELECT run_id, stage, reason, value
 FROM decisions
 WHERE record_id = 'jcurate-labelled:punct-0' AND NOT kept;
 
--- Q3: score distribution per source and scorer
+-- Q3: score distribution per source and scorer, over the latest run (each record's latest score by each scorer)
 SELECT r.source_id, sc.scorer, count(*) AS n, round(avg(sc.score), 2) AS mean,
        round(min(sc.score), 2) AS min, round(max(sc.score), 2) AS max
-FROM scores sc JOIN records r USING (record_id)
+FROM (SELECT record_id, scorer, arg_max(score, created_at) AS score FROM scores
+      WHERE run_id = (SELECT run_id FROM latest_run) GROUP BY ALL) sc
+JOIN records r USING (record_id)
 GROUP BY ALL ORDER BY r.source_id, sc.scorer;
 
 -- Q4: records derived from model-generated data, their effective license and fate

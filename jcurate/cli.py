@@ -199,8 +199,26 @@ def cmd_classifier(args) -> int:
         result = train_classifier(args.db, args.model_dir, label_scorer=args.labels)
         print(f"model {result['model_id']}: {result['path']} (training data hash {result['data_hash']})")
     else:
+        if args.model is not None:
+            check_classifier_named(args.db, args.model)
         score_run(args.db, args.model, args.run)
     return 0
+
+
+def check_classifier_named(db: str, model_id: str) -> None:
+    """``classifier score --model ID`` of a classifier the store does not hold: refused, naming the ones it holds
+    (``score_run`` would say the store holds no classifier at all)."""
+    from store.connection import connect
+
+    con = connect(db, read_only=True)
+    try:
+        held = [r[0] for r in con.execute("SELECT model_id FROM classifier_models ORDER BY trained_at DESC").fetchall()]
+    finally:
+        con.close()
+    if model_id not in held:
+        raise JcurateError(f"no classifier {model_id!r} in {db}: "
+                           + (f"its classifiers, latest first: {', '.join(held)}" if held
+                              else "it holds none; run `jcurate classifier train` first"))
 
 
 def cmd_ingest(args) -> int:
@@ -235,12 +253,11 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_sql(args) -> int:
-    from store.query import format_rows, interactive_shell, run_query
+    from store.query import interactive_shell, write_query
 
-    if not args.query:
+    if args.query is None:
         return interactive_shell(args.db)
-    columns, rows = run_query(args.db, args.query)
-    print(format_rows(columns, rows, args.format))
+    write_query(args.db, args.query, sys.stdout, args.format, max_rows=args.max_rows or None)
     return 0
 
 
@@ -548,8 +565,19 @@ def positive_int(text: str) -> int:
     return n
 
 
+def row_count(text: str) -> int:
+    """argparse's type for ``jcurate sql --max-rows``: 0 (all) or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of rows, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"a number of rows, 0 (all) or more, got {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from store import DEFAULT_DB
+    from store import DEFAULT_DB, TABLE_ROWS
 
     parser = argparse.ArgumentParser(prog="jcurate", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -646,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     sql = sub.add_parser("sql", help="read-only SQL over the store; no query opens the duckdb shell")
     sql.add_argument("query", nargs="?", help="a SELECT (or EXPLAIN / PRAGMA) statement")
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.add_argument("--max-rows", type=row_count, default=TABLE_ROWS, metavar="N",
+                     help="rows a table shows; the rest are counted (0: all; csv and json hold every row) "
+                          "(default: %(default)s)")
     sql.add_argument("--db", default=DEFAULT_DB)
     sql.set_defaults(func=cmd_sql)
 

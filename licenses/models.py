@@ -111,6 +111,11 @@ def resolve_model_license(model: str, catalogue: Catalogue, cache_dir: str | Pat
         return ModelLicense(model, catalogue.licenses[license_id], f"model card {card.path}", note)
     if by_catalogue[0]:
         return ModelLicense(model, catalogue.licenses[by_catalogue[0]], by_catalogue[1])
+    # a license id in another case (`apache-2.0`, the hub's spelling), as the manifest reads one; not a hub id
+    # (no owner/) and not a local folder, which were looked up above
+    same_id = [i for i in catalogue.licenses if i.lower() == model.lower()]
+    if "/" not in model and not Path(model).exists() and len(same_id) == 1:
+        return ModelLicense(model, catalogue.licenses[same_id[0]], f"license id {same_id[0]}")
     raise UnknownModelLicense(
         model, "no model card with a license (a local folder's README.md or the card in the Hugging Face cache), no "
                "model_families pattern and no hub_models entry in licenses/catalogue.yaml",

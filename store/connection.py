@@ -53,6 +53,28 @@ def _open(db: str | Path, read_only: bool, config: dict | None) -> duckdb.DuckDB
     return con
 
 
+class NotAStore(JcurateError):
+    """A --db that names a file DuckDB cannot open as a database, or one that is not a DuckDB file."""
+
+
+# a DuckDB database file carries these bytes at offset 8 of its header
+DUCKDB_MAGIC = b"DUCK"
+
+
+def check_is_a_store(db: str | Path) -> None:
+    """Refuses a file that is not a DuckDB database (an empty file included). DuckDB opens a JSON, CSV or Parquet
+    file given as a database as an empty database in memory (``--db out/report.json``): a read would fail on
+    tables it does not find, a write would vanish with the process."""
+    path = Path(db)
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if head[8:12] != DUCKDB_MAGIC:
+        what = "an empty file" if not head else "not a DuckDB database file"
+        raise NotAStore(f"{db} is {what}, not a store: pass the store's path with --db (`jcurate run` makes one)")
+
+
 def connect(db: str | Path, read_only: bool = False, lock_wait: float = LOCK_WAIT_S,
             config: dict | None = None) -> duckdb.DuckDBPyConnection:
     """Open the store. DuckDB lets one process write or several read; a store held by another
@@ -61,6 +83,7 @@ def connect(db: str | Path, read_only: bool = False, lock_wait: float = LOCK_WAI
     connection configuration (the service passes its own)."""
     if read_only and not Path(db).is_file():
         raise JcurateError(f"no store at {db}: run `jcurate run` first (or pass --db)")
+    check_is_a_store(db)
     deadline = time.monotonic() + lock_wait
     while True:
         try:
@@ -68,7 +91,8 @@ def connect(db: str | Path, read_only: bool = False, lock_wait: float = LOCK_WAI
             break
         except duckdb.IOException as e:
             if not is_lock_conflict(e):
-                raise
+                raise NotAStore(f"{db} cannot be opened as a DuckDB store ({first_line(e)}): pass the store's "
+                                f"path with --db") from None
             if time.monotonic() >= deadline:
                 raise StoreLocked(f"the store {db} is locked by another process (waited {lock_wait:.0f} s): "
                                   f"{first_line(e)}") from None

@@ -189,6 +189,21 @@ def test_licenses_check_resolves_a_family_model_and_says_how(store, capsys):
     assert "(Gemma, from its family rule 'google/gemma-*')" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("written, license_id", [("apache-2.0", "Apache-2.0"), ("cc-by-nc-4.0", "CC-BY-NC-4.0"),
+                                                ("gemma", "Gemma")])
+def test_licenses_check_reads_a_base_license_id_in_another_case_as_the_manifest_does(store, capsys, written,
+                                                                                      license_id):
+    """`--base-model apache-2.0` (the hub's spelling): the manifest reads it as Apache-2.0, so does the check."""
+    name = f"all-for-{written}"
+    assert run_cli("subset", "--name", name, "--db", str(store)) == 0
+    capsys.readouterr()
+    assert run_cli("licenses", "check", "--subset", name, "--base-model", written, "--db", str(store)) == 0
+    assert f"a model fine-tuned from {written} ({license_id}, from its license id {license_id})" in \
+        capsys.readouterr().out
+    assert run_cli("licenses", "check", "--subset", name, "--base-model", "apache-3.0", "--db",
+                   str(store)) == 2
+
+
 @pytest.mark.parametrize("model, license_id", [
     ("google/gemma-2-2b", "Gemma"), ("google/gemma-3-1b-pt", "Gemma"),
     ("meta-llama/Llama-3.1-405B-Instruct", "Llama-3.1"), ("meta-llama/Meta-Llama-3-8B", "Llama-3"),

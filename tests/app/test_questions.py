@@ -63,3 +63,24 @@ def test_q5_train_runs_query_runs(db):
     cols, rows = run_query(db, questions()["Q5"])
     assert cols[:3] == ["train_run_id", "subset", "n_records"]
     assert rows == []  # the SFT stage fills train_runs
+
+
+@pytest.fixture(scope="module")
+def two_runs(default_run, tmp_path_factory):
+    """The embedded default run twice into one store: the second run trains and scores with a classifier of
+    its own, so the store holds two classifiers' scores of the same records."""
+    tmp = tmp_path_factory.mktemp("questions-two-runs")
+    db = tmp / "store.duckdb"
+    shutil.copy(default_run[1], db)
+    assert run_cli("run", "--out", str(tmp / "out"), "--db", str(db), "--workers", "1") == 0
+    return db
+
+
+def test_q3_counts_the_latest_runs_scores_once_in_a_store_of_two_runs(two_runs):
+    _, rows = run_query(two_runs, questions()["Q3"])
+    n = {(r[0], r[1]): r[2] for r in rows}
+    kept = dict(run_query(two_runs, """SELECT r.source_id, count(*) FROM record_fate f JOIN records r USING (record_id)
+                                       WHERE f.run_id = (SELECT run_id FROM latest_run) AND f.kept GROUP BY ALL""")[1])
+    assert run_query(two_runs, "SELECT count(DISTINCT model) FROM scores WHERE scorer = 'classifier'")[1] == [(2,)]
+    for source, k in kept.items():
+        assert n[(source, "shipped")] == k and n[(source, "classifier")] == k, source
