@@ -123,9 +123,12 @@ def train_classifier(db: str | Path, model_dir: str | Path, label_scorer: str = 
     try:
         data = _labelled(con, label_scorer)
         if len(data) < max(min_labels, MIN_LABELS):
-            raise JcurateError(f"only {len(data)} records carry '{label_scorer}' scores; the classifier needs at least "
-                               f"{max(min_labels, MIN_LABELS)} (scoring.min_labels; run `jcurate judge --sample N`, "
-                               f"or name a label_field in the manifest)")
+            held = "" if data else " (the store holds scores of: " + (", ".join(
+                r[0] for r in con.execute("SELECT DISTINCT scorer FROM scores ORDER BY 1").fetchall()) or "none") + ")"
+            key = " (scoring.min_labels of the run config)" if min_labels > MIN_LABELS else ""
+            raise JcurateError(f"only {len(data)} records carry '{label_scorer}' scores{held}; the classifier needs at "
+                               f"least {max(min_labels, MIN_LABELS)}{key}: run `jcurate judge --sample N`, or name a "
+                               f"label_field in the manifest")
         rng = random.Random(params.seed)
         order = list(range(len(data)))
         rng.shuffle(order)

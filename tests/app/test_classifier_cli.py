@@ -19,3 +19,16 @@ def test_classifier_score_names_the_classifiers_when_the_model_is_not_held(defau
                                        f"first: {held}\n")
     assert run_cli("classifier", "score", "--model", held, "--db", str(db)) == 0
     assert f"classifier {held} scored 950 kept records" in capsys.readouterr().out
+
+
+def test_classifier_train_with_a_misspelt_label_scorer_names_the_scorers_the_store_holds(default_run, tmp_path, capsys):
+    """`classifier train --labels jduge`: "only 0 records carry 'jduge' scores" alone left the user guessing; and the
+    message named scoring.min_labels, a run-config key this command does not read."""
+    db = tmp_path / "store.duckdb"
+    shutil.copy(default_run[1], db)
+    scorers = [r[0] for r in run_query(db, "SELECT DISTINCT scorer FROM scores ORDER BY 1")[1]]
+    capsys.readouterr()
+    assert run_cli("classifier", "train", "--labels", "jduge", "--db", str(db), "--model-dir", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert f"only 0 records carry 'jduge' scores (the store holds scores of: {', '.join(scorers)})" in err
+    assert "label" in scorers and "scoring.min_labels" not in err
