@@ -684,12 +684,10 @@ def test_judge_when_asked_and_configured(store, tmp_path):
             assert all(r["judge"] is None for r in no_judge)
             assert httpx.get(f"{url}/healthz").json()["judge"] == "tiny"
             model_server.__exit__(None, None, None)  # the judge's server stops while the service runs
-            start = time.perf_counter()
             fresh = {"records": [{"instruction": "富士山の高さは?", "output": "3776メートルです。"}], "judge": True}
-            gone = httpx.post(f"{url}/v1/score", json=fresh, timeout=120)
+            gone = httpx.post(f"{url}/v1/score", json=fresh, timeout=120)  # not 200 with a failed judgement per record
             assert gone.status_code == 503 and model_server.base_url in gone.json()["detail"]
-            assert "judge=false" in gone.json()["detail"]
-            assert time.perf_counter() - start < 10  # one look at the server, not every record's retries
+            assert "nothing was judged" in gone.json()["detail"] and "judge=false" in gone.json()["detail"]
             assert httpx.post(f"{url}/v1/score", json={**fresh, "judge": False}, timeout=120).status_code == 200
             cached = httpx.post(f"{url}/v1/score", json=batch, timeout=120)  # judged before: from the cache
             assert cached.status_code == 200 and [r["judge"]["score"] for r in cached.json()["results"]] == \
