@@ -63,29 +63,18 @@ def run_on_pool(executor, stage_pool: StagePool) -> PipelineStats | None:
     """``LocalPipelineExecutor.run`` of ``executor`` (no ``depends``: stages run in order here) with the
     workers and manager of ``stage_pool``. ``executor.workers`` local ranks are handed out, so at most
     that many of its tasks run at once (and at most the pool's size)."""
-    executor._launched = True
-    local = range(executor.local_rank_offset, executor.local_rank_offset + executor.local_tasks)
-    if all(map(executor.is_rank_completed, local)):
-        logger.info(f"Not doing anything as all {executor.local_tasks} tasks have already been completed.")
-        return None
-    executor.save_executor_as_json()
-    pool, manager = stage_pool.get()
-    ranks_q = manager.Queue()
-    for i in range(executor.workers):
-        ranks_q.put(i)
-    ranks_to_run = executor.get_incomplete_ranks(local)
-    if (skipped := executor.local_tasks - len(ranks_to_run)) > 0:
-        logger.info(f"Skipping {skipped} already completed tasks")
-    completed_counter = manager.Value("i", skipped)
-    completed_lock = manager.Lock()
-    stats = list(pool.imap_unordered(partial(_run_task, executor, stage_pool.without_pandas, ranks_q=ranks_q,
-                                             completed=completed_counter, completed_lock=completed_lock),
-                                     ranks_to_run))
-    stats = sum(stats, start=PipelineStats())
-    with executor.logging_dir.open("stats.json", "wt") as statsfile:
-        stats.save_to_disk(statsfile)
-    logger.success(stats.get_repr(f"All {executor.local_tasks} tasks"))
-    return stats
+    def on_pool(ranks_to_run: list[int], skipped: int) -> list[PipelineStats]:
+        pool, manager = stage_pool.get()
+        ranks_q = manager.Queue()
+        for i in range(executor.workers):
+            ranks_q.put(i)
+        completed_counter = manager.Value("i", skipped)
+        completed_lock = manager.Lock()
+        return list(pool.imap_unordered(partial(_run_task, executor, stage_pool.without_pandas, ranks_q=ranks_q,
+                                                completed=completed_counter, completed_lock=completed_lock),
+                                        ranks_to_run))
+
+    return _run_stage(executor, on_pool)
 
 
 def run_in_process(executor) -> PipelineStats | None:
@@ -97,22 +86,33 @@ def run_in_process(executor) -> PipelineStats | None:
     from copy import deepcopy
 
     assert executor.workers == 1, "run_in_process runs one worker's tasks"
+
+    def in_turn(ranks_to_run: list[int], skipped: int) -> list[PipelineStats]:
+        ranks_q = queue.Queue()
+        ranks_q.put(0)
+        pipeline, stats = executor.pipeline, []
+        for rank in ranks_to_run:
+            executor.pipeline = deepcopy(pipeline)
+            stats.append(executor._launch_run_for_rank(rank, ranks_q))
+        return stats
+
+    return _run_stage(executor, in_turn)
+
+
+def _run_stage(executor, run_ranks) -> PipelineStats | None:
+    """What ``LocalPipelineExecutor.run`` does around its tasks (datatrove 0.10): nothing when every local
+    rank completed, else the executor's JSON, the incomplete ranks to ``run_ranks(ranks, skipped)``, and
+    their stats summed into ``stats.json``."""
     executor._launched = True
     local = range(executor.local_rank_offset, executor.local_rank_offset + executor.local_tasks)
     if all(map(executor.is_rank_completed, local)):
         logger.info(f"Not doing anything as all {executor.local_tasks} tasks have already been completed.")
         return None
     executor.save_executor_as_json()
-    ranks_q = queue.Queue()
-    ranks_q.put(0)
     ranks_to_run = executor.get_incomplete_ranks(local)
     if (skipped := executor.local_tasks - len(ranks_to_run)) > 0:
         logger.info(f"Skipping {skipped} already completed tasks")
-    pipeline, stats = executor.pipeline, []
-    for rank in ranks_to_run:
-        executor.pipeline = deepcopy(pipeline)
-        stats.append(executor._launch_run_for_rank(rank, ranks_q))
-    stats = sum(stats, start=PipelineStats())
+    stats = sum(run_ranks(ranks_to_run, skipped), start=PipelineStats())
     with executor.logging_dir.open("stats.json", "wt") as statsfile:
         stats.save_to_disk(statsfile)
     logger.success(stats.get_repr(f"All {executor.local_tasks} tasks"))
