@@ -119,6 +119,7 @@ def check_before_building(cfg: ExperimentConfig, tags: list[str], subset_names: 
     names (rebuilding a subset that a train run used would change that run's lineage)."""
     from eval.runner import load_eval_config, load_items
     from store.connection import connect
+    from store.runs import train_runs_of
     from train.sft import RUN_FILES, check_model
 
     base_train = load_yaml(cfg.train_config, "train config")
@@ -139,13 +140,11 @@ def check_before_building(cfg: ExperimentConfig, tags: list[str], subset_names: 
                            f"ids in the store point at those folders. Set a new out_dir (and name), or move it aside")
     con = connect(cfg.db, read_only=True)
     try:
-        trained = con.execute(f"""SELECT subset, min(train_run_id) FROM train_runs WHERE subset IN
-                                  ({", ".join("?" * len(subset_names))}) GROUP BY subset ORDER BY subset""",
-                              subset_names).fetchall()
+        trained = train_runs_of(con, subset_names)
     finally:
         con.close()
     if trained:
-        listed = ", ".join(f"{name} (train run {run})" for name, run in trained)
+        listed = ", ".join(f"{name} (train run {runs[0]})" for name, runs in trained.items())
         raise JcurateError(f"subsets {listed} were trained on already: rebuilding them would change what those "
                            f"train runs link to. Set a new name for this experiment")
     return base_train, eval_cfg

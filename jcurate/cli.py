@@ -289,13 +289,13 @@ def refuse_replacing_a_trained_subset(db: str, name: str) -> None:
     (``train_runs.subset``): refused, naming the runs. (Library callers that rebuild their own subsets,
     such as the selection benchmark, call ``create_subset`` directly.)"""
     from store.connection import connect
+    from store.runs import train_runs_of
 
     if not Path(db).is_file():
         return
     con = connect(db, read_only=True)
     try:
-        runs = [r[0] for r in con.execute("SELECT train_run_id FROM train_runs WHERE subset = ? ORDER BY started_at",
-                                          [name]).fetchall()]
+        runs = train_runs_of(con, [name]).get(name)
     finally:
         con.close()
     if runs:
@@ -554,26 +554,22 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def positive_int(text: str) -> int:
-    """argparse's type for a number of records to take."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a number of records, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"a number of records, at least 1, got {n}")
-    return n
+def count_type(what: str, minimum: int, bound: str):
+    """An argparse type for a count of ``what`` of at least ``minimum`` (``bound`` says it in the message)."""
+    def count(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"a number of {what}, got {text!r}") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"a number of {what}, {bound}, got {n}")
+        return n
+
+    return count
 
 
-def row_count(text: str) -> int:
-    """argparse's type for ``jcurate sql --max-rows``: 0 (all) or more."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a number of rows, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"a number of rows, 0 (all) or more, got {n}")
-    return n
+positive_int = count_type("records", 1, "at least 1")  # a number of records to take
+row_count = count_type("rows", 0, "0 (all) or more")  # jcurate sql --max-rows
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,16 @@ def resolve_run(con, run_id: str | None = None) -> str:
     return run_id
 
 
+def train_runs_of(con, subsets: list[str]) -> dict[str, list[str]]:
+    """{subset: the ids of the train runs that used it, oldest first} for those of ``subsets`` a train run
+    used: the lineage that rebuilding such a subset would change."""
+    found: dict[str, list[str]] = {}
+    for subset, run in con.execute("SELECT subset, train_run_id FROM train_runs WHERE subset IN (SELECT unnest(?)) "
+                                   "ORDER BY subset, started_at", [list(subsets)]).fetchall():
+        found.setdefault(subset, []).append(run)
+    return found
+
+
 def package_versions() -> dict:
     out = {"python": platform.python_version()}
     for pkg in ("jcurate", "datatrove", "duckdb", "fugashi"):
