@@ -365,24 +365,26 @@ def test_an_experiment_stops_before_training_on_arms_that_are_the_same_records_o
     exp = {"name": "big", "db": str(db), "license_use": "commercial", "k": 100_000, "baselines": ["random"],
            "train_config": str(tmp_path / "train.yaml"), "eval_config": str(ROOT / "eval/configs/eval-cpu-smoke.yaml"),
            "out_dir": str(tmp_path / "runs")}
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp), encoding="utf-8")
+
+    def experiment(**changes):
+        """Writes the experiment config with ``changes`` and runs it."""
+        exp.update(changes)
+        (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp), encoding="utf-8")
+        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+
     # k above the pool: every arm is the whole pool, top-k and random the same records
     with pytest.raises(JcurateError, match=r"top-k and random hold the same \d+ records .* Nothing was trained"):
-        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+        experiment()
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*) FROM train_runs").fetchone()[0] == 0
     con.close()
     # an eval config that does not load stops the experiment before any subset, not after the training
-    exp.update(name="late", k=20, eval_config=str(tmp_path / "no-such-eval.yaml"))
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp), encoding="utf-8")
     with pytest.raises(JcurateError, match=r"eval config not found"):
-        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+        experiment(name="late", k=20, eval_config=str(tmp_path / "no-such-eval.yaml"))
     train["training"]["max_step"] = 3
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(train, allow_unicode=True), encoding="utf-8")
-    exp["eval_config"] = str(ROOT / "eval/configs/eval-cpu-smoke.yaml")
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp), encoding="utf-8")
     with pytest.raises(JcurateError, match=rf"train config {tmp_path / 'train.yaml'}: config key 'training.max_step'"):
-        run_experiment(load_experiment_config(tmp_path / "exp.yaml"), log=lambda m: None)
+        experiment(eval_config=str(ROOT / "eval/configs/eval-cpu-smoke.yaml"))
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*) FROM subsets WHERE name LIKE 'late-%'").fetchone()[0] == 0
     con.close()
