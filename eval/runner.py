@@ -256,12 +256,14 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
             eval_run_id=eval_run_id, train_run_id=cfg.train_run, model=model, adapter=adapter,
             eval_files=json.dumps(cfg.eval_files), judge_model=judge.model if judge else None,
             config=json.dumps(asdict(cfg), default=str), decont_overlap=overlap, mean_score=mean,
+            mean_score_elyza=by_shape.get("elyza", (None,))[0], mean_score_mt_bench=by_shape.get("mt-bench", (None,))[0],
             mean_ref_nll=mean_nll, created_at=now))
         columns = ("category", "answer", "score", "judge_model", "rationale", "ref_nll", "ref_tokens")
         insert_rows(con, "eval_results", [dict(eval_run_id=eval_run_id, train_run_id=cfg.train_run, item_id=key,
                                                created_at=now, **{c: row.get(c) for c in columns})
                                           for key, row in rows.items()])
-        log(f"eval {eval_run_id}: {len(graded)} graded answers, mean {mean if mean is None else round(mean, 3)}"
+        per_scale = ", ".join(f"{shape} mean {m:.3f} on {n}" for shape, (m, n) in by_shape.items()) or "no score"
+        log(f"eval {eval_run_id}: {len(graded)} graded answers ({per_scale})"
             + (f"; reference NLL on {len(nll)} item(s), mean {mean_nll:.4f}" if nll else ""))
         return {"eval_run_id": eval_run_id, "graded": len(graded), "failed": len(graded) - len(scores),
                 "mean": mean, "decont_overlap": overlap, "reference_nll_items": len(nll), "mean_ref_nll": mean_nll,

@@ -71,6 +71,10 @@ ALTER TABLE sources ADD COLUMN IF NOT EXISTS relicensed_from_run VARCHAR;
 ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS ref_nll DOUBLE;
 ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS ref_tokens INTEGER;
 ALTER TABLE eval_runs ADD COLUMN IF NOT EXISTS mean_ref_nll DOUBLE;
+-- the judge's mean per scale: ELYZA-shape answers are graded 1-5, MT-Bench turns 1-10, so mean_score (kept for
+-- older readers) mixes two scales; older stores gain the columns
+ALTER TABLE eval_runs ADD COLUMN IF NOT EXISTS mean_score_elyza DOUBLE;
+ALTER TABLE eval_runs ADD COLUMN IF NOT EXISTS mean_score_mt_bench DOUBLE;
 -- the one judge cache (store.cache): prompt_hash is a record's content_hash (record judging) or the
 -- sha256 of a grading prompt (evaluation)
 CREATE TABLE IF NOT EXISTS judge_cache (

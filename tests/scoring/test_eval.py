@@ -393,3 +393,36 @@ def test_an_experiment_stops_before_training_on_arms_that_are_the_same_records_o
     with pytest.raises(JcurateError, match=r"exp.yaml: config key 'license_use' must be one of commercial, "
                                            r"non-commercial, academic .* got 'comercial'"):
         load_experiment_config(tmp_path / "exp.yaml")
+
+
+@needs_torch
+def test_an_eval_of_both_shapes_stores_each_scales_mean_in_its_own_column(tiny_models, tmp_path):
+    """ELYZA answers are graded 1-5, MT-Bench turns 1-10: eval_runs keeps a mean per scale (mean_score mixes
+    them), also in a store written before those columns, which gains them."""
+    from eval.runner import load_eval_config, run_eval
+
+    db = tmp_path / "store.duckdb"
+    older = duckdb.connect(str(db))  # eval_runs as a store from before the per-scale columns has it
+    older.execute("""CREATE TABLE eval_runs (
+        eval_run_id VARCHAR PRIMARY KEY, train_run_id VARCHAR, model VARCHAR, adapter VARCHAR, eval_files JSON,
+        judge_model VARCHAR, config JSON, decont_overlap INTEGER, mean_score DOUBLE, created_at TIMESTAMPTZ)""")
+    older.close()
+    tiny = str(tiny_models[0])
+    cfg = load_eval_config(None, eval_files=[str(ROOT / "data/eval/elyza_style.jsonl"),
+                                             str(ROOT / "data/eval/mt_bench_style.jsonl")],
+                           limit=2, model=tiny, backend="transformers", db=str(db), reference_nll=False,
+                           generation={"max_new_tokens": 4}, judge={"backend": "transformers", "model": tiny})
+    result = run_eval(cfg, log=lambda m: None)
+    con = duckdb.connect(str(db), read_only=True)
+    scores = con.execute("SELECT item_id, score FROM eval_results WHERE eval_run_id = ?",
+                         [result["eval_run_id"]]).fetchall()
+    mixed, elyza, mt_bench = con.execute("""SELECT mean_score, mean_score_elyza, mean_score_mt_bench FROM eval_runs
+                                             WHERE eval_run_id = ?""", [result["eval_run_id"]]).fetchone()
+    con.close()
+    by_file = {f: [s for item, s in scores if item.startswith(f + ":")] for f in ("elyza_style", "mt_bench_style")}
+    assert len(by_file["elyza_style"]) == 2 and len(by_file["mt_bench_style"]) == 2 * 2, "2 items, 2 turns each"
+    assert all(s is not None for s in by_file["elyza_style"] + by_file["mt_bench_style"])
+    assert elyza == pytest.approx(np.mean(by_file["elyza_style"])) and 1 <= elyza <= 5
+    assert mt_bench == pytest.approx(np.mean(by_file["mt_bench_style"])) and 1 <= mt_bench <= 10
+    assert mixed == pytest.approx(np.mean(by_file["elyza_style"] + by_file["mt_bench_style"])), "kept as it was"
+    assert result["mean_by_shape"] == {"elyza": (pytest.approx(elyza), 2), "mt-bench": (pytest.approx(mt_bench), 4)}
