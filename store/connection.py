@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -57,6 +58,21 @@ class NotAStore(JcurateError):
     """A --db that names a file DuckDB cannot open as a database, or one that is not a DuckDB file."""
 
 
+class StorePermission(JcurateError):
+    """A --db this user may not read, write, or create in its folder: a store, or not, it cannot be told."""
+
+
+def permission_denied(db: str | Path) -> StorePermission:
+    """What this user may not do to the store ``db``, named: read it, write it, or create it in its folder."""
+    path = Path(db)
+    if not path.exists():
+        return StorePermission(f"{db} cannot be created: permission denied in its folder {path.parent}")
+    if not os.access(path, os.R_OK):
+        return StorePermission(f"{db} cannot be read: permission denied (its mode or owner keeps this user out)")
+    return StorePermission(f"{db} cannot be written: permission denied (its mode or owner keeps this user out; "
+                           f"commands that only read it, such as `jcurate sql`, can)")
+
+
 # a DuckDB database file carries these bytes at offset 8 of its header
 DUCKDB_MAGIC = b"DUCK"
 
@@ -68,8 +84,11 @@ def check_is_a_store(db: str | Path) -> None:
     path = Path(db)
     if not path.is_file():
         return
-    with open(path, "rb") as f:
-        head = f.read(12)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except PermissionError:
+        raise permission_denied(db) from None
     if head[8:12] != DUCKDB_MAGIC:
         what = "an empty file" if not head else "not a DuckDB database file"
         raise NotAStore(f"{db} is {what}, not a store: pass the store's path with --db (`jcurate run` makes one)")
@@ -91,6 +110,8 @@ def connect(db: str | Path, read_only: bool = False, lock_wait: float = LOCK_WAI
             break
         except duckdb.IOException as e:
             if not is_lock_conflict(e):
+                if "permission denied" in str(e).lower():  # DuckDB's text of EACCES: no sign of a file that is no store
+                    raise permission_denied(db) from None
                 raise NotAStore(f"{db} cannot be opened as a DuckDB store ({first_line(e)}): pass the store's "
                                 f"path with --db") from None
             if time.monotonic() >= deadline:

@@ -1,14 +1,22 @@
 """The store's connections and schema: row groups every writer shares, connections of one process
-sharing the file, and an older store's per-stage decisions table migrated to the decisions view."""
+sharing the file, an older store's per-stage decisions table migrated to the decisions view, and a store
+file this user may not read or write said to be so."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import duckdb
+import pytest
 
 from store.connection import ROW_GROUP_ROWS, connect
+from tests.conftest import ROOT
 
 STAGES = ("read", "quality", "language", "exact_dedup", "near_dedup", "decontamination")
 
@@ -90,3 +98,82 @@ def test_writers_share_the_row_groups_and_the_file_is_released_after_the_last_cl
          "\"SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('t')\").fetchone()[0])", str(db)],
         capture_output=True, text=True, check=True).stdout  # another process opens it: released
     assert int(groups) == 3
+
+
+
+def what_each_says(commands: list[list[str]], new_store: str) -> list:
+    """(exit code, stderr) of each CLI command, then what connect says writing a new store at ``new_store``."""
+    import contextlib
+    import io
+
+    from core.errors import JcurateError
+    from jcurate.cli import main
+
+    said = []
+    for argv in commands:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            said.append([main(argv), err.getvalue()])
+    try:
+        connect(new_store).close()
+        said.append("opened")
+    except JcurateError as e:
+        said.append(str(e))
+    return said
+
+
+@pytest.fixture
+def as_a_user_file_modes_stop(tmp_path):
+    """(a folder, ``what_each_says`` as a user whom file modes stop): this user in this process; where the tests
+    run as root, whom no mode stops from reading, nobody (uid 65534) in a child process, on a folder in the temp
+    dir (pytest's tmp_path is under a folder only its owner enters)."""
+    if os.geteuid() != 0:
+        yield tmp_path, what_each_says
+        return
+    folder = Path(tempfile.mkdtemp(prefix="jcurate-permissions-"))
+    folder.chmod(0o755)
+
+    def as_nobody(commands, new_store):
+        code = ("import json, sys; from tests.runs.test_store import what_each_says as w; "
+                "print(json.dumps(w(*json.loads(sys.argv[1]))))")
+        child = subprocess.run([sys.executable, "-c", code, json.dumps([commands, new_store])], cwd=ROOT,
+                               capture_output=True, text=True, user=65534, group=65534, extra_groups=[])
+        assert child.returncode == 0, child.stderr
+        return json.loads(child.stdout)
+
+    try:
+        subprocess.run([sys.executable, "-c", "import jcurate.cli"], cwd=ROOT, capture_output=True, check=True,
+                       user=65534, group=65534, extra_groups=[])
+    except (OSError, subprocess.CalledProcessError) as e:
+        shutil.rmtree(folder)
+        pytest.skip(f"running as root, where chmod does not stop reading, and nobody (uid 65534) cannot run this "
+                    f"interpreter on the project ({e}): run the tests as another user to check permission errors")
+    yield folder, as_nobody
+    shutil.rmtree(folder)
+
+
+def test_a_store_file_this_user_may_not_read_or_write_is_said_so_naming_it(as_a_user_file_modes_stop):
+    """A permission error is not a file that is not a store: the message names the file and the permission,
+    and does not send the user to --db."""
+    folder, say = as_a_user_file_modes_stop
+    unreadable, read_only, closed = folder / "unreadable.duckdb", folder / "read-only.duckdb", folder / "closed"
+    for db in (unreadable, read_only):
+        connect(db).close()
+    unreadable.chmod(0o000)
+    read_only.chmod(0o444)
+    closed.mkdir()
+    closed.chmod(0o555)
+    before = read_only.read_bytes()
+    subset = ["subset", "--name", "x", "--random", "3", "--db"]
+    (sql_code, sql_err), (subset_code, subset_err), (write_code, write_err), created = say(
+        [["sql", "SELECT 1", "--db", str(unreadable)], subset + [str(unreadable)], subset + [str(read_only)]],
+        str(closed / "new.duckdb"))
+    assert sql_code == subset_code == write_code == 2
+    cannot_read = f"jcurate: error: {unreadable} cannot be read: permission denied"
+    assert sql_err.startswith(cannot_read) and subset_err.startswith(cannot_read), (sql_err, subset_err)
+    assert write_err.startswith(f"jcurate: error: {read_only} cannot be written: permission denied"), write_err
+    assert created.startswith(f"{closed / 'new.duckdb'} cannot be created: permission denied in its folder {closed}")
+    for said in (sql_err, subset_err, write_err, created):
+        assert "not a store" not in said and "--db" not in said and "DuckDB store" not in said, said
+        assert said.count("\n") <= 1, "one line"
+    assert read_only.read_bytes() == before and not (closed / "new.duckdb").exists()
