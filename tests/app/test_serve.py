@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks.service.loadtest import hammer_while, run_load, start_server
 from core.net import free_port
+from store.query import run_query
 from tests.conftest import run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -63,10 +64,11 @@ def client(server):
         yield c
 
 
-def _query(db, sql, params=None):
+# kept for queries with parameters, which store.query.run_query does not take; every other query uses run_query
+def _query(db, sql, params):
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return con.execute(sql, params or []).fetchall()
+        return con.execute(sql, params).fetchall()
     finally:
         con.close()
 
@@ -81,15 +83,15 @@ def test_security_headers(client):
 
 def test_healthz(client, store):
     h = client.get("/healthz").json()
-    run_id = _query(store, "SELECT run_id FROM latest_run")[0][0]
+    run_id = run_query(store, "SELECT run_id FROM latest_run")[1][0][0]
     assert h["status"] == "ok" and h["run_id"] == run_id
     assert h["indexed_records"] > 1000 and h["classifier"].startswith("clf-")
 
 
 def test_score_decisions_and_duplicates(client, store):
-    kept_id, instruction, output = _query(store, """
+    kept_id, instruction, output = run_query(store, """
         SELECT r.record_id, r.instruction, r.output FROM records r JOIN record_fate f USING (record_id)
-        WHERE f.kept AND r.source_id = 'jcurate-alpaca' AND length(r.output) > 120 ORDER BY r.record_id LIMIT 1""")[0]
+        WHERE f.kept AND r.source_id = 'jcurate-alpaca' AND length(r.output) > 120 ORDER BY r.record_id LIMIT 1""")[1][0]
     near_variant = output[:-8] + "。以上です。"  # a few characters changed: a near, not an exact, copy
     records = [
         {"id": "copy", "instruction": instruction, "output": output},
@@ -146,9 +148,9 @@ def test_score_decisions_and_duplicates(client, store):
 def test_score_classifier_matches_the_cli_classifier(client, store):
     from curate.scoring.classifier import QualityClassifier
 
-    path = _query(store, "SELECT path FROM classifier_models ORDER BY trained_at DESC LIMIT 1")[0][0]
-    rows = _query(store, "SELECT instruction, output FROM records WHERE source_id = 'jcurate-labelled' "
-                         "AND messages IS NULL ORDER BY record_id LIMIT 8")
+    path = run_query(store, "SELECT path FROM classifier_models ORDER BY trained_at DESC LIMIT 1")[1][0][0]
+    rows = run_query(store, "SELECT instruction, output FROM records WHERE source_id = 'jcurate-labelled' "
+                         "AND messages IS NULL ORDER BY record_id LIMIT 8")[1]
     records = [{"instruction": i, "output": o} for i, o in rows]
     results = client.post("/v1/score", json={"records": records}).json()["results"]
     expected = QualityClassifier(path).score([x["normalised"]["text"] for x in results])
@@ -157,9 +159,9 @@ def test_score_classifier_matches_the_cli_classifier(client, store):
 
 def test_score_shipped_is_the_score_the_run_stored(client, store):
     """The same kept records, single-turn and conversations, as the run stored them: same shipped score."""
-    rows = _query(store, """SELECT r.instruction, r.input, r.output, r.messages, s.score FROM records r
+    rows = run_query(store, """SELECT r.instruction, r.input, r.output, r.messages, s.score FROM records r
                             JOIN scores s ON s.record_id = r.record_id AND s.scorer = 'shipped'
-                            QUALIFY row_number() OVER (PARTITION BY r.messages IS NULL ORDER BY r.record_id) <= 6""")
+                            QUALIFY row_number() OVER (PARTITION BY r.messages IS NULL ORDER BY r.record_id) <= 6""")[1]
     assert any(m for *_, m, _ in rows) and any(not m for *_, m, _ in rows)
     records = [{"messages": json.loads(m)} if m else {"instruction": i, "input": x, "output": o}
                for i, x, o, m, _ in rows]
@@ -171,9 +173,9 @@ def test_score_shipped_is_the_score_the_run_stored(client, store):
 def test_score_accepts_sharegpt_turns_like_the_run(client, store):
     """ShareGPT `{from, value}` turns, as `jcurate run` reads them: the same decisions and scores as the
     same conversations in `{role, content}` form, and the score the run stored for them."""
-    rows = _query(store, """SELECT r.messages, s.score FROM records r
+    rows = run_query(store, """SELECT r.messages, s.score FROM records r
                             JOIN scores s ON s.record_id = r.record_id AND s.scorer = 'shipped'
-                            WHERE r.messages IS NOT NULL ORDER BY r.record_id LIMIT 4""")
+                            WHERE r.messages IS NOT NULL ORDER BY r.record_id LIMIT 4""")[1]
     assert rows
     speaker = {"user": "human", "assistant": "gpt", "system": "system"}
     chat = [{"messages": json.loads(m)} for m, _ in rows]
@@ -252,8 +254,8 @@ def test_a_bad_rows_record_is_found_by_its_encoded_id(client, store):
     percent-encoded, the API finds it, with the reason it was dropped."""
     from urllib.parse import quote
 
-    rid = _query(store, "SELECT record_id FROM record_fate WHERE dropped_at = 'read' AND record_id LIKE '%#line-%' "
-                        "ORDER BY record_id LIMIT 1")[0][0]
+    rid = run_query(store, "SELECT record_id FROM record_fate WHERE dropped_at = 'read' AND record_id LIKE '%#line-%' "
+                        "ORDER BY record_id LIMIT 1")[1][0][0]
     r = client.get(f"/v1/records/{quote(rid, safe='')}")
     assert r.status_code == 200 and r.json()["record"]["record_id"] == rid
     assert r.json()["fate"]["dropped_at"] == "read"
@@ -262,8 +264,8 @@ def test_a_bad_rows_record_is_found_by_its_encoded_id(client, store):
 
 def test_record_provenance(client, store):
     # a near duplicate: dropped, with its cluster and the record kept in its place
-    rid, survivor = _query(store, "SELECT record_id, value FROM record_fate WHERE dropped_at = 'near_dedup' "
-                                  "ORDER BY record_id LIMIT 1")[0]
+    rid, survivor = run_query(store, "SELECT record_id, value FROM record_fate WHERE dropped_at = 'near_dedup' "
+                                  "ORDER BY record_id LIMIT 1")[1][0]
     r = client.get(f"/v1/records/{rid}")
     assert r.status_code == 200
     body = r.json()
@@ -276,8 +278,8 @@ def test_record_provenance(client, store):
     assert members[rid] is False and members[survivor] is True
 
     # a model-generated record: the effective license is the model's terms; scores and subsets are listed
-    gm = _query(store, """SELECT m.record_id FROM subset_members m JOIN records r USING (record_id)
-                          WHERE m.subset = 'random50' AND r.source_id = 'jcurate-synthetic' LIMIT 1""")
+    gm = run_query(store, """SELECT m.record_id FROM subset_members m JOIN records r USING (record_id)
+                          WHERE m.subset = 'random50' AND r.source_id = 'jcurate-synthetic' LIMIT 1""")[1]
     if gm:
         body = client.get(f"/v1/records/{gm[0][0]}").json()
         assert body["license"]["source_license"] == "CC-BY-4.0" and body["license"]["license"] == "Gemma"
@@ -290,7 +292,7 @@ def test_record_provenance(client, store):
 
 def test_search(client, store):
     hits = client.get("/v1/records", params={"q": "鎌倉幕府"}).json()["results"]
-    texts = dict(_query(store, "SELECT record_id, text FROM records"))
+    texts = dict(run_query(store, "SELECT record_id, text FROM records")[1])
     assert hits and all("鎌倉幕府" in texts[h["record_id"]] for h in hits)
     assert any(h["source_id"] == "jcurate-synthetic" and h["license"] == "Gemma" for h in hits)
     assert client.get("/v1/records", params={"q": "100%_no_such_text"}).json()["results"] == []
@@ -302,10 +304,10 @@ def test_search(client, store):
 def test_search_finds_a_record_by_a_part_of_its_id(client, store):
     """A user who remembers part of an id (a source's prefix cut off, a row number) finds the record; the record
     whose id equals the query comes first."""
-    record_id = _query(store, "SELECT max(record_id) FROM records WHERE record_id LIKE 'jcurate-synthetic:%'")[0][0]
+    record_id = run_query(store, "SELECT max(record_id) FROM records WHERE record_id LIKE 'jcurate-synthetic:%'")[1][0][0]
     part = record_id.split(":", 1)[1][1:]  # no source, first character cut
     hits = [h["record_id"] for h in client.get("/v1/records", params={"q": part, "limit": 500}).json()["results"]]
-    texts = dict(_query(store, "SELECT record_id, text FROM records"))
+    texts = dict(run_query(store, "SELECT record_id, text FROM records")[1])
     assert record_id in hits and all(part.lower() in (h + texts[h]).lower() for h in hits)
     assert client.get("/v1/records", params={"q": record_id}).json()["results"][0]["record_id"] == record_id
 
@@ -328,7 +330,7 @@ def test_search_says_when_more_records_match_than_it_shows(client, store):
 
 def test_sources_overview_counts_every_record(client, store):
     rows = client.get("/v1/sources").json()["sources"]
-    n_read = _query(store, "SELECT n_read FROM latest_run")[0][0]
+    n_read = run_query(store, "SELECT n_read FROM latest_run")[1][0][0]
     assert sum(r["records"] for r in rows) == n_read
     for r in rows:
         assert r["kept"] + r["dropped"] == r["records"]
@@ -350,7 +352,7 @@ def test_subsets(client, store):
 
 
 def test_sql_read_only_limits_and_errors(client, store):
-    runs_before = _query(store, "SELECT count(*) FROM runs")[0][0]
+    runs_before = run_query(store, "SELECT count(*) FROM runs")[1][0][0]
     r = client.post("/v1/sql", json={"query": "SELECT record_id FROM records ORDER BY record_id", "max_rows": 5})
     body = r.json()
     assert r.status_code == 200 and body["row_count"] == 5 and body["truncated"] is True and body["columns"] == ["record_id"]
@@ -370,7 +372,7 @@ def test_sql_read_only_limits_and_errors(client, store):
     assert r.status_code == 400 and "syntax" in r.json()["detail"].lower()
     r = client.post("/v1/sql", json={"query": "SELECT 'nan'::DOUBLE AS x, now() AS t"})
     assert r.status_code == 200 and r.json()["rows"][0][0] is None
-    assert _query(store, "SELECT count(*) FROM runs")[0][0] == runs_before  # nothing was written
+    assert run_query(store, "SELECT count(*) FROM runs")[1][0][0] == runs_before  # nothing was written
 
 
 def test_sql_runs_one_select_with_locked_settings_and_a_byte_cap(store):
@@ -458,10 +460,10 @@ def test_schemathesis_finds_no_server_error(server):
 def test_drops_of_a_source_and_stage_are_a_click_away(client, store):
     """Audit in the browser: each stage's drop count on the home page links to that run's drops of the
     source, a page at a time or as a random sample, the answer first with the reason and the value."""
-    source, stage, n = _query(store, """SELECT r.source_id, f.dropped_at, count(*) FROM record_fate f
+    source, stage, n = run_query(store, """SELECT r.source_id, f.dropped_at, count(*) FROM record_fate f
                                         JOIN records r USING (record_id)
                                         WHERE f.run_id = (SELECT run_id FROM latest_run) AND NOT f.kept
-                                        GROUP BY ALL ORDER BY 3 DESC, 1, 2 LIMIT 1""")[0]
+                                        GROUP BY ALL ORDER BY 3 DESC, 1, 2 LIMIT 1""")[1][0]
     home = client.get("/").text
     assert f"/drops?source={source}&amp;stage={stage}" in home
     api = client.get("/v1/drops", params={"source": source, "stage": stage}).json()
@@ -484,7 +486,8 @@ def test_drops_of_a_source_and_stage_are_a_click_away(client, store):
     assert client.get("/drops", params={"source": source, "stage": stage, "sample": 5}).status_code == 200
     assert client.get("/v1/drops", params={"sample": 0}).status_code == 422
     # every drop of the run, paged: the pages cover each record once
-    total = _query(store, "SELECT count(*) FROM record_fate WHERE run_id = (SELECT run_id FROM latest_run) AND NOT kept")[0][0]
+    total = run_query(store, "SELECT count(*) FROM record_fate WHERE run_id = (SELECT run_id FROM latest_run) "
+                             "AND NOT kept")[1][0][0]
     seen = []
     for k in range(1, total // 50 + 2):
         seen += [r["record_id"] for r in client.get("/v1/drops", params={"page": k}).json()["records"]]
@@ -512,15 +515,15 @@ def test_score_charts_count_every_kept_record_exactly(store, tmp_path):
     con.execute("""INSERT INTO scores (record_id, scorer, score, run_id)
                    SELECT record_id, 'judge', 3.0, 'older-run' FROM records, range(40)""")
     con.close()
-    kept_scored = dict(_query(db, """
+    kept_scored = dict(run_query(db, """
         SELECT r.source_id, count(*) FROM record_fate f JOIN records r USING (record_id)
         JOIN scores s ON s.record_id = f.record_id AND s.run_id = f.run_id AND s.scorer = 'classifier'
-        WHERE f.run_id = (SELECT run_id FROM latest_run) AND f.kept GROUP BY 1"""))
-    top = dict(_query(db, """
+        WHERE f.run_id = (SELECT run_id FROM latest_run) AND f.kept GROUP BY 1""")[1])
+    top = dict(run_query(db, """
         SELECT r.source_id, count(*) FROM record_fate f JOIN records r USING (record_id)
         JOIN scores s ON s.record_id = f.record_id AND s.run_id = f.run_id AND s.scorer = 'classifier'
-        WHERE f.run_id = (SELECT run_id FROM latest_run) AND f.kept AND s.score >= 4.75 GROUP BY 1"""))
-    assert _query(db, "SELECT count(*) FROM scores")[0][0] > 20_000 and kept_scored
+        WHERE f.run_id = (SELECT run_id FROM latest_run) AND f.kept AND s.score >= 4.75 GROUP BY 1""")[1])
+    assert run_query(db, "SELECT count(*) FROM scores")[1][0][0] > 20_000 and kept_scored
     proc, url = _serve(db)
     try:
         html = httpx.get(url + "/", timeout=60).text
@@ -535,9 +538,9 @@ def test_score_charts_count_every_kept_record_exactly(store, tmp_path):
 
 
 def test_drops_of_an_unknown_source_or_stage_are_a_404_naming_the_known_ones(client, store):
-    sources = [s for (s,) in _query(store, """SELECT DISTINCT r.source_id FROM record_fate f JOIN records r
+    sources = [s for (s,) in run_query(store, """SELECT DISTINCT r.source_id FROM record_fate f JOIN records r
                                              USING (record_id) WHERE f.run_id = (SELECT run_id FROM latest_run)
-                                             ORDER BY 1""")]
+                                             ORDER BY 1""")[1]]
     for params, named in (({"source": "nope", "stage": "quality"}, ["nope", *sources]),
                           ({"source": sources[0], "stage": "bogus"}, ["bogus", "read", "near_dedup"]),
                           ({"stage": "bogus"}, ["bogus", "decontamination"])):
@@ -553,9 +556,9 @@ def test_drops_of_an_unknown_source_or_stage_are_a_404_naming_the_known_ones(cli
 def test_page_in_headless_chromium(server, store):
     from playwright.sync_api import sync_playwright
 
-    rid, src, lic = _query(store, """SELECT l.record_id, l.source_id, l.license FROM record_license l
+    rid, src, lic = run_query(store, """SELECT l.record_id, l.source_id, l.license FROM record_license l
                                      JOIN records r USING (record_id)
-                                     WHERE r.source_id = 'jcurate-synthetic' ORDER BY l.record_id LIMIT 1""")[0]
+                                     WHERE r.source_id = 'jcurate-synthetic' ORDER BY l.record_id LIMIT 1""")[1][0]
     fragment = _query(store, "SELECT substr(instruction, 1, 8) FROM records WHERE record_id = ?", [rid])[0][0]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -599,9 +602,9 @@ def test_page_at_a_glance_screenshots(server, store, tmp_path):
     differences marked and the similarity; the home page a chart per source (inline SVG, no CDN)."""
     from playwright.sync_api import sync_playwright
 
-    n_sources = _query(store, "SELECT count(DISTINCT source_id) FROM records")[0][0]
-    near, survivor = _query(store, """SELECT record_id, value FROM record_fate WHERE dropped_at = 'near_dedup'
-                                      AND run_id = (SELECT run_id FROM latest_run) ORDER BY record_id LIMIT 1""")[0]
+    n_sources = run_query(store, "SELECT count(DISTINCT source_id) FROM records")[1][0][0]
+    near, survivor = run_query(store, """SELECT record_id, value FROM record_fate WHERE dropped_at = 'near_dedup'
+                                      AND run_id = (SELECT run_id FROM latest_run) ORDER BY record_id LIMIT 1""")[1][0]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
                                                                     "--disable-background-networking"])
@@ -637,8 +640,8 @@ def test_page_at_a_glance_screenshots(server, store, tmp_path):
 
 
 def test_bounded_load(server, store):
-    rows = _query(store, "SELECT instruction, output FROM records WHERE messages IS NULL AND output <> '' "
-                         "ORDER BY record_id LIMIT 160")
+    rows = run_query(store, "SELECT instruction, output FROM records WHERE messages IS NULL AND output <> '' "
+                         "ORDER BY record_id LIMIT 160")[1]
     batches = [[{"instruction": i + "?", "output": o} for i, o in rows[k:k + 16]] for k in range(0, 160, 16)]
     result = run_load(server, batches, requests=500, clients=8, time_limit=300)
     print(json.dumps(result))
@@ -734,7 +737,7 @@ def test_scorer_follows_a_newer_run(default_run, store, tmp_path):
     state = tmp_path / "out/work/run.json"  # as a later run of the same inputs leaves it: a folder the store lacks
     state.write_text(json.dumps({**json.loads(state.read_text()), "run_folder_id": "folder-a-later-run"}))
     assert run_cli("ingest", "--out", str(tmp_path / "out"), "--db", str(db)) == 0
-    new = _query(db, "SELECT run_id FROM latest_run")[0][0]
+    new = run_query(db, "SELECT run_id FROM latest_run")[1][0][0]
     assert new != old
     time.sleep(0.05)
     assert live.get().run_id == old  # the old scorer answers while the new one is built
@@ -749,12 +752,12 @@ def test_health_checks_and_lookups_alone_notice_a_newer_run(store, tmp_path):
     """No score request at all: /healthz and GETs are requests too, so the service moves to a newer run."""
     db = tmp_path / "reload.duckdb"
     shutil.copy(store, db)
-    old = _query(db, "SELECT run_id FROM latest_run")[0][0]
+    old = run_query(db, "SELECT run_id FROM latest_run")[1][0][0]
     proc, url = _serve(db, "--reload-interval", "0.2")
     try:
         assert httpx.get(url + "/healthz", timeout=30).json()["run_id"] == old
         assert run_cli("run", "--out", str(tmp_path / "out"), "--db", str(db), "--workers", "1") == 0
-        new = _query(db, "SELECT run_id FROM latest_run")[0][0]
+        new = run_query(db, "SELECT run_id FROM latest_run")[1][0][0]
         assert new != old
         seen = old
         for _ in range(300):
@@ -776,7 +779,7 @@ def test_no_5xx_while_the_service_reloads_and_a_run_writes_the_store(store, tmp_
     db = tmp_path / "store.duckdb"
     shutil.copy(store, db)
     proc, url = _serve(db, "--reload-interval", "0.2")
-    rid = _query(db, "SELECT record_id FROM records ORDER BY record_id LIMIT 1")[0][0]
+    rid = run_query(db, "SELECT record_id FROM records ORDER BY record_id LIMIT 1")[1][0][0]
     writer: list[int] = []  # the run's exit status
     try:
         statuses = hammer_while(url, rid, lambda: writer.append(run_cli("run", "--out", str(tmp_path / "out"),
