@@ -140,6 +140,8 @@ def main() -> None:
                          "default: the same as --length-weight")
     ap.add_argument("--write-model", type=Path, nargs="?", const=MODELS / "jquality-v2", default=None,
                     help="train on every training dataset and write the model (first --length-weight)")
+    ap.add_argument("--assoc", type=Path, default=None,
+                    help="an association model (benchmarks/quality/assoc_experiment.py --save): jquality-v5")
     ap.add_argument("--version", default="v2", help="the written model's version")
     args = ap.parse_args()
 
@@ -149,6 +151,14 @@ def main() -> None:
     pair_views, pair_groups = pair_training_views(args.realdata, trainable)
     start = time.perf_counter()
     pair = PairFit.train(pair_views, pair_groups, l2=args.pair_l2)
+    if args.assoc:  # jquality-v5: the pair logit and the learned association as one logit
+        from benchmarks.quality.assoc_experiment import combined_fit
+        from curate.scoring.assoc_fit import AssocFit
+
+        pair = combined_fit(args.realdata, trainable, pair, AssocFit.load(args.assoc))
+        for j, kind in enumerate(("instructions", "conversations")):
+            print(f"pair + association, {kind}: {pair.pair_weight[j]:.3f} x pair logit + "
+                  f"{pair.assoc_weight[j]:.3f} x cosine {pair.bias[j]:+.3f}")
     print(f"pair model: {len(pair_views)} unlabelled records of {len(trainable)} datasets and as many swapped "
           f"pairs, trained in {time.perf_counter() - start:.0f} s")
     start = time.perf_counter()

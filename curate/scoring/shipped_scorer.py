@@ -23,6 +23,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.batching import batched
 
 from core.errors import JcurateError, first_line
+from curate.scoring.assoc_fit import AssocFit, PairWithAssoc
 from curate.scoring.fit_features import FIT_FEATURES, bigram_sets, fit_matrix
 from curate.scoring.pair_fit import PairFit, pair_prompt_sets
 from curate.scoring.quality_features import FEATURES, RecordView, feature_matrix
@@ -175,13 +176,15 @@ def v2_matrix(views: list[RecordView], pair: PairFit, overlap: bool = False) -> 
     return np.column_stack([feature_matrix(views, overlap=overlap), fit, pair.score(views, (pair_prompts, answers))])
 
 
-def save_v2_model(folder: Path, name: str, version: str, ridge: Ridge, pair: PairFit, length_weight: float,
-                  length_center: float, fit_weight: float, **meta) -> Path:
+def save_v2_model(folder: Path, name: str, version: str, ridge: Ridge, pair: PairFit | PairWithAssoc,
+                  length_weight: float, length_center: float, fit_weight: float, **meta) -> Path:
     """``model.json`` (the ridge over ``V2_FEATURES``, the length term) and ``pair_weights.npy`` of a
-    jquality-v2 model."""
+    jquality-v2 model (v5: and the association's tables, its weights in ``model.json``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     pair.save(folder / PAIR_WEIGHTS)
+    if isinstance(pair, PairWithAssoc):
+        meta = {**meta, "assoc": pair.to_dict()}
     (folder / "model.json").write_text(json.dumps({
         "name": name, "version": version, "kind": "features+fit", "features": list(V2_FEATURES),
         "ridge": ridge.to_dict(), "length_weight": length_weight, "length_center": length_center,
@@ -225,6 +228,9 @@ class ShippedScorer:
             v2 = meta.get("kind") == "features+fit"
             weights = None if v2 else np.load(self.folder / "ngram_weights.npy")
             self.pair = PairFit.load(self.folder / PAIR_WEIGHTS) if v2 else None
+            if v2 and meta.get("assoc"):  # jquality-v5: the pair logit and the learned association, one logit
+                a = meta["assoc"]
+                self.pair = PairWithAssoc.from_dict(self.pair, AssocFit.load(self.folder / a["file"]), a)
         except (OSError, ValueError) as e:
             raise JcurateError(f"shipped scorer: cannot load {self.folder}: {first_line(e, 200)}") from None
         self.name, self.version = meta["name"], meta["version"]
