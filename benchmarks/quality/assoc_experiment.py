@@ -90,12 +90,12 @@ def pair_without_dev(realdata: Path, trainable: list[str], dev: list[RecordView]
 
 
 def combined_fit(realdata: Path, trainable: list[str], pair: PairFit, assoc: AssocFit,
-                 max_turn_pairs: int = 30) -> PairWithAssoc:
+                 max_turn_pairs: int = 30, conversations_only: bool = False) -> PairWithAssoc:
     """``pair`` and ``assoc`` as one logit, its weights fitted on the dev records (their swapped twins as the
     negatives) with a pair model that never saw them, then put on ``pair``."""
     *_, dev, dev_groups = training_views(realdata, trainable, max_turn_pairs)
     fitted = PairWithAssoc.fit_weights(pair_without_dev(realdata, trainable, dev), assoc, dev,
-                                       swapped_answers(dev, dev_groups, seed=7))
+                                       swapped_answers(dev, dev_groups, seed=7), conversations_only)
     return PairWithAssoc(pair, assoc, fitted.pair_weight, fitted.assoc_weight, fitted.bias)
 
 

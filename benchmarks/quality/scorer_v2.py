@@ -142,6 +142,8 @@ def main() -> None:
                     help="train on every training dataset and write the model (first --length-weight)")
     ap.add_argument("--assoc", type=Path, default=None,
                     help="an association model (benchmarks/quality/assoc_experiment.py --save): jquality-v5")
+    ap.add_argument("--assoc-conversations-only", action="store_true",
+                    help="the association for conversations only; instructions keep the pair logit bit for bit")
     ap.add_argument("--version", default="v2", help="the written model's version")
     args = ap.parse_args()
 
@@ -155,7 +157,8 @@ def main() -> None:
         from benchmarks.quality.assoc_experiment import combined_fit
         from curate.scoring.assoc_fit import AssocFit
 
-        pair = combined_fit(args.realdata, trainable, pair, AssocFit.load(args.assoc))
+        pair = combined_fit(args.realdata, trainable, pair, AssocFit.load(args.assoc),
+                            conversations_only=args.assoc_conversations_only)
         for j, kind in enumerate(("instructions", "conversations")):
             print(f"pair + association, {kind}: {pair.pair_weight[j]:.3f} x pair logit + "
                   f"{pair.assoc_weight[j]:.3f} x cosine {pair.bias[j]:+.3f}")
