@@ -147,10 +147,10 @@ class ScoringConfig:
     scorer, then, where the store has enough labels, train the classifier on them and score with it too."""
 
     shipped: bool = True  # the scorer that ships with jcurate (scores.scorer 'shipped'): no labels needed
-    # which shipped model: a name under curate/scoring/models/ (jquality-v4, the default; jquality-v3, the same
-    # with a third of its length bonus; jquality-v2, v3 without the length gate; jquality-v1, 3-4x faster and
-    # weaker) or a model folder
-    shipped_model: str = "jquality-v4"
+    # which shipped model: a name under curate/scoring/models/ (jquality-v5, the default; jquality-v4, the same
+    # without the association for conversations; jquality-v3, v4 with a third of its length bonus; jquality-v2,
+    # v3 without the length gate; jquality-v1, 3-4x faster and weaker) or a model folder
+    shipped_model: str = "jquality-v5"
     classifier: bool = True
     label_scorer: str = "label"  # 'label' (labels sources ship) or 'judge' (LLM judge labels)
     min_labels: int = 50  # fewer labelled records: skip with a message

@@ -30,7 +30,7 @@ from curate.scoring.quality_features import FEATURES, RecordView, feature_matrix
 from curate.text.char_ngrams import coefficients, text_windows
 
 MODELS = Path(__file__).with_name("models")
-DEFAULT_MODEL = "jquality-v4"
+DEFAULT_MODEL = "jquality-v5"
 # jquality-v2 and v3: the quality features, the prompt-answer fit features and the pair model's logit, one
 # ridge across datasets; v3 is v2 with the length bonus gated by the pair model (``v2_raw``)
 V2_FEATURES = FEATURES + FIT_FEATURES + ("pair_fit_logit",)

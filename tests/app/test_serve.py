@@ -166,7 +166,7 @@ def test_score_shipped_is_the_score_the_run_stored(client, store):
     records = [{"messages": json.loads(m)} if m else {"instruction": i, "input": x, "output": o}
                for i, x, o, m, _ in rows]
     answer = client.post("/v1/score", json={"records": records}).json()
-    assert answer["shipped_scorer"] == "jquality@v4"
+    assert answer["shipped_scorer"] == "jquality@v5"
     assert [r["shipped"]["score"] for r in answer["results"]] == pytest.approx([s for *_, s in rows], abs=1e-4)
 
 

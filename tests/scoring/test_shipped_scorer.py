@@ -60,7 +60,7 @@ def test_char_ngram_model_saves_loads_and_clips(tmp_path):
 def test_the_shipped_model_loads_and_scores_every_record_shape():
     scorer = ShippedScorer()
     meta = json.loads((MODELS / DEFAULT_MODEL / "model.json").read_text(encoding="utf-8"))
-    assert scorer.model_id == f"{meta['name']}@{meta['version']}" == "jquality@v4"
+    assert scorer.model_id == f"{meta['name']}@{meta['version']}" == "jquality@v5"
     assert {m["left_out"] for m in meta["metrics"]} >= {"multialpaca-ja", "instruction-ja-mt", "jsquad-ja"}
     assert (MODELS / DEFAULT_MODEL / "README.md").is_file(), "the model ships with its model card"
     assert sum(f.stat().st_size for f in (MODELS / DEFAULT_MODEL).iterdir()) < 20 * 2**20
@@ -91,7 +91,7 @@ def test_run_scores_every_kept_record_with_the_shipped_scorer(default_run):
                WHERE f.kept AND f.run_id = (SELECT max(run_id) FROM runs)""").fetchone()
     finally:
         con.close()
-    assert kept > 500 and scored == kept and models == ["jquality@v4"]
+    assert kept > 500 and scored == kept and models == ["jquality@v5"]
 
 
 def test_the_workers_scores_travel_in_the_kept_shards_and_the_ingest_stores_them(default_run, tmp_path):
@@ -119,7 +119,7 @@ def test_the_workers_scores_travel_in_the_kept_shards_and_the_ingest_stores_them
     finally:
         con.close()
     assert len(shards) > 500 and stored == shards
-    assert json.loads(report)["scoring"]["shipped"] == {"scorer": "shipped", "model": "jquality@v4", "scored": len(shards)}
+    assert json.loads(report)["scoring"]["shipped"] == {"scorer": "shipped", "model": "jquality@v5", "scored": len(shards)}
     rescored = ShippedScorer().score([dict(zip(("instruction", "input", "output", "messages"), r)) for r in records])
     assert np.allclose(rescored, [s for _, s, _ in stored], rtol=0, atol=1e-12)
     report = {"read": 0, "kept": 0}
