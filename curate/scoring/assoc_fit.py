@@ -4,13 +4,14 @@ The pair model (``pair_fit``) sees only what prompt and answer *share* (content 
 asks against the answer's form. A chat reply shares few content bigrams with its conversation: people tell
 it from another dialogue's reply by topic continuity (「ラーメン」 in the last turn, 「美味しそう」 in the
 reply; a goodbye answers a goodbye), which overlap cannot see. This model learns such associations: each
-side is a bag of hashed character 1-, 2- and 3-grams (the prompt's last turn, the turn before it, the
-answer's start), mapped to a unit vector by a learned embedding table; the association is the cosine of
-the two vectors. Trained as a retrieval model (a real pair against the other answers of its batch, of the
-same dataset), so, like the pair model, it needs no labels.
+side is a bag of hashed character 1-, 2- and 3-grams (the prompt's last turn, the turn before it and, with
+``earlier``, the turns before those; the answer's start), mapped to a unit vector by a learned embedding
+table; the association is the cosine of the two vectors. Trained as a retrieval model (a real pair against
+the other answers of its batch, of the same dataset), so, like the pair model, it needs no labels.
 
-Inference is numpy only: one sparse matrix per side (built for a whole batch at once from the code points)
-times a small dense table (``BUCKETS`` x ``DIM``, float16 on disk).
+Scoring is numpy and scipy only: per side, sparse matrices built for a whole batch at once from the code
+points (``side_sums``) times a dense table (``BUCKETS`` x ``DIM``, int8 with a scale per row on disk).
+Training (``AssocFit.train``) needs torch.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def side_sums(views: list[RecordView], table: np.ndarray, prompt_side: bool, ear
     from scipy import sparse
 
     n = len(views)
+    if n == 0:
+        return np.zeros((0, table.shape[1]), dtype=np.float32)
     if prompt_side:
         last, before, early = zip(*(turns_of(v) for v in views))
         texts = [(list(last), LAST), (list(before), BEFORE)] + ([(list(early), EARLIER)] if earlier else [])
@@ -232,11 +235,12 @@ class PairWithAssoc:
         w_pair, w_assoc, bias = (np.asarray(w, dtype=np.float64)[chat]
                                  for w in (self.pair_weight, self.assoc_weight, self.bias))
         logit = self.pair.score(views, sets)
-        used = np.flatnonzero(w_assoc != 0.0)  # a kind without the association (jquality-v5's instructions):
-        if used.size == 0:  # its rows are the pair model's logit, bit for bit, and cost nothing more
-            return np.where(w_pair == 1.0, logit, w_pair * logit) + bias
+        # a kind without the association (jquality-v5's instructions, weights 1, 0, 0): its rows are the pair
+        # model's logit, bit for bit, and the association is not computed for them
+        used = np.flatnonzero(w_assoc != 0.0)
         cosine = np.zeros(len(views))
-        cosine[used] = self.assoc.score([views[i] for i in used])
+        if used.size:
+            cosine[used] = self.assoc.score([views[i] for i in used])
         return w_pair * logit + w_assoc * cosine + bias
 
     def save(self, path: Path) -> None:

@@ -231,7 +231,7 @@ class ShippedScorer:
             if v2 and meta.get("assoc"):  # jquality-v5: the pair logit and the learned association, one logit
                 a = meta["assoc"]
                 self.pair = PairWithAssoc.from_dict(self.pair, AssocFit.load(self.folder / a["file"]), a)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, KeyError) as e:  # KeyError: a model.json or tables file without a field
             raise JcurateError(f"shipped scorer: cannot load {self.folder}: {first_line(e, 200)}") from None
         self.name, self.version = meta["name"], meta["version"]
         self.ridge = None
