@@ -57,7 +57,7 @@ def main() -> None:
 
     shipped = {}
     batch = ShippedScoreStep.batch_size  # the dedup-decont workers' batches
-    for name in ("jquality-v1", "jquality-v2", "jquality-v3", "jquality-v4"):
+    for name in ("jquality-v1", "jquality-v2", "jquality-v3", "jquality-v4", "jquality-v5"):
         scorer = ShippedScorer(name)
         start = time.perf_counter()
         for i in range(0, args.n, batch):
