@@ -100,7 +100,6 @@ def test_writers_share_the_row_groups_and_the_file_is_released_after_the_last_cl
     assert int(groups) == 3
 
 
-
 def what_each_says(commands: list[list[str]], new_store: str) -> list:
     """(exit code, stderr) of each CLI command, then what connect says writing a new store at ``new_store``."""
     import contextlib
