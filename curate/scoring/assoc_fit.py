@@ -80,19 +80,21 @@ def gram_buckets(texts: list[str], namespace: int) -> tuple[np.ndarray, np.ndarr
     return np.concatenate([o for o, _ in orders]), np.concatenate([b for _, b in orders])
 
 
+def _side_texts(views: list[RecordView], prompt_side: bool, earlier: bool) -> list[tuple[list[str], int]]:
+    """One side's texts of each record, with the namespace each is hashed in."""
+    if not prompt_side:
+        return [([v.answer[:SIDE_CHARS] for v in views], ANSWER)]
+    last, before, early = zip(*(turns_of(v) for v in views)) if views else ((), (), ())
+    return [(list(last), LAST), (list(before), BEFORE)] + ([(list(early), EARLIER)] if earlier else [])
+
+
 def side_matrix(views: list[RecordView], prompt_side: bool, earlier: bool = False):
     """A (records, ``BUCKETS``) sparse matrix of one side's grams, each row summing to 1; ``earlier``: the
     prompt side reads a conversation's earlier turns too."""
     from scipy import sparse
 
     n = len(views)
-    if prompt_side:
-        last, before, early = zip(*(turns_of(v) for v in views)) if views else ((), (), ())
-        parts = [gram_buckets(list(last), LAST), gram_buckets(list(before), BEFORE)]
-        if earlier:
-            parts.append(gram_buckets(list(early), EARLIER))
-    else:
-        parts = [gram_buckets([v.answer[:SIDE_CHARS] for v in views], ANSWER)]
+    parts = [gram_buckets(texts, namespace) for texts, namespace in _side_texts(views, prompt_side, earlier)]
     rows = np.concatenate([p[0] for p in parts])
     cols = np.concatenate([p[1] for p in parts])
     counts = np.bincount(rows, minlength=n).astype(np.float64)
@@ -110,15 +112,8 @@ def side_sums(views: list[RecordView], table: np.ndarray, prompt_side: bool, ear
     from scipy import sparse
 
     n = len(views)
-    if n == 0:
-        return np.zeros((0, table.shape[1]), dtype=np.float32)
-    if prompt_side:
-        last, before, early = zip(*(turns_of(v) for v in views))
-        texts = [(list(last), LAST), (list(before), BEFORE)] + ([(list(early), EARLIER)] if earlier else [])
-    else:
-        texts = [([v.answer[:SIDE_CHARS] for v in views], ANSWER)]
     total = np.zeros((n, table.shape[1]), dtype=np.float32)
-    for part, namespace in texts:
+    for part, namespace in _side_texts(views, prompt_side, earlier):
         for owners, buckets in gram_orders(part, namespace):
             indptr = np.zeros(n + 1, dtype=np.int64)
             np.cumsum(np.bincount(owners, minlength=n), out=indptr[1:])
