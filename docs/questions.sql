@@ -35,9 +35,10 @@ WHERE rl.generated_by_model IS NOT NULL AND f.run_id = (SELECT run_id FROM lates
 GROUP BY ALL ORDER BY f.kept DESC;
 
 -- Q5: which train run used which subset, from which base, and how did it score?
-SELECT t.train_run_id, t.subset, sub.n_records, t.base_model, t.method, t.metrics,
-       avg(e.score) AS eval_mean
+-- (one row per evaluation, with the judge's mean on each scale, ELYZA shape 1-5 and MT-Bench shape 1-10, and the reference NLL)
+SELECT t.train_run_id, t.subset, sub.n_records, t.base_model, t.method, e.eval_run_id,
+       e.mean_score_elyza, e.mean_score_mt_bench, e.mean_ref_nll, t.metrics
 FROM train_runs t
 JOIN subsets sub ON sub.name = t.subset
-LEFT JOIN eval_results e USING (train_run_id)
-GROUP BY ALL ORDER BY t.train_run_id;
+LEFT JOIN eval_runs e USING (train_run_id)
+ORDER BY t.train_run_id, e.created_at;
