@@ -35,11 +35,13 @@ from curate.scoring.shipped_scorer import ShippedScorer  # noqa: E402
 
 
 def training_views(realdata: Path, sources: list[str], max_turn_pairs: int, dev_share: float = 0.1,
-                   any_role: bool = False) -> tuple[list[RecordView], list[str], list[RecordView], list[str]]:
+                   any_role: bool = False, with_training: bool = True
+                   ) -> tuple[list[RecordView], list[str], list[RecordView], list[str]]:
     """Unlabelled records of ``sources``, split by record into training and dev (``dev_share``, by a hash of
     the id). In training a conversation gives a pair per assistant turn (at most ``max_turn_pairs``, the last
     ones), grouped by dataset and the turn's distance from the end (so a batch's other answers stand where the
-    fit test's twins stand); in dev, as in the fit test, one record is one pair (its last assistant turn)."""
+    fit test's twins stand); in dev, as in the fit test, one record is one pair (its last assistant turn).
+    ``with_training=False``: the dev split alone (the training lists stay empty)."""
     labelled = {lab["record_id"] for lab in json_objects(LABELS / "real_labels.jsonl")}
     views, groups, dev, dev_groups = [], [], [], []
     for source in sources:
@@ -50,6 +52,8 @@ def training_views(realdata: Path, sources: list[str], max_turn_pairs: int, dev_
             if zlib.crc32(f"{source}:{r['id']}".encode()) % 1000 < dev_share * 1000:
                 dev.append(RecordView.of(r.get("instruction"), r.get("input"), r.get("output"), messages))
                 dev_groups.append(source)
+            elif not with_training:
+                continue
             elif messages:
                 turns = [t for t in messages if t.get("content")]
                 ends = [i for i, t in enumerate(turns) if (any_role or t["role"] == "assistant") and i > 0][-max_turn_pairs:]
@@ -92,22 +96,28 @@ def pair_without_dev(realdata: Path, trainable: list[str], dev: list[RecordView]
     return pair
 
 
+def dev_fit(realdata: Path, trainable: list[str], dev: list[RecordView], dev_groups: list[str],
+            assoc: AssocFit, conversations_only: bool = False) -> tuple[PairWithAssoc, list[RecordView]]:
+    """(the pair logit and ``assoc`` joined by weights fitted on the dev records, their swapped twins as the
+    negatives, with a pair model that never saw them; those twins)."""
+    twins = swapped_answers(dev, dev_groups, seed=7)
+    joined = PairWithAssoc.fit_weights(pair_without_dev(realdata, trainable, dev), assoc, dev, twins,
+                                       conversations_only)
+    return joined, twins
+
+
 def combined_fit(realdata: Path, trainable: list[str], pair: PairFit, assoc: AssocFit,
-                 max_turn_pairs: int = 30, conversations_only: bool = False) -> PairWithAssoc:
-    """``pair`` and ``assoc`` as one logit, its weights fitted on the dev records (their swapped twins as the
-    negatives) with a pair model that never saw them, then put on ``pair``."""
-    *_, dev, dev_groups = training_views(realdata, trainable, max_turn_pairs)
-    fitted = PairWithAssoc.fit_weights(pair_without_dev(realdata, trainable, dev), assoc, dev,
-                                       swapped_answers(dev, dev_groups, seed=7), conversations_only)
+                 conversations_only: bool = False) -> PairWithAssoc:
+    """``pair`` and ``assoc`` as one logit: the weights of ``dev_fit``, put on ``pair``."""
+    *_, dev, dev_groups = training_views(realdata, trainable, max_turn_pairs=0, with_training=False)
+    fitted, _ = dev_fit(realdata, trainable, dev, dev_groups, assoc, conversations_only)
     return PairWithAssoc(pair, assoc, fitted.pair_weight, fitted.assoc_weight, fitted.bias)
 
 
 def fitted_rows(realdata: Path, trainable: list[str], dev, dev_groups, assoc: AssocFit, label: str) -> list[str]:
     """The fit test on the dev records with the combined logit (weights fitted on those same records: an
     in-sample check of the combination, the table's other columns being out of sample)."""
-    pair = pair_without_dev(realdata, trainable, dev)
-    twins = swapped_answers(dev, dev_groups, seed=7)
-    joined = PairWithAssoc.fit_weights(pair, assoc, dev, twins)
+    joined, twins = dev_fit(realdata, trainable, dev, dev_groups, assoc)
     own, other = joined.score(dev), joined.score(twins)
     g = np.array(dev_groups)
     return [f"| {label} combined (in-sample weights) | {name} | {int((g == name).sum())} | "
