@@ -73,6 +73,18 @@ def permission_denied(db: str | Path) -> StorePermission:
                            f"commands that only read it, such as `jcurate sql`, can)")
 
 
+def check_folder_writable(db: str | Path) -> None:
+    """Refuses to write a store whose folder this user may not write: DuckDB opens the file, then fails
+    creating its write-ahead log (``<store>.wal``) beside it at the first write, with a traceback. A store
+    not there yet is left to ``connect``, whose error says it cannot be created in its folder."""
+    path = Path(db)
+    folder = Path(os.path.abspath(path)).parent
+    if path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise StorePermission(f"{db} cannot be written: permission denied in its folder {folder} (DuckDB writes its "
+                              f"log {path.name}.wal beside the store; commands that only read it, such as "
+                              f"`jcurate sql`, can)")
+
+
 # a DuckDB database file carries these bytes at offset 8 of its header
 DUCKDB_MAGIC = b"DUCK"
 
@@ -103,6 +115,8 @@ def connect(db: str | Path, read_only: bool = False, lock_wait: float = LOCK_WAI
     if read_only and not Path(db).is_file():
         raise JcurateError(f"no store at {db}: run `jcurate run` first (or pass --db)")
     check_is_a_store(db)
+    if not read_only:
+        check_folder_writable(db)
     deadline = time.monotonic() + lock_wait
     while True:
         try:

@@ -1,6 +1,6 @@
 """The store's connections and schema: row groups every writer shares, connections of one process
 sharing the file, an older store's per-stage decisions table migrated to the decisions view, and a store
-file this user may not read or write said to be so."""
+file this user may not read or write, or whose folder it may not write, said to be so."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def test_writers_share_the_row_groups_and_the_file_is_released_after_the_last_cl
 
 
 def what_each_says(commands: list[list[str]], new_store: str) -> list:
-    """(exit code, stderr) of each CLI command, then what connect says writing a new store at ``new_store``."""
+    """(exit code, stderr, stdout) of each CLI command, then what connect says writing a store at ``new_store``."""
     import contextlib
     import io
 
@@ -110,9 +110,9 @@ def what_each_says(commands: list[list[str]], new_store: str) -> list:
 
     said = []
     for argv in commands:
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            said.append([main(argv), err.getvalue()])
+        err, out = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            said.append([main(argv), err.getvalue(), out.getvalue()])
     try:
         connect(new_store).close()
         said.append("opened")
@@ -164,7 +164,7 @@ def test_a_store_file_this_user_may_not_read_or_write_is_said_so_naming_it(as_a_
     closed.chmod(0o555)
     before = read_only.read_bytes()
     subset = ["subset", "--name", "x", "--random", "3", "--db"]
-    (sql_code, sql_err), (subset_code, subset_err), (write_code, write_err), created = say(
+    (sql_code, sql_err, _), (subset_code, subset_err, _), (write_code, write_err, _), created = say(
         [["sql", "SELECT 1", "--db", str(unreadable)], subset + [str(unreadable)], subset + [str(read_only)]],
         str(closed / "new.duckdb"))
     assert sql_code == subset_code == write_code == 2
@@ -176,3 +176,31 @@ def test_a_store_file_this_user_may_not_read_or_write_is_said_so_naming_it(as_a_
         assert "not a store" not in said and "--db" not in said and "DuckDB store" not in said, said
         assert said.count("\n") <= 1, "one line"
     assert read_only.read_bytes() == before and not (closed / "new.duckdb").exists()
+
+
+def test_a_store_in_a_folder_this_user_may_not_write_is_said_so_naming_the_folder(as_a_user_file_modes_stop):
+    """A store file this user may write, in a folder it may not: DuckDB opens it, then fails creating its log
+    (``.wal``) beside it at the first write, with a traceback. A command that writes stops first with one line
+    naming the folder; one that only reads (``jcurate sql``) still reads it."""
+    folder, say = as_a_user_file_modes_stop
+    closed = folder / "closed"
+    closed.mkdir()
+    db = closed / "store.duckdb"
+    connect(db).close()
+    db.chmod(0o666)  # the file is writable: only its folder is not
+    closed.chmod(0o555)
+    before = db.read_bytes()
+    try:
+        (subset_code, subset_err, _), (sql_code, sql_err, sql_out), connected = say(
+            [["subset", "--name", "x", "--random", "3", "--db", str(db)],
+             ["sql", "SELECT count(*) AS n FROM runs", "--db", str(db), "--format", "csv"]], str(db))
+    finally:
+        closed.chmod(0o755)
+    expected = f"{db} cannot be written: permission denied in its folder {closed} (DuckDB writes its log store.duckdb.wal"
+    assert subset_code == 2 and subset_err.startswith(f"jcurate: error: {expected}"), subset_err
+    assert connected.startswith(expected), connected
+    for said in (subset_err, connected):
+        assert "Traceback" not in said and "TransactionException" not in said and "not a store" not in said, said
+        assert said.count("\n") <= 1, "one line"
+    assert sql_code == 0 and sql_out.split() == ["n", "0"], f"reading needs no write in the folder: {sql_err}{sql_out}"
+    assert db.read_bytes() == before and not (closed / "store.duckdb.wal").exists()
