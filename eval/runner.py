@@ -250,12 +250,12 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
                 by_shape[shape] = (sum(own) / len(own), len(own))
         eval_run_id = new_id("eval")
         now = datetime.now(timezone.utc)
-        mean = sum(scores) / len(scores) if scores else None
+        mixed = sum(scores) / len(scores) if scores else None  # eval_runs.mean_score, kept for older readers only
         mean_nll = sum(r.nll for r in nll.values()) / len(nll) if nll else None
         insert_row(con, "eval_runs", dict(
             eval_run_id=eval_run_id, train_run_id=cfg.train_run, model=model, adapter=adapter,
             eval_files=json.dumps(cfg.eval_files), judge_model=judge.model if judge else None,
-            config=json.dumps(asdict(cfg), default=str), decont_overlap=overlap, mean_score=mean,
+            config=json.dumps(asdict(cfg), default=str), decont_overlap=overlap, mean_score=mixed,
             mean_score_elyza=by_shape.get("elyza", (None,))[0], mean_score_mt_bench=by_shape.get("mt-bench", (None,))[0],
             mean_ref_nll=mean_nll, created_at=now))
         columns = ("category", "answer", "score", "judge_model", "rationale", "ref_nll", "ref_tokens")
@@ -265,8 +265,10 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
         per_scale = ", ".join(f"{shape} mean {m:.3f} on {n}" for shape, (m, n) in by_shape.items()) or "no score"
         log(f"eval {eval_run_id}: {len(graded)} graded answers ({per_scale})"
             + (f"; reference NLL on {len(nll)} item(s), mean {mean_nll:.4f}" if nll else ""))
+        # the judge's mean per scale (None where no answer of that shape was scored); no mean of both scales
         return {"eval_run_id": eval_run_id, "graded": len(graded), "failed": len(graded) - len(scores),
-                "mean": mean, "decont_overlap": overlap, "reference_nll_items": len(nll), "mean_ref_nll": mean_nll,
-                "mean_by_shape": by_shape}
+                "mean_score_elyza": by_shape.get("elyza", (None,))[0],
+                "mean_score_mt_bench": by_shape.get("mt-bench", (None,))[0], "mean_by_shape": by_shape,
+                "decont_overlap": overlap, "reference_nll_items": len(nll), "mean_ref_nll": mean_nll}
     finally:
         con.close()

@@ -138,8 +138,9 @@ def test_grading_through_the_openai_backend(default_run, tmp_path):
         requests = server.requests
         second = run_eval(load_eval_config(tmp_path / "eval.yaml"), log=lambda m: None)
         assert server.requests == requests, "the same answers are graded from the judge cache"
-    assert first["graded"] == 3 and first["failed"] == 0 and 1 <= first["mean"] <= 5
-    assert second["mean"] == pytest.approx(first["mean"])
+    assert first["graded"] == 3 and first["failed"] == 0 and 1 <= first["mean_score_elyza"] <= 5
+    assert first["mean_score_mt_bench"] is None and "mean" not in first, "ELYZA items only, no mean of both scales"
+    assert second["mean_score_elyza"] == pytest.approx(first["mean_score_elyza"])
 
 
 @pytest.fixture(scope="module")
@@ -430,3 +431,5 @@ def test_an_eval_of_both_shapes_stores_each_scales_mean_in_its_own_column(tiny_m
     assert mt_bench == pytest.approx(np.mean(by_file["mt_bench_style"])) and 1 <= mt_bench <= 10
     assert mixed == pytest.approx(np.mean(by_file["elyza_style"] + by_file["mt_bench_style"])), "kept as it was"
     assert result["mean_by_shape"] == {"elyza": (pytest.approx(elyza), 2), "mt-bench": (pytest.approx(mt_bench), 4)}
+    assert result["mean_score_elyza"] == pytest.approx(elyza) and result["mean_score_mt_bench"] == pytest.approx(mt_bench)
+    assert "mean" not in result, "the result holds no mean of both scales"
