@@ -1,16 +1,20 @@
 """``jcurate compare RUN_A RUN_B``: means per run and category, the paired difference with a
 bootstrap 95% interval, win/tie/loss counts, and a PNG of the per-category means; on the judge's
 score (``--metric score``, higher is better) or the reference NLL (``--metric ref_nll``, lower is
-better: a win is a lower NLL)."""
+better: a win is a lower NLL). The judge grades ELYZA-shape answers 1-5 and MT-Bench turns 1-10:
+scores are compared per scale, each scale's means and paired difference apart, never pooled."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import JcurateError
+from eval.tasks import SCALES
 
 
 @dataclass
@@ -30,15 +34,40 @@ class Comparison:
     metric: str = "score"
     only_a: int = 0  # items with the metric in A and not in B: left out of every number above
     only_b: int = 0
+    scale: str | None = None  # the eval shape (eval.tasks.SCALES) whose items alone these are; None: one scale
 
     @property
     def lower_is_better(self) -> bool:
         return self.metric in LOWER_IS_BETTER
 
 
+@dataclass
+class RunComparison:
+    """One metric of two runs: a ``Comparison`` per scale with items in both runs, in ``SCALES`` order (one, of
+    scale None, for a metric on one scale: the reference NLL), and the scales measured with none in both."""
+    run_a: str
+    run_b: str
+    metric: str
+    parts: list[Comparison]
+    unpaired_scales: dict[str, tuple[int, int]] = field(default_factory=dict)  # scale -> (items of A, of B)
+
+    @property
+    def n(self) -> int:
+        return sum(c.n for c in self.parts)
+
+    @property
+    def only_a(self) -> int:
+        return sum(c.only_a for c in self.parts) + sum(a for a, _ in self.unpaired_scales.values())
+
+    @property
+    def only_b(self) -> int:
+        return sum(c.only_b for c in self.parts) + sum(b for _, b in self.unpaired_scales.values())
+
+
 METRICS = {"score": "mean judge score (higher is better)",
            "ref_nll": "mean reference NLL, nats/token (lower is better)"}
 LOWER_IS_BETTER = {"ref_nll"}
+PER_SCALE = {"score"}  # metrics on a scale of each eval shape: compared per scale, never pooled
 
 
 def bootstrap_ci(diffs: np.ndarray, n_boot: int = 10_000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
@@ -49,9 +78,10 @@ def bootstrap_ci(diffs: np.ndarray, n_boot: int = 10_000, seed: int = 0, alpha: 
     return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
 
 
-def compare_scores(a: dict[str, tuple[str, float]], b: dict[str, tuple[str, float]], run_a: str, run_b: str,
-                   n_boot: int = 10_000, seed: int = 0, metric: str = "score") -> Comparison:
-    """``a`` and ``b``: item id -> (category, score); only items scored in both runs are paired."""
+def compare_scores(a: dict[str, tuple], b: dict[str, tuple], run_a: str, run_b: str,
+                   n_boot: int = 10_000, seed: int = 0, metric: str = "score", scale: str | None = None) -> Comparison:
+    """``a`` and ``b``: item id -> (category, score, ...); only items scored in both runs are paired, all of them
+    into one mean: the caller passes items of one scale (``compare_runs`` splits them)."""
     items = sorted(k for k in a.keys() & b.keys() if a[k][1] is not None and b[k][1] is not None)
     measured_a = sum(v[1] is not None for v in a.values())
     measured_b = sum(v[1] is not None for v in b.values())
@@ -70,7 +100,29 @@ def compare_scores(a: dict[str, tuple[str, float]], b: dict[str, tuple[str, floa
     better = -diffs if metric in LOWER_IS_BETTER else diffs
     return Comparison(run_a, run_b, len(items), float(sa.mean()), float(sb.mean()), float(diffs.mean()), low, high,
                       int((better > 0).sum()), int((better == 0).sum()), int((better < 0).sum()), per_category, metric,
-                      measured_a - len(items), measured_b - len(items))
+                      measured_a - len(items), measured_b - len(items), scale)
+
+
+def compare_runs(a: dict[str, tuple], b: dict[str, tuple], run_a: str, run_b: str, n_boot: int = 10_000,
+                 seed: int = 0, metric: str = "score") -> RunComparison:
+    """``a`` and ``b``: item id -> (category, value, shape) as ``load_run_scores`` gives them. The judge's
+    score is compared per scale (an item pairs only with an item of its own shape), the reference NLL in one."""
+    if metric not in PER_SCALE:
+        return RunComparison(run_a, run_b, metric, [compare_scores(a, b, run_a, run_b, n_boot, seed, metric)])
+    parts, unpaired = [], {}
+    for scale in SCALES:
+        own_a = {k: v for k, v in a.items() if v[2] == scale}
+        own_b = {k: v for k, v in b.items() if v[2] == scale}
+        measured_a = sum(v[1] is not None for v in own_a.values())
+        measured_b = sum(v[1] is not None for v in own_b.values())
+        if any(v[1] is not None and own_b[k][1] is not None for k, v in own_a.items() if k in own_b):
+            parts.append(compare_scores(own_a, own_b, run_a, run_b, n_boot, seed, metric, scale))
+        elif measured_a or measured_b:
+            unpaired[scale] = (measured_a, measured_b)
+    if not parts:
+        compare_scores(a, b, run_a, run_b, n_boot, seed, metric)  # no pair on any scale: says so
+        raise JcurateError(f"runs {run_a} and {run_b} have no item of one shape with a {metric} in both")
+    return RunComparison(run_a, run_b, metric, parts, unpaired)
 
 
 def resolve_eval_run(con, run: str) -> tuple[str, str | None]:
@@ -86,17 +138,44 @@ def resolve_eval_run(con, run: str) -> tuple[str, str | None]:
     return rows[0][0], note
 
 
-def load_run_scores(con, run: str, metric: str = "score") -> tuple[str, dict[str, tuple[str, float]]]:
-    """An eval run id, or a train run id (its latest eval run); ``metric``: score | ref_nll."""
+def stored_shapes(con, eval_run: str, items: list[str]) -> dict[str, str]:
+    """The shape of each result ``items`` names (``file:row#tN``) whose row has none (a store from before
+    ``eval_results.shape``): read again from the eval run's eval files, where results are stored by the
+    file's name and the row's id. An item not found there is refused: its scale cannot be told."""
+    from eval.tasks import load_tasks
+
+    (files,) = con.execute("SELECT eval_files FROM eval_runs WHERE eval_run_id = ?", [eval_run]).fetchone()
+    shapes, unread = {}, []
+    for f in json.loads(files or "[]"):
+        try:
+            shapes.update({it.item_id: it.shape for it in load_tasks(f, warn=lambda m: None)})
+        except JcurateError:
+            unread.append(f)
+    found = {item: shapes.get(re.sub(r"#t\d+$", "", item)) for item in items}
+    if missing := [item for item, shape in found.items() if shape is None]:
+        raise JcurateError(f"eval run {eval_run} stored no shape for its results (a store from before "
+                           f"eval_results.shape), and {len(missing)} of them ({missing[0]}, ...) are not in its eval "
+                           f"files{' (' + ', '.join(unread) + ' not readable)' if unread else ''}: their judge scale "
+                           f"(ELYZA 1-5, MT-Bench 1-10) cannot be told; evaluate the run again to compare its scores")
+    return found
+
+
+def load_run_scores(con, run: str, metric: str = "score") -> tuple[str, dict[str, tuple[str, float, str | None]]]:
+    """An eval run id, or a train run id (its latest eval run); ``metric``: score | ref_nll. Each item id ->
+    (category, value, shape): the shape (so the judge's scale) of each scored item for ``score``."""
     if metric not in METRICS:
         raise JcurateError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
     row = con.execute("""SELECT eval_run_id FROM eval_runs WHERE eval_run_id = ? OR train_run_id = ?
                          ORDER BY created_at DESC LIMIT 1""", [run, run]).fetchone()
     if not row:
         raise JcurateError(f"no eval run or evaluated train run named {run!r}")
-    rows = con.execute(f"SELECT item_id, category, {metric} FROM eval_results WHERE eval_run_id = ?",
-                       [row[0]]).fetchall()
-    return row[0], {item: (cat, score) for item, cat, score in rows}
+    has_shape = "shape" in [d[0] for d in con.execute("SELECT * FROM eval_results LIMIT 0").description]
+    rows = con.execute(f"SELECT item_id, category, {metric}, {'shape' if has_shape else 'NULL'} FROM eval_results "
+                       f"WHERE eval_run_id = ?", [row[0]]).fetchall()
+    if metric in PER_SCALE and (unknown := [item for item, _, value, shape in rows if value is not None and not shape]):
+        shapes = stored_shapes(con, row[0], unknown)
+        rows = [(item, cat, value, shape or shapes.get(item)) for item, cat, value, shape in rows]
+    return row[0], {item: (cat, value, shape) for item, cat, value, shape in rows}
 
 
 # eval settings that do not change what is measured (where the model is, how fast it is asked)
@@ -153,7 +232,19 @@ def differences(con, eval_a: str, eval_b: str, metric: str = "score") -> list[st
     return found
 
 
-def to_markdown(c: Comparison, note: str | None = None, warnings: list[str] = ()) -> str:
+def _part_markdown(c: Comparison) -> list[str]:
+    return [f"| run | {c.metric} |", "| --- | --- |", f"| A: {c.run_a} | {c.mean_a:.4f} |",
+            f"| B: {c.run_b} | {c.mean_b:.4f} |",
+            "", f"Mean difference B - A: **{c.diff:+.4f}** (bootstrap 95% CI {c.ci_low:+.4f} .. {c.ci_high:+.4f})",
+            f"Win / tie / loss (B vs A{', a win is a lower NLL' if c.lower_is_better else ''}): "
+            f"{c.wins} / {c.ties} / {c.losses}", "",
+            "| category | A | B | n |", "| --- | --- | --- | --- |",
+            *(f"| {cat} | {ma:.2f} | {mb:.2f} | {n} |" for cat, (ma, mb, n) in c.per_category.items())]
+
+
+def to_markdown(c: RunComparison | Comparison, note: str | None = None, warnings: list[str] = ()) -> str:
+    if isinstance(c, Comparison):
+        c = RunComparison(c.run_a, c.run_b, c.metric, [c])
     lines = [f"# {c.run_b} vs {c.run_a}", ""]
     if note:
         lines += [f"> {note}", ""]
@@ -162,32 +253,39 @@ def to_markdown(c: Comparison, note: str | None = None, warnings: list[str] = ()
     if c.only_a or c.only_b:
         unpaired = (f" ({c.only_a} item(s) of A and {c.only_b} of B have no pair in the other run and are left out "
                     f"of every number below)")
-    lines += [f"Metric: {METRICS[c.metric]}. Paired items: {c.n}{unpaired}", "",
-              f"| run | {c.metric} |", "| --- | --- |", f"| A: {c.run_a} | {c.mean_a:.4f} |",
-              f"| B: {c.run_b} | {c.mean_b:.4f} |",
-              "", f"Mean difference B - A: **{c.diff:+.4f}** (bootstrap 95% CI {c.ci_low:+.4f} .. {c.ci_high:+.4f})",
-              f"Win / tie / loss (B vs A{', a win is a lower NLL' if c.lower_is_better else ''}): "
-              f"{c.wins} / {c.ties} / {c.losses}", "",
-              "| category | A | B | n |", "| --- | --- | --- | --- |"]
-    lines += [f"| {cat} | {ma:.2f} | {mb:.2f} | {n} |" for cat, (ma, mb, n) in c.per_category.items()]
-    return "\n".join(lines) + "\n"
+    scaled = [p for p in c.parts if p.scale is not None]
+    per_scale = (", per scale (ELYZA-shape answers are graded 1-5, MT-Bench turns 1-10: each scale has its own "
+                 "means and difference, never one of both)" if scaled or c.unpaired_scales else "")
+    lines += [f"Metric: {METRICS[c.metric]}{per_scale}. Paired items: {c.n}{unpaired}", ""]
+    for part in c.parts:
+        if part.scale is not None:
+            lines += [f"## {SCALES[part.scale]}: {part.n} paired item(s)", ""]
+        lines += _part_markdown(part) + [""]
+    lines += [f"## {SCALES[scale]}: no item with a {c.metric} in both runs ({n_a} in A, {n_b} in B): not compared\n"
+              for scale, (n_a, n_b) in c.unpaired_scales.items()]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def plot(c: Comparison, path: str | Path) -> Path:
+def plot(c: RunComparison | Comparison, path: str | Path) -> Path:
+    """The per-category means of A and B, a panel per scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cats = list(c.per_category)
-    x = np.arange(len(cats))
-    fig, ax = plt.subplots(figsize=(max(6, len(cats) * 0.9), 4))
-    ax.bar(x - 0.2, [c.per_category[k][0] for k in cats], 0.4, label=f"A {c.run_a}")
-    ax.bar(x + 0.2, [c.per_category[k][1] for k in cats], 0.4, label=f"B {c.run_b}")
-    ax.set_xticks(x, cats, rotation=30, ha="right")
-    ax.set_ylabel(METRICS[c.metric])
-    ax.set_title(f"B - A = {c.diff:+.2f} [{c.ci_low:+.2f}, {c.ci_high:+.2f}]")
-    ax.legend(fontsize=7)
+    parts = [c] if isinstance(c, Comparison) else c.parts
+    widest = max(len(p.per_category) for p in parts)
+    fig, axes = plt.subplots(len(parts), 1, figsize=(max(6, widest * 0.9), 4 * len(parts)), squeeze=False)
+    for ax, part in zip(axes[:, 0], parts):
+        cats = list(part.per_category)
+        x = np.arange(len(cats))
+        ax.bar(x - 0.2, [part.per_category[k][0] for k in cats], 0.4, label=f"A {part.run_a}")
+        ax.bar(x + 0.2, [part.per_category[k][1] for k in cats], 0.4, label=f"B {part.run_b}")
+        ax.set_xticks(x, cats, rotation=30, ha="right")
+        ax.set_ylabel(METRICS[part.metric])
+        scale = f"{SCALES[part.scale]}: " if part.scale else ""
+        ax.set_title(f"{scale}B - A = {part.diff:+.2f} [{part.ci_low:+.2f}, {part.ci_high:+.2f}]")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -5,8 +5,9 @@ From one curation run: build the top-k subset and each baseline subset of the sa
 same license filter (``random``: k records drawn with the seed; ``longest``: the k longest answers,
 the "Long Is More" baseline that a quality score has to clear, see docs/benchmarks.md), train each with
 the same config and seed, evaluate each with the same eval config, and compare top-k with each baseline
-(paired bootstrap over the eval items). With ``seeds: [0, 1, 2]`` every arm is trained once per seed
-(random draws again with each) and the comparison pools the (seed, item) pairs, as the selection benchmark does.
+(paired bootstrap over the eval items; the judge's score per scale, ELYZA 1-5 and MT-Bench 1-10 apart). With
+``seeds: [0, 1, 2]`` every arm is trained once per seed (random draws again with each) and the comparison pools
+the (seed, item) pairs, as the selection benchmark does.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def arm_train_config(base_train: dict, tag: str, subset: str, cfg: ExperimentCon
 
 def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
     from curate.handover.subsets import SubsetCriteria, create_subset
-    from eval.compare import compare_scores, load_run_scores, plot, to_markdown
+    from eval.compare import RunComparison, compare_runs, load_run_scores, plot, to_markdown
     from eval.runner import load_eval_config, run_eval
     from licenses.catalogue import load_catalogue
     from store.connection import connect
@@ -237,7 +238,8 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
                 f"{result['train_loss_last']}")
     evals = {key: run_eval(load_eval_config(cfg.eval_config, train_run=train_run, db=cfg.db), log=log)
              for key, train_run in train_runs.items()}
-    against = {}  # baseline -> metric -> top-k (B) against the baseline (A), paired by (seed, item)
+    # baseline -> metric -> top-k (B) against the baseline (A), paired by (seed, item); the judge's score per scale
+    by_run: dict[str, dict[str, RunComparison]] = {}
     con = connect(cfg.db)
     try:
         for baseline in cfg.baselines:
@@ -250,22 +252,25 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
                 a, b = pooled["a"], pooled["b"]
                 if any(v[1] is not None for v in a.values()) and any(v[1] is not None for v in b.values()):
                     run_a, run_b = ("+".join(evals[(arm, s)]["eval_run_id"] for s in seeds) for arm in (baseline, "topk"))
-                    against.setdefault(baseline, {})[metric] = compare_scores(a, b, run_a, run_b, seed=seeds[0],
-                                                                              metric=metric)
+                    by_run.setdefault(baseline, {})[metric] = compare_runs(a, b, run_a, run_b, seed=seeds[0],
+                                                                           metric=metric)
     finally:
         con.close()
-    if not against:
+    if not by_run:
         raise JcurateError("top-k and its baselines share no measured eval item: nothing to compare")
+    # baseline -> "score:elyza", "score:mt-bench" (a key per scale), "ref_nll" -> its Comparison
+    against = {baseline: {(c.metric if c.scale is None else f"{c.metric}:{c.scale}"): c
+                          for rc in by_metric.values() for c in rc.parts} for baseline, by_metric in by_run.items()}
     pooled_note = f"; seeds {', '.join(map(str, seeds))} pooled, paired by (seed, item)" if several else ""
     report = "\n".join(f"## top-k against {baseline} (A: {subsets[(baseline, seeds[0])]}, B: {subsets[('topk', seeds[0])]}"
-                       f"{pooled_note})\n\n" + "\n".join(to_markdown(c, cfg.note) for c in by_metric.values())
-                       for baseline, by_metric in against.items())
+                       f"{pooled_note})\n\n" + "\n".join(to_markdown(rc, cfg.note) for rc in by_metric.values())
+                       for baseline, by_metric in by_run.items())
     (out / "comparison.md").write_text(report, encoding="utf-8")
     comparisons = next(iter(against.values()))
-    first = next(iter(comparisons.values()))
-    plot(first, out / "comparison.png")
+    plot(next(iter(next(iter(by_run.values())).values())), out / "comparison.png")  # a panel per scale
     log(report)
     return {"train_runs": {arm: train_runs[(arm, seeds[0])] for arm in arms},  # the first seed's, by arm
             "evals": {arm: evals[(arm, seeds[0])] for arm in arms},
             "train_runs_by_seed": train_runs, "evals_by_seed": evals, "seeds": seeds,
-            "comparison": first, "comparisons": comparisons, "against": against, "report": str(out / "comparison.md")}
+            "comparison": next(iter(comparisons.values())), "comparisons": comparisons, "against": against,
+            "by_metric": by_run, "report": str(out / "comparison.md")}

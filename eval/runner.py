@@ -233,16 +233,17 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
         if not judge:
             log("no judge configured (judge.model): nothing generated, reference NLL only")
         nll = _reference_nll(generator, model, adapter, items, cfg, log) if cfg.reference_nll else {}
+        shapes = {it.item_id: it.shape for it in items}
         rows: dict[str, dict] = {}
         for g in graded:
             rows[f"{g.item_id}#t{g.turn + 1}"] = dict(category=g.category, answer=g.answer, score=g.score,
-                                                      judge_model=judge.model, rationale=g.rationale)
+                                                      judge_model=judge.model, rationale=g.rationale,
+                                                      shape=shapes[g.item_id])
         categories = {it.item_id: it.category for it in items}
         for key, r in nll.items():
-            rows.setdefault(key, dict(category=categories[r.item_id]))
+            rows.setdefault(key, dict(category=categories[r.item_id], shape=shapes[r.item_id]))
             rows[key].update(ref_nll=r.nll, ref_tokens=r.tokens)
         scores = [g.score for g in graded if g.score is not None]
-        shapes = {it.item_id: it.shape for it in items}
         by_shape = {}  # ELYZA answers are graded 1-5, MT-Bench turns 1-10: the mean of all mixes the scales
         for shape in ("elyza", "mt-bench"):
             own = [g.score for g in graded if g.score is not None and shapes[g.item_id] == shape]
@@ -258,7 +259,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
             config=json.dumps(asdict(cfg), default=str), decont_overlap=overlap, mean_score=mixed,
             mean_score_elyza=by_shape.get("elyza", (None,))[0], mean_score_mt_bench=by_shape.get("mt-bench", (None,))[0],
             mean_ref_nll=mean_nll, created_at=now))
-        columns = ("category", "answer", "score", "judge_model", "rationale", "ref_nll", "ref_tokens")
+        columns = ("category", "answer", "score", "judge_model", "rationale", "ref_nll", "ref_tokens", "shape")
         insert_rows(con, "eval_results", [dict(eval_run_id=eval_run_id, train_run_id=cfg.train_run, item_id=key,
                                                created_at=now, **{c: row.get(c) for c in columns})
                                           for key, row in rows.items()])

@@ -11,6 +11,10 @@ from pathlib import Path
 
 from core.errors import JcurateError
 
+# the judge's scale of each shape: ELYZA-shape answers are graded 1-5, MT-Bench turns 1-10 (eval.grade); a mean
+# or a difference over items of both shapes mixes two scales
+SCALES = {"elyza": "ELYZA shape, 1-5", "mt-bench": "MT-Bench shape, 1-10"}
+
 
 @dataclass
 class EvalItem:

@@ -405,12 +405,11 @@ def cmd_eval(args) -> int:
     return 0
 
 
-SCALES = {"elyza": "ELYZA shape, 1-5", "mt-bench": "MT-Bench shape, 1-10"}
-
-
 def eval_summary(result: dict) -> str:
     """One line saying what each number of an eval run is: the judge's scores per scale (ELYZA-shape
     answers are graded 1-5, MT-Bench turns 1-10), the reference NLL, the decontamination overlap."""
+    from eval.tasks import SCALES
+
     if result["graded"]:
         shapes = ", ".join(f"{SCALES[s]}: {m:.3f} on {n}" for s, (m, n) in result.get("mean_by_shape", {}).items())
         judge = (f"judge scores on {result['graded']} answers ({result['failed']} failed)"
@@ -426,7 +425,7 @@ def eval_summary(result: dict) -> str:
 
 
 def cmd_compare(args) -> int:
-    from eval.compare import compare_scores, differences, load_run_scores, plot, resolve_eval_run, to_markdown
+    from eval.compare import compare_runs, differences, load_run_scores, plot, resolve_eval_run, to_markdown
     from store.connection import connect
 
     con = connect(args.db, read_only=True)
@@ -439,7 +438,7 @@ def cmd_compare(args) -> int:
         con.close()
     for w in warnings:  # before the comparison, which may stop on what they name
         print(f"warning: {w}", file=sys.stderr)
-    comparison = compare_scores(a, b, run_a, run_b, metric=args.metric)
+    comparison = compare_runs(a, b, run_a, run_b, metric=args.metric)  # the judge's score: per scale
     if comparison.only_a or comparison.only_b:
         print(f"warning: only {comparison.n} item(s) are in both runs: {comparison.only_a} of A's and "
               f"{comparison.only_b} of B's are left out", file=sys.stderr)
@@ -655,11 +654,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("run_a", help="A, the baseline: an eval run id, or a train run id (its latest eval run)")
     cmp_.add_argument("run_b", help="B, compared with A: every difference is B - A")
     cmp_.add_argument("--metric", choices=["score", "ref_nll"], default="score",
-                      help="the judge's score (higher is better) or the reference NLL (lower is better)")
+                      help="the judge's score (higher is better; per scale: ELYZA 1-5, MT-Bench 1-10) or the "
+                           "reference NLL (lower is better)")
     cmp_.add_argument("--format", choices=["text", "md"], default="text",
                       help="the report is Markdown either way (kept for scripts that pass it)")
     cmp_.add_argument("--out", default=None, help="write the report to this file instead of printing it")
-    cmp_.add_argument("--plot", default=None, help="PNG of per-category means")
+    cmp_.add_argument("--plot", default=None, help="PNG of per-category means (a panel per scale)")
     cmp_.add_argument("--db", default=DEFAULT_DB)
     cmp_.set_defaults(func=cmd_compare)
 

@@ -75,6 +75,9 @@ ALTER TABLE eval_runs ADD COLUMN IF NOT EXISTS mean_ref_nll DOUBLE;
 -- older readers) mixes two scales; older stores gain the columns
 ALTER TABLE eval_runs ADD COLUMN IF NOT EXISTS mean_score_elyza DOUBLE;
 ALTER TABLE eval_runs ADD COLUMN IF NOT EXISTS mean_score_mt_bench DOUBLE;
+-- each result's shape, so its judge's scale ('elyza': 1-5, 'mt-bench': 1-10), which `jcurate compare` compares
+-- apart; older stores gain the column (their rows' shapes are read again from the run's eval files)
+ALTER TABLE eval_results ADD COLUMN IF NOT EXISTS shape VARCHAR;
 -- the one judge cache (store.cache): prompt_hash is a record's content_hash (record judging) or the
 -- sha256 of a grading prompt (evaluation)
 CREATE TABLE IF NOT EXISTS judge_cache (

@@ -107,8 +107,14 @@ def test_experiment_end_to_end_on_the_default(default_run, tmp_path):
     for row in q5:
         assert row[5] == result["evals"][row[1].removeprefix("cpu-smoke-")]["eval_run_id"]
         assert 1 <= row[6] <= 5 and 1 <= row[7] <= 10, "the ELYZA mean on 1-5, the MT-Bench mean on 1-10"
-    c = result["comparison"]
-    assert c.n == 6 and c.ci_low <= c.diff <= c.ci_high
+    # the judge's score per scale (ELYZA 1-5, MT-Bench 1-10), never one mean of both
+    elyza, mt_bench = result["comparisons"]["score:elyza"], result["comparisons"]["score:mt-bench"]
+    assert "score" not in result["comparisons"] and result["comparison"] is elyza
+    assert (elyza.n, mt_bench.n) == (2, 2 * 2) and (elyza.scale, mt_bench.scale) == ("elyza", "mt-bench")
+    for c in (elyza, mt_bench):
+        assert c.ci_low <= c.diff <= c.ci_high
+    assert elyza.mean_b == pytest.approx(result["evals"]["topk"]["mean_score_elyza"])
+    assert mt_bench.mean_a == pytest.approx(result["evals"]["random"]["mean_score_mt_bench"])
     nll = result["comparisons"]["ref_nll"]
     assert nll.n == 2 and nll.ci_low <= nll.diff <= nll.ci_high, "the 2 ELYZA items have references"
     assert set(result["against"]) == {"random", "longest"}
@@ -116,6 +122,7 @@ def test_experiment_end_to_end_on_the_default(default_run, tmp_path):
     report = (tmp_path / "runs/comparison.md").read_text(encoding="utf-8")
     assert "the scores mean nothing" in report and "bootstrap 95% CI" in report and "lower is better" in report
     assert "## top-k against random (A: cpu-smoke-random" in report and "## top-k against longest (A: cpu-smoke-longest" in report
+    assert report.count("## ELYZA shape, 1-5: 2 paired item(s)") == report.count("## MT-Bench shape, 1-10: 4 paired") == 2
     assert (tmp_path / "runs/comparison.png").stat().st_size > 1000
 
 
@@ -421,6 +428,10 @@ def test_an_eval_of_both_shapes_stores_each_scales_mean_in_its_own_column(tiny_m
     con = duckdb.connect(str(db), read_only=True)
     scores = con.execute("SELECT item_id, score FROM eval_results WHERE eval_run_id = ?",
                          [result["eval_run_id"]]).fetchall()
+    shapes = dict(con.execute("SELECT item_id, shape FROM eval_results WHERE eval_run_id = ?",
+                              [result["eval_run_id"]]).fetchall())
+    assert shapes == {item: "elyza" if item.startswith("elyza_style:") else "mt-bench" for item, _ in scores}, \
+        "each result's shape, so its judge's scale, stored"
     mixed, elyza, mt_bench = con.execute("""SELECT mean_score, mean_score_elyza, mean_score_mt_bench FROM eval_runs
                                              WHERE eval_run_id = ?""", [result["eval_run_id"]]).fetchone()
     con.close()
@@ -433,3 +444,99 @@ def test_an_eval_of_both_shapes_stores_each_scales_mean_in_its_own_column(tiny_m
     assert result["mean_by_shape"] == {"elyza": (pytest.approx(elyza), 2), "mt-bench": (pytest.approx(mt_bench), 4)}
     assert result["mean_score_elyza"] == pytest.approx(elyza) and result["mean_score_mt_bench"] == pytest.approx(mt_bench)
     assert "mean" not in result, "the result holds no mean of both scales"
+
+
+def _store_eval_run(con, eval_run: str, eval_files: list[str], results: dict[str, tuple]) -> None:
+    """An eval run as ``run_eval`` stores it; ``results``: item key -> (category, score, ref_nll, shape)."""
+    from store.rows import insert_row, insert_rows
+
+    insert_row(con, "eval_runs", dict(eval_run_id=eval_run, model="m", eval_files=json.dumps(eval_files),
+                                      config=json.dumps({"eval_files": eval_files}), created_at="2026-01-01"))
+    insert_rows(con, "eval_results", [dict(eval_run_id=eval_run, item_id=key, category=cat, score=score, ref_nll=nll,
+                                           shape=shape) for key, (cat, score, nll, shape) in results.items()])
+
+
+def test_compare_on_the_judges_score_compares_each_scale_apart_and_never_pools_them(tmp_path, capsys):
+    """ELYZA answers are graded 1-5, MT-Bench turns 1-10: `jcurate compare --metric score` gives each scale its
+    means and paired difference with its interval (items both runs scored), and no number of both; --metric
+    ref_nll (nats/token, one scale) is compared in one, as before."""
+    from store.connection import connect
+    from tests.conftest import run_cli
+
+    elyza_a, elyza_b = [3, 4, 2, 5, 3], [4, 4, 3, 5, 4]  # B - A: +0.6
+    mt_a, mt_b = [8, 6, 9, 7], [6, 5, 8, 7]  # B - A: -1.0 (pooled with ELYZA's: -0.111)
+    mt_keys = ["mt:1#t1", "mt:1#t2", "mt:2#t1", "mt:2#t2"]
+    runs = {"eval-a": {**{f"el:{i}#t1": ("elyza", s, 2.0 + i / 10, "elyza") for i, s in enumerate(elyza_a)},
+                       **{k: ("writing", s, 1.5 if k.endswith("#t1") else None, "mt-bench") for k, s in zip(mt_keys, mt_a)},
+                       "mt:3#t1": ("math", 10.0, None, "mt-bench")},  # in A only
+            "eval-b": {**{f"el:{i}#t1": ("elyza", s, 1.9 + i / 10, "elyza") for i, s in enumerate(elyza_b)},
+                       **{k: ("writing", s, 1.7 if k.endswith("#t1") else None, "mt-bench") for k, s in zip(mt_keys, mt_b)},
+                       "el:9#t1": ("elyza", 1.0, None, "elyza")}}  # in B only
+    db = tmp_path / "store.duckdb"
+    con = connect(db)
+    for run, results in runs.items():
+        _store_eval_run(con, run, ["el.jsonl", "mt.jsonl"], results)
+    con.close()
+
+    capsys.readouterr()
+    assert run_cli("compare", "eval-a", "eval-b", "--db", str(db)) == 0
+    out, err = capsys.readouterr()
+    assert "Paired items: 9 (1 item(s) of A and 1 of B have no pair in the other run" in out
+    assert "warning: only 9 item(s) are in both runs: 1 of A's and 1 of B's are left out" in err
+    elyza, mt_bench = out.split("## ELYZA shape, 1-5: 5 paired item(s)")[1].split("## MT-Bench shape, 1-10: 4 paired item(s)")
+    for section, a, b in ((elyza, elyza_a, elyza_b), (mt_bench, mt_a, mt_b)):
+        diffs = np.array(b, dtype=float) - np.array(a, dtype=float)
+        low, high = bootstrap_ci(diffs)
+        assert f"| A: eval-a | {np.mean(a):.4f} |" in section and f"| B: eval-b | {np.mean(b):.4f} |" in section
+        assert f"Mean difference B - A: **{diffs.mean():+.4f}** (bootstrap 95% CI {low:+.4f} .. {high:+.4f})" in section
+    assert "| elyza | 3.40 | 4.00 | 5 |" in elyza and "| writing | 7.50 | 6.50 | 4 |" in mt_bench
+    pooled = np.mean(np.r_[elyza_b, mt_b]) - np.mean(np.r_[elyza_a, mt_a])
+    assert f"{pooled:+.4f}" not in out and f"{np.mean(elyza_a + mt_a):.4f}" not in out, "no number of both scales"
+    assert out.count("Mean difference") == 2
+
+    # the reference NLL, on one scale: one comparison, as before
+    assert run_cli("compare", "eval-a", "eval-b", "--metric", "ref_nll", "--db", str(db)) == 0
+    out = capsys.readouterr().out
+    assert "Paired items: 7" in out and out.count("Mean difference") == 1 and "## " not in out
+    nll_diffs = np.array([-0.1] * 5 + [0.2, 0.2])
+    assert f"Mean difference B - A: **{nll_diffs.mean():+.4f}**" in out
+
+    # a run in one scale only: the other scale is named, not compared
+    con = connect(db)
+    _store_eval_run(con, "eval-c", ["mt.jsonl"], {k: ("writing", 5.0, None, "mt-bench") for k in mt_keys})
+    con.close()
+    assert run_cli("compare", "eval-a", "eval-c", "--db", str(db)) == 0
+    out = capsys.readouterr().out
+    assert "## MT-Bench shape, 1-10: 4 paired item(s)" in out and out.count("Mean difference") == 1
+    assert "## ELYZA shape, 1-5: no item with a score in both runs (5 in A, 0 in B): not compared" in out
+
+
+def test_compare_reads_the_scale_of_an_older_stores_results_from_its_eval_files(tmp_path, capsys):
+    """A store from before eval_results.shape: each scored item's shape is read again from the eval run's eval
+    files (results are stored by the file's name and the row's id); an item not found there is refused."""
+    from store.connection import connect
+    from tests.conftest import run_cli
+
+    el, mt = tmp_path / "old_el.jsonl", tmp_path / "old_mt.jsonl"
+    el.write_text("\n".join(json.dumps({"id": i, "input": f"問{i}", "output": "答"}, ensure_ascii=False)
+                            for i in (1, 2)), encoding="utf-8")
+    mt.write_text(json.dumps({"question_id": 1, "turns": ["一", "二"]}, ensure_ascii=False), encoding="utf-8")
+    db = tmp_path / "store.duckdb"
+    con = connect(db)
+    for run, scores in (("old-a", (2, 3, 9, 7)), ("old-b", (4, 4, 5, 6))):
+        _store_eval_run(con, run, [str(el), str(mt)], dict(zip(["old_el:1#t1", "old_el:2#t1", "old_mt:1#t1",
+                                                                "old_mt:1#t2"], [("c", s, None, None) for s in scores])))
+    con.close()
+    older = duckdb.connect(str(db))
+    older.execute("ALTER TABLE eval_results DROP COLUMN shape")  # as the store was before the column
+    older.close()
+    capsys.readouterr()
+    assert run_cli("compare", "old-a", "old-b", "--db", str(db)) == 0
+    out = capsys.readouterr().out
+    assert "## ELYZA shape, 1-5: 2 paired item(s)" in out and "Mean difference B - A: **+1.5000**" in out
+    assert "## MT-Bench shape, 1-10: 2 paired item(s)" in out and "Mean difference B - A: **-2.5000**" in out
+    mt.unlink()
+    assert run_cli("compare", "old-a", "old-b", "--db", str(db)) == 2
+    err = capsys.readouterr().err
+    assert "eval run old-a stored no shape for its results" in err and "2 of them (old_mt:1#t1, ...)" in err
+    assert "cannot be told" in err and err.count("\n") == 1
