@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import subprocess
 import unicodedata
@@ -24,6 +25,7 @@ import duckdb
 from core.errors import JcurateError, first_line
 from store import TABLE_ROWS
 from store.connection import connect
+from store.schema import TABLES, VIEWS
 
 READ_ONLY_TYPES = {"SELECT", "EXPLAIN", "PRAGMA"}
 
@@ -52,6 +54,30 @@ def query_error(e: duckdb.Error) -> str:
     return " ".join([first_line(e)] + hints)
 
 
+# what the current schema defines: the tables and views a store gains on its next write, and the columns that
+# ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` adds to an older store's tables
+_SCHEMA_OBJECTS = set(re.findall(r"CREATE (?:TABLE IF NOT EXISTS|OR REPLACE VIEW) (\w+)", TABLES + VIEWS))
+_ADDED_COLUMNS = re.findall(r"ALTER TABLE (\w+) ADD COLUMN IF NOT EXISTS (\w+)", TABLES)
+
+
+def older_store_note(con: duckdb.DuckDBPyConnection, message: str) -> str:
+    """Where a query fails on a table, view or column that this jcurate's schema has and the store lacks (a
+    store written by an older jcurate, opened read-only, so not brought up to date): what it lacks and how it
+    gains it; else ''."""
+    try:
+        objects = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        columns = set(con.execute("SELECT table_name, column_name FROM information_schema.columns").fetchall())
+    except duckdb.Error:
+        return ""
+    lacking = [name for name in sorted(_SCHEMA_OBJECTS - objects) if re.search(rf"\b{name}\b", message)]
+    lacking += [f"{table}.{column}" for table, column in _ADDED_COLUMNS
+                if table in objects and (table, column) not in columns and re.search(rf"\b{column}\b", message)]
+    if not lacking:
+        return ""
+    return (f" (this store was written by an older jcurate and lacks {', '.join(lacking)}: the next command that "
+            f"writes to it, such as `jcurate run`, `ingest`, `subset` or `eval`, adds what it lacks)")
+
+
 def run_query(db: str | Path, query: str) -> tuple[list[str], list[tuple]]:
     rows: list[tuple] = []
     with open_query(db, query) as (columns, result):
@@ -77,7 +103,7 @@ def open_query(db: str | Path, query: str) -> Iterator[tuple[list[str], duckdb.D
             for st in duckdb.extract_statements(query):
                 result = con.execute(st)
         except duckdb.Error as e:
-            raise JcurateError(f"query failed: {query_error(e)}") from None
+            raise JcurateError(f"query failed: {query_error(e)}{older_store_note(con, str(e))}") from None
         columns = [d[0] for d in result.description] if result.description else []
         yield columns, _Fetching(result)
     finally:

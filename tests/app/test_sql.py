@@ -99,3 +99,30 @@ def test_a_db_that_is_not_a_store_is_said_in_one_line_and_left_as_it_was(default
     assert capsys.readouterr().err == (f"jcurate: error: {db} is {what}, not a store: pass the store's path with "
                                        f"--db (`jcurate run` makes one)\n")
     assert db.read_bytes() == before
+
+
+def test_a_store_written_before_a_column_or_view_says_what_it_lacks_and_how_it_gains_it(capsys, tmp_path):
+    """``jcurate sql`` opens a store read-only, so an older store is not brought up to date: a query on what it
+    lacks says so, and the next write adds it."""
+    import duckdb
+
+    from store.connection import connect
+
+    path = tmp_path / "older.duckdb"
+    connect(path).close()
+    con = duckdb.connect(str(path))  # as an older jcurate left it: no per-scale means, no record_fate view
+    con.execute("ALTER TABLE eval_runs DROP COLUMN mean_score_elyza")
+    con.execute("DROP VIEW record_fate")
+    con.close()
+    for query, lacking in (("SELECT eval_run_id, mean_score_elyza FROM eval_runs", "eval_runs.mean_score_elyza"),
+                           ("SELECT count(*) FROM record_fate", "record_fate")):
+        code, out, err = sql(capsys, str(path), query)
+        assert code != 0 and out == ""
+        assert len(err.strip().splitlines()) == 1
+        assert f"older jcurate and lacks {lacking}:" in err and "the next command that writes" in err
+    # a typo in a store that lacks nothing the query names keeps DuckDB's own message alone
+    code, _, err = sql(capsys, str(path), "SELECT * FROM eval_runz")
+    assert code != 0 and "older jcurate" not in err and 'Did you mean "eval_runs"' in err
+    connect(path).close()  # a write brings it up to date
+    assert run_query(str(path), "SELECT mean_score_elyza FROM eval_runs")[0] == ["mean_score_elyza"]
+    assert run_query(str(path), "SELECT count(*) FROM record_fate")[1] == [(0,)]
