@@ -15,6 +15,12 @@ with a 95% bootstrap interval over items, and writes ``OUT/blind/results.md``.
 A reading can go on in a second one: ``make --name N2 --after N`` leaves out the comparisons (item, other arm)
 that ``N`` already holds, so more answers can be read without showing a reader a pair twice; ``score --name N N2``
 pools the verdicts of both and writes the table into the last one's folder.
+
+How far readers agree: ``reread --name N --to R`` gives other readers the same pairs, in the same order and with
+the same A and B (``OUT/R/``, key ``OUT/R_key.json``); ``agree --name N R`` counts, per comparison, the pairs where
+both readings give the same outcome for the default (win, tie or loss) and Cohen's kappa over those three
+outcomes. Agreement is not more evidence about the arms (the answers are the same): it says how far one reading's
+verdicts can be trusted.
 """
 
 from __future__ import annotations
@@ -156,9 +162,69 @@ def score(args) -> None:
     print(text)
 
 
+def reread(args) -> None:
+    """The pairs of reading ``--name`` for other readers: the same shares, order and sides, under ``--to``."""
+    name = args.name[0] if isinstance(args.name, list) else args.name
+    source, target = args.out / name, args.out / args.to
+    shares = sorted(source.glob("share-*.md"))
+    if not shares:
+        raise SystemExit(f"{source}: no share-*.md: run make first")
+    if target.exists() and any(target.glob("verdicts-*.tsv")):
+        raise SystemExit(f"{target} holds verdicts already: pick another --to")
+    target.mkdir(parents=True, exist_ok=True)
+    for path in shares:
+        (target / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    (args.out / f"{args.to}_key.json").write_text((args.out / f"{name}_key.json").read_text(encoding="utf-8"),
+                                                 encoding="utf-8")
+    print(f"{len(shares)} shares of {name} under {target}, for other readers")
+
+
+def outcomes(out: Path, name: str) -> dict[str, tuple[str, int]]:
+    """{pair id: (the other arm, 1 | 0 | -1: the default won, tied, lost)} of one reading's verdicts."""
+    data = json.loads((out / f"{name}_key.json").read_text(encoding="utf-8"))
+    key, default = data["pairs"], data["default"]
+    found = {}
+    for pid, (v, _) in read_verdicts(out / name, key).items():
+        k = key[pid]
+        found[pid] = (k["B"] if k["A"] == default else k["A"], 0 if v == "tie" else (1 if k[v] == default else -1))
+    return found
+
+
+def cohen_kappa(a: list[int], b: list[int]) -> float:
+    """Agreement beyond what the two readings' own shares of each outcome give by chance."""
+    a, b = np.array(a), np.array(b)
+    observed = float((a == b).mean())
+    expected = float(sum((a == v).mean() * (b == v).mean() for v in (-1, 0, 1)))
+    return (observed - expected) / (1.0 - expected) if expected < 1.0 else 1.0
+
+
+def agree(args) -> None:
+    first, second = args.name
+    one, two = outcomes(args.out, first), outcomes(args.out, second)
+    both = sorted(one.keys() & two.keys())
+    if not both:
+        raise SystemExit(f"{first} and {second} share no read pair: agree compares two readings of the same pairs")
+    lines = [f"# Two readings of the same pairs: {first} and {second}", "",
+             "Outcome for the default: win, tie or loss. Kappa: Cohen's, over the three outcomes.", "",
+             "| against | pairs read twice | same outcome | kappa | win / tie / loss, first | win / tie / loss, second "
+             "| decided by one, a tie by the other | opposite wins |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for other in sorted({one[p][0] for p in both}):
+        pids = [p for p in both if one[p][0] == other]
+        a, b = [one[p][1] for p in pids], [two[p][1] for p in pids]
+        same = sum(x == y for x, y in zip(a, b))
+        half = sum((x == 0) != (y == 0) for x, y in zip(a, b))
+        opposite = sum(x * y == -1 for x, y in zip(a, b))
+        counts = [f"{r.count(1)} / {r.count(0)} / {r.count(-1)}" for r in (a, b)]
+        lines.append(f"| {other} | {len(pids)} | {same} ({same / len(pids):.2f}) | {cohen_kappa(a, b):.2f} | "
+                     f"{counts[0]} | {counts[1]} | {half} | {opposite} |")
+    text = "\n".join(lines) + "\n"
+    (args.out / second / "agreement.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=["make", "score"])
+    ap.add_argument("step", choices=["make", "score", "reread", "agree"])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--default", default="model:jquality-v2")
     ap.add_argument("--against", nargs="+", default=["random", "longest"])
@@ -169,6 +235,7 @@ def main() -> None:
                          "name); score pools several, make takes one")
     ap.add_argument("--after", nargs="+", default=[],
                     help="make: leave out the comparisons these earlier readings of the same arm already hold")
+    ap.add_argument("--to", help="reread: the second reading's name")
     ap.add_argument("--realdata", type=Path, default=DEFAULT_REALDATA)
     args = ap.parse_args()
     args.out = args.out.resolve()
@@ -177,6 +244,14 @@ def main() -> None:
             raise SystemExit("make writes one reading: give one --name")
         args.name = args.name[0]
         make(args)
+    elif args.step == "reread":
+        if len(args.name) != 1 or not args.to:
+            raise SystemExit("reread copies one reading: give one --name and --to")
+        reread(args)
+    elif args.step == "agree":
+        if len(args.name) != 2:
+            raise SystemExit("agree compares two readings of the same pairs: give two --name")
+        agree(args)
     else:
         score(args)
 

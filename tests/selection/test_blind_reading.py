@@ -116,3 +116,32 @@ def test_a_second_reading_leaves_out_what_the_first_holds_and_scores_pooled(tmp_
                                   "against": ["longest"]})
     with pytest.raises(SystemExit, match="same arm and seed"):
         blind_pairs.make(other)
+
+
+def test_a_second_reading_of_the_same_pairs_and_how_far_the_readings_agree(tmp_path, capsys):
+    args = _setup(tmp_path, n_items=4)
+    args.against = ["random"]
+    blind_pairs.make(args)
+    blind_pairs.reread(argparse.Namespace(out=args.out, name=["blind"], to="again"))
+    for s in range(2):
+        assert (args.out / "again" / f"share-{s}.md").read_text(encoding="utf-8") == \
+            (args.out / "blind" / f"share-{s}.md").read_text(encoding="utf-8"), "the same pairs, order and sides"
+    key = json.loads((args.out / "again_key.json").read_text(encoding="utf-8"))["pairs"]
+    assert key == json.loads((args.out / "blind_key.json").read_text(encoding="utf-8"))["pairs"]
+    default_side = {pid: "A" if k["A"] == "model:jquality-v2" else "B" for pid, k in key.items()}
+    other_side = {pid: "B" if side == "A" else "A" for pid, side in default_side.items()}
+    pids = sorted(key)
+    # first reading: win, win, tie, loss; second: win, tie, tie, win
+    first = [default_side[pids[0]], default_side[pids[1]], "tie", other_side[pids[3]]]
+    second = [default_side[pids[0]], "tie", "tie", default_side[pids[3]]]
+    for name, verdicts in (("blind", first), ("again", second)):
+        for s in range(2):
+            rows = [f"{pid}\t{v}\twhy" for pid, v in zip(pids, verdicts) if pid.startswith(f"{s}-")]
+            (args.out / name / f"verdicts-{s}.tsv").write_text("\n".join(rows), encoding="utf-8")
+    blind_pairs.agree(argparse.Namespace(out=args.out, name=["blind", "again"]))
+    table = (args.out / "again" / "agreement.md").read_text(encoding="utf-8")
+    # outcomes (1, 1, 0, -1) and (1, 0, 0, 1): 2 of 4 the same; chance 0.5*0.5 + 0.25*0.5 + 0.25*0 = 0.375
+    kappa = (0.5 - 0.375) / (1 - 0.375)
+    assert f"| random | 4 | 2 (0.50) | {kappa:.2f} | 2 / 1 / 1 | 2 / 2 / 0 | 1 | 1 |" in table
+    with pytest.raises(SystemExit, match="holds verdicts already"):
+        blind_pairs.reread(argparse.Namespace(out=args.out, name=["blind"], to="again"))
