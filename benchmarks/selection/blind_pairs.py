@@ -113,22 +113,28 @@ def read_verdicts(blind: Path, key: dict, allowed=VERDICTS, spelled: str = "A|B|
     return verdicts
 
 
+def outcomes(out: Path, name: str) -> tuple[str, int, dict[str, tuple[str, str, int]]]:
+    """One reading unblinded: (the default arm, the pairs in its key, {pair id read: (item id, the other arm,
+    1 | 0 | -1: the default won, tied, lost)})."""
+    data = json.loads((out / f"{name}_key.json").read_text(encoding="utf-8"))
+    key, default = data["pairs"], data["default"]
+    found = {}
+    for pid, (v, _) in read_verdicts(out / name, key).items():
+        k = key[pid]
+        found[pid] = (k["item_id"], k["B"] if k["A"] == default else k["A"],
+                      0 if v == "tie" else (1 if k[v] == default else -1))
+    return default, len(key), found
+
+
 def score(args) -> None:
     names = [args.name] if isinstance(args.name, str) else list(args.name)
     rows, n_read, n_pairs, defaults = {}, 0, 0, set()
     for name in names:
-        data = json.loads((args.out / f"{name}_key.json").read_text(encoding="utf-8"))
-        key, default = data["pairs"], data["default"]
+        default, n_key, read = outcomes(args.out, name)
         defaults.add(default)
-        verdicts = read_verdicts(args.out / name, key)
-        n_read, n_pairs = n_read + len(verdicts), n_pairs + len(key)
-        for pid, k in key.items():
-            if pid not in verdicts:
-                continue
-            other = k["B"] if k["A"] == default else k["A"]
-            v = verdicts[pid][0]
-            outcome = 0 if v == "tie" else (1 if k[v] == default else -1)
-            rows.setdefault(other, []).append((k["item_id"], outcome))
+        n_read, n_pairs = n_read + len(read), n_pairs + n_key
+        for item_id, other, outcome in read.values():
+            rows.setdefault(other, []).append((item_id, outcome))
     if len(defaults) != 1:
         raise SystemExit(f"readings {names} compare different default arms {sorted(defaults)}: score them apart")
     blind = args.out / names[-1]
@@ -179,17 +185,6 @@ def reread(args) -> None:
     print(f"{len(shares)} shares of {name} under {target}, for other readers")
 
 
-def outcomes(out: Path, name: str) -> dict[str, tuple[str, int]]:
-    """{pair id: (the other arm, 1 | 0 | -1: the default won, tied, lost)} of one reading's verdicts."""
-    data = json.loads((out / f"{name}_key.json").read_text(encoding="utf-8"))
-    key, default = data["pairs"], data["default"]
-    found = {}
-    for pid, (v, _) in read_verdicts(out / name, key).items():
-        k = key[pid]
-        found[pid] = (k["B"] if k["A"] == default else k["A"], 0 if v == "tie" else (1 if k[v] == default else -1))
-    return found
-
-
 def cohen_kappa(a: list[int], b: list[int]) -> float:
     """Agreement beyond what the two readings' own shares of each outcome give by chance."""
     a, b = np.array(a), np.array(b)
@@ -200,7 +195,7 @@ def cohen_kappa(a: list[int], b: list[int]) -> float:
 
 def agree(args) -> None:
     first, second = args.name
-    one, two = outcomes(args.out, first), outcomes(args.out, second)
+    one, two = outcomes(args.out, first)[2], outcomes(args.out, second)[2]
     both = sorted(one.keys() & two.keys())
     if not both:
         raise SystemExit(f"{first} and {second} share no read pair: agree compares two readings of the same pairs")
@@ -208,9 +203,9 @@ def agree(args) -> None:
              "Outcome for the default: win, tie or loss. Kappa: Cohen's, over the three outcomes.", "",
              "| against | pairs read twice | same outcome | kappa | win / tie / loss, first | win / tie / loss, second "
              "| decided by one, a tie by the other | opposite wins |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for other in sorted({one[p][0] for p in both}):
-        pids = [p for p in both if one[p][0] == other]
-        a, b = [one[p][1] for p in pids], [two[p][1] for p in pids]
+    for other in sorted({one[p][1] for p in both}):
+        pids = [p for p in both if one[p][1] == other]
+        a, b = [one[p][2] for p in pids], [two[p][2] for p in pids]
         same = sum(x == y for x, y in zip(a, b))
         half = sum((x == 0) != (y == 0) for x, y in zip(a, b))
         opposite = sum(x * y == -1 for x, y in zip(a, b))
