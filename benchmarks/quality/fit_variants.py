@@ -24,7 +24,15 @@ from benchmarks.quality import scorer_v2  # noqa: E402
 from curate.scoring.classifier import spearman  # noqa: E402
 from curate.scoring.pair_fit import swapped_answers  # noqa: E402
 from curate.scoring.quality_features import FEATURES  # noqa: E402
-from curate.scoring.shipped_scorer import V2_FEATURES, ShippedScorer, v2_matrix, v2_raw  # noqa: E402
+from curate.scoring.shipped_scorer import (  # noqa: E402
+    FIT_CAP,
+    FIT_FLOOR,
+    V2_FEATURES,
+    ShippedScorer,
+    fit_gate,
+    v2_matrix,
+    v2_raw,
+)
 
 FIT = V2_FEATURES.index("pair_fit_logit")
 LENGTH = FEATURES.index("log_answer_chars")
@@ -42,7 +50,7 @@ def variant_score(name: str, sc: ShippedScorer, quality: np.ndarray, X: np.ndarr
                   sc.length_bonus_weight)
     fit, length = X[:, FIT], X[:, LENGTH] - sc.length_center
     conv = np.array([v.multi_turn for v in views])
-    gate = 1.0 / (1.0 + np.exp(-2.0 * (fit - sc.length_gate)))
+    gate = fit_gate(fit, sc.length_gate)
     penalty = sc.length_weight * np.minimum(length, 0.0)
     if name == "v5":
         return base
@@ -58,7 +66,7 @@ def variant_score(name: str, sc: ShippedScorer, quality: np.ndarray, X: np.ndarr
         alt = base - dev if name == "register" else base - penalty - dev
         return np.where(conv, alt, base)
     if name == "fit-x2-chat":
-        alt = base + sc.fit_weight * np.clip(fit, -6.0, 1.0)  # FIT_FLOOR, FIT_CAP
+        alt = base + sc.fit_weight * np.clip(fit, -FIT_FLOOR, FIT_CAP)
         return np.where(conv, alt, base)
     if name.startswith("expected-label"):  # P(fits) x score + P(misfit) x 1, P(fits) = sigmoid(logit - c)
         c = -2.0 if name == "expected-label" else 0.0
@@ -77,19 +85,12 @@ def main() -> None:
     args = ap.parse_args()
     sc = ShippedScorer("jquality-v5")
     sources, views, y = scorer_v2.labelled_views(args.realdata)
-    src = np.array(sources)
     X = v2_matrix(views, sc.pair)
     X_twins = v2_matrix(swapped_answers(views, sources, seed=1), sc.pair)
-    datasets = sorted(set(sources))
-    held_out = {}
-    for held in datasets:
-        test = src == held
-        train = ~test & ~np.isin(src, list(scorer_v2.EVAL_ONLY))
-        model = scorer_v2.fit_model(X[train], y[train], X_twins[train], 10.0)
-        own = [v for v, t in zip(views, test) if t]
-        twins = swapped_answers(own, [held] * len(own), seed=7)
-        XT = v2_matrix(twins, sc.pair)
-        held_out[held] = (model, test, own, twins, XT)
+    held_out = {held: (model, test, [v for v, t in zip(views, test) if t], twins, XT)
+                for held, test, model, twins, XT in scorer_v2.held_out_sets(sources, views, y, X, X_twins, sc.pair,
+                                                                            10.0)}
+    datasets = list(held_out)
     print("| variant | " + " | ".join(datasets) + " |")
     print("| --- |" + " --- |" * len(datasets))
     for name in VARIANTS:

@@ -117,6 +117,19 @@ def shipped(model: Ridge, X: np.ndarray, weight: float, centre: float, fit_weigh
     return v2_raw(model.predict(X), X, fit_weight, weight, centre, gate, bonus_weight)
 
 
+def held_out_sets(sources: list[str], views: list[RecordView], y: np.ndarray, X: np.ndarray, X_twins: np.ndarray,
+                  pair, alpha: float):
+    """Leave one dataset out, for each labelled dataset: (its name, its rows, the ridge trained on the other
+    training datasets with their twins, the fit test's twins: each held-out record's prompt with another held-out
+    record's answer (seed 7), and their feature rows)."""
+    src = np.array(sources)
+    for held in sorted(set(sources)):
+        test = src == held
+        train = ~test & ~np.isin(src, list(EVAL_ONLY))
+        twins = swapped_answers([v for v, t in zip(views, test) if t], [held] * int(test.sum()), seed=7)
+        yield held, test, fit_model(X[train], y[train], X_twins[train], alpha), twins, v2_matrix(twins, pair)
+
+
 def top_vs_random(score: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
     """Mean label of the top 20% by score, and of random 20% draws (mean and 95% interval)."""
     k = max(1, len(y) // 5)
@@ -174,17 +187,13 @@ def main() -> None:
           f"length centre log1p(chars) = {centre:.2f}")
     rows = []
     gates = [None if g == "none" else float(g) for g in args.length_gate]
+    held_out = list(held_out_sets(sources, views, y, X, X_twins, pair, args.alpha))
     for weight, gate in ((w, g) for w in args.length_weight for g in gates):
-        for held in datasets:
-            test = src == held
-            train = ~test & ~np.isin(src, list(EVAL_ONLY))
-            model = fit_model(X[train], y[train], X_twins[train], args.alpha)
+        for held, test, model, _, X_held_twins in held_out:
             quality = model.predict(X[test])
             score = shipped(model, X[test], weight, centre, args.fit_weight, gate, args.length_bonus_weight)
             # the fit test: held-out records beside their twins among the held-out records
-            twin_views = swapped_answers([v for v, t in zip(views, test) if t], [held] * int(test.sum()), seed=7)
-            twin_score = shipped(model, v2_matrix(twin_views, pair), weight, centre, args.fit_weight, gate,
-                                 args.length_bonus_weight)
+            twin_score = shipped(model, X_held_twins, weight, centre, args.fit_weight, gate, args.length_bonus_weight)
             wins = float(np.mean(score > twin_score))
             top, lo, hi = top_vs_random(score, y[test])
             rows.append(((weight, gate), held, int(test.sum()), spearman(quality, y[test]), spearman(score, y[test]),

@@ -193,6 +193,11 @@ def save_v2_model(folder: Path, name: str, version: str, ridge: Ridge, pair: Pai
     return folder
 
 
+def fit_gate(fit_logit: np.ndarray, length_gate: float) -> np.ndarray:
+    """How far the length bonus is paid (0 … 1): ``sigmoid(2 (fit - length_gate))``, half at ``length_gate``."""
+    return 1.0 / (1.0 + np.exp(-2.0 * (fit_logit - float(length_gate))))
+
+
 def v2_raw(quality: np.ndarray, X: np.ndarray, fit_weight: float, length_weight: float, length_center: float,
            length_gate: float | None = None, length_bonus_weight: float | None = None) -> np.ndarray:
     """The v2 score before the squash: the predicted label, plus ``fit_weight`` times the pair logit clipped to
@@ -207,8 +212,7 @@ def v2_raw(quality: np.ndarray, X: np.ndarray, fit_weight: float, length_weight:
     bonus_weight = length_weight if length_bonus_weight is None else float(length_bonus_weight)
     bonus = np.maximum(length, 0.0)
     if length_gate is not None:
-        gate = 1.0 / (1.0 + np.exp(-2.0 * (fit_logit - float(length_gate))))
-        bonus = gate * bonus
+        bonus = fit_gate(fit_logit, length_gate) * bonus
     return (quality + fit_weight * np.clip(fit_logit, -FIT_FLOOR, FIT_CAP) + bonus_weight * bonus
             + length_weight * np.minimum(length, 0.0))
 
