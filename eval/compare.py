@@ -78,13 +78,17 @@ def bootstrap_ci(diffs: np.ndarray, n_boot: int = 10_000, seed: int = 0, alpha: 
     return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
 
 
+def measured_pairs(a: dict[str, tuple], b: dict[str, tuple]) -> tuple[list[str], int, int]:
+    """(the items with a value in both runs, sorted; how many items have a value in A, in B)."""
+    items = sorted(k for k in a.keys() & b.keys() if a[k][1] is not None and b[k][1] is not None)
+    return items, sum(v[1] is not None for v in a.values()), sum(v[1] is not None for v in b.values())
+
+
 def compare_scores(a: dict[str, tuple], b: dict[str, tuple], run_a: str, run_b: str,
                    n_boot: int = 10_000, seed: int = 0, metric: str = "score", scale: str | None = None) -> Comparison:
     """``a`` and ``b``: item id -> (category, score, ...); only items scored in both runs are paired, all of them
     into one mean: the caller passes items of one scale (``compare_runs`` splits them)."""
-    items = sorted(k for k in a.keys() & b.keys() if a[k][1] is not None and b[k][1] is not None)
-    measured_a = sum(v[1] is not None for v in a.values())
-    measured_b = sum(v[1] is not None for v in b.values())
+    items, measured_a, measured_b = measured_pairs(a, b)
     if not items:
         raise JcurateError(f"runs {run_a} and {run_b} have no item with a {metric} in common ({measured_a} item(s) "
                            f"with a {metric} in {run_a}, {measured_b} in {run_b}): were they evaluated on the same "
@@ -113,9 +117,8 @@ def compare_runs(a: dict[str, tuple], b: dict[str, tuple], run_a: str, run_b: st
     for scale in SCALES:
         own_a = {k: v for k, v in a.items() if v[2] == scale}
         own_b = {k: v for k, v in b.items() if v[2] == scale}
-        measured_a = sum(v[1] is not None for v in own_a.values())
-        measured_b = sum(v[1] is not None for v in own_b.values())
-        if any(v[1] is not None and own_b[k][1] is not None for k, v in own_a.items() if k in own_b):
+        paired, measured_a, measured_b = measured_pairs(own_a, own_b)
+        if paired:
             parts.append(compare_scores(own_a, own_b, run_a, run_b, n_boot, seed, metric, scale))
         elif measured_a or measured_b:
             unpaired[scale] = (measured_a, measured_b)
