@@ -273,4 +273,4 @@ def run_experiment(cfg: ExperimentConfig, log=print) -> dict:
             "evals": {arm: evals[(arm, seeds[0])] for arm in arms},
             "train_runs_by_seed": train_runs, "evals_by_seed": evals, "seeds": seeds,
             "comparison": next(iter(comparisons.values())), "comparisons": comparisons, "against": against,
-            "by_metric": by_run, "report": str(out / "comparison.md")}
+            "report": str(out / "comparison.md")}
